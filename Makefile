@@ -1,0 +1,33 @@
+# Quick start: `make demo` and `make test`. Both create .venv on first use.
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+STAMP := $(VENV)/.installed-dev
+PIP := $(VENV)/bin/pip --disable-pip-version-check
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
+	$(PIP) install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/keel demo
+
+test: $(STAMP)
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/python -m pytest
+
+# Benchmarks against MLflow live in their own environment: MLflow is never a dependency of keel.
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt
+	@test -x $(BENCH_VENV)/bin/python || $(PY) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --disable-pip-version-check -e '.[all]' -r bench/requirements.txt
+	@touch $@
+
+bench: $(BENCH_VENV)/.installed
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BENCH_VENV)/bin/python bench/tracking.py
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BENCH_VENV)/bin/python bench/registry.py
+
+clean:
+	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache

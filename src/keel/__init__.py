@@ -1,0 +1,58 @@
+"""Keel: a local-first machine-learning platform.
+
+    ws = keel.Workspace()                 versioned data, tracked runs, a model registry
+    ws.datasets   -> DatasetVersion       add, load ('credit@3'), diff
+    ws.runs       -> ActiveRun / Run      params, metric series, inputs; search in SQL
+    ws.models     -> ModelVersion         register with lineage, aliases, load ('credit-risk@champion')
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from keel.errors import (
+    ConfigError,
+    ConflictError,
+    CorruptArtifactError,
+    InvalidInputError,
+    KeelError,
+    MissingDependencyError,
+    NotFoundError,
+    SchemaVersionError,
+    SignatureError,
+    StoreUnavailableError,
+    UnsafeLoadError,
+)
+from keel.settings import Settings
+
+if TYPE_CHECKING:
+    from keel._workspace import Workspace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Workspace",
+    "Settings",
+    "KeelError",
+    "NotFoundError",
+    "ConflictError",
+    "InvalidInputError",
+    "SignatureError",
+    "ConfigError",
+    "MissingDependencyError",
+    "UnsafeLoadError",
+    "CorruptArtifactError",
+    "SchemaVersionError",
+    "StoreUnavailableError",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # Workspace pulls in pandas, pyarrow and SQLAlchemy: load them on first use, so that
+    # `import keel` and `keel --help` stay fast.
+    if name == "Workspace":
+        from keel._workspace import Workspace
+
+        return Workspace
+    raise AttributeError(f"module 'keel' has no attribute {name!r}")

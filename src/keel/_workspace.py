@@ -1,0 +1,125 @@
+"""Workspace: the one facade of the Python API. Everything hangs off a Workspace you create."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from keel.data import Datasets
+from keel.entities import DatasetVersion, GcReport
+from keel.registry import Models
+from keel.settings import Settings
+from keel.storage import BlobStore, MetadataStore, mask_url
+from keel.tracking import Runs
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Workspace"]
+
+
+class Workspace:
+    """A Keel workspace: versioned datasets, tracked runs and registered models.
+
+    `Workspace()` reads `KEEL_*` settings from the environment (default: `./.keel/`, SQLite
+    plus a local artifact folder); `Workspace(store=..., artifacts=...)` overrides the stores.
+
+    >>> ws = keel.Workspace(home="/tmp/demo")                        # doctest: +SKIP
+    >>> v = ws.datasets.add("credit", frame)                         # doctest: +SKIP
+    >>> with ws.runs.start("credit", inputs=[v]) as run: ...         # doctest: +SKIP
+    >>> ws.models.register("credit-risk", est, run=run, X=X)         # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        home: str | None = None,
+        store: str | None = None,
+        artifacts: str | None = None,
+        artifacts_options: dict[str, Any] | None = None,
+    ) -> None:
+        if settings is None:
+            settings = Settings.from_env(home=home, store_url=store, artifacts_url=artifacts, artifacts_options=artifacts_options)
+        else:
+            changes = {k: v for k, v in {"home": home, "store_url": store, "artifacts_url": artifacts,
+                                          "artifacts_options": artifacts_options}.items() if v is not None}  # fmt: skip
+            settings = settings.with_changes(**changes) if changes else settings
+        self.settings = settings
+        self._blobs = BlobStore(settings.resolved_artifacts_url, settings.artifacts_options)
+        self._meta = MetadataStore(settings.resolved_store_url)
+        author = settings.resolved_author
+        self.datasets = Datasets(self._meta, self._blobs, author=author)
+        self.runs = Runs(
+            self._meta,
+            self._blobs,
+            author=author,
+            buffer_points=settings.metric_buffer_points,
+            datasets_get=self.datasets.get,
+            dataset_id=self.datasets.version_id,
+        )
+        self.models = Models(
+            self._meta,
+            self._blobs,
+            author=author,
+            datasets_get=self.datasets.get,
+            dataset_id=self.datasets.version_id,
+            runs_get=self.runs.get,
+        )
+
+    @property
+    def store_url(self) -> str:
+        return mask_url(self.settings.resolved_store_url)
+
+    @property
+    def artifacts_url(self) -> str:
+        return self.settings.resolved_artifacts_url
+
+    @property
+    def schema_revision(self) -> str | None:
+        return self._meta.revision
+
+    def consumers(self, dataset: str | DatasetVersion) -> dict[str, list[str]]:
+        """What was made from a dataset version: {'runs': [...ids], 'models': [...refs]}."""
+        version = self.datasets.get(dataset)
+        models = [m.ref for m in self.models.trained_on(version)]
+        runs = [r.id for r in self.runs.search(None, limit=10_000) if version.ref in r.inputs]
+        return {"runs": runs, "models": models}
+
+    def gc(self, *, dry_run: bool = False, grace_s: int | None = None) -> GcReport:
+        """Delete artifacts no metadata points at (left by failed or interrupted writes).
+
+        Blobs younger than `grace_s` (default: settings.gc_grace_s) are kept: their metadata
+        may be about to commit.
+        """
+        grace = self.settings.gc_grace_s if grace_s is None else grace_s
+        cutoff = datetime.now(UTC) - timedelta(seconds=grace)
+        referenced = self._meta.referenced_digests()
+        deleted, kept_young, freed = [], 0, 0
+        for blob in self._blobs.iter_blobs():
+            if blob.digest in referenced:
+                continue
+            if blob.modified_at is not None and blob.modified_at > cutoff:
+                kept_young += 1
+                continue
+            if not dry_run:
+                self._blobs.delete(blob.digest)
+            deleted.append(blob.digest)
+            freed += blob.size_bytes
+        if not dry_run:
+            self._blobs.clean_tmp(cutoff)
+            if deleted:
+                logger.info("gc deleted %d unreferenced artifacts (%d bytes)", len(deleted), freed)
+        return GcReport(len(referenced), tuple(deleted), kept_young, freed, dry_run)
+
+    def close(self) -> None:
+        self._meta.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Workspace(store={self.store_url!r}, artifacts={self.artifacts_url!r})"

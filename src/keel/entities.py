@@ -1,0 +1,283 @@
+"""Frozen values that every layer shares: what the store returns and the facade hands out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "ColumnSchema",
+    "DatasetVersion",
+    "DatasetSummary",
+    "ColumnChange",
+    "DatasetDiff",
+    "RunStatus",
+    "Run",
+    "MetricPoint",
+    "ArtifactRecord",
+    "ColumnSpec",
+    "Signature",
+    "ModelVersion",
+    "RegisteredModel",
+    "AliasEvent",
+    "Lineage",
+    "GcReport",
+    "Comparison",
+    "BoolOp",
+    "OrderBy",
+]
+
+
+@dataclass(frozen=True)
+class ColumnSchema:
+    name: str
+    type: str  # Arrow type, e.g. 'int64', 'double', 'string', 'dictionary<values=string, ...>'
+    nullable: bool  # the column holds at least one null
+    categories: tuple[str, ...] | None = None  # for categorical (dictionary) columns
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    """One immutable version of a dataset, identified by the SHA-256 of its content."""
+
+    name: str
+    version: int
+    digest: str  # 'sha256:<hex>'
+    kind: str  # 'table' or 'files'
+    num_rows: int  # rows of a table, files of a folder
+    size_bytes: int
+    columns: tuple[ColumnSchema, ...]
+    profile: dict[str, Any]
+    created_at: datetime
+    author: str
+    parent_version: int | None = None
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def short_digest(self) -> str:
+        return self.digest.removeprefix("sha256:")[:12]
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    name: str
+    latest_version: int
+    num_versions: int
+    created_at: datetime
+    updated_at: datetime
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ColumnChange:
+    """How one column's distribution moved between two dataset versions."""
+
+    name: str
+    kind: str  # 'numeric' or 'categorical'
+    statistic: str  # 'psi' for numeric, 'js_distance' for categorical
+    value: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DatasetDiff:
+    a: str
+    b: str
+    added_columns: tuple[str, ...]
+    removed_columns: tuple[str, ...]
+    type_changes: tuple[tuple[str, str, str], ...]  # (column, type in a, type in b)
+    rows_a: int
+    rows_b: int
+    columns: tuple[ColumnChange, ...]
+
+    @property
+    def rows_delta(self) -> int:
+        return self.rows_b - self.rows_a
+
+    @property
+    def schema_changed(self) -> bool:
+        return bool(self.added_columns or self.removed_columns or self.type_changes)
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    KILLED = "killed"
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    path: str
+    digest: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class Run:
+    id: str
+    experiment: str
+    name: str
+    status: RunStatus
+    started_at: datetime
+    ended_at: datetime | None
+    params: dict[str, str]
+    metrics: dict[str, float]  # the latest value of each metric
+    tags: dict[str, str]
+    inputs: tuple[str, ...]  # dataset version refs the run read
+    artifacts: tuple[ArtifactRecord, ...]
+    code_version: str | None
+    environment: dict[str, str]
+    author: str
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    key: str
+    value: float
+    step: int
+    timestamp: float  # seconds since the epoch
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    name: str
+    type: str  # 'integer', 'float', 'boolean', 'string', 'category', 'datetime'
+    categories: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a model version takes and gives."""
+
+    inputs: tuple[ColumnSpec, ...]
+    output: str  # 'classification', 'regression' or 'other'
+    classes: tuple[Any, ...] | None = None
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.inputs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "inputs": [
+                {"name": c.name, "type": c.type, **({"categories": list(c.categories)} if c.categories else {})}
+                for c in self.inputs
+            ],
+            "output": self.output,
+            "classes": None if self.classes is None else list(self.classes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Signature:
+        return cls(
+            inputs=tuple(
+                ColumnSpec(c["name"], c["type"], tuple(c["categories"]) if c.get("categories") else None)
+                for c in data["inputs"]
+            ),
+            output=data["output"],
+            classes=None if data.get("classes") is None else tuple(data["classes"]),
+        )
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: int
+    flavor: str
+    digest: str  # the artifact's 'sha256:<hex>'
+    size_bytes: int
+    signature: Signature | None
+    input_example: list[dict[str, Any]] | None
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+    description: str
+    run_id: str | None
+    datasets: tuple[str, ...]  # dataset version refs it was trained on
+    aliases: tuple[str, ...]
+    created_at: datetime
+    author: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    description: str
+    latest_version: int
+    num_versions: int
+    aliases: dict[str, int]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class AliasEvent:
+    model: str
+    alias: str
+    from_version: int | None  # None: the alias was created
+    to_version: int | None  # None: the alias was removed
+    at: datetime
+    author: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a model version came from: the run that trained it and the data that run read."""
+
+    model: str  # 'credit-risk@4'
+    run_id: str | None
+    experiment: str | None
+    datasets: tuple[str, ...]
+    dataset_digests: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GcReport:
+    referenced: int
+    deleted: tuple[str, ...]
+    kept_young: int
+    freed_bytes: int
+    dry_run: bool
+
+
+# -- run search: the parsed filter that tracking hands to storage ------------------------------
+@dataclass(frozen=True)
+class Comparison:
+    """`metrics.auc > 0.8`: field kind ('metrics', 'params', 'tags', 'attributes'), key, op, value."""
+
+    kind: str
+    key: str
+    op: str  # '=', '!=', '<', '<=', '>', '>=', 'like'
+    value: float | str
+
+
+@dataclass(frozen=True)
+class BoolOp:
+    op: str  # 'and' or 'or'
+    terms: tuple[Comparison | BoolOp, ...]
+
+
+@dataclass(frozen=True)
+class OrderBy:
+    kind: str  # 'metrics', 'params', 'attributes'
+    key: str
+    descending: bool = False

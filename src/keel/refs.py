@@ -1,0 +1,82 @@
+"""One reference grammar for the CLI, HTTP and Python.
+
+    name            the newest version
+    name@latest     the newest version
+    name@7          version 7
+    name@champion   whatever the alias 'champion' points at (models)
+    name@9f2c1ab    a content-hash prefix, at least 6 hex digits (datasets); 'sha256:' may prefix it
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from keel.errors import InvalidInputError
+
+__all__ = ["Ref", "parse_ref", "check_name"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SELECTOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_HEX = re.compile(r"^(sha256:)?[0-9a-f]{6,64}$")
+
+
+def check_name(name: str, *, what: str = "name") -> str:
+    """Return `name` if it is a valid dataset, model, experiment or alias name; raise otherwise."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidInputError(
+            f"Invalid {what} {name!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A parsed reference: exactly one of version, alias, digest is set, or none (= latest)."""
+
+    name: str
+    version: int | None = None
+    alias: str | None = None
+    digest: str | None = None  # hex prefix without 'sha256:'
+
+    @property
+    def is_latest(self) -> bool:
+        return self.version is None and self.alias is None and self.digest is None
+
+    def __str__(self) -> str:
+        if self.version is not None:
+            return f"{self.name}@{self.version}"
+        if self.alias is not None:
+            return f"{self.name}@{self.alias}"
+        if self.digest is not None:
+            return f"{self.name}@{self.digest}"
+        return f"{self.name}@latest"
+
+
+def parse_ref(text: str, *, hashes: bool = False) -> Ref:
+    """Parse 'name', 'name@7', 'name@latest', 'name@alias' (or a hash prefix when `hashes`).
+
+    >>> parse_ref("credit@3")
+    Ref(name='credit', version=3, alias=None, digest=None)
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInputError(f"Empty reference {text!r}: expected NAME, NAME@VERSION or NAME@ALIAS")
+    name, sep, selector = text.strip().partition("@")
+    check_name(name)
+    if not sep or selector == "latest":
+        if sep and not selector:
+            raise InvalidInputError(f"Reference {text!r} has nothing after '@'")
+        return Ref(name)
+    if selector.isdigit():
+        version = int(selector)
+        if version < 1:
+            raise InvalidInputError(f"Reference {text!r}: versions start at 1")
+        return Ref(name, version=version)
+    if not _SELECTOR.match(selector):
+        raise InvalidInputError(f"Reference {text!r}: {selector!r} is not a version, alias or hash")
+    if hashes and _HEX.match(selector):
+        return Ref(name, digest=selector.removeprefix("sha256:"))
+    if selector.startswith("sha256:"):
+        raise InvalidInputError(f"Reference {text!r}: only datasets are addressed by hash")
+    return Ref(name, alias=selector)

@@ -1,0 +1,22 @@
+"""The model registry: versions with lineage, aliases with an audit history, flavours, signatures.
+
+May import: keel.tracking, keel.data, keel.storage and the base modules.
+"""
+
+from __future__ import annotations
+
+from keel.registry.flavors import FLAVORS, Flavor, flavor_for, get_flavor
+from keel.registry.models import LoadedModel, Models, predictions_frame
+from keel.registry.signature import infer_signature, validate_input
+
+__all__ = [
+    "Models",
+    "LoadedModel",
+    "Flavor",
+    "FLAVORS",
+    "flavor_for",
+    "get_flavor",
+    "infer_signature",
+    "validate_input",
+    "predictions_frame",
+]

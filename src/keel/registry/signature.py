@@ -1,0 +1,210 @@
+"""Model signatures: infer them from training data, and check (and coerce) input against them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from keel.entities import ColumnSchema, ColumnSpec, Signature
+from keel.errors import SignatureError
+
+__all__ = ["infer_signature", "signature_from_schema", "validate_input", "to_frame", "input_example"]
+
+
+def _column_type(s: pd.Series) -> ColumnSpec:
+    dt = s.dtype
+    name = str(s.name)
+    if isinstance(dt, pd.CategoricalDtype):
+        return ColumnSpec(name, "category", tuple(str(c) for c in dt.categories))
+    if pd.api.types.is_bool_dtype(dt):
+        return ColumnSpec(name, "boolean")
+    if pd.api.types.is_integer_dtype(dt):
+        return ColumnSpec(name, "integer")
+    if pd.api.types.is_float_dtype(dt):
+        return ColumnSpec(name, "float")
+    if pd.api.types.is_datetime64_any_dtype(dt):
+        return ColumnSpec(name, "datetime")
+    return ColumnSpec(name, "string")
+
+
+def _output_kind(model: Any) -> tuple[str, tuple[Any, ...] | None]:
+    classes = getattr(model, "classes_", None)
+    if classes is not None:
+        return "classification", tuple(c.item() if isinstance(c, np.generic) else c for c in classes)
+    try:
+        from sklearn.base import is_regressor
+
+        if is_regressor(model):
+            return "regression", None
+    except ImportError:  # pragma: no cover
+        pass
+    if type(model).__name__.endswith("Regressor"):
+        return "regression", None
+    return "other", None
+
+
+def infer_signature(model: Any, X: Any) -> Signature:
+    """The signature of `model` given data shaped like its training input."""
+    frame = to_frame(X, None)
+    output, classes = _output_kind(model)
+    return Signature(tuple(_column_type(frame[c]) for c in frame.columns), output, classes)
+
+
+def signature_from_schema(model: Any, names: list[str], schema: tuple[ColumnSchema, ...]) -> Signature | None:
+    """A signature from the model's feature names and the training dataset's stored column types."""
+    by_name = {c.name: c for c in schema}
+    if not all(n in by_name for n in names):
+        return None
+    specs = []
+    for n in names:
+        c = by_name[n]
+        t = c.type
+        if c.categories is not None or t.startswith("dictionary"):
+            specs.append(ColumnSpec(n, "category", c.categories))
+        elif t == "bool":
+            specs.append(ColumnSpec(n, "boolean"))
+        elif t.startswith(("int", "uint")):
+            specs.append(ColumnSpec(n, "integer"))
+        elif t.startswith(("float", "double", "halffloat", "decimal")):
+            specs.append(ColumnSpec(n, "float"))
+        elif t.startswith(("timestamp", "date")):
+            specs.append(ColumnSpec(n, "datetime"))
+        else:
+            specs.append(ColumnSpec(n, "string"))
+    output, classes = _output_kind(model)
+    return Signature(tuple(specs), output, classes)
+
+
+def to_frame(X: Any, signature: Signature | None) -> pd.DataFrame:
+    """Records, a dict of columns, an array or a DataFrame as a DataFrame."""
+    if isinstance(X, pd.DataFrame):
+        return X
+    if isinstance(X, dict):
+        if all(isinstance(v, (list, tuple, np.ndarray, pd.Series)) for v in X.values()):
+            return pd.DataFrame(X)
+        return pd.DataFrame([X])
+    if isinstance(X, list) and (not X or isinstance(X[0], dict)):
+        return pd.DataFrame.from_records(X)
+    arr = np.asarray(X)
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2:
+        raise SignatureError(f"Expected a table of rows, got an array of shape {arr.shape}")
+    if signature is not None:
+        if arr.shape[1] != len(signature.inputs):
+            raise SignatureError(
+                f"Expected {len(signature.inputs)} columns ({', '.join(signature.column_names)}), got {arr.shape[1]}"
+            )
+        return pd.DataFrame(arr, columns=list(signature.column_names))
+    return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
+
+
+def _kind_of(s: pd.Series) -> str:
+    dt = s.dtype
+    if isinstance(dt, pd.CategoricalDtype):
+        return "category"
+    if pd.api.types.is_bool_dtype(dt):
+        return "boolean"
+    if pd.api.types.is_numeric_dtype(dt):
+        return "integer" if pd.api.types.is_integer_dtype(dt) else "float"
+    if pd.api.types.is_datetime64_any_dtype(dt):
+        return "datetime"
+    non_null = s.dropna()
+    if non_null.empty:
+        return "null"
+    kinds = {type(v) for v in non_null.head(1000)}
+    if kinds <= {bool, np.bool_}:
+        return "boolean"
+    if kinds <= {int, float, np.integer, np.floating} or all(issubclass(k, (int, float, np.number)) for k in kinds):
+        return "float"
+    if kinds <= {str}:
+        return "string"
+    return "mixed"
+
+
+def _coerce(s: pd.Series, spec: ColumnSpec) -> pd.Series | None:
+    """The column cast to the signature's type, or None when it does not fit."""
+    kind = _kind_of(s)
+    if kind == "null":  # all missing: the model sees NaN / None
+        if spec.type in ("integer", "float", "boolean"):
+            return pd.Series(np.nan, index=s.index, name=s.name, dtype="float64")
+        if spec.type == "category":
+            return pd.Series(pd.Categorical([None] * len(s), categories=list(spec.categories or ())), index=s.index, name=s.name)
+        return s.astype(object)
+    if spec.type in ("integer", "float"):
+        if kind in ("integer", "float", "boolean"):
+            out = pd.to_numeric(s, errors="coerce") if kind != "boolean" else s.astype("int64")
+            if spec.type == "integer" and not out.isna().any() and np.all(np.mod(out, 1) == 0):
+                return out.astype("int64")
+            return out.astype("float64")
+        return None
+    if spec.type == "boolean":
+        if kind == "boolean":
+            return s.astype(bool) if not s.isna().any() else s
+        if kind in ("integer", "float") and set(pd.unique(s.dropna())) <= {0, 1}:
+            return s.astype(bool) if not s.isna().any() else s
+        return None
+    if spec.type == "category":
+        if kind in ("string", "category"):
+            values = s.astype(object).where(s.notna(), None)
+            return pd.Series(pd.Categorical(values, categories=list(spec.categories or ())), index=s.index, name=s.name)
+        return None
+    if spec.type == "datetime":
+        if kind == "datetime":
+            return s
+        if kind == "string":
+            try:
+                return pd.to_datetime(s)
+            except (ValueError, TypeError):
+                return None
+        return None
+    # string
+    if kind in ("string", "category"):
+        return s.astype(object).where(s.notna(), None)
+    return None
+
+
+def validate_input(X: Any, signature: Signature) -> pd.DataFrame:
+    """Check `X` against the signature; return it as a DataFrame in the signature's column order and types.
+
+    Raises SignatureError naming every missing, extra and mistyped column.
+    """
+    frame = to_frame(X, signature)
+    names = signature.column_names
+    given = [str(c) for c in frame.columns]
+    missing = tuple(n for n in names if n not in given)
+    extra = tuple(c for c in given if c not in names)
+    mistyped: list[tuple[str, str, str]] = []
+    out: dict[str, pd.Series] = {}
+    for spec in signature.inputs:
+        if spec.name in missing:
+            continue
+        coerced = _coerce(frame[spec.name], spec)
+        if coerced is None:
+            mistyped.append((spec.name, spec.type, _kind_of(frame[spec.name])))
+        else:
+            out[spec.name] = coerced
+    if missing or extra or mistyped:
+        parts = []
+        if missing:
+            parts.append(f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        if extra:
+            parts.append(f"unexpected column{'s' if len(extra) > 1 else ''} {', '.join(extra)}")
+        for name, want, got in mistyped:
+            parts.append(f"column {name} should be {want} but is {got}")
+        raise SignatureError(
+            "Input does not match the model signature: " + "; ".join(parts),
+            missing=missing,
+            extra=extra,
+            mistyped=tuple(mistyped),
+        )
+    return pd.DataFrame(out, index=frame.index)
+
+
+def input_example(X: Any, rows: int = 5) -> list[dict[str, Any]]:
+    """A few rows as JSON-safe records."""
+    frame = to_frame(X, None).head(rows)
+    return json.loads(frame.to_json(orient="records", date_format="iso"))  # type: ignore[no-any-return]

@@ -1,0 +1,109 @@
+"""Settings: one frozen dataclass, every field with a local-first default.
+
+`Settings.from_env()` reads `KEEL_<FIELD>` (for example `KEEL_HOME`, `KEEL_STORE_URL`,
+`KEEL_ARTIFACTS_URL`) and casts by field type. No other module reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from keel.errors import ConfigError
+
+__all__ = ["Settings"]
+
+_PREFIX = "KEEL_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where a workspace keeps its metadata and artifacts, and how it behaves.
+
+    >>> s = Settings(home=Path("/tmp/ws"))
+    >>> s.resolved_store_url
+    'sqlite:////tmp/ws/keel.db'
+    """
+
+    home: Path = Path(".keel")
+    store_url: str = ""  # empty: SQLite at <home>/keel.db
+    artifacts_url: str = ""  # empty: <home>/artifacts
+    artifacts_options: dict[str, Any] = field(default_factory=dict)  # fsspec storage options (JSON in env)
+    author: str = ""  # empty: the OS user name
+    log_level: str = "WARNING"
+    metric_buffer_points: int = 5000  # metric points buffered per run before a batch write
+    gc_grace_s: int = 3600  # keel gc keeps unreferenced blobs younger than this (writes in flight)
+    server_host: str = "127.0.0.1"
+    server_port: int = 8080
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "home", Path(self.home).expanduser())
+        if self.metric_buffer_points < 1:
+            raise ConfigError(f"metric_buffer_points must be >= 1, got {self.metric_buffer_points}")
+        if not 0 <= self.server_port <= 65535:
+            raise ConfigError(f"server_port must be in 0..65535, got {self.server_port}")
+
+    @property
+    def resolved_store_url(self) -> str:
+        """The SQLAlchemy URL of the metadata store."""
+        if self.store_url:
+            return self.store_url
+        return f"sqlite:///{self.home.absolute() / 'keel.db'}"
+
+    @property
+    def resolved_artifacts_url(self) -> str:
+        """The fsspec URL (or local path) of the artifact store."""
+        if self.artifacts_url:
+            return self.artifacts_url
+        return str(self.home.absolute() / "artifacts")
+
+    @property
+    def resolved_author(self) -> str:
+        if self.author:
+            return self.author
+        try:
+            return getpass.getuser()
+        except (KeyError, OSError):  # no passwd entry (containers)
+            return "unknown"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from `KEEL_*` variables; keyword overrides win over the environment."""
+        env = os.environ if environ is None else environ
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(_PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _cast(f.name, raw, hints[f.name])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_changes(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _cast(name: str, raw: str, hint: Any) -> Any:
+    var = _PREFIX + name.upper()
+    text = str(hint)
+    try:
+        if hint is int or text == "int":
+            return int(raw)
+        if hint is Path or "Path" in text:
+            return Path(raw)
+        if text.startswith("dict"):
+            value = json.loads(raw)
+            if not isinstance(value, dict):
+                raise ValueError("not a JSON object")
+            return value
+    except ValueError as exc:
+        kind = "a JSON object" if text.startswith("dict") else "an int"
+        raise ConfigError(f"{var}={raw!r} is not {kind}") from exc
+    return raw

@@ -1,0 +1,63 @@
+"""Storage: the only package that imports SQLAlchemy and Alembic.
+
+`schema.py` holds every table; `migrations/` one Alembic history for SQLite and PostgreSQL;
+one small store per aggregate (`datasets.py`, `runs.py`, `models.py`) returns entities, never
+rows; `blobs.py` keeps content-addressed artifacts on any fsspec filesystem.
+May import: keel.errors, keel.refs, keel.entities, keel.settings.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from keel.storage import schema
+from keel.storage._common import translate_errors
+from keel.storage.blobs import BlobInfo, BlobStore, sha256_file
+from keel.storage.datasets import DatasetStore
+from keel.storage.engine import head_revision, mask_url, open_engine, schema_revision
+from keel.storage.models import ModelStore
+from keel.storage.runs import RunStore
+
+__all__ = [
+    "MetadataStore",
+    "BlobStore",
+    "BlobInfo",
+    "sha256_file",
+    "head_revision",
+    "schema_revision",
+    "mask_url",
+]
+
+
+class MetadataStore:
+    """The metadata store of one workspace: an engine and one store per aggregate."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = open_engine(url)
+        self.datasets = DatasetStore(self.engine)
+        self.runs = RunStore(self.engine)
+        self.models = ModelStore(self.engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def revision(self) -> str | None:
+        return schema_revision(self.engine)
+
+    def referenced_digests(self) -> set[str]:
+        """Every blob digest some metadata row points at."""
+        with translate_errors(), self.engine.connect() as conn:
+            return set(conn.execute(select(schema.blob_refs.c.digest).distinct()).scalars())
+
+    def dataset_refs(self, ids: list[int]) -> dict[int, tuple[str, str]]:
+        with translate_errors(), self.engine.connect() as conn:
+            return self.datasets.refs_by_ids(conn, ids)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"MetadataStore({mask_url(self.url)!r})"

@@ -1,0 +1,99 @@
+"""Helpers shared by the stores: time, error translation, dialect-aware upserts."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
+
+from sqlalchemy import Connection, Engine, Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from keel.errors import ConflictError, StoreUnavailableError
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes: they were written in UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: list[str], update: list[str]) -> None:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET update-columns, on SQLite and PostgreSQL."""
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    ins: Any
+    if dialect == "postgresql":
+        ins = postgresql.insert(table)
+    elif dialect == "sqlite":
+        ins = sqlite.insert(table)
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        raise NotImplementedError(dialect)
+    stmt = ins.on_conflict_do_update(index_elements=keys, set_={c: ins.excluded[c] for c in update})
+    conn.execute(stmt, rows)
+
+
+class Transactional:
+    """Base of the stores: one engine, short transactions, errors translated at the boundary."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        with translate_errors(), self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with translate_errors(), self.engine.connect() as conn:
+            yield conn
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    try:
+        yield
+    except IntegrityError as exc:
+        raise ConflictError(f"The write conflicts with stored state: {_first_line(exc)}") from exc
+    except OperationalError as exc:
+        raise StoreUnavailableError(f"The metadata store failed: {_first_line(exc)}") from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise StoreUnavailableError(f"Lost the connection to the metadata store: {_first_line(exc)}") from exc
+        raise
+
+
+def _first_line(exc: DBAPIError) -> str:
+    return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+
+
+def retry_conflicts(attempts: int = 5) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """Retry a write that lost a race for a fresh version number."""
+
+    def deco(fn: Callable[P, T]) -> Callable[P, T]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            for attempt in range(attempts):
+                try:
+                    return fn(*args, **kwargs)
+                except ConflictError:
+                    if attempt == attempts - 1:
+                        raise
+            raise AssertionError("unreachable")
+
+        return wrapper
+
+    return deco

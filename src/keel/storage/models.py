@@ -1,0 +1,298 @@
+"""Registered models, their versions, aliases with an audit history, and lineage links."""
+
+from __future__ import annotations
+
+import difflib
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import Connection, Row, delete, func, select
+
+from keel.entities import AliasEvent, ModelVersion, RegisteredModel, Signature
+from keel.errors import NotFoundError
+from keel.refs import Ref, check_name
+from keel.storage import schema as s
+from keel.storage._common import Transactional, now, retry_conflicts, upsert, utc
+
+__all__ = ["ModelStore"]
+
+mv = s.model_versions
+rm = s.registered_models
+
+
+class ModelStore(Transactional):
+    @retry_conflicts()
+    def create_version(
+        self,
+        name: str,
+        *,
+        flavor: str,
+        digest: str,
+        size_bytes: int,
+        signature: Signature | None,
+        input_example: list[dict[str, Any]] | None,
+        metrics: dict[str, float],
+        params: dict[str, str],
+        tags: dict[str, str],
+        description: str,
+        run_id: str | None,
+        dataset_version_ids: list[int],
+        author: str,
+        extra_blobs: list[str] | None = None,
+    ) -> ModelVersion:
+        with self.begin() as conn:
+            ts = now()
+            model_id = conn.execute(select(rm.c.id).where(rm.c.name == name)).scalar()
+            if model_id is None:
+                model_id = conn.execute(
+                    rm.insert().values(name=name, description="", created_at=ts, updated_at=ts)
+                ).inserted_primary_key[0]  # type: ignore[index]
+            if run_id is not None and conn.execute(select(s.runs.c.id).where(s.runs.c.id == run_id)).first() is None:
+                raise NotFoundError(f"No run with id {run_id!r} to link model {name!r} to")
+            latest = conn.execute(select(func.max(mv.c.version)).where(mv.c.model_id == model_id)).scalar()
+            version = (latest or 0) + 1
+            row_id = conn.execute(
+                mv.insert().values(
+                    model_id=model_id,
+                    version=version,
+                    flavor=flavor,
+                    digest=digest,
+                    size_bytes=size_bytes,
+                    signature=None if signature is None else signature.to_dict(),
+                    input_example=input_example,
+                    metrics=metrics,
+                    params=params,
+                    tags=tags,
+                    description=description,
+                    run_id=run_id,
+                    created_at=ts,
+                    author=author,
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            if dataset_version_ids:
+                conn.execute(
+                    s.model_version_datasets.insert(),
+                    [{"model_version_id": row_id, "dataset_version_id": i} for i in sorted(set(dataset_version_ids))],
+                )
+            owner = f"model_version:{row_id}"
+            conn.execute(
+                s.blob_refs.insert(),
+                [{"digest": d, "owner": owner} for d in sorted({digest, *(extra_blobs or [])})],
+            )
+            conn.execute(rm.update().where(rm.c.id == model_id).values(updated_at=ts))
+            return self._load(conn, select(mv).where(mv.c.id == row_id))[0]
+
+    # -- aliases --------------------------------------------------------------------------
+    def set_alias(self, name: str, alias: str, version: int, *, author: str, reason: str) -> AliasEvent:
+        """Point `alias` at `version` and record the move, in one transaction."""
+        check_name(alias, what="alias")
+        if alias == "latest" or alias.isdigit():
+            from keel.errors import InvalidInputError
+
+            raise InvalidInputError(f"{alias!r} cannot be an alias: it already means a version in references")
+        with self.begin() as conn:
+            model_id = self._model_id(conn, name)
+            target = conn.execute(select(mv.c.id).where(mv.c.model_id == model_id, mv.c.version == version)).scalar()
+            if target is None:
+                raise NotFoundError(f"Model {name!r} has no version {version}; {self._versions_hint(conn, model_id)}")
+            # Lock the alias row (PostgreSQL) so concurrent moves serialize and history stays exact.
+            current = conn.execute(
+                select(mv.c.version)
+                .select_from(s.model_aliases.join(mv, mv.c.id == s.model_aliases.c.model_version_id))
+                .where(s.model_aliases.c.model_id == model_id, s.model_aliases.c.alias == alias)
+                .with_for_update()
+            ).scalar()
+            upsert(
+                conn,
+                s.model_aliases,
+                [{"model_id": model_id, "alias": alias, "model_version_id": target}],
+                ["model_id", "alias"],
+                ["model_version_id"],
+            )
+            ts = now()
+            conn.execute(
+                s.alias_events.insert().values(
+                    model_id=model_id, alias=alias, from_version=current, to_version=version, at=ts, author=author, reason=reason
+                )
+            )
+            return AliasEvent(name, alias, current, version, ts, author, reason)
+
+    def delete_alias(self, name: str, alias: str, *, author: str, reason: str) -> AliasEvent:
+        with self.begin() as conn:
+            model_id = self._model_id(conn, name)
+            current = conn.execute(
+                select(mv.c.version)
+                .select_from(s.model_aliases.join(mv, mv.c.id == s.model_aliases.c.model_version_id))
+                .where(s.model_aliases.c.model_id == model_id, s.model_aliases.c.alias == alias)
+            ).scalar()
+            if current is None:
+                raise NotFoundError(f"Model {name!r} has no alias {alias!r}; {self._aliases_hint(conn, model_id, alias)}")
+            conn.execute(
+                delete(s.model_aliases).where(s.model_aliases.c.model_id == model_id, s.model_aliases.c.alias == alias)
+            )
+            ts = now()
+            conn.execute(
+                s.alias_events.insert().values(
+                    model_id=model_id, alias=alias, from_version=current, to_version=None, at=ts, author=author, reason=reason
+                )
+            )
+            return AliasEvent(name, alias, current, None, ts, author, reason)
+
+    def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
+        e = s.alias_events
+        with self.connect() as conn:
+            model_id = self._model_id(conn, name)
+            q = select(e).where(e.c.model_id == model_id)
+            if alias is not None:
+                q = q.where(e.c.alias == alias)
+            return [
+                AliasEvent(name, r.alias, r.from_version, r.to_version, utc(r.at), r.author, r.reason or "")  # type: ignore[arg-type]
+                for r in conn.execute(q.order_by(e.c.at, e.c.id))
+            ]
+
+    # -- reads ----------------------------------------------------------------------------
+    def get(self, ref: Ref) -> ModelVersion:
+        with self.connect() as conn:
+            model_id = self._model_id(conn, ref.name)
+            q = select(mv).where(mv.c.model_id == model_id)
+            if ref.version is not None:
+                rows = self._load(conn, q.where(mv.c.version == ref.version))
+                if not rows:
+                    raise NotFoundError(
+                        f"Model {ref.name!r} has no version {ref.version}; {self._versions_hint(conn, model_id)}"
+                    )
+                return rows[0]
+            if ref.alias is not None:
+                target = conn.execute(
+                    select(s.model_aliases.c.model_version_id).where(
+                        s.model_aliases.c.model_id == model_id, s.model_aliases.c.alias == ref.alias
+                    )
+                ).scalar()
+                if target is None:
+                    raise NotFoundError(
+                        f"Model {ref.name!r} has no alias {ref.alias!r}; {self._aliases_hint(conn, model_id, ref.alias)}"
+                    )
+                return self._load(conn, select(mv).where(mv.c.id == target))[0]
+            if ref.digest is not None:
+                from keel.errors import InvalidInputError
+
+                raise InvalidInputError(f"Model reference {str(ref)!r}: models are addressed by version or alias")
+            rows = self._load(conn, q.order_by(mv.c.version.desc()).limit(1))
+            if not rows:
+                raise NotFoundError(f"Model {ref.name!r} has no versions")
+            return rows[0]
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        with self.connect() as conn:
+            model_id = self._model_id(conn, name)
+            return self._load(conn, select(mv).where(mv.c.model_id == model_id).order_by(mv.c.version))
+
+    def list(self) -> list[RegisteredModel]:
+        with self.connect() as conn:
+            stats = {
+                r.model_id: (r.latest, r.n)
+                for r in conn.execute(
+                    select(mv.c.model_id, func.max(mv.c.version).label("latest"), func.count().label("n")).group_by(
+                        mv.c.model_id
+                    )
+                )
+            }
+            aliases: dict[int, dict[str, int]] = defaultdict(dict)
+            for r in conn.execute(
+                select(s.model_aliases.c.model_id, s.model_aliases.c.alias, mv.c.version).join(
+                    mv, mv.c.id == s.model_aliases.c.model_version_id
+                )
+            ):
+                aliases[r.model_id][r.alias] = r.version
+            return [
+                RegisteredModel(
+                    name=r.name,
+                    description=r.description or "",
+                    latest_version=stats.get(r.id, (0, 0))[0],
+                    num_versions=stats.get(r.id, (0, 0))[1],
+                    aliases=dict(sorted(aliases[r.id].items())),
+                    created_at=utc(r.created_at),  # type: ignore[arg-type]
+                    updated_at=utc(r.updated_at),  # type: ignore[arg-type]
+                )
+                for r in conn.execute(select(rm).order_by(rm.c.name))
+            ]
+
+    def trained_on(self, dataset_version_id: int) -> list[ModelVersion]:
+        """Every model version whose training data included this dataset version."""
+        with self.connect() as conn:
+            ids = select(s.model_version_datasets.c.model_version_id).where(
+                s.model_version_datasets.c.dataset_version_id == dataset_version_id
+            )
+            return self._load(conn, select(mv).where(mv.c.id.in_(ids)).order_by(mv.c.model_id, mv.c.version))
+
+    def set_description(self, name: str, description: str) -> None:
+        with self.begin() as conn:
+            model_id = self._model_id(conn, name)
+            conn.execute(rm.update().where(rm.c.id == model_id).values(description=description, updated_at=now()))
+
+    # -- helpers --------------------------------------------------------------------------
+    def _model_id(self, conn: Connection, name: str) -> int:
+        model_id = conn.execute(select(rm.c.id).where(rm.c.name == name)).scalar()
+        if model_id is None:
+            names = list(conn.execute(select(rm.c.name)).scalars())
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else f" Known models: {', '.join(sorted(names)[:20]) or 'none'}."
+            raise NotFoundError(f"No model named {name!r}.{hint}")
+        return int(model_id)
+
+    def _versions_hint(self, conn: Connection, model_id: int) -> str:
+        latest = conn.execute(select(func.max(mv.c.version)).where(mv.c.model_id == model_id)).scalar()
+        return f"versions run from 1 to {latest}" if latest else "it has no versions yet"
+
+    def _aliases_hint(self, conn: Connection, model_id: int, wanted: str) -> str:
+        known = sorted(
+            conn.execute(select(s.model_aliases.c.alias).where(s.model_aliases.c.model_id == model_id)).scalars()
+        )
+        close = difflib.get_close_matches(wanted, known, n=1)
+        text = f"known aliases: {', '.join(known)}" if known else "it has no aliases yet"
+        return text + (f". Did you mean {close[0]!r}?" if close else "")
+
+    def _load(self, conn: Connection, q: Any) -> list[ModelVersion]:
+        rows: list[Row[Any]] = conn.execute(q).all()
+        if not rows:
+            return []
+        ids = [r.id for r in rows]
+        model_ids = {r.model_id for r in rows}
+        names = dict(conn.execute(select(rm.c.id, rm.c.name).where(rm.c.id.in_(model_ids))).all())
+        aliases: dict[int, list[str]] = defaultdict(list)
+        for r in conn.execute(
+            select(s.model_aliases.c.model_version_id, s.model_aliases.c.alias)
+            .where(s.model_aliases.c.model_version_id.in_(ids))
+            .order_by(s.model_aliases.c.alias)
+        ):
+            aliases[r.model_version_id].append(r.alias)
+        datasets: dict[int, list[str]] = defaultdict(list)
+        for r in conn.execute(
+            select(s.model_version_datasets.c.model_version_id, s.datasets.c.name, s.dataset_versions.c.version)
+            .join(s.dataset_versions, s.dataset_versions.c.id == s.model_version_datasets.c.dataset_version_id)
+            .join(s.datasets, s.datasets.c.id == s.dataset_versions.c.dataset_id)
+            .where(s.model_version_datasets.c.model_version_id.in_(ids))
+            .order_by(s.datasets.c.name, s.dataset_versions.c.version)
+        ):
+            datasets[r.model_version_id].append(f"{r.name}@{r.version}")
+        return [
+            ModelVersion(
+                name=names[r.model_id],
+                version=r.version,
+                flavor=r.flavor,
+                digest=r.digest,
+                size_bytes=r.size_bytes,
+                signature=None if r.signature is None else Signature.from_dict(r.signature),
+                input_example=r.input_example,
+                metrics=dict(r.metrics or {}),
+                params=dict(r.params or {}),
+                tags=dict(r.tags or {}),
+                description=r.description or "",
+                run_id=r.run_id,
+                datasets=tuple(datasets[r.id]),
+                aliases=tuple(aliases[r.id]),
+                created_at=utc(r.created_at),  # type: ignore[arg-type]
+                author=r.author,
+            )
+            for r in rows
+        ]

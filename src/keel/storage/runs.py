@@ -1,0 +1,359 @@
+"""Experiments and runs: params, tags, metric series, inputs, artifacts, and run search in SQL."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, ColumnElement, and_, false, func, or_, select, true
+from sqlalchemy.dialects import postgresql, sqlite
+
+from keel.entities import ArtifactRecord, BoolOp, Comparison, MetricPoint, OrderBy, Run, RunStatus
+from keel.errors import ConflictError, InvalidInputError, NotFoundError
+from keel.storage import schema as s
+from keel.storage._common import Transactional, now, upsert, utc
+
+__all__ = ["RunStore"]
+
+_ATTRIBUTES = {
+    "name": s.runs.c.name,
+    "status": s.runs.c.status,
+    "started_at": s.runs.c.started_at,
+    "ended_at": s.runs.c.ended_at,
+    "author": s.runs.c.author,
+    "code_version": s.runs.c.code_version,
+    "id": s.runs.c.id,
+    "experiment": s.experiments.c.name,
+}
+
+
+def as_number(value: str) -> float | None:
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+class RunStore(Transactional):
+    # -- writes ---------------------------------------------------------------------------
+    def create(
+        self,
+        *,
+        run_id: str,
+        experiment: str,
+        name: str,
+        author: str,
+        code_version: str | None,
+        environment: dict[str, str],
+        started_at: datetime,
+    ) -> None:
+        with self.begin() as conn:
+            exp_id = conn.execute(select(s.experiments.c.id).where(s.experiments.c.name == experiment)).scalar()
+            if exp_id is None:
+                exp_id = self._create_experiment(conn, experiment)
+            conn.execute(
+                s.runs.insert().values(
+                    id=run_id,
+                    experiment_id=exp_id,
+                    name=name,
+                    status=RunStatus.RUNNING.value,
+                    started_at=started_at,
+                    code_version=code_version,
+                    environment=environment,
+                    author=author,
+                )
+            )
+
+    def _create_experiment(self, conn: Connection, name: str) -> int:
+        ins: Any = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(s.experiments)
+        conn.execute(ins.values(name=name, created_at=now()).on_conflict_do_nothing(index_elements=["name"]))
+        return int(conn.execute(select(s.experiments.c.id).where(s.experiments.c.name == name)).scalar_one())
+
+    def log_params(self, run_id: str, params: dict[str, str]) -> None:
+        """Record params; logging a param again with a different value is a ConflictError."""
+        if not params:
+            return
+        with self.begin() as conn:
+            self._require(conn, run_id)
+            stored = dict(
+                conn.execute(
+                    select(s.run_params.c.key, s.run_params.c.value).where(
+                        s.run_params.c.run_id == run_id, s.run_params.c.key.in_(list(params))
+                    )
+                ).all()
+            )
+            for key, value in params.items():
+                if key in stored and stored[key] != value:
+                    raise ConflictError(
+                        f"Run {run_id} already has param {key!r}={stored[key]!r}; params are immutable "
+                        f"(got {value!r}). Log it under another key or start a new run."
+                    )
+            new = [
+                {"run_id": run_id, "key": k, "value": v, "value_num": as_number(v)}
+                for k, v in params.items()
+                if k not in stored
+            ]
+            if new:
+                conn.execute(s.run_params.insert(), new)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        if not tags:
+            return
+        with self.begin() as conn:
+            self._require(conn, run_id)
+            upsert(conn, s.run_tags, [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()], ["run_id", "key"], ["value"])
+
+    def log_metric_points(self, run_id: str, points: Sequence[tuple[str, float, int, float]]) -> None:
+        """Write a batch of (key, value, step, timestamp) in one transaction."""
+        if not points:
+            return
+        latest: dict[str, tuple[str, float, int, float]] = {}
+        for p in points:
+            cur = latest.get(p[0])
+            if cur is None or (p[2], p[3]) >= (cur[2], cur[3]):
+                latest[p[0]] = p
+        with self.begin() as conn:
+            conn.execute(
+                s.metric_points.insert(),
+                [{"run_id": run_id, "key": k, "value": v, "step": st, "timestamp": ts} for k, v, st, ts in points],
+            )
+            ins: Any = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(s.latest_metrics)
+            stmt = ins.on_conflict_do_update(
+                index_elements=["run_id", "key"],
+                set_={"value": ins.excluded.value, "step": ins.excluded.step},
+                where=ins.excluded.step >= s.latest_metrics.c.step,
+            )
+            conn.execute(stmt, [{"run_id": run_id, "key": k, "value": v, "step": st} for k, v, st, _ in latest.values()])
+
+    def add_inputs(self, run_id: str, dataset_version_ids: Iterable[int]) -> None:
+        ids = sorted(set(dataset_version_ids))
+        if not ids:
+            return
+        with self.begin() as conn:
+            self._require(conn, run_id)
+            have = set(
+                conn.execute(select(s.run_inputs.c.dataset_version_id).where(s.run_inputs.c.run_id == run_id)).scalars()
+            )
+            new = [{"run_id": run_id, "dataset_version_id": i} for i in ids if i not in have]
+            if new:
+                conn.execute(s.run_inputs.insert(), new)
+
+    def add_artifact(self, run_id: str, path: str, digest: str, size_bytes: int) -> None:
+        with self.begin() as conn:
+            self._require(conn, run_id)
+            upsert(
+                conn,
+                s.run_artifacts,
+                [{"run_id": run_id, "path": path, "digest": digest, "size_bytes": size_bytes}],
+                ["run_id", "path"],
+                ["digest", "size_bytes"],
+            )
+            upsert(conn, s.blob_refs, [{"digest": digest, "owner": f"run:{run_id}:{path}"}], ["digest", "owner"], ["digest"])
+
+    def finish(self, run_id: str, status: RunStatus, ended_at: datetime) -> None:
+        with self.begin() as conn:
+            conn.execute(s.runs.update().where(s.runs.c.id == run_id).values(status=status.value, ended_at=ended_at))
+
+    def _require(self, conn: Connection, run_id: str) -> None:
+        if conn.execute(select(s.runs.c.id).where(s.runs.c.id == run_id)).first() is None:
+            raise NotFoundError(f"No run with id {run_id!r}")
+
+    # -- reads ----------------------------------------------------------------------------
+    def resolve_id(self, run_id: str) -> str:
+        """The full id of a run given its id or a unique prefix of at least 6 characters."""
+        with self.connect() as conn:
+            if conn.execute(select(s.runs.c.id).where(s.runs.c.id == run_id)).first() is not None:
+                return run_id
+            if len(run_id) >= 6 and all(c in "0123456789abcdef" for c in run_id):
+                ids = conn.execute(select(s.runs.c.id).where(s.runs.c.id.like(f"{run_id}%")).limit(2)).scalars().all()
+                if len(ids) == 1:
+                    return ids[0]
+                if len(ids) > 1:
+                    raise InvalidInputError(f"Run id prefix {run_id!r} is ambiguous: give more characters")
+        raise NotFoundError(f"No run with id {run_id!r}")
+
+    def get(self, run_id: str) -> Run:
+        full = self.resolve_id(run_id)
+        with self.connect() as conn:
+            return self._load(conn, _base_query().where(s.runs.c.id == full))[0]
+
+    def list(self, *, experiment: str | None = None, limit: int = 100) -> list[Run]:
+        return self.search(None, order_by=[], experiment=experiment, limit=limit)
+
+    def search(
+        self,
+        where: Comparison | BoolOp | None,
+        *,
+        order_by: Sequence[OrderBy],
+        experiment: str | None = None,
+        limit: int = 100,
+    ) -> list[Run]:
+        q = _base_query()
+        if experiment is not None:
+            q = q.where(s.experiments.c.name == experiment)
+        if where is not None:
+            q = q.where(_compile(where))
+        for i, o in enumerate(order_by):
+            col = _order_column(o, i)
+            if o.kind in ("metrics", "params"):
+                table, value_col = col
+                q = q.outerjoin(table, and_(table.c.run_id == s.runs.c.id, table.c.key == o.key))
+                expr = value_col
+            else:
+                expr = col
+            # NULLs (runs without the metric) sort last either way.
+            q = q.order_by(expr.is_(None), expr.desc() if o.descending else expr.asc())
+        q = q.order_by(s.runs.c.started_at.desc(), s.runs.c.id).limit(limit)
+        with self.connect() as conn:
+            return self._load(conn, q)
+
+    def _load(self, conn: Connection, q: Any) -> list[Run]:
+        rows = conn.execute(q).all()
+        ids = [r.id for r in rows]
+        if not ids:
+            return []
+        params: dict[str, dict[str, str]] = defaultdict(dict)
+        metrics: dict[str, dict[str, float]] = defaultdict(dict)
+        tags: dict[str, dict[str, str]] = defaultdict(dict)
+        inputs: dict[str, list[str]] = defaultdict(list)
+        artifacts: dict[str, list[ArtifactRecord]] = defaultdict(list)
+        for chunk in _chunks(ids, 500):
+            for r in conn.execute(select(s.run_params).where(s.run_params.c.run_id.in_(chunk))):
+                params[r.run_id][r.key] = r.value
+            for r in conn.execute(select(s.latest_metrics).where(s.latest_metrics.c.run_id.in_(chunk))):
+                metrics[r.run_id][r.key] = r.value
+            for r in conn.execute(select(s.run_tags).where(s.run_tags.c.run_id.in_(chunk))):
+                tags[r.run_id][r.key] = r.value
+            for r in conn.execute(
+                select(s.run_inputs.c.run_id, s.datasets.c.name, s.dataset_versions.c.version)
+                .join(s.dataset_versions, s.dataset_versions.c.id == s.run_inputs.c.dataset_version_id)
+                .join(s.datasets, s.datasets.c.id == s.dataset_versions.c.dataset_id)
+                .where(s.run_inputs.c.run_id.in_(chunk))
+                .order_by(s.datasets.c.name, s.dataset_versions.c.version)
+            ):
+                inputs[r.run_id].append(f"{r.name}@{r.version}")
+            for r in conn.execute(
+                select(s.run_artifacts).where(s.run_artifacts.c.run_id.in_(chunk)).order_by(s.run_artifacts.c.path)
+            ):
+                artifacts[r.run_id].append(ArtifactRecord(r.path, r.digest, r.size_bytes))
+        return [
+            Run(
+                id=r.id,
+                experiment=r.experiment,
+                name=r.name,
+                status=RunStatus(r.status),
+                started_at=utc(r.started_at),  # type: ignore[arg-type]
+                ended_at=utc(r.ended_at),
+                params=params[r.id],
+                metrics=metrics[r.id],
+                tags=tags[r.id],
+                inputs=tuple(inputs[r.id]),
+                artifacts=tuple(artifacts[r.id]),
+                code_version=r.code_version,
+                environment=dict(r.environment or {}),
+                author=r.author,
+            )
+            for r in rows
+        ]
+
+    def metric_history(self, run_id: str, key: str | None = None) -> list[MetricPoint]:
+        full = self.resolve_id(run_id)
+        q = select(s.metric_points).where(s.metric_points.c.run_id == full)
+        if key is not None:
+            q = q.where(s.metric_points.c.key == key)
+        q = q.order_by(s.metric_points.c.key, s.metric_points.c.step, s.metric_points.c.id)
+        with self.connect() as conn:
+            return [MetricPoint(r.key, r.value, r.step, r.timestamp) for r in conn.execute(q)]
+
+    def experiments(self) -> list[tuple[str, int]]:
+        q = (
+            select(s.experiments.c.name, func.count(s.runs.c.id))
+            .outerjoin(s.runs, s.runs.c.experiment_id == s.experiments.c.id)
+            .group_by(s.experiments.c.id)
+            .order_by(s.experiments.c.name)
+        )
+        with self.connect() as conn:
+            return [(r[0], r[1]) for r in conn.execute(q)]
+
+
+def _base_query() -> Any:
+    return select(
+        s.runs.c.id,
+        s.runs.c.name,
+        s.runs.c.status,
+        s.runs.c.started_at,
+        s.runs.c.ended_at,
+        s.runs.c.code_version,
+        s.runs.c.environment,
+        s.runs.c.author,
+        s.experiments.c.name.label("experiment"),
+    ).join(s.experiments, s.experiments.c.id == s.runs.c.experiment_id)
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _cmp(col: Any, op: str, value: Any) -> ColumnElement[bool]:
+    match op:
+        case "=":
+            return col == value  # type: ignore[no-any-return]
+        case "!=":
+            return col != value  # type: ignore[no-any-return]
+        case "<":
+            return col < value  # type: ignore[no-any-return]
+        case "<=":
+            return col <= value  # type: ignore[no-any-return]
+        case ">":
+            return col > value  # type: ignore[no-any-return]
+        case ">=":
+            return col >= value  # type: ignore[no-any-return]
+        case "like":
+            return col.like(str(value))  # type: ignore[no-any-return]
+    raise InvalidInputError(f"Unknown comparison {op!r}")
+
+
+def _compile(node: Comparison | BoolOp) -> ColumnElement[bool]:
+    if isinstance(node, BoolOp):
+        parts = [_compile(t) for t in node.terms]
+        return and_(true(), *parts) if node.op == "and" else or_(false(), *parts)
+    # Each comparison is a semi-join on an indexed (key, value) table: no run is loaded into Python.
+    if node.kind == "metrics":
+        t = s.latest_metrics
+        if not isinstance(node.value, float):
+            raise InvalidInputError(f"metrics.{node.key} compares with numbers, got {node.value!r}")
+        return s.runs.c.id.in_(select(t.c.run_id).where(t.c.key == node.key, _cmp(t.c.value, node.op, node.value)))
+    if node.kind == "params":
+        t = s.run_params
+        if isinstance(node.value, float):
+            cond = _cmp(t.c.value_num, node.op, node.value)
+        else:
+            cond = _cmp(t.c.value, node.op, node.value)
+        return s.runs.c.id.in_(select(t.c.run_id).where(t.c.key == node.key, cond))
+    if node.kind == "tags":
+        t = s.run_tags
+        return s.runs.c.id.in_(select(t.c.run_id).where(t.c.key == node.key, _cmp(t.c.value, node.op, str(node.value))))
+    if node.kind == "attributes":
+        col = _ATTRIBUTES.get(node.key)
+        if col is None:
+            raise InvalidInputError(f"Unknown run attribute {node.key!r}; known: {', '.join(sorted(_ATTRIBUTES))}")
+        return _cmp(col, node.op, node.value)
+    raise InvalidInputError(f"Unknown field kind {node.kind!r}")
+
+
+def _order_column(o: OrderBy, i: int) -> Any:
+    if o.kind == "metrics":
+        t = s.latest_metrics.alias(f"order_m{i}")
+        return t, t.c.value
+    if o.kind == "params":
+        t = s.run_params.alias(f"order_p{i}")
+        return t, t.c.value_num
+    col = _ATTRIBUTES.get(o.key)
+    if col is None:
+        raise InvalidInputError(f"Cannot order by attribute {o.key!r}; known: {', '.join(sorted(_ATTRIBUTES))}")
+    return col

@@ -1,0 +1,234 @@
+"""Every table of the metadata store. Migrations in `migrations/versions` create exactly these."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Timestamp = DateTime(timezone=True)
+
+# -- data -----------------------------------------------------------------------------------
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("dataset_id", Integer, ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("digest", String(80), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("num_rows", BigInteger, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("columns", JSON, nullable=False),
+    Column("profile", JSON, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("author", String(128), nullable=False),
+    Column("parent_version", Integer, nullable=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("tags", JSON, nullable=False),
+    UniqueConstraint("dataset_id", "version"),
+    UniqueConstraint("dataset_id", "digest"),
+    Index("ix_dataset_versions_digest", "digest"),
+)
+
+# -- tracking -------------------------------------------------------------------------------
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("created_at", Timestamp, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("experiment_id", Integer, ForeignKey("experiments.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", Timestamp, nullable=False),
+    Column("ended_at", Timestamp, nullable=True),
+    Column("code_version", String(80), nullable=True),
+    Column("environment", JSON, nullable=False),
+    Column("author", String(128), nullable=False),
+    Index("ix_runs_experiment_id_started_at", "experiment_id", "started_at"),
+)
+
+run_params = Table(
+    "run_params",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("value_num", Float, nullable=True),  # the value as a number, when it is one
+    Index("ix_run_params_key_value_num", "key", "value_num"),
+)
+
+run_tags = Table(
+    "run_tags",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+    Index("ix_run_tags_key", "key"),
+)
+
+metric_points = Table(
+    "metric_points",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("timestamp", Float, nullable=False),
+    Index("ix_metric_points_run_id_key_step", "run_id", "key", "step"),
+)
+
+# The latest value of each metric of each run: what run search filters and orders on.
+latest_metrics = Table(
+    "latest_metrics",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Index("ix_latest_metrics_key_value", "key", "value"),
+)
+
+run_inputs = Table(
+    "run_inputs",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "dataset_version_id",
+        Integer,
+        ForeignKey("dataset_versions.id", ondelete="RESTRICT"),
+        primary_key=True,
+    ),
+    Index("ix_run_inputs_dataset_version_id", "dataset_version_id"),
+)
+
+run_artifacts = Table(
+    "run_artifacts",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("path", String(512), primary_key=True),
+    Column("digest", String(80), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+)
+
+# -- registry (migration 0002) ---------------------------------------------------------------
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", Integer, ForeignKey("registered_models.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("flavor", String(32), nullable=False),
+    Column("digest", String(80), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("signature", JSON, nullable=True),
+    Column("input_example", JSON, nullable=True),
+    Column("metrics", JSON, nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="SET NULL"), nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("author", String(128), nullable=False),
+    UniqueConstraint("model_id", "version"),
+    Index("ix_model_versions_run_id", "run_id"),
+)
+
+model_version_datasets = Table(
+    "model_version_datasets",
+    metadata,
+    Column(
+        "model_version_id",
+        Integer,
+        ForeignKey("model_versions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column(
+        "dataset_version_id",
+        Integer,
+        ForeignKey("dataset_versions.id", ondelete="RESTRICT"),
+        primary_key=True,
+    ),
+    Index("ix_model_version_datasets_dataset_version_id", "dataset_version_id"),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("model_id", Integer, ForeignKey("registered_models.id", ondelete="CASCADE"), primary_key=True),
+    Column("alias", String(128), primary_key=True),
+    Column("model_version_id", Integer, ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=False),
+)
+
+alias_events = Table(
+    "alias_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", Integer, ForeignKey("registered_models.id", ondelete="CASCADE"), nullable=False),
+    Column("alias", String(128), nullable=False),
+    Column("from_version", Integer, nullable=True),
+    Column("to_version", Integer, nullable=True),
+    Column("at", Timestamp, nullable=False),
+    Column("author", String(128), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Index("ix_alias_events_model_id_alias", "model_id", "alias"),
+)
+
+# Every blob a metadata row points at: what `keel gc` keeps. Rows are written in the same
+# transaction as the row that references the blob.
+blob_refs = Table(
+    "blob_refs",
+    metadata,
+    Column("digest", String(80), primary_key=True),
+    Column("owner", String(160), primary_key=True),  # e.g. 'dataset_version:12'
+    Index("ix_blob_refs_owner", "owner"),
+)

@@ -1,0 +1,170 @@
+"""The run-search language: parse `metrics.auc > 0.8 and params.max_depth = 6` into a tree.
+
+    expr   := term (('and' | 'or') term)*        'and' binds tighter than 'or'
+    term   := '(' expr ')' | field op value
+    field  := (metrics|params|tags|attributes) '.' key  |  attribute   (key may be `back-quoted`)
+    op     := = == != <> < <= > >= like
+    value  := number | 'text' | "text" | bare-word
+
+The tree is executed in SQL by keel.storage (each comparison is an indexed semi-join).
+"""
+
+from __future__ import annotations
+
+import re
+
+from keel.entities import BoolOp, Comparison, OrderBy
+from keel.errors import InvalidInputError
+
+__all__ = ["parse_filter", "parse_order_by"]
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<lparen>\()|(?P<rparen>\))|
+        (?P<op><=|>=|!=|<>|==|=|<|>)|
+        (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")|
+        (?P<field>[A-Za-z_][A-Za-z0-9_]*\.(?:`[^`]+`|[A-Za-z0-9_.:/-]+))|
+        (?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![A-Za-z_]))|
+        (?P<word>[A-Za-z_][A-Za-z0-9_.:/-]*)
+    )""",
+    re.VERBOSE,
+)
+
+_KINDS = {
+    "metrics": "metrics", "metric": "metrics", "m": "metrics",
+    "params": "params", "param": "params", "p": "params",
+    "tags": "tags", "tag": "tags", "t": "tags",
+    "attributes": "attributes", "attribute": "attributes", "attr": "attributes", "a": "attributes",
+}  # fmt: skip
+_ATTRS = {"name", "status", "started_at", "ended_at", "author", "code_version", "id", "experiment"}
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out, pos = [], 0
+    text = text.rstrip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            raise InvalidInputError(f"Cannot parse the filter at {text[pos:pos + 20]!r} (position {pos})")
+        kind = m.lastgroup
+        assert kind is not None
+        out.append((kind, m.group(kind)))
+        pos = m.end()
+    return out
+
+
+def _field(kind_token: str, value: str) -> tuple[str, str]:
+    if kind_token == "field":
+        prefix, _, key = value.partition(".")
+        kind = _KINDS.get(prefix.lower())
+        if kind is None:
+            raise InvalidInputError(f"Unknown field {value!r}: use metrics.KEY, params.KEY, tags.KEY or attributes.KEY")
+        key = key.strip("`")
+        if kind == "attributes" and key not in _ATTRS:
+            raise InvalidInputError(f"Unknown run attribute {key!r}; known: {', '.join(sorted(_ATTRS))}")
+        return kind, key
+    if value in _ATTRS:
+        return "attributes", value
+    raise InvalidInputError(f"Unknown field {value!r}: use metrics.KEY, params.KEY, tags.KEY or attributes.KEY")
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.toks = _tokens(text)
+        self.i = 0
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.toks[self.i] if self.i < len(self.toks) else None
+
+    def take(self) -> tuple[str, str]:
+        tok = self.peek()
+        if tok is None:
+            raise InvalidInputError(f"The filter {self.text!r} ends too early")
+        self.i += 1
+        return tok
+
+    def is_word(self, word: str) -> bool:
+        tok = self.peek()
+        return tok is not None and tok[0] == "word" and tok[1].lower() == word
+
+    def expr(self) -> Comparison | BoolOp:
+        terms = [self.conj()]
+        while self.is_word("or"):
+            self.take()
+            terms.append(self.conj())
+        return terms[0] if len(terms) == 1 else BoolOp("or", tuple(terms))
+
+    def conj(self) -> Comparison | BoolOp:
+        terms = [self.term()]
+        while self.is_word("and"):
+            self.take()
+            terms.append(self.term())
+        return terms[0] if len(terms) == 1 else BoolOp("and", tuple(terms))
+
+    def term(self) -> Comparison | BoolOp:
+        kind, value = self.take()
+        if kind == "lparen":
+            inner = self.expr()
+            if self.take()[0] != "rparen":
+                raise InvalidInputError(f"Missing ')' in the filter {self.text!r}")
+            return inner
+        if kind not in ("field", "word"):
+            raise InvalidInputError(f"Expected a field such as metrics.auc, got {value!r}")
+        fkind, key = _field(kind, value)
+        op_kind, op = self.take()
+        if op_kind == "word" and op.lower() == "like":
+            op = "like"
+        elif op_kind != "op":
+            raise InvalidInputError(f"Expected a comparison after {value!r}, got {op!r}")
+        op = {"==": "=", "<>": "!="}.get(op, op)
+        vkind, raw = self.take()
+        literal: float | str
+        if vkind == "number":
+            literal = float(raw)
+        elif vkind == "string":
+            literal = raw[1:-1].replace("\\'", "'").replace('\\"', '"')
+        elif vkind in ("word", "field"):
+            literal = raw
+        else:
+            raise InvalidInputError(f"Expected a value after {value} {op}, got {raw!r}")
+        if fkind == "metrics" and not isinstance(literal, float):
+            raise InvalidInputError(f"metrics.{key} compares with a number, got {raw!r}")
+        if fkind in ("tags",) and isinstance(literal, float):
+            literal = raw
+        return Comparison(fkind, key, op, literal)
+
+
+def parse_filter(text: str | None) -> Comparison | BoolOp | None:
+    """Parse a run filter; an empty filter is None (every run)."""
+    if text is None or not text.strip():
+        return None
+    p = _Parser(text)
+    tree = p.expr()
+    if p.peek() is not None:
+        raise InvalidInputError(f"Unexpected {p.peek()[1]!r} in the filter {text!r}; join terms with 'and' or 'or'")  # type: ignore[index]
+    return tree
+
+
+def parse_order_by(items: str | list[str] | tuple[str, ...] | None) -> list[OrderBy]:
+    """'metrics.auc desc', '-metrics.auc' or 'started_at' (several, comma-separated or a list)."""
+    if not items:
+        return []
+    if isinstance(items, str):
+        items = [p for p in items.split(",") if p.strip()]
+    out = []
+    for item in items:
+        words = item.strip().split()
+        descending = False
+        if words and words[-1].lower() in ("asc", "desc"):
+            descending = words.pop().lower() == "desc"
+        if len(words) != 1:
+            raise InvalidInputError(f"Cannot order by {item!r}: expected FIELD [asc|desc]")
+        field = words[0]
+        if field.startswith("-"):
+            descending, field = True, field[1:]
+        kind, key = _field("field" if "." in field else "word", field)
+        if kind == "tags":
+            raise InvalidInputError("Ordering by tags is not supported: order by metrics, params or attributes")
+        out.append(OrderBy(kind, key, descending))
+    return out
