@@ -6,6 +6,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from keel.access import Tokens
 from keel.data import Datasets
 from keel.entities import DatasetVersion, GcReport
 from keel.registry import Models
@@ -66,6 +67,7 @@ class Workspace:
             dataset_id=self.datasets.version_id,
             runs_get=self.runs.get,
         )
+        self.tokens = Tokens(self._meta, author=author)
 
     @property
     def store_url(self) -> str:

@@ -27,6 +27,8 @@ __all__ = [
     "Comparison",
     "BoolOp",
     "OrderBy",
+    "Role",
+    "ApiToken",
 ]
 
 
@@ -281,3 +283,35 @@ class OrderBy:
     kind: str  # 'metrics', 'params', 'attributes'
     key: str
     descending: bool = False
+
+
+class Role(StrEnum):
+    """API roles, each including the ones before it."""
+
+    READER = "reader"  # read datasets, runs, models, the dashboard
+    PREDICTOR = "predictor"  # reader + call prediction endpoints
+    WRITER = "writer"  # predictor + upload datasets, register, write runs
+    ADMIN = "admin"  # writer + move aliases, manage tokens
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
+
+    def allows(self, needed: Role) -> bool:
+        return self.rank >= needed.rank
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    id: int
+    name: str
+    role: Role
+    prefix: str
+    created_at: datetime
+    created_by: str
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None

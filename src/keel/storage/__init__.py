@@ -17,6 +17,7 @@ from keel.storage.datasets import DatasetStore
 from keel.storage.engine import head_revision, mask_url, open_engine, schema_revision
 from keel.storage.models import ModelStore
 from keel.storage.runs import RunStore
+from keel.storage.tokens import TokenStore
 
 __all__ = [
     "MetadataStore",
@@ -38,6 +39,7 @@ class MetadataStore:
         self.datasets = DatasetStore(self.engine)
         self.runs = RunStore(self.engine)
         self.models = ModelStore(self.engine)
+        self.tokens = TokenStore(self.engine)
 
     @property
     def dialect(self) -> str:

@@ -232,3 +232,18 @@ blob_refs = Table(
     Column("owner", String(160), primary_key=True),  # e.g. 'dataset_version:12'
     Index("ix_blob_refs_owner", "owner"),
 )
+
+# -- access control (migration 0003) -----------------------------------------------------------
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("prefix", String(16), nullable=False, unique=True),  # shown in listings; identifies the token
+    Column("token_hash", String(64), nullable=False, unique=True),  # SHA-256 of the whole token
+    Column("created_at", Timestamp, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("last_used_at", Timestamp, nullable=True),
+    Column("revoked_at", Timestamp, nullable=True),
+)

@@ -1,0 +1,94 @@
+"""The FastAPI application over one workspace: API, predictions, dashboard, metrics, health."""
+
+from __future__ import annotations
+
+import logging
+from importlib.resources import files
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
+from prometheus_client import make_asgi_app
+from starlette.concurrency import run_in_threadpool
+
+from keel.errors import ConfigError, KeelError
+from keel.server import errors
+from keel.server.auth import Authenticator, is_loopback
+from keel.server.cache import ModelCache
+from keel.server.observability import Metrics, ObservabilityMiddleware
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["create_app", "check_bind"]
+
+
+def check_bind(ws: Any, host: str) -> bool:
+    """Whether the server must require tokens on `host`; raise when it may not start there."""
+    if is_loopback(host):
+        return False
+    if not ws.tokens.any_active():
+        raise ConfigError(
+            f"Refusing to listen on {host}: binding a non-loopback address needs API tokens, and this "
+            "workspace has none. Create one with 'keel token create NAME --role admin', or bind 127.0.0.1."
+        )
+    return True
+
+
+def create_app(
+    ws: Any,
+    *,
+    require_auth: bool = False,
+    max_models: int = 8,
+    max_upload_bytes: int = 2 << 30,
+    max_json_bytes: int = 16 << 20,
+    token_cache_s: float = 2.0,
+) -> FastAPI:
+    """The application for workspace `ws`. `require_auth` forces tokens even on loopback."""
+    from keel import __version__
+
+    app = FastAPIOffline(
+        title="Keel",
+        version=__version__,
+        description="Datasets, runs, models and predictions of one Keel workspace.",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    metrics = Metrics()
+    app.state.ws = ws
+    app.state.metrics = metrics
+    app.state.auth = Authenticator(ws, require_auth=require_auth, cache_s=token_cache_s)
+    app.state.cache = ModelCache(ws, metrics, max_models=max_models)
+    app.state.max_upload_bytes = max_upload_bytes
+    app.state.max_json_bytes = max_json_bytes
+    errors.install(app)
+
+    from keel.server.routes import api, predict
+
+    app.include_router(api.router)
+    app.include_router(predict.router)
+    try:
+        from keel.server import dashboard
+    except ImportError:  # pragma: no cover - the dashboard ships with the server
+        dashboard = None  # type: ignore[assignment]
+    if dashboard is not None:
+        app.include_router(dashboard.router)
+
+    app.mount("/static", StaticFiles(directory=str(files("keel.server") / "static")), name="static")
+    app.mount("/metrics", make_asgi_app(registry=metrics.registry))
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(request: Request) -> JSONResponse:
+        try:
+            revision = await run_in_threadpool(lambda: request.app.state.ws.schema_revision)
+        except KeelError as exc:
+            return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
+        return JSONResponse({"status": "ready", "schema": revision, "models_cached": len(request.app.state.cache)})
+
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    return app

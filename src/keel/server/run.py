@@ -1,0 +1,35 @@
+"""Run the application under uvicorn."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from keel.server.app import check_bind, create_app
+from keel.server.observability import configure_logging
+
+logger = logging.getLogger(__name__)
+
+
+def serve(
+    ws: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    log_format: str = "text",
+    log_level: str = "info",
+    workers_threads: int | None = None,
+    on_ready: Any = None,
+) -> None:
+    """Serve `ws` until interrupted. Binding a non-loopback host requires API tokens."""
+    import uvicorn
+
+    require_auth = check_bind(ws, host)
+    configure_logging(log_level, log_format)
+    app = create_app(ws, require_auth=require_auth)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    logger.info("serving %s on http://%s:%s (auth %s)", ws, host, port, "required" if require_auth else "when tokens exist")
+    if on_ready is not None:
+        app.router.on_startup.append(lambda: on_ready(host, port))
+    server.run()
