@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from keel.errors import (
+    AccessDeniedError,
     ConfigError,
     ConflictError,
     CorruptArtifactError,
@@ -27,13 +28,16 @@ from keel.settings import Settings
 
 if TYPE_CHECKING:
     from keel._workspace import Workspace
+    from keel.client import Client
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Workspace",
+    "Client",
     "Settings",
     "KeelError",
+    "AccessDeniedError",
     "NotFoundError",
     "ConflictError",
     "InvalidInputError",
@@ -55,4 +59,8 @@ def __getattr__(name: str) -> Any:
         from keel._workspace import Workspace
 
         return Workspace
+    if name == "Client":
+        from keel.client import Client
+
+        return Client
     raise AttributeError(f"module 'keel' has no attribute {name!r}")

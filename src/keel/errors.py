@@ -12,6 +12,7 @@
     ├── CorruptArtifactError                 stored bytes no longer match their SHA-256
     ├── SchemaVersionError                   the workspace was written by a newer keel
     ├── StoreUnavailableError (ConnectionError) the metadata or artifact store cannot be reached
+    ├── AccessDeniedError (PermissionError)  the server refused the token (401) or its role (403)
     └── UserCodeError                        code you supplied raised; see __cause__
 
 Every message names the offending value and, where there is one, a way out.
@@ -33,6 +34,7 @@ __all__ = [
     "SchemaVersionError",
     "StoreUnavailableError",
     "UserCodeError",
+    "AccessDeniedError",
 ]
 
 
@@ -102,3 +104,7 @@ class StoreUnavailableError(KeelError, ConnectionError):
 
 class UserCodeError(KeelError):
     """Code you supplied (a recipe, a custom metric, a callable model) raised; see __cause__."""
+
+
+class AccessDeniedError(KeelError, PermissionError):
+    """A Keel server refused the request: no token, an unknown one, or a role too low."""
