@@ -6,16 +6,16 @@ import logging
 from importlib.resources import files
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from prometheus_client import make_asgi_app
 from starlette.concurrency import run_in_threadpool
 
 from keel.errors import ConfigError, KeelError
 from keel.server import errors
-from keel.server.auth import Authenticator, is_loopback
+from keel.entities import Role
+from keel.server.auth import Authenticator, Principal, is_loopback, need
 from keel.server.cache import ModelCache
 from keel.server.observability import Metrics, ObservabilityMiddleware
 
@@ -76,7 +76,12 @@ def create_app(
         app.include_router(dashboard.router)
 
     app.mount("/static", StaticFiles(directory=str(files("keel.server") / "static")), name="static")
-    app.mount("/metrics", make_asgi_app(registry=metrics.registry))
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint(request: Request, _: Principal = Depends(need(Role.READER))) -> Response:
+        """Prometheus text format; needs the reader role once tokens exist."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
