@@ -6,7 +6,7 @@ May import: keel.tracking, keel.data, keel.storage and the base modules.
 from __future__ import annotations
 
 from keel.registry.flavors import FLAVORS, Flavor, flavor_for, get_flavor
-from keel.registry.models import LoadedModel, Models, predictions_frame
+from keel.registry.models import LoadedModel, Models, params_of, predictions_frame
 from keel.registry.signature import infer_signature, validate_input
 
 __all__ = [
@@ -19,4 +19,5 @@ __all__ = [
     "infer_signature",
     "validate_input",
     "predictions_frame",
+    "params_of",
 ]

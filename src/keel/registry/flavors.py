@@ -3,8 +3,10 @@
     sklearn   scikit-learn estimators and pipelines, saved with skops (no pickle)
     lightgbm  LightGBM boosters and their scikit-learn wrappers, as the booster's text format
     xgboost   XGBoost boosters and their scikit-learn wrappers, as XGBoost's JSON format
-    callable  a plain Python function, saved as its import path ('module:qualname')
-    pickle    anything else; loading needs trusted=True
+    callable  a plain module-level Python function, saved as its import path ('module:qualname');
+              a lambda or nested function is refused (it has no import path)
+    pickle    anything else, only when asked for by name (flavor='pickle'); saved with cloudpickle
+              when it is installed (so lambdas work), and loading needs trusted=True
 
 A flavour is a small object with `name`, `accepts`, `save`, `load` and `describe`; later
 capabilities (ONNX, C builds, RL policies, language models) add theirs to FLAVORS.
@@ -13,7 +15,6 @@ capabilities (ONNX, C builds, RL policies, language models) add theirs to FLAVOR
 from __future__ import annotations
 
 import importlib
-import io
 import json
 import os
 import pickle
@@ -83,35 +84,40 @@ class _BoostWrapper:
 
 
 class LightGBMModel(_BoostWrapper):
-    def _raw(self, X: Any) -> np.ndarray:
-        return np.asarray(self.booster.predict(X))
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        if self.kind != "classifier":
-            raise AttributeError("predict_proba is only available for classifiers")
-        p = self._raw(X)
-        return np.column_stack([1.0 - p, p]) if p.ndim == 1 else p
+    """A loaded LGBMRegressor (or any non-classifier wrapper): predict() only."""
 
     def predict(self, X: Any) -> np.ndarray:
-        if self.kind == "classifier":
-            assert self.classes_ is not None
-            return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-        return self._raw(X)
+        return np.asarray(self.booster.predict(X))
 
     def predict_raw(self, X: Any) -> np.ndarray:
         return np.asarray(self.booster.predict(X, raw_score=True))
+
+
+class LightGBMClassifierModel(LightGBMModel):
+    """A loaded LGBMClassifier: predict() gives class labels, predict_proba() probabilities."""
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        p = np.asarray(self.booster.predict(X))
+        return np.column_stack([1.0 - p, p]) if p.ndim == 1 else p  # binary: (rows,) -> (rows, 2)
+
+    def predict(self, X: Any) -> np.ndarray:
+        assert self.classes_ is not None
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
 class LightGBMFlavor:
     name = "lightgbm"
 
     def accepts(self, model: Any) -> bool:
-        return _module_of(model).startswith("lightgbm")
+        return _module_of(model).startswith("lightgbm") or isinstance(model, LightGBMModel)
 
     def save(self, model: Any) -> bytes:
         lgb = require("lightgbm", extra="boost", purpose="LightGBM models")
         if isinstance(model, lgb.Booster):
             booster, kind, classes = model, "booster", None
+        elif isinstance(model, LightGBMModel):  # a loaded model, registered again
+            booster, kind = model.booster, model.kind
+            classes = None if model.classes_ is None else [_plain(c) for c in model.classes_]
         else:
             booster = model.booster_
             kind = "classifier" if hasattr(model, "classes_") else "regressor"
@@ -127,7 +133,8 @@ class LightGBMFlavor:
         booster = lgb.Booster(model_str=body.decode())
         if info["kind"] == "booster":
             return booster
-        return LightGBMModel(booster, kind=info["kind"], classes=info["classes"], feature_names=info["feature_names"])
+        cls = LightGBMClassifierModel if info["kind"] == "classifier" else LightGBMModel
+        return cls(booster, kind=info["kind"], classes=info["classes"], feature_names=info["feature_names"])
 
 
 class XGBoostFlavor:
@@ -169,14 +176,18 @@ class CallableFlavor:
     name = "callable"
 
     def accepts(self, model: Any) -> bool:
-        return callable(model) and not hasattr(model, "predict") and _import_path(model) is not None
+        # Every plain function is ours, so a lambda gets save()'s clear refusal, not a generic one.
+        return callable(model) and not hasattr(model, "predict") and not isinstance(model, type)
 
     def save(self, model: Any) -> bytes:
         path = _import_path(model)
         if path is None:
+            what = "a lambda" if getattr(model, "__name__", "") == "<lambda>" else f"{model!r}"
             raise InvalidInputError(
-                f"{model!r} is not importable by name (a lambda or a nested function?); define it at module "
-                "level, or register it with flavor='pickle'"
+                f"Cannot register {what} as a callable model: it has no import path (a lambda, a nested "
+                "function, or code in __main__), so it could not be loaded again. Define it as a "
+                "module-level function in an importable module, or register it with flavor='pickle' "
+                "(loading it will then need trusted=True)."
             )
         return json.dumps({"callable": path}).encode()
 
@@ -199,9 +210,16 @@ class PickleFlavor:
         return True
 
     def save(self, model: Any) -> bytes:
-        buf = io.BytesIO()
-        pickle.dump(model, buf, protocol=pickle.HIGHEST_PROTOCOL)
-        return buf.getvalue()
+        try:
+            import cloudpickle  # joblib's dependency: pickles lambdas and closures by value
+
+            dumps: Any = cloudpickle.dumps
+        except ImportError:  # pragma: no cover - scikit-learn brings joblib, joblib brings cloudpickle
+            dumps = pickle.dumps
+        try:
+            return bytes(dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise InvalidInputError(f"Cannot pickle the {type(model).__name__} model: {exc}") from exc
 
     def load(self, data: bytes, *, trusted: bool) -> Any:
         if not trusted:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+import math
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Models", "LoadedModel"]
+__all__ = ["Models", "LoadedModel", "params_of", "predictions_frame"]
 
 
 class LoadedModel:
@@ -76,6 +77,10 @@ class LoadedModel:
         return frame
 
     def predict(self, X: Any) -> np.ndarray:
+        """Predictions for the rows of `X` (DataFrame, records, dict of columns or array).
+
+        Raises SignatureError naming missing, unexpected and mistyped columns.
+        """
         data = self.prepare(X)
         if self.info.flavor == "callable":
             try:
@@ -85,15 +90,33 @@ class LoadedModel:
         return np.asarray(self.model.predict(data))
 
     def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, one column per class in `classes` order; input checked as in predict()."""
         if not hasattr(self.model, "predict_proba"):
-            raise InvalidInputError(f"{self.ref} ({self.flavor}) does not give class probabilities")
+            raise InvalidInputError(
+                f"{self.ref} ({self.flavor}, {self.info.signature.output if self.info.signature else 'no signature'}) "
+                "does not give class probabilities; use predict()"
+            )
         return np.asarray(self.model.predict_proba(self.prepare(X)))
 
     def __repr__(self) -> str:
         return f"LoadedModel({self.ref!r}, flavor={self.flavor!r})"
 
 
-def _params_of(model: Any) -> dict[str, str]:
+def _finite_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    out = {}
+    for key, value in metrics.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise InvalidInputError(f"Model metric {key!r} must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise InvalidInputError(f"Model metric {key!r} must be finite, got {number}")
+        out[str(key)] = number
+    return out
+
+
+def params_of(model: Any) -> dict[str, str]:
+    """The model's simple hyperparameters (get_params(deep=True)) as text, at most 200."""
     get_params = getattr(model, "get_params", None)
     if get_params is None:
         return {}
@@ -149,72 +172,174 @@ class Models:
         """Save `model` as the next version of `name`, linked to its run and training data.
 
         The signature comes from `X` (training input), else from the model's feature names
-        and the training dataset's schema. Writes the artifact first, then the version row.
+        and the training dataset's schema. `metrics` default to the run's latest metrics and
+        `params` to the model's get_params(); the training data is `trained_on` plus every
+        dataset version the run read. Writes the artifact first, then the version row in one
+        transaction, so a failed register leaves no version (only a blob that `ws.gc()` removes).
+        The format is the model's flavour (see keel.registry.flavors); `flavor='pickle'` must
+        be asked for by name. Raises NotFoundError for an unknown run or dataset.
 
         >>> mv = ws.models.register("credit-risk", est, run=run, X=X_train)   # doctest: +SKIP
         >>> mv.ref                                                           # doctest: +SKIP
         'credit-risk@1'
         """
         check_name(name, what="model name")
+        if isinstance(model, LoadedModel):  # registering a loaded model again: keep its format
+            flavor = flavor or model.flavor
+            signature = signature or model.signature
+            model = model.model
         chosen = get_flavor(flavor) if flavor else flavor_for(model)
         if not chosen.accepts(model):
-            raise InvalidInputError(f"Flavor {chosen.name!r} cannot save a {type(model).__name__}")
+            raise InvalidInputError(f"Flavor {chosen.name!r} cannot save a {type(model).__module__}.{type(model).__name__}")
+        run_record, datasets = self._lineage_of(run, trained_on)
+        if signature is None and X is not None:
+            signature = infer_signature(model, X)
+        if signature is None:
+            names = getattr(model, "feature_names_in_", None)
+            if names is not None and datasets:
+                signature = signature_from_schema(model, [str(n) for n in names], datasets[0].columns)
+        if signature is None and chosen.name not in ("callable", "pickle"):
+            logger.warning("model %s registered without a signature: pass X= to validate predict() input", name)
+        return self._store(
+            name,
+            chosen.save(model),
+            flavor=chosen.name,
+            signature=signature,
+            input_example=input_example(X) if X is not None else None,
+            metrics=_finite_metrics(metrics) if metrics is not None else None,
+            params={str(k): str(v) for k, v in params.items()} if params is not None else params_of(model),
+            tags=tags,
+            description=description,
+            run=run_record,
+            datasets=datasets,
+        )
+
+    def register_artifact(
+        self,
+        name: str,
+        data: bytes,
+        *,
+        flavor: str,
+        signature: Signature | dict[str, Any] | None = None,
+        input_example: list[dict[str, Any]] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        description: str = "",
+        run: ActiveRun | Run | str | None = None,
+        trained_on: str | DatasetVersion | Iterable[str | DatasetVersion] | None = None,
+    ) -> ModelVersion:
+        """Register a version from bytes a flavour saved elsewhere (how keel.Client registers over HTTP).
+
+        The bytes are stored as given and only parsed at load(), with the flavour's safety checks.
+        """
+        check_name(name, what="model name")
+        chosen = get_flavor(flavor)
+        if not isinstance(data, (bytes, bytearray)) or not data:
+            raise InvalidInputError(f"A {chosen.name} model artifact must be non-empty bytes")
+        if isinstance(signature, dict):
+            try:
+                signature = Signature.from_dict(signature)
+            except (KeyError, TypeError) as exc:
+                raise InvalidInputError(f"Malformed signature {signature!r}: {exc}") from exc
+        if input_example is not None and not (
+            isinstance(input_example, list) and all(isinstance(r, dict) for r in input_example)
+        ):
+            raise InvalidInputError("input_example must be a list of records (dicts)")
+        run_record, datasets = self._lineage_of(run, trained_on)
+        return self._store(
+            name,
+            bytes(data),
+            flavor=chosen.name,
+            signature=signature,
+            input_example=input_example,
+            metrics=_finite_metrics(metrics) if metrics is not None else None,
+            params={str(k): str(v) for k, v in (params or {}).items()},
+            tags=tags,
+            description=description,
+            run=run_record,
+            datasets=datasets,
+        )
+
+    def _lineage_of(
+        self, run: ActiveRun | Run | str | None, trained_on: str | DatasetVersion | Iterable[str | DatasetVersion] | None
+    ) -> tuple[Run | None, list[DatasetVersion]]:
+        """The run as recorded and the training data: what the caller names plus what the run read."""
         run_record: Run | None = None
         if run is not None:
+            flush = getattr(run, "flush", None)
+            if callable(flush):  # an ActiveRun: its buffered metric points count as the run's metrics
+                flush()
             run_record = self._runs_get(run if isinstance(run, str) else run.id)
-        # Training data: what the caller names plus what the run read.
         if trained_on is None:
             named: list[Any] = []
         elif isinstance(trained_on, (str, DatasetVersion)):
             named = [trained_on]
         else:
             named = list(trained_on)
-        dataset_versions = [self._datasets_get(d) for d in named]
+        versions = [self._datasets_get(d) for d in named]
         if run_record is not None:
-            dataset_versions += [self._datasets_get(r) for r in run_record.inputs]
-        unique = {(d.name, d.version): d for d in dataset_versions}
-        dataset_ids = [self._dataset_id(d) for d in unique.values()]
+            versions += [self._datasets_get(r) for r in run_record.inputs]
+        unique = {(d.name, d.version): d for d in versions}
+        return run_record, list(unique.values())
 
-        if signature is None and X is not None:
-            signature = infer_signature(model, X)
-        if signature is None:
-            names = getattr(model, "feature_names_in_", None)
-            if names is not None and unique:
-                first = next(iter(unique.values()))
-                signature = signature_from_schema(model, [str(n) for n in names], first.columns)
-        if signature is None and chosen.name not in ("callable", "pickle"):
-            logger.warning("model %s registered without a signature: pass X= to validate predict() input", name)
-        example = input_example(X) if X is not None else None
-
-        data = chosen.save(model)
+    def _store(
+        self,
+        name: str,
+        data: bytes,
+        *,
+        flavor: str,
+        signature: Signature | None,
+        input_example: list[dict[str, Any]] | None,
+        metrics: dict[str, float] | None,
+        params: dict[str, str],
+        tags: Mapping[str, Any] | None,
+        description: str,
+        run: Run | None,
+        datasets: list[DatasetVersion],
+    ) -> ModelVersion:
         digest = self._blobs.put_bytes(data)  # the artifact exists before any row points at it
         version = self._meta.models.create_version(
             name,
-            flavor=chosen.name,
+            flavor=flavor,
             digest=digest,
             size_bytes=len(data),
             signature=signature,
-            input_example=example,
-            metrics={k: float(v) for k, v in (metrics if metrics is not None else (run_record.metrics if run_record else {})).items()},
-            params={str(k): str(v) for k, v in params.items()} if params is not None else _params_of(model),
+            input_example=input_example,
+            metrics=metrics if metrics is not None else dict(run.metrics if run else {}),
+            params=params,
             tags={str(k): str(v) for k, v in (tags or {}).items()},
             description=description,
-            run_id=run_record.id if run_record else None,
-            dataset_version_ids=dataset_ids,
+            run_id=run.id if run else None,
+            dataset_version_ids=[self._dataset_id(d) for d in datasets],
             author=self._author,
         )
-        logger.info("registered %s (%s, %s bytes)", version.ref, chosen.name, len(data))
+        logger.info("registered %s (%s, %s bytes)", version.ref, flavor, len(data))
         return version
 
     # -- aliases --------------------------------------------------------------------------
     def set_alias(self, name: str, alias: str, *, version: int, reason: str = "") -> AliasEvent:
-        """Point `alias` at `version` (moving it if it pointed elsewhere) and record the move."""
-        event = self._meta.models.set_alias(check_name(name, what="model name"), alias, version, author=self._author, reason=reason)
-        logger.info("alias %s moved %s@%s -> %s@%s", alias, name, event.from_version, name, version)
+        """Point `alias` at `version` (moving it if it pointed elsewhere) and record the move.
+
+        The move and its AliasEvent (who, when, from, to, reason) are one transaction; moves
+        of one model are serialized, so the history chains exactly.
+
+        >>> ws.models.set_alias("credit-risk", "champion", version=4, reason="AUC +0.01")  # doctest: +SKIP
+        """
+        event = self._meta.models.set_alias(
+            check_name(name, what="model name"), alias, version, author=self._author, reason=reason
+        )
+        if event.from_version is None:
+            logger.info("alias %s set on %s@%s", alias, name, version)
+        else:
+            logger.info("alias %s moved %s@%s -> %s@%s", alias, name, event.from_version, name, version)
         return event
 
     def delete_alias(self, name: str, alias: str, *, reason: str = "") -> AliasEvent:
-        return self._meta.models.delete_alias(name, alias, author=self._author, reason=reason)
+        """Remove `alias` and record that in its history."""
+        event = self._meta.models.delete_alias(name, alias, author=self._author, reason=reason)
+        logger.info("alias %s removed from %s@%s", alias, name, event.from_version)
+        return event
 
     def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
         """Every move of the model's aliases (or of one alias), oldest first."""
@@ -233,14 +358,17 @@ class Models:
     def versions(self, name: str) -> list[ModelVersion]:
         return self._meta.models.versions(check_name(name, what="model name"))
 
+    def artifact_bytes(self, ref: str | ModelVersion) -> bytes:
+        """The version's saved model, verified against its SHA-256 (CorruptArtifactError if not)."""
+        return self._blobs.get_bytes(self.get(ref).digest)
+
     def load(self, ref: str | ModelVersion, *, trusted: bool = False) -> LoadedModel:
         """Load a version's model; its artifact is verified against its hash first.
 
         Pickled models raise UnsafeLoadError unless `trusted=True`.
         """
         version = self.get(ref)
-        data = self._blobs.get_bytes(version.digest)
-        return LoadedModel(version, get_flavor(version.flavor).load(data, trusted=trusted))
+        return LoadedModel(version, get_flavor(version.flavor).load(self.artifact_bytes(version), trusted=trusted))
 
     def lineage(self, ref: str | ModelVersion) -> Lineage:
         """Which run made a version and which dataset versions it learned from."""

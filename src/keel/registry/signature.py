@@ -35,15 +35,41 @@ def _output_kind(model: Any) -> tuple[str, tuple[Any, ...] | None]:
     if classes is not None:
         return "classification", tuple(c.item() if isinstance(c, np.generic) else c for c in classes)
     try:
-        from sklearn.base import is_regressor
-
-        if is_regressor(model):
-            return "regression", None
-    except ImportError:  # pragma: no cover
-        pass
+        from sklearn.base import BaseEstimator, is_regressor
+    except ImportError:  # pragma: no cover - scikit-learn is a core dependency
+        BaseEstimator = None  # type: ignore[assignment,misc]  # noqa: N806
+    # is_regressor() raises on objects that are not scikit-learn estimators (a Booster, a function).
+    if BaseEstimator is not None and isinstance(model, BaseEstimator) and is_regressor(model):
+        return "regression", None
+    objective = _booster_objective(model)
+    if objective.startswith(_CLASSIFICATION_OBJECTIVES):
+        return "classification", None
+    if objective.startswith(_REGRESSION_OBJECTIVES):
+        return "regression", None
     if type(model).__name__.endswith("Regressor"):
         return "regression", None
     return "other", None
+
+
+# Objectives of raw boosters (LightGBM names and XGBoost 'family:name' ones), by prefix.
+_CLASSIFICATION_OBJECTIVES = ("binary", "multi", "cross_entropy", "xentropy")
+_REGRESSION_OBJECTIVES = ("reg", "poisson", "gamma", "tweedie", "huber", "fair", "quantile", "mape", "l1", "l2",
+                          "count:", "survival:")  # fmt: skip
+
+
+def _booster_objective(model: Any) -> str:
+    """The objective of a raw LightGBM or XGBoost Booster ('' for anything else)."""
+    module = type(model).__module__ or ""
+    if type(model).__name__ != "Booster":
+        return ""
+    if module.startswith("lightgbm"):
+        return str(getattr(model, "params", {}).get("objective", ""))
+    if module.startswith("xgboost"):
+        try:
+            return str(json.loads(model.save_config())["learner"]["objective"]["name"])
+        except (KeyError, ValueError):
+            return ""
+    return ""
 
 
 def infer_signature(model: Any, X: Any) -> Signature:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, delete, func, select
 
 from keel.entities import AliasEvent, ModelVersion, RegisteredModel, Signature
-from keel.errors import NotFoundError
+from keel.errors import InvalidInputError, NotFoundError
 from keel.refs import Ref, check_name
 from keel.storage import schema as s
 from keel.storage._common import Transactional, now, retry_conflicts, upsert, utc
@@ -87,21 +87,13 @@ class ModelStore(Transactional):
         """Point `alias` at `version` and record the move, in one transaction."""
         check_name(alias, what="alias")
         if alias == "latest" or alias.isdigit():
-            from keel.errors import InvalidInputError
-
             raise InvalidInputError(f"{alias!r} cannot be an alias: it already means a version in references")
         with self.begin() as conn:
-            model_id = self._model_id(conn, name)
+            model_id = self._lock_model(conn, name)
             target = conn.execute(select(mv.c.id).where(mv.c.model_id == model_id, mv.c.version == version)).scalar()
             if target is None:
                 raise NotFoundError(f"Model {name!r} has no version {version}; {self._versions_hint(conn, model_id)}")
-            # Lock the alias row (PostgreSQL) so concurrent moves serialize and history stays exact.
-            current = conn.execute(
-                select(mv.c.version)
-                .select_from(s.model_aliases.join(mv, mv.c.id == s.model_aliases.c.model_version_id))
-                .where(s.model_aliases.c.model_id == model_id, s.model_aliases.c.alias == alias)
-                .with_for_update()
-            ).scalar()
+            current = self._alias_version(conn, model_id, alias)
             upsert(
                 conn,
                 s.model_aliases,
@@ -119,12 +111,8 @@ class ModelStore(Transactional):
 
     def delete_alias(self, name: str, alias: str, *, author: str, reason: str) -> AliasEvent:
         with self.begin() as conn:
-            model_id = self._model_id(conn, name)
-            current = conn.execute(
-                select(mv.c.version)
-                .select_from(s.model_aliases.join(mv, mv.c.id == s.model_aliases.c.model_version_id))
-                .where(s.model_aliases.c.model_id == model_id, s.model_aliases.c.alias == alias)
-            ).scalar()
+            model_id = self._lock_model(conn, name)
+            current = self._alias_version(conn, model_id, alias)
             if current is None:
                 raise NotFoundError(f"Model {name!r} has no alias {alias!r}; {self._aliases_hint(conn, model_id, alias)}")
             conn.execute(
@@ -174,8 +162,6 @@ class ModelStore(Transactional):
                     )
                 return self._load(conn, select(mv).where(mv.c.id == target))[0]
             if ref.digest is not None:
-                from keel.errors import InvalidInputError
-
                 raise InvalidInputError(f"Model reference {str(ref)!r}: models are addressed by version or alias")
             rows = self._load(conn, q.order_by(mv.c.version.desc()).limit(1))
             if not rows:
@@ -231,6 +217,24 @@ class ModelStore(Transactional):
             conn.execute(rm.update().where(rm.c.id == model_id).values(description=description, updated_at=now()))
 
     # -- helpers --------------------------------------------------------------------------
+    def _lock_model(self, conn: Connection, name: str) -> int:
+        """The model's id, with its row write-locked until the transaction ends.
+
+        Alias moves of one model then run one at a time, so each records the `from_version`
+        the next one starts from. A write is what takes the lock on SQLite (whose reads take
+        none) and it also locks on PostgreSQL, even for an alias that has no row yet.
+        """
+        model_id = self._model_id(conn, name)
+        conn.execute(rm.update().where(rm.c.id == model_id).values(updated_at=now()))
+        return model_id
+
+    def _alias_version(self, conn: Connection, model_id: int, alias: str) -> int | None:
+        return conn.execute(  # type: ignore[no-any-return]
+            select(mv.c.version)
+            .select_from(s.model_aliases.join(mv, mv.c.id == s.model_aliases.c.model_version_id))
+            .where(s.model_aliases.c.model_id == model_id, s.model_aliases.c.alias == alias)
+        ).scalar()
+
     def _model_id(self, conn: Connection, name: str) -> int:
         model_id = conn.execute(select(rm.c.id).where(rm.c.name == name)).scalar()
         if model_id is None:

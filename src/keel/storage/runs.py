@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, ColumnElement, and_, false, func, or_, select, true
+from sqlalchemy import Connection, ColumnElement, and_, delete, false, func, or_, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 
 from keel.entities import ArtifactRecord, BoolOp, Comparison, MetricPoint, OrderBy, Run, RunStatus
@@ -30,12 +30,23 @@ _ATTRIBUTES = {
 }
 
 
+_TIME_ATTRIBUTES = {"started_at", "ended_at"}
+
+
 def as_number(value: str) -> float | None:
     try:
         number = float(value)
     except ValueError:
         return None
     return number if math.isfinite(number) else None
+
+
+def _same_param(stored: str, new: str) -> bool:
+    """'6' and '6.0' are the same param value; a string is only the same as itself."""
+    if stored == new:
+        return True
+    a, b = as_number(stored), as_number(new)
+    return a is not None and a == b
 
 
 class RunStore(Transactional):
@@ -87,7 +98,7 @@ class RunStore(Transactional):
                 ).all()
             )
             for key, value in params.items():
-                if key in stored and stored[key] != value:
+                if key in stored and not _same_param(stored[key], value):
                     raise ConflictError(
                         f"Run {run_id} already has param {key!r}={stored[key]!r}; params are immutable "
                         f"(got {value!r}). Log it under another key or start a new run."
@@ -143,8 +154,11 @@ class RunStore(Transactional):
                 conn.execute(s.run_inputs.insert(), new)
 
     def add_artifact(self, run_id: str, path: str, digest: str, size_bytes: int) -> None:
+        """Record (or replace) the artifact at `path`; the blob it replaces becomes garbage."""
+        owner = f"run:{run_id}:{path}"
         with self.begin() as conn:
             self._require(conn, run_id)
+            conn.execute(delete(s.blob_refs).where(s.blob_refs.c.owner == owner, s.blob_refs.c.digest != digest))
             upsert(
                 conn,
                 s.run_artifacts,
@@ -152,11 +166,26 @@ class RunStore(Transactional):
                 ["run_id", "path"],
                 ["digest", "size_bytes"],
             )
-            upsert(conn, s.blob_refs, [{"digest": digest, "owner": f"run:{run_id}:{path}"}], ["digest", "owner"], ["digest"])
+            upsert(conn, s.blob_refs, [{"digest": digest, "owner": owner}], ["digest", "owner"], ["digest"])
 
     def finish(self, run_id: str, status: RunStatus, ended_at: datetime) -> None:
+        """End a running run; a run already ended keeps its first status and end time."""
         with self.begin() as conn:
-            conn.execute(s.runs.update().where(s.runs.c.id == run_id).values(status=status.value, ended_at=ended_at))
+            self._require(conn, run_id)
+            conn.execute(
+                s.runs.update()
+                .where(s.runs.c.id == run_id, s.runs.c.status == RunStatus.RUNNING.value)
+                .values(status=status.value, ended_at=ended_at)
+            )
+
+    def next_steps(self, run_id: str, keys: Sequence[str]) -> dict[str, int]:
+        """For each metric key, one past its highest stored step (keys without points are left out)."""
+        mp = s.metric_points
+        with self.connect() as conn:
+            rows = conn.execute(
+                select(mp.c.key, func.max(mp.c.step)).where(mp.c.run_id == run_id, mp.c.key.in_(list(keys))).group_by(mp.c.key)
+            )
+            return {key: int(step) + 1 for key, step in rows}
 
     def _require(self, conn: Connection, run_id: str) -> None:
         if conn.execute(select(s.runs.c.id).where(s.runs.c.id == run_id)).first() is None:
@@ -198,15 +227,23 @@ class RunStore(Transactional):
         if where is not None:
             q = q.where(_compile(where))
         for i, o in enumerate(order_by):
-            col = _order_column(o, i)
-            if o.kind in ("metrics", "params"):
-                table, value_col = col
-                q = q.outerjoin(table, and_(table.c.run_id == s.runs.c.id, table.c.key == o.key))
-                expr = value_col
+            direction = _descending if o.descending else _ascending
+            # Runs without the metric or param (NULL) sort last, ascending or descending.
+            if o.kind == "metrics":
+                m = s.latest_metrics.alias(f"order_m{i}")
+                q = q.outerjoin(m, and_(m.c.run_id == s.runs.c.id, m.c.key == o.key))
+                keys = [m.c.value.is_(None), direction(m.c.value)]
+            elif o.kind == "params":
+                # Numbers in numeric order first, then text values in text order.
+                p = s.run_params.alias(f"order_p{i}")
+                q = q.outerjoin(p, and_(p.c.run_id == s.runs.c.id, p.c.key == o.key))
+                keys = [p.c.value.is_(None), p.c.value_num.is_(None), direction(p.c.value_num), direction(p.c.value)]
             else:
-                expr = col
-            # NULLs (runs without the metric) sort last either way.
-            q = q.order_by(expr.is_(None), expr.desc() if o.descending else expr.asc())
+                col = _ATTRIBUTES.get(o.key)
+                if col is None:
+                    raise InvalidInputError(f"Cannot order by attribute {o.key!r}; known: {', '.join(sorted(_ATTRIBUTES))}")
+                keys = [col.is_(None), direction(col)]
+            q = q.order_by(*keys)
         q = q.order_by(s.runs.c.started_at.desc(), s.runs.c.id).limit(limit)
         with self.connect() as conn:
             return self._load(conn, q)
@@ -259,6 +296,13 @@ class RunStore(Transactional):
             )
             for r in rows
         ]
+
+    def reading(self, dataset_version_id: int) -> list[Run]:
+        """Every run that read this dataset version, newest first."""
+        ids = select(s.run_inputs.c.run_id).where(s.run_inputs.c.dataset_version_id == dataset_version_id)
+        q = _base_query().where(s.runs.c.id.in_(ids)).order_by(s.runs.c.started_at.desc(), s.runs.c.id)
+        with self.connect() as conn:
+            return self._load(conn, q)
 
     def metric_history(self, run_id: str, key: str | None = None) -> list[MetricPoint]:
         full = self.resolve_id(run_id)
@@ -318,6 +362,26 @@ def _cmp(col: Any, op: str, value: Any) -> ColumnElement[bool]:
     raise InvalidInputError(f"Unknown comparison {op!r}")
 
 
+def _ascending(col: Any) -> Any:
+    return col.asc()
+
+
+def _descending(col: Any) -> Any:
+    return col.desc()
+
+
+def _text(value: float | str) -> str:
+    return repr(value) if isinstance(value, float) else value
+
+
+def _time(key: str, value: float | str) -> datetime:
+    try:
+        when = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise InvalidInputError(f"{key} compares with an ISO 8601 time such as '2025-03-01', got {value!r}") from None
+    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def _compile(node: Comparison | BoolOp) -> ColumnElement[bool]:
     if isinstance(node, BoolOp):
         parts = [_compile(t) for t in node.terms]
@@ -325,35 +389,26 @@ def _compile(node: Comparison | BoolOp) -> ColumnElement[bool]:
     # Each comparison is a semi-join on an indexed (key, value) table: no run is loaded into Python.
     if node.kind == "metrics":
         t = s.latest_metrics
-        if not isinstance(node.value, float):
-            raise InvalidInputError(f"metrics.{node.key} compares with numbers, got {node.value!r}")
+        if not isinstance(node.value, float) or node.op == "like":
+            raise InvalidInputError(
+                f"metrics.{node.key} compares with numbers (=, !=, <, <=, >, >=), got {node.op} {node.value!r}"
+            )
         return s.runs.c.id.in_(select(t.c.run_id).where(t.c.key == node.key, _cmp(t.c.value, node.op, node.value)))
     if node.kind == "params":
         t = s.run_params
-        if isinstance(node.value, float):
+        if isinstance(node.value, float) and node.op != "like":
             cond = _cmp(t.c.value_num, node.op, node.value)
         else:
-            cond = _cmp(t.c.value, node.op, node.value)
+            cond = _cmp(t.c.value, node.op, _text(node.value))
         return s.runs.c.id.in_(select(t.c.run_id).where(t.c.key == node.key, cond))
     if node.kind == "tags":
         t = s.run_tags
-        return s.runs.c.id.in_(select(t.c.run_id).where(t.c.key == node.key, _cmp(t.c.value, node.op, str(node.value))))
+        return s.runs.c.id.in_(select(t.c.run_id).where(t.c.key == node.key, _cmp(t.c.value, node.op, _text(node.value))))
     if node.kind == "attributes":
         col = _ATTRIBUTES.get(node.key)
         if col is None:
             raise InvalidInputError(f"Unknown run attribute {node.key!r}; known: {', '.join(sorted(_ATTRIBUTES))}")
-        return _cmp(col, node.op, node.value)
+        if node.key in _TIME_ATTRIBUTES:
+            return _cmp(col, node.op, _time(node.key, node.value))
+        return _cmp(col, node.op, _text(node.value))
     raise InvalidInputError(f"Unknown field kind {node.kind!r}")
-
-
-def _order_column(o: OrderBy, i: int) -> Any:
-    if o.kind == "metrics":
-        t = s.latest_metrics.alias(f"order_m{i}")
-        return t, t.c.value
-    if o.kind == "params":
-        t = s.run_params.alias(f"order_p{i}")
-        return t, t.c.value_num
-    col = _ATTRIBUTES.get(o.key)
-    if col is None:
-        raise InvalidInputError(f"Cannot order by attribute {o.key!r}; known: {', '.join(sorted(_ATTRIBUTES))}")
-    return col

@@ -6,14 +6,25 @@
     op     := = == != <> < <= > >= like
     value  := number | 'text' | "text" | bare-word
 
+How values compare:
+    metrics.KEY     numbers only (the run's latest value); `like` is refused
+    params.KEY      a bare number compares numerically (`params.max_depth = 6` matches '6' and
+                    '6.0'); a quoted value or a word compares as text; `like` always compares text
+    tags.KEY        text
+    attributes      name, status, author, id, experiment, code_version as text; started_at and
+                    ended_at as ISO 8601 times ('2025-03-01' or '2025-03-01T12:00:00+00:00', UTC if
+                    no zone given); status must be one of running, finished, failed, killed
+A run that lacks the metric, param or tag never matches a comparison on it (`!=` included).
+
 The tree is executed in SQL by keel.storage (each comparison is an indexed semi-join).
 """
 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
-from keel.entities import BoolOp, Comparison, OrderBy
+from keel.entities import BoolOp, Comparison, OrderBy, RunStatus
 from keel.errors import InvalidInputError
 
 __all__ = ["parse_filter", "parse_order_by"]
@@ -37,6 +48,7 @@ _KINDS = {
     "attributes": "attributes", "attribute": "attributes", "attr": "attributes", "a": "attributes",
 }  # fmt: skip
 _ATTRS = {"name", "status", "started_at", "ended_at", "author", "code_version", "id", "experiment"}
+_TIME_ATTRS = {"started_at", "ended_at"}
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -106,8 +118,10 @@ class _Parser:
         kind, value = self.take()
         if kind == "lparen":
             inner = self.expr()
-            if self.take()[0] != "rparen":
+            tok = self.peek()
+            if tok is None or tok[0] != "rparen":
                 raise InvalidInputError(f"Missing ')' in the filter {self.text!r}")
+            self.take()
             return inner
         if kind not in ("field", "word"):
             raise InvalidInputError(f"Expected a field such as metrics.auc, got {value!r}")
@@ -128,11 +142,35 @@ class _Parser:
             literal = raw
         else:
             raise InvalidInputError(f"Expected a value after {value} {op}, got {raw!r}")
-        if fkind == "metrics" and not isinstance(literal, float):
-            raise InvalidInputError(f"metrics.{key} compares with a number, got {raw!r}")
-        if fkind in ("tags",) and isinstance(literal, float):
-            literal = raw
+        if fkind == "metrics":
+            if op == "like":
+                raise InvalidInputError(f"metrics.{key} is a number: compare it with =, !=, <, <=, > or >=, not 'like'")
+            if not isinstance(literal, float):
+                raise InvalidInputError(f"metrics.{key} compares with a number, got {raw!r}")
+        elif isinstance(literal, float) and (fkind != "params" or op == "like"):
+            literal = raw  # text comparison: keep the number as written ('6', not '6.0')
+        if fkind == "attributes":
+            literal = _attribute_value(key, op, str(literal))
         return Comparison(fkind, key, op, literal)
+
+
+def _attribute_value(key: str, op: str, value: str) -> str:
+    """Check an attribute literal early, so a typo fails here and not as an empty result."""
+    if key == "status" and op != "like":
+        known = [s.value for s in RunStatus]
+        if value.lower() not in known:
+            raise InvalidInputError(f"Unknown run status {value!r}; known: {', '.join(known)}")
+        return value.lower()
+    if key in _TIME_ATTRS:
+        if op == "like":
+            raise InvalidInputError(f"{key} is a time: compare it with =, !=, <, <=, > or >=, not 'like'")
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidInputError(
+                f"{key} compares with an ISO 8601 time such as '2025-03-01' or '2025-03-01T12:00:00', got {value!r}"
+            ) from None
+    return value
 
 
 def parse_filter(text: str | None) -> Comparison | BoolOp | None:

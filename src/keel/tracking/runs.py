@@ -8,10 +8,10 @@ import math
 import os
 import platform
 import subprocess
+import sys
 import threading
 import uuid
-import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from keel.entities import DatasetVersion, MetricPoint, Run, RunStatus
-from keel.errors import InvalidInputError
+from keel.errors import InvalidInputError, NotFoundError
 from keel.refs import check_name
 from keel.tracking.query import parse_filter, parse_order_by
 
@@ -43,8 +43,11 @@ def _environment() -> dict[str, str]:
     return env
 
 
-def _git_commit(cwd: Path) -> str | None:
-    """HEAD's commit (with '-dirty' when tracked files changed), or None outside a repository."""
+def _git_commit(cwd: Path | None) -> str | None:
+    """HEAD's commit (with '-dirty' when tracked files changed), or None outside a repository.
+
+    `cwd=None` means the working directory (which may have been deleted: then None too).
+    """
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=False
@@ -67,8 +70,79 @@ def _param_text(value: Any) -> str:
     return str(value)
 
 
+# Column widths of the metadata store: checked here so SQLite (which ignores them) and
+# PostgreSQL (which enforces them) refuse the same input, with a message that says why.
+_KEY_CHARS = 250
+_NAME_CHARS = 256
+_ARTIFACT_PATH_CHARS = 512
+
+
+def _check_key(key: Any, what: str) -> str:
+    if not isinstance(key, str) or not key or len(key) > _KEY_CHARS:
+        raise InvalidInputError(f"A {what} key must be a non-empty string of at most {_KEY_CHARS} characters, got {key!r}")
+    return key
+
+
+def _artifact_name(name: Any) -> str:
+    inside = isinstance(name, str) and not name.startswith(("/", "\\")) and ".." not in Path(name).parts
+    if not inside or not 1 <= len(name) <= _ARTIFACT_PATH_CHARS:
+        raise InvalidInputError(
+            f"Artifact name {name!r} must be a relative path inside the run (no '..'), "
+            f"1 to {_ARTIFACT_PATH_CHARS} characters"
+        )
+    return name
+
+
+def _params_text(params: Mapping[str, Any]) -> dict[str, str]:
+    return {_check_key(k, "param"): _param_text(v) for k, v in params.items()}
+
+
+def _tags_text(tags: Mapping[str, Any]) -> dict[str, str]:
+    return {_check_key(k, "tag"): str(v) for k, v in tags.items()}
+
+
+def _metric_value(key: Any, value: Any) -> float:
+    _check_key(key, "metric")
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"Metric {key!r} must be a number, got {value!r}") from exc
+    if not math.isfinite(number):
+        raise InvalidInputError(f"Metric {key!r} must be finite, got {number}")
+    return number
+
+
+def _is_integer(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    try:
+        return int(value) == value
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def _exit_status() -> RunStatus:
+    """The status of a run still open when the interpreter exits.
+
+    A script that ends on an uncaught exception leaves it in sys.last_value before atexit
+    handlers run; an interactive session keeps old errors there, so it always means finished.
+    """
+    if hasattr(sys, "ps1"):
+        return RunStatus.FINISHED
+    last = getattr(sys, "last_value", None)
+    if isinstance(last, KeyboardInterrupt):
+        return RunStatus.KILLED
+    if isinstance(last, BaseException) and not (isinstance(last, SystemExit) and last.code in (0, None)):
+        return RunStatus.FAILED
+    return RunStatus.FINISHED
+
+
 class ActiveRun:
     """A run being recorded. Use as a context manager; metric points are written in batches.
+
+    Leaving the `with` block ends the run: finished, failed on an exception, killed on
+    KeyboardInterrupt. A run never ended is ended when the interpreter exits, its buffered
+    points written (failed if the script died of an uncaught exception).
 
     >>> with ws.runs.start("credit", params={"max_depth": 6}) as run:   # doctest: +SKIP
     ...     run.log_metric("auc", 0.91)
@@ -90,18 +164,13 @@ class ActiveRun:
         self._buffer: list[tuple[str, float, int, float]] = []
         self._buffer_points = buffer_points
         self._next_step: dict[str, int] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the buffer and step counters
+        self._end_lock = threading.Lock()
         self._ended = False
-        # Flush and close at a normal interpreter exit even if end() is never called.
-        ref = weakref.ref(self)
-
-        def _at_exit() -> None:
-            run = ref()
-            if run is not None and not run._ended:
-                run.end()
-
-        self._at_exit: Callable[[], None] = _at_exit
-        atexit.register(_at_exit)
+        self._detached = False
+        # Flush and close at interpreter exit even if end() is never called. The handler holds
+        # the run, so a run nobody references any more still gets its buffered points written.
+        atexit.register(self._end_at_exit)
 
     def __repr__(self) -> str:
         return f"ActiveRun(id={self.id!r}, experiment={self.experiment!r}, name={self.name!r})"
@@ -111,37 +180,38 @@ class ActiveRun:
         self.log_params({key: value})
 
     def log_params(self, params: Mapping[str, Any]) -> None:
+        """Record hyperparameters; a param keeps its first value (another one is a ConflictError)."""
         self._check_open()
-        self._runs._meta.runs.log_params(self.id, {str(k): _param_text(v) for k, v in params.items()})
+        self._runs._meta.runs.log_params(self.id, _params_text(params))
 
     def set_tag(self, key: str, value: Any) -> None:
         self.set_tags({key: value})
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set tags; unlike params, a tag can be set again to a new value."""
         self._check_open()
-        self._runs._meta.runs.set_tags(self.id, {str(k): str(v) for k, v in tags.items()})
+        self._runs._meta.runs.set_tags(self.id, _tags_text(tags))
 
     def log_metric(self, key: str, value: float, *, step: int | None = None, timestamp: float | None = None) -> None:
-        """Buffer one point of the series `key`; `step` defaults to the series' next step."""
+        """Buffer one point of the series `key`; `step` defaults to the series' next step.
+
+        Points are written in batches (settings.metric_buffer_points), at end() and at exit.
+        NaN and infinities are refused with InvalidInputError.
+        """
         self._check_open()
-        try:
-            number = float(value)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"Metric {key!r} must be a number, got {value!r}") from exc
-        if not math.isfinite(number):
-            raise InvalidInputError(f"Metric {key!r} must be finite, got {number}")
-        if not isinstance(key, str) or not key or len(key) > 250:
-            raise InvalidInputError(f"Metric key must be a non-empty string of at most 250 characters, got {key!r}")
+        number = _metric_value(key, value)
+        if step is not None and not _is_integer(step):
+            raise InvalidInputError(f"The step of metric {key!r} must be an integer, got {step!r}")
         with self._lock:
-            if step is None:
-                step = self._next_step.get(key, 0)
-            self._next_step[key] = max(self._next_step.get(key, 0), int(step) + 1)
-            self._buffer.append((key, number, int(step), timestamp if timestamp is not None else _now_ts()))
+            at = self._next_step.get(key, 0) if step is None else int(step)
+            self._next_step[key] = max(self._next_step.get(key, 0), at + 1)
+            self._buffer.append((key, number, at, timestamp if timestamp is not None else _now_ts()))
             full = len(self._buffer) >= self._buffer_points
         if full:
             self.flush()
 
     def log_metrics(self, metrics: Mapping[str, float], *, step: int | None = None) -> None:
+        """Buffer one point of each metric, all at `step` (default: each series' next step)."""
         for key, value in metrics.items():
             self.log_metric(key, value, step=step)
 
@@ -158,17 +228,18 @@ class ActiveRun:
         path = Path(path)
         if not path.is_file():
             raise InvalidInputError(f"Artifact {str(path)!r} is not a file")
-        name = name or path.name
-        if name.startswith("/") or ".." in Path(name).parts:
-            raise InvalidInputError(f"Artifact name {name!r} must be a relative path inside the run")
+        name = _artifact_name(path.name if name is None else name)
         digest, size = self._runs._blobs.put_file(path)
         self._runs._meta.runs.add_artifact(self.id, name, digest, size)
         return digest
 
     def log_bytes(self, data: bytes, name: str) -> str:
+        """Store `data` with the run under `name`; return its digest. Read it back with ws.runs.artifact()."""
         self._check_open()
-        if name.startswith("/") or ".." in Path(name).parts:
-            raise InvalidInputError(f"Artifact name {name!r} must be a relative path inside the run")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise InvalidInputError(f"log_bytes takes bytes, got {type(data).__name__}; encode text first")
+        data = bytes(data)
+        _artifact_name(name)
         digest = self._runs._blobs.put_bytes(data)
         self._runs._meta.runs.add_artifact(self.id, name, digest, len(data))
         return digest
@@ -186,18 +257,46 @@ class ActiveRun:
                 raise
 
     def end(self, status: RunStatus | str = RunStatus.FINISHED) -> Run:
-        """Flush, mark the run ended with `status`, and return it as recorded."""
-        status = RunStatus(status)
-        if not self._ended:
-            self.flush()
-            self._runs._meta.runs.finish(self.id, status, datetime.now(UTC))
-            self._ended = True
-            atexit.unregister(self._at_exit)
+        """Flush, mark the run ended with `status`, and return it as recorded. Ending twice is a no-op."""
+        try:
+            status = RunStatus(status)
+        except ValueError:
+            raise InvalidInputError(f"Unknown run status {status!r}; known: {', '.join(s.value for s in RunStatus)}") from None
+        with self._end_lock:
+            if not self._ended:
+                self.flush()
+                self._runs._meta.runs.finish(self.id, status, datetime.now(UTC))
+                self._ended = True
+                atexit.unregister(self._end_at_exit)
         return self._runs.get(self.id)
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def detach(self) -> None:
+        """Flush, then let go of the run: it stays running, this process no longer ends it at exit.
+
+        For runs driven from elsewhere (the HTTP API): log to them with ws.runs.log_params(run_id, ...)
+        and end them with ws.runs.end(run_id). This ActiveRun refuses further logging.
+        """
+        self.flush()
+        self._detached = True
+        atexit.unregister(self._end_at_exit)
+
+    def _end_at_exit(self) -> None:
+        if self._ended or self._detached:
+            return
+        try:
+            self.end(_exit_status())
+        except Exception:  # noqa: BLE001 - the last chance to save the run; say so and let the exit go on
+            logger.exception("could not end run %s at interpreter exit; its last metric points are lost", self.id)
 
     def _check_open(self) -> None:
         if self._ended:
             raise InvalidInputError(f"Run {self.id} has ended; start a new run to log more")
+        if self._detached:
+            raise InvalidInputError(f"Run {self.id} was detached; log to it with ws.runs.log_*({self.id!r}, ...)")
 
     def __enter__(self) -> ActiveRun:
         return self
@@ -205,7 +304,7 @@ class ActiveRun:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if exc_type is None:
+        if exc_type is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
             self.end(RunStatus.FINISHED)
         elif issubclass(exc_type, KeyboardInterrupt):
             self.end(RunStatus.KILLED)
@@ -237,7 +336,6 @@ class Runs:
         self._datasets_get = datasets_get
         self._dataset_id = dataset_id
         self._environment: dict[str, str] | None = None
-        self._code_version: dict[Path, str | None] = {}
 
     def start(
         self,
@@ -246,16 +344,31 @@ class Runs:
         name: str | None = None,
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, Any] | None = None,
-        inputs: list[str | DatasetVersion] | None = None,
+        inputs: str | DatasetVersion | list[str | DatasetVersion] | None = None,
         code_dir: str | os.PathLike[str] | None = None,
     ) -> ActiveRun:
-        """Start a run in `experiment` (created if new) and return it, recording code and environment."""
+        """Start a run in `experiment` (created if new) and return it; writes a Run.
+
+        Records the start time, the environment (Python and key package versions) and the code
+        version: the git commit of `code_dir` (default: the working directory), with '-dirty'
+        when tracked files changed, or None outside a git repository.
+
+        >>> with ws.runs.start("credit", params={"max_depth": 6}, inputs=["credit@3"]) as run:  # doctest: +SKIP
+        ...     run.log_metric("auc", 0.91)
+        """
         check_name(experiment, what="experiment name")
+        if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > _NAME_CHARS):
+            raise InvalidInputError(f"A run name must be a non-empty string of at most {_NAME_CHARS} characters, got {name!r}")
+        # Checked before the run exists, so bad input leaves no half-made run behind.
+        param_text = _params_text(params or {})
+        tag_text = _tags_text(tags or {})
+        if isinstance(inputs, (str, DatasetVersion)):
+            inputs = [inputs]
+        versions = [self._datasets_get(d) for d in inputs or []]
+        if code_dir is not None and not Path(code_dir).is_dir():
+            raise InvalidInputError(f"code_dir {str(code_dir)!r} is not a folder")
         if self._environment is None:
             self._environment = _environment()
-        where = Path(code_dir or os.getcwd())
-        if where not in self._code_version:
-            self._code_version[where] = _git_commit(where)
         run_id = uuid.uuid4().hex
         name = name or f"{experiment}-{run_id[:8]}"
         self._meta.runs.create(
@@ -263,19 +376,77 @@ class Runs:
             experiment=experiment,
             name=name,
             author=self._author,
-            code_version=self._code_version[where],
+            code_version=_git_commit(None if code_dir is None else Path(code_dir)),  # not cached: commits move
             environment=self._environment,
             started_at=datetime.now(UTC),
         )
         run = ActiveRun(self, run_id, experiment=experiment, name=name, buffer_points=self._buffer_points)
-        if params:
-            run.log_params(params)
-        if tags:
-            run.set_tags(tags)
-        for dataset in inputs or []:
-            run.log_input(dataset)
+        try:
+            self._meta.runs.log_params(run_id, param_text)
+            self._meta.runs.set_tags(run_id, tag_text)
+            self._meta.runs.add_inputs(run_id, [self._dataset_id(v) for v in versions])
+        except BaseException:
+            run.end(RunStatus.FAILED)
+            raise
         return run
 
+    # -- writes by run id (what the HTTP API and ActiveRun-less callers use) ----------------------
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """Record params of a running run; a param keeps its first value (another is a ConflictError)."""
+        self._meta.runs.log_params(self._running(run_id), _params_text(params))
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        """Set tags of a run (also of an ended one: tags are annotations)."""
+        self._meta.runs.set_tags(self._meta.runs.resolve_id(run_id), _tags_text(tags))
+
+    def log_metric_points(
+        self, run_id: str, points: Iterable[tuple[str, float, int | None, float | None]]
+    ) -> int:
+        """Write (key, value, step, timestamp) points of a running run in one transaction; return how many.
+
+        A step of None continues the series after its highest stored step; a timestamp of None is now.
+        """
+        full = self._running(run_id)
+        given: list[tuple[str, float, int | None, float]] = []
+        for key, value, step, timestamp in points:
+            number = _metric_value(key, value)
+            if step is not None and not _is_integer(step):
+                raise InvalidInputError(f"The step of metric {key!r} must be an integer, got {step!r}")
+            given.append((key, number, None if step is None else int(step), _now_ts() if timestamp is None else float(timestamp)))
+        unstepped = sorted({key for key, _, step, _ in given if step is None})
+        next_step = self._meta.runs.next_steps(full, unstepped) if unstepped else {}
+        rows: list[tuple[str, float, int, float]] = []
+        for key, number, step, ts in given:
+            at = next_step.get(key, 0) if step is None else step
+            next_step[key] = max(next_step.get(key, 0), at + 1)
+            rows.append((key, number, at, ts))
+        self._meta.runs.log_metric_points(full, rows)
+        return len(rows)
+
+    def log_inputs(self, run_id: str, datasets: Iterable[str | DatasetVersion]) -> list[DatasetVersion]:
+        """Record dataset versions a running run read (lineage); return them."""
+        full = self._running(run_id)
+        versions = [self._datasets_get(d) for d in ([datasets] if isinstance(datasets, str) else datasets)]
+        self._meta.runs.add_inputs(full, [self._dataset_id(v) for v in versions])
+        return versions
+
+    def end(self, run_id: str, status: RunStatus | str = RunStatus.FINISHED) -> Run:
+        """Mark a running run ended with `status` and return it; a run already ended is returned as is."""
+        try:
+            status = RunStatus(status)
+        except ValueError:
+            raise InvalidInputError(f"Unknown run status {status!r}; known: {', '.join(s.value for s in RunStatus)}") from None
+        full = self._meta.runs.resolve_id(run_id)
+        self._meta.runs.finish(full, status, datetime.now(UTC))
+        return self.get(full)
+
+    def _running(self, run_id: str) -> str:
+        run = self.get(run_id)
+        if run.status is not RunStatus.RUNNING:
+            raise InvalidInputError(f"Run {run.id} has ended ({run.status.value}); start a new run to log more")
+        return run.id
+
+    # -- reads --------------------------------------------------------------------------------
     def get(self, run_id: str) -> Run:
         """A run by id (or a unique id prefix of at least 6 characters)."""
         return self._meta.runs.get(run_id)
@@ -302,6 +473,10 @@ class Runs:
             parse_filter(filter), order_by=parse_order_by(order_by), experiment=experiment, limit=limit
         )
 
+    def reading(self, dataset: str | DatasetVersion) -> list[Run]:
+        """Every run that read this dataset version, newest first (lineage, walked backwards)."""
+        return self._meta.runs.reading(self._dataset_id(self._datasets_get(dataset)))
+
     def metric_history(self, run_id: str, key: str | None = None) -> list[MetricPoint]:
         """Every logged point of one metric (or of all) in step order."""
         return self._meta.runs.metric_history(run_id, key)
@@ -311,10 +486,10 @@ class Runs:
         return self._meta.runs.experiments()
 
     def artifact(self, run_id: str, path: str) -> bytes:
+        """The bytes of a run's artifact, verified against their SHA-256 (CorruptArtifactError if not)."""
         run = self.get(run_id)
         for a in run.artifacts:
             if a.path == path:
                 return self._blobs.get_bytes(a.digest)
-        from keel.errors import NotFoundError
-
-        raise NotFoundError(f"Run {run.id} has no artifact {path!r}")
+        known = ", ".join(a.path for a in run.artifacts) or "none"
+        raise NotFoundError(f"Run {run.id} has no artifact {path!r}; its artifacts: {known}")
