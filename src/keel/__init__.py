@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from keel._workspace import Workspace
     from keel.client import Client
 
-__version__ = "0.1.0"
+from keel._version import __version__
 
 __all__ = [
     "Workspace",

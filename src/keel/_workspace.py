@@ -85,7 +85,7 @@ class Workspace:
         """What was made from a dataset version: {'runs': [...ids], 'models': [...refs]}."""
         version = self.datasets.get(dataset)
         models = [m.ref for m in self.models.trained_on(version)]
-        runs = [r.id for r in self.runs.search(None, limit=10_000) if version.ref in r.inputs]
+        runs = [r.id for r in self.runs.reading(version)]
         return {"runs": runs, "models": models}
 
     def gc(self, *, dry_run: bool = False, grace_s: int | None = None) -> GcReport:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import threading
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -189,6 +190,18 @@ class RemoteRun:
         self._http.json("POST", f"/api/v1/runs/{self.id}/tags", json={str(k): str(v) for k, v in tags.items()})
 
     def log_metric(self, key: str, value: float, *, step: int | None = None, timestamp: float | None = None) -> None:
+        # Checked here, as ActiveRun does, so a bad point fails at its call, not at the batch flush.
+        try:
+            number = float(value)
+        except (TypeError, ValueError) as exc:
+            raise e.InvalidInputError(f"Metric {key!r} must be a number, got {value!r}") from exc
+        if not math.isfinite(number):
+            raise e.InvalidInputError(f"Metric {key!r} must be finite, got {number}")
+        if not isinstance(key, str) or not key or len(key) > 250:
+            raise e.InvalidInputError(f"Metric key must be a non-empty string of at most 250 characters, got {key!r}")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+            raise e.InvalidInputError(f"Metric {key!r}: step must be a non-negative int, got {step!r}")
+        value = number
         with self._lock:
             if step is None:
                 step = self._next_step.get(key, 0)

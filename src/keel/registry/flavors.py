@@ -193,6 +193,13 @@ class CallableFlavor:
 
     def load(self, data: bytes, *, trusted: bool) -> Any:
         path = json.loads(data)["callable"]
+        if not trusted:
+            # Importing the named module runs its import-time code, and calling the function runs
+            # it: whoever can write artifacts could name any installed function. Opt in, as for pickle.
+            raise UnsafeLoadError(
+                f"This model is the Python function {path!r}; loading imports and later calls it. "
+                "Load it with trusted=True if you trust where it came from."
+            )
         module, _, qualname = path.partition(":")
         try:
             obj: Any = importlib.import_module(module)

@@ -46,7 +46,7 @@ def create_app(
     token_cache_s: float = 2.0,
 ) -> FastAPI:
     """The application for workspace `ws`. `require_auth` forces tokens even on loopback."""
-    from keel import __version__
+    from keel._version import __version__
 
     app = FastAPIOffline(
         title="Keel",
