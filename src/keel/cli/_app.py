@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from keel.cli import data, models, runs
+from keel.cli import data, models, runs, serve
 from keel.cli._common import JSON_OPTION, State, err, escape, open_workspace, out, print_json, size, state
 from keel.errors import KeelError
 
@@ -101,6 +101,8 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
+app.add_typer(serve.token_app, name="token")
+app.command("serve")(serve.serve_command)
 
 
 def _version(value: bool) -> None:
@@ -171,19 +173,28 @@ def demo(
     workspace: Path | None = typer.Option(
         None, "--workspace", "-w", file_okay=False, help="Run in this folder instead of a new temporary one."
     ),
-    no_serve: bool = typer.Option(
-        False, "--no-serve", help="Do not start the server afterwards (the demo does not serve yet; accepted for scripts)."
-    ),
+    no_serve: bool = typer.Option(False, "--no-serve", help="Stop after the story instead of serving the champion (for scripts)."),
+    port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port for the server the demo ends with."),
 ) -> None:
-    """Run the lifecycle on real credit-scoring data: data, two tracked runs, registry, champion, predictions.
+    """Run the lifecycle on real credit-scoring data, then serve the champion and the dashboard.
 
-    Uses the embedded default (SQLite + local files) in a new temporary folder unless
+    Data, two tracked runs, registry, champion, predictions; then `keel serve` on 127.0.0.1
+    (--no-serve stops before that). Uses the embedded default (SQLite + local files) in a new temporary folder unless
     --workspace is given (here or before the command); the folder is kept so you can explore it.
     """
     from keel.demo import run_demo
 
     home = workspace if workspace is not None else state(ctx).workspace
-    run_demo(home, console=out())
+    result = run_demo(home, console=out())
+    if no_serve:
+        return
+    from keel._workspace import Workspace
+    from keel.settings import Settings
+
+    ws = Workspace(Settings(home=result.home))
+    ctx.call_on_close(ws.close)
+    out().print(f"Serving {result.champion} (alias champion) at http://127.0.0.1:{port}/api/v1/models/credit-risk/predict")
+    serve.serve_workspace(ws, host="127.0.0.1", port=port, log_format="text")
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ __all__ = ["Flavor", "FLAVORS", "flavor_for", "get_flavor"]
 
 # Types from these packages are trusted when a skops file is loaded: they are what a
 # scikit-learn pipeline is made of. Anything else needs trusted=True.
-_TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.", "lightgbm.", "xgboost.", "pandas.", "keel.registry.")
+_TRUSTED_MODULES = ("functools.partial", "sklearn.", "numpy.", "scipy.", "lightgbm.", "xgboost.", "pandas.", "keel.registry.")
 
 
 class Flavor(Protocol):

@@ -25,6 +25,12 @@ def serve(
     import uvicorn
 
     require_auth = check_bind(ws, host)
+    if port == 0:  # pick a free port now, so the address we announce is the one we bind
+        import socket
+
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
     configure_logging(log_level, log_format)
     app = create_app(ws, require_auth=require_auth)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
