@@ -31,6 +31,16 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests by the services their fixtures start, so `-m "not postgres and not s3"` works."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "s3_endpoint" in fixtures:
+            item.add_marker(pytest.mark.s3)
+        if "postgres_server" in fixtures:
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture(autouse=True)
 def _clean_keel_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):

@@ -4,7 +4,8 @@
     name@latest     the newest version
     name@7          version 7
     name@champion   whatever the alias 'champion' points at (models)
-    name@9f2c1ab    a content-hash prefix, at least 6 hex digits (datasets); 'sha256:' may prefix it
+    name@9f2c1ab    a content-hash prefix, at least 6 hex digits (datasets); 'sha256:' may prefix it,
+                    and must when the prefix is all decimal digits (name@123456 is version 123456)
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ from keel.errors import InvalidInputError
 
 __all__ = ["Ref", "parse_ref", "check_name"]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_SELECTOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_HEX = re.compile(r"^(sha256:)?[0-9a-f]{6,64}$")
+# Used with fullmatch: `$` would also accept a trailing newline ("credit\n").
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_SELECTOR = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_VERSION = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also accepts '²' and other digits
+_HEX = re.compile(r"(sha256:)?[0-9a-fA-F]{6,64}")
 
 
 def check_name(name: str, *, what: str = "name") -> str:
     """Return `name` if it is a valid dataset, model, experiment or alias name; raise otherwise."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidInputError(
             f"Invalid {what} {name!r}: use 1-128 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
@@ -64,19 +67,21 @@ def parse_ref(text: str, *, hashes: bool = False) -> Ref:
         raise InvalidInputError(f"Empty reference {text!r}: expected NAME, NAME@VERSION or NAME@ALIAS")
     name, sep, selector = text.strip().partition("@")
     check_name(name)
+    if sep and not selector:
+        raise InvalidInputError(f"Reference {text!r} has nothing after '@': give a version, 'latest' or an alias")
     if not sep or selector == "latest":
-        if sep and not selector:
-            raise InvalidInputError(f"Reference {text!r} has nothing after '@'")
         return Ref(name)
-    if selector.isdigit():
+    if _VERSION.fullmatch(selector):
         version = int(selector)
         if version < 1:
             raise InvalidInputError(f"Reference {text!r}: versions start at 1")
         return Ref(name, version=version)
-    if not _SELECTOR.match(selector):
-        raise InvalidInputError(f"Reference {text!r}: {selector!r} is not a version, alias or hash")
-    if hashes and _HEX.match(selector):
-        return Ref(name, digest=selector.removeprefix("sha256:"))
+    if hashes and _HEX.fullmatch(selector):
+        return Ref(name, digest=selector.removeprefix("sha256:").lower())
     if selector.startswith("sha256:"):
+        if hashes:
+            raise InvalidInputError(f"Reference {text!r}: a hash prefix needs 6 to 64 hex digits after 'sha256:'")
         raise InvalidInputError(f"Reference {text!r}: only datasets are addressed by hash")
+    if not _SELECTOR.fullmatch(selector):
+        raise InvalidInputError(f"Reference {text!r}: {selector!r} is not a version, alias or hash")
     return Ref(name, alias=selector)

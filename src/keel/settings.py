@@ -10,6 +10,7 @@ import dataclasses
 import getpass
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +18,12 @@ from typing import Any, get_type_hints
 
 from keel.errors import ConfigError
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "mask_password"]
 
 _PREFIX = "KEEL_"
+_LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+# fsspec option names whose values are credentials: hidden in repr()
+_SECRET_OPTION = re.compile(r"secret|password|token|key|credential", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,8 @@ class Settings:
     home: Path = Path(".keel")
     store_url: str = ""  # empty: SQLite at <home>/keel.db
     artifacts_url: str = ""  # empty: <home>/artifacts
-    artifacts_options: dict[str, Any] = field(default_factory=dict)  # fsspec storage options (JSON in env)
+    # fsspec storage options (JSON in env); left out of hash() because a dict cannot be hashed
+    artifacts_options: dict[str, Any] = field(default_factory=dict, hash=False)
     author: str = ""  # empty: the OS user name
     log_level: str = "WARNING"
     metric_buffer_points: int = 5000  # metric points buffered per run before a batch write
@@ -44,10 +49,32 @@ class Settings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
+        object.__setattr__(self, "log_level", str(self.log_level).upper())
         if self.metric_buffer_points < 1:
-            raise ConfigError(f"metric_buffer_points must be >= 1, got {self.metric_buffer_points}")
+            raise ConfigError(
+                f"metric_buffer_points (KEEL_METRIC_BUFFER_POINTS) must be >= 1, got {self.metric_buffer_points}"
+            )
+        if self.gc_grace_s < 0:
+            raise ConfigError(f"gc_grace_s (KEEL_GC_GRACE_S) must be >= 0, got {self.gc_grace_s}")
         if not 0 <= self.server_port <= 65535:
-            raise ConfigError(f"server_port must be in 0..65535, got {self.server_port}")
+            raise ConfigError(f"server_port (KEEL_SERVER_PORT) must be in 0..65535, got {self.server_port}")
+        if len(self.author) > 128:  # the store keeps authors in 128-character columns
+            raise ConfigError(f"author (KEEL_AUTHOR) must be at most 128 characters, got {len(self.author)}")
+        if self.log_level not in _LOG_LEVELS:
+            levels = ", ".join(_LOG_LEVELS)
+            raise ConfigError(f"log_level (KEEL_LOG_LEVEL) must be one of {levels}, got {self.log_level!r}")
+
+    def __repr__(self) -> str:
+        # Settings end up in logs and tracebacks: never show a password or a cloud secret.
+        shown = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "store_url":
+                value = mask_password(value)
+            elif f.name == "artifacts_options":
+                value = _mask_options(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
 
     @property
     def resolved_store_url(self) -> str:
@@ -88,6 +115,24 @@ class Settings:
 
     def with_changes(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def mask_password(url: str) -> str:
+    """`url` with the password of its user-info part replaced by '***'.
+
+    >>> mask_password("postgresql://keel:s3cret@db:5432/keel")
+    'postgresql://keel:***@db:5432/keel'
+    """
+    # The user-info ends at the last '@' before the path, so an unescaped '@' in a password is masked too.
+    url = re.sub(r"^([^:/]+://[^:/@]*:)[^/]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url, flags=re.IGNORECASE)
+
+
+def _mask_options(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: "***" if _SECRET_OPTION.search(str(k)) and not isinstance(v, dict) else _mask_options(v)
+                for k, v in value.items()}  # fmt: skip
+    return value
 
 
 def _cast(name: str, raw: str, hint: Any) -> Any:

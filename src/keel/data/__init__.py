@@ -5,8 +5,19 @@ May import: keel.storage and the base modules (errors, refs, entities, settings)
 
 from __future__ import annotations
 
-from keel.data.datasets import Datasets, to_arrow
+from keel.data.datasets import Datasets
 from keel.data.diff import diff_tables, js_distance, psi
 from keel.data.profile import profile_table
+from keel.data.tables import parquet_bytes, read_parquet, to_arrow, to_pandas
 
-__all__ = ["Datasets", "to_arrow", "diff_tables", "profile_table", "psi", "js_distance"]
+__all__ = [
+    "Datasets",
+    "to_arrow",
+    "parquet_bytes",
+    "read_parquet",
+    "to_pandas",
+    "diff_tables",
+    "profile_table",
+    "psi",
+    "js_distance",
+]

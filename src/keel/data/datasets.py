@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -11,71 +10,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from keel.data.diff import diff_tables
 from keel.data.profile import column_schema, profile_table
+from keel.data.tables import index_columns, parquet_bytes, read_parquet, to_arrow, to_pandas
 from keel.entities import DatasetDiff, DatasetSummary, DatasetVersion
 from keel.errors import InvalidInputError, NotFoundError
 from keel.refs import Ref, check_name, parse_ref
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from keel.storage import BlobStore, MetadataStore
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Datasets", "to_arrow"]
+__all__ = ["Datasets", "to_arrow", "parquet_bytes"]
 
-_TABLE_SUFFIXES = {".csv", ".tsv", ".parquet", ".pq"}
-
-
-def to_arrow(source: Any) -> pa.Table:
-    """A pandas DataFrame, Arrow table, or CSV/TSV/Parquet path as an Arrow table."""
-    if isinstance(source, pa.Table):
-        return source
-    if isinstance(source, pa.RecordBatch):
-        return pa.Table.from_batches([source])
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas is a core dependency
-        pd = None  # type: ignore[assignment]
-    if pd is not None and isinstance(source, pd.DataFrame):
-        bad = [c for c in source.columns if not isinstance(c, str)]
-        if bad:
-            raise InvalidInputError(f"Column names must be strings; got {bad[:5]!r}. Rename them first.")
-        try:
-            return pa.Table.from_pandas(source, preserve_index=None)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise InvalidInputError(f"Cannot store this DataFrame as a table: {exc}") from exc
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.exists():
-            raise NotFoundError(f"No such file or folder: {str(path)!r}")
-        suffix = path.suffix.lower()
-        try:
-            if suffix in (".csv", ".tsv"):
-                import pyarrow.csv as pacsv
-
-                opts = pacsv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ",")
-                return pacsv.read_csv(path, parse_options=opts)
-            if suffix in (".parquet", ".pq"):
-                return pq.read_table(path)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise InvalidInputError(f"Cannot read {str(path)!r} as a {suffix[1:]} table: {exc}") from exc
-        raise InvalidInputError(f"{str(path)!r} is not a table: expected .csv, .tsv, .parquet or a folder")
-    raise InvalidInputError(
-        f"Cannot make a dataset from {type(source).__name__}: give a DataFrame, an Arrow table, "
-        "a CSV/Parquet path or a folder"
-    )
-
-
-def parquet_bytes(table: pa.Table) -> bytes:
-    """Deterministic Parquet encoding: the same table always gives the same bytes (and digest)."""
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", use_dictionary=True, write_statistics=True)
-    return buf.getvalue()
+# What a folder dataset loads as: one row per file, in the order of the version's `columns`.
+_FILES_SCHEMA = pa.schema([("path", pa.string()), ("size_bytes", pa.int64()), ("digest", pa.string())])
 
 
 class Datasets:
@@ -98,7 +49,10 @@ class Datasets:
     ) -> DatasetVersion:
         """Store `source` as a new immutable version of `name`; identical content returns the stored one.
 
-        Writes the content blob(s) before the metadata that points at them.
+        `source`: a pandas DataFrame, an Arrow table, a CSV/TSV/Parquet path or a folder of files.
+        Writes the content blob(s) before the metadata that points at them, so a failed add
+        leaves no version behind (only blobs that `ws.gc()` removes). Raises InvalidInputError
+        for a source it cannot store, NotFoundError for a missing path or `parent` version.
 
         >>> v = ws.datasets.add("credit", frame)          # doctest: +SKIP
         >>> v.ref, v.digest[:15]                          # doctest: +SKIP
@@ -109,7 +63,8 @@ class Datasets:
         if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
             return self._add_folder(name, Path(source), description=description, tags=tags, parent=parent)
         table = to_arrow(source)
-        if table.num_columns == 0:
+        described = _data_columns(table)
+        if described.num_columns == 0:
             raise InvalidInputError(f"Dataset {name!r}: the table has no columns")
         data = parquet_bytes(table)
         digest = self._blobs.put_bytes(data)
@@ -119,8 +74,8 @@ class Datasets:
             kind="table",
             num_rows=table.num_rows,
             size_bytes=len(data),
-            columns=column_schema(table),
-            profile=profile_table(table),
+            columns=column_schema(described),
+            profile=profile_table(described),
             author=self._author,
             description=description,
             tags=tags,
@@ -135,17 +90,18 @@ class Datasets:
         self, name: str, root: Path, *, description: str, tags: dict[str, str], parent: int | None
     ) -> DatasetVersion:
         root = root.resolve()
-        entries = []
-        for path in sorted(root.rglob("*")):
+        files = []  # every path is checked before anything is stored: a refusal leaves no blobs behind
+        for path in sorted(root.rglob("*")):  # does not descend into symlinked folders
             if path.is_symlink() and not path.resolve().is_relative_to(root):
                 raise InvalidInputError(f"{str(path)!r} links outside the folder {str(root)!r}; refusing to follow it")
-            if not path.is_file():
-                continue
-            rel = path.relative_to(root).as_posix()
-            digest, size = self._blobs.put_file(path)
-            entries.append({"path": rel, "digest": digest, "size_bytes": size})
-        if not entries:
+            if path.is_file():
+                files.append(path)
+        if not files:
             raise InvalidInputError(f"The folder {str(root)!r} holds no files")
+        entries = []
+        for path in files:
+            digest, size = self._blobs.put_file(path)
+            entries.append({"path": path.relative_to(root).as_posix(), "digest": digest, "size_bytes": size})
         manifest = json.dumps({"kind": "files", "files": entries}, sort_keys=True, separators=(",", ":")).encode()
         digest = self._blobs.put_bytes(manifest)
         sizes = [e["size_bytes"] for e in entries]
@@ -165,7 +121,7 @@ class Datasets:
             {"name": "size_bytes", "type": "int64", "nullable": False},
             {"name": "digest", "type": "string", "nullable": False},
         ]
-        version, _ = self._meta.datasets.add_version(
+        version, created = self._meta.datasets.add_version(
             name,
             digest=digest,
             kind="files",
@@ -179,6 +135,8 @@ class Datasets:
             blob_digests=[digest, *(e["digest"] for e in entries)],
             parent_version=parent,
         )
+        if created:
+            logger.info("dataset %s stored (%s files, %s)", version.ref, len(entries), digest[:19])
         return version
 
     # -- read -----------------------------------------------------------------------------
@@ -203,9 +161,8 @@ class Datasets:
         version = self.get(ref)
         data = self._blobs.get_bytes(version.digest)
         if version.kind == "files":
-            manifest = json.loads(data)
-            return pa.Table.from_pylist(manifest["files"])
-        return pq.read_table(pa.BufferReader(data))
+            return pa.Table.from_pylist(json.loads(data)["files"], schema=_FILES_SCHEMA)
+        return read_parquet(data)
 
     def load(self, ref: str | DatasetVersion, *, format: Literal["pandas", "arrow"] = "pandas") -> Any:
         """The version's content as pandas (default) or Arrow, exactly as stored.
@@ -216,7 +173,7 @@ class Datasets:
         if format not in ("pandas", "arrow"):
             raise InvalidInputError(f"format must be 'pandas' or 'arrow', got {format!r}")
         table = self.load_arrow(ref)
-        return table if format == "arrow" else table.to_pandas()
+        return table if format == "arrow" else to_pandas(table)
 
     def files(self, ref: str | DatasetVersion) -> list[dict[str, Any]]:
         version = self.get(ref)
@@ -232,18 +189,28 @@ class Datasets:
         raise NotFoundError(f"{self.get(ref).ref} has no file {path!r}")
 
     def materialize(self, ref: str | DatasetVersion, dest: str | os.PathLike[str]) -> Path:
-        """Write the version under `dest` (its files, or `<name>.parquet`); return the folder."""
+        """Write the version under `dest` (its files, or `<name>.parquet`); return the folder.
+
+        Never writes outside `dest`: a file path that would leave it (through '..', an absolute
+        path or a symlink already in `dest`) raises InvalidInputError before anything is written.
+        """
         version = self.get(ref)
         dest = Path(dest).resolve()
-        dest.mkdir(parents=True, exist_ok=True)
         if version.kind == "table":
+            dest.mkdir(parents=True, exist_ok=True)
             self._blobs.get_file(version.digest, dest / f"{version.name}.parquet")
             return dest
+        targets = []
         for entry in self.files(version):
             target = (dest / entry["path"]).resolve()
-            if not target.is_relative_to(dest):
-                raise InvalidInputError(f"File path {entry['path']!r} escapes the destination folder")
-            self._blobs.get_file(entry["digest"], target)
+            if target == dest or not target.is_relative_to(dest):
+                raise InvalidInputError(
+                    f"File path {entry['path']!r} of {version.ref} leads outside {str(dest)!r}; nothing was written"
+                )
+            targets.append((entry["digest"], target))
+        dest.mkdir(parents=True, exist_ok=True)
+        for digest, target in targets:
+            self._blobs.get_file(digest, target)
         return dest
 
     def diff(self, a: str | DatasetVersion, b: str | DatasetVersion) -> DatasetDiff:
@@ -251,4 +218,10 @@ class Datasets:
         va, vb = self.get(a), self.get(b)
         if va.kind != "table" or vb.kind != "table":
             raise InvalidInputError("diff compares table datasets; folders of files have no columns")
-        return diff_tables(va.ref, self.load_arrow(va), vb.ref, self.load_arrow(vb))
+        return diff_tables(va.ref, _data_columns(self.load_arrow(va)), vb.ref, _data_columns(self.load_arrow(vb)))
+
+
+def _data_columns(table: pa.Table) -> pa.Table:
+    """The table without the columns that hold a pandas index: what schema, profile and diff describe."""
+    index = index_columns(table)
+    return table.drop_columns([n for n in table.column_names if n in index]) if index else table

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from keel.data.profile import is_numeric, numeric_values
+from keel.data.profile import is_numeric, json_float, numeric_values
 from keel.entities import ColumnChange, DatasetDiff
 
 __all__ = ["diff_tables", "psi", "js_distance"]
@@ -43,18 +43,20 @@ def _numeric_change(name: str, a: pa.ChunkedArray, b: pa.ChunkedArray) -> Column
     edges = np.unique(np.quantile(va, np.linspace(0, 1, 11)[1:-1]))
     ha = np.bincount(np.searchsorted(edges, va, side="right"), minlength=edges.size + 1)
     hb = np.bincount(np.searchsorted(edges, vb, side="right"), minlength=edges.size + 1)
-    std = float(va.std()) or 1.0
+    with np.errstate(over="ignore", invalid="ignore"):  # values near 1e308 overflow the sums
+        mean_a, mean_b, std_a, std_b = va.mean(), vb.mean(), va.std(), vb.std()
+        shift = (mean_b - mean_a) / (std_a or 1.0)
     return ColumnChange(
         name,
         "numeric",
         "psi",
         psi(ha.astype(float), hb.astype(float)),
         {
-            "mean_a": float(va.mean()),
-            "mean_b": float(vb.mean()),
-            "mean_shift_std": float((vb.mean() - va.mean()) / std),
-            "std_a": float(va.std()),
-            "std_b": float(vb.std()),
+            "mean_a": json_float(mean_a),
+            "mean_b": json_float(mean_b),
+            "mean_shift_std": json_float(shift),
+            "std_a": json_float(std_a),
+            "std_b": json_float(std_b),
             "missing_a": a.null_count,
             "missing_b": b.null_count,
         },
@@ -86,7 +88,18 @@ def _categorical_change(name: str, a: pa.ChunkedArray, b: pa.ChunkedArray) -> Co
     )
 
 
+# Physical variants of one logical type: pandas 3 writes `large_string` where object columns gave
+# `string`, so a column that merely went through pandas is not reported as retyped.
+_SAME_TYPE = {"large_string": "string", "string_view": "string", "large_binary": "binary", "binary_view": "binary"}
+
+
+def _logical(type_name: str) -> str:
+    return _SAME_TYPE.get(type_name, type_name)
+
+
 def diff_tables(a_ref: str, a: pa.Table, b_ref: str, b: pa.Table) -> DatasetDiff:
+    """How table `b` differs from table `a`: columns added, removed and retyped, row counts, and
+    each shared column's distribution change (PSI over a's deciles, or Jensen-Shannon distance)."""
     names_a, names_b = a.column_names, b.column_names
     types_a = {n: str(a.schema.field(n).type) for n in names_a}
     types_b = {n: str(b.schema.field(n).type) for n in names_b}
@@ -103,7 +116,7 @@ def diff_tables(a_ref: str, a: pa.Table, b_ref: str, b: pa.Table) -> DatasetDiff
         b=b_ref,
         added_columns=tuple(n for n in names_b if n not in types_a),
         removed_columns=tuple(n for n in names_a if n not in types_b),
-        type_changes=tuple((n, types_a[n], types_b[n]) for n in shared if types_a[n] != types_b[n]),
+        type_changes=tuple((n, types_a[n], types_b[n]) for n in shared if _logical(types_a[n]) != _logical(types_b[n])),
         rows_a=a.num_rows,
         rows_b=b.num_rows,
         columns=tuple(changes),

@@ -8,7 +8,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["column_schema", "profile_table", "is_numeric", "HIST_BINS", "TOP_CATEGORIES"]
+__all__ = [
+    "column_schema",
+    "profile_table",
+    "profile_column",
+    "is_numeric",
+    "numeric_values",
+    "json_float",
+    "HIST_BINS",
+    "TOP_CATEGORIES",
+]
 
 HIST_BINS = 20
 TOP_CATEGORIES = 20
@@ -22,13 +31,10 @@ def is_numeric(t: pa.DataType) -> bool:
 def _categories(col: pa.ChunkedArray) -> list[str] | None:
     if not pa.types.is_dictionary(col.type):
         return None
-    cats: list[str] = []
+    cats: dict[str, None] = {}  # ordered and de-duplicated: chunks may repeat a dictionary
     for chunk in col.chunks:
-        for v in chunk.dictionary.to_pylist():
-            s = str(v)
-            if s not in cats:
-                cats.append(s)
-    return cats
+        cats.update(dict.fromkeys(str(v) for v in chunk.dictionary.to_pylist()))
+    return list(cats)
 
 
 def column_schema(table: pa.Table) -> list[dict[str, Any]]:
@@ -42,16 +48,17 @@ def column_schema(table: pa.Table) -> list[dict[str, Any]]:
     return out
 
 
-def _finite(values: np.ndarray) -> np.ndarray:
-    return values[np.isfinite(values)]
-
-
 def numeric_values(col: pa.ChunkedArray) -> np.ndarray:
     """The column's non-null values as float64."""
     arr = pc.drop_null(col)
     if pa.types.is_decimal(col.type):
         arr = pc.cast(arr, pa.float64())
     return np.asarray(arr.to_numpy() if isinstance(arr, pa.ChunkedArray) else arr, dtype=np.float64)
+
+
+def json_float(value: float) -> float | None:
+    """`value`, or None where JSON (and PostgreSQL's JSON type) has no number for it."""
+    return float(value) if np.isfinite(value) else None
 
 
 def profile_column(col: pa.ChunkedArray) -> dict[str, Any]:
@@ -61,33 +68,44 @@ def profile_column(col: pa.ChunkedArray) -> dict[str, Any]:
     t = col.type
     if is_numeric(t):
         values = numeric_values(col)
-        finite = _finite(values)
+        finite = values[np.isfinite(values)]
         entry["kind"] = "numeric"
-        nan_count = int(values.size - finite.size)
-        if nan_count:
-            entry["missing"] += nan_count
-            entry["count"] -= nan_count
+        nan_count = int(np.isnan(values).sum())  # pandas' missing marker for floats
+        entry["missing"] += nan_count
+        entry["count"] -= nan_count
+        infinite = int(values.size - nan_count - finite.size)
+        if infinite:
+            entry["infinite"] = infinite
         if finite.size:
+            with np.errstate(over="ignore", invalid="ignore"):  # values near 1e308 overflow sums and spans
+                mean = finite.mean()
+                std = finite.std(ddof=1) if finite.size > 1 else 0.0
+                quantiles = np.quantile(finite, _QUANTILES)
+            lo, hi = float(finite.min()), float(finite.max())
             entry.update(
-                mean=float(finite.mean()),
-                std=float(finite.std(ddof=1)) if finite.size > 1 else 0.0,
-                min=float(finite.min()),
-                max=float(finite.max()),
-                quantiles={f"p{int(q * 100)}": float(v) for q, v in zip(_QUANTILES, np.quantile(finite, _QUANTILES))},
+                mean=json_float(mean),
+                std=json_float(std),
+                min=lo,
+                max=hi,
+                quantiles={f"p{round(q * 100)}": json_float(v) for q, v in zip(_QUANTILES, quantiles, strict=True)},
                 distinct=int(np.unique(finite).size) if finite.size <= 1_000_000 else None,
             )
-            lo, hi = float(finite.min()), float(finite.max())
-            counts, edges = np.histogram(finite, bins=HIST_BINS, range=(lo, hi if hi > lo else lo + 1.0))
-            entry["histogram"] = {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
+            if np.isfinite(hi - lo):
+                counts, edges = np.histogram(finite, bins=HIST_BINS, range=(lo, hi if hi > lo else lo + 1.0))
+                entry["histogram"] = {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
         return entry
     if pa.types.is_boolean(t):
         trues = int(pc.sum(col).as_py() or 0)
         entry.update(kind="boolean", true=trues, false=n - missing - trues)
         return entry
     if pa.types.is_temporal(t):
-        entry["kind"] = "datetime"
+        entry["kind"] = "duration" if pa.types.is_duration(t) else "datetime"
         if n - missing:
-            entry.update(min=str(pc.min(col).as_py()), max=str(pc.max(col).as_py()))
+            # Arrow has no min/max kernel for durations: take them over the integer ticks.
+            ticks = col.cast(pa.int64()) if pa.types.is_duration(t) else col
+            bounds = pc.min_max(ticks)
+            lo, hi = (pa.scalar(bounds[k].as_py(), type=t) for k in ("min", "max"))
+            entry.update(min=str(lo.as_py()), max=str(hi.as_py()))
         return entry
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
         values = col if not pa.types.is_dictionary(t) else pc.cast(col, pa.string())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import random
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -10,9 +12,10 @@ from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from keel.errors import ConflictError, StoreUnavailableError
+from keel.errors import ConflictError, InvalidInputError, StoreUnavailableError
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -68,8 +71,12 @@ def translate_errors() -> Iterator[None]:
         yield
     except IntegrityError as exc:
         raise ConflictError(f"The write conflicts with stored state: {_first_line(exc)}") from exc
+    except DataError as exc:  # PostgreSQL enforces lengths and types that SQLite lets through
+        raise InvalidInputError(f"The metadata store refused a value: {_first_line(exc)}") from exc
     except OperationalError as exc:
         raise StoreUnavailableError(f"The metadata store failed: {_first_line(exc)}") from exc
+    except PoolTimeoutError as exc:
+        raise StoreUnavailableError(f"No free connection to the metadata store: {exc}") from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:
             raise StoreUnavailableError(f"Lost the connection to the metadata store: {_first_line(exc)}") from exc
@@ -80,8 +87,8 @@ def _first_line(exc: DBAPIError) -> str:
     return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
 
 
-def retry_conflicts(attempts: int = 5) -> Callable[[Callable[P, T]], Callable[P, T]]:
-    """Retry a write that lost a race for a fresh version number."""
+def retry_conflicts(attempts: int = 10) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """Retry a write that lost a race for a fresh version number, after a short random pause."""
 
     def deco(fn: Callable[P, T]) -> Callable[P, T]:
         @functools.wraps(fn)
@@ -92,6 +99,7 @@ def retry_conflicts(attempts: int = 5) -> Callable[[Callable[P, T]], Callable[P,
                 except ConflictError:
                     if attempt == attempts - 1:
                         raise
+                    time.sleep(random.uniform(0, 0.005 * (attempt + 1)))  # de-synchronize the racers
             raise AssertionError("unreachable")
 
         return wrapper

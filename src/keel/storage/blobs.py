@@ -11,8 +11,6 @@ import hashlib
 import io
 import logging
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -73,61 +71,120 @@ class BlobStore:
             raise StoreUnavailableError(f"Cannot open the artifact store {url!r}: {exc}") from exc
         self.root = root.rstrip("/")
         self.is_local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
-        if self.is_local:
-            Path(self.root, "tmp").mkdir(parents=True, exist_ok=True)
-        else:
-            try:
-                if not self.fs.exists(self.root):
-                    self.fs.mkdir(self.root)
-            except OSError as exc:
-                raise StoreUnavailableError(f"Cannot reach the artifact store {url!r}: {exc}") from exc
+        try:
+            if self.is_local:
+                Path(self.root, "tmp").mkdir(parents=True, exist_ok=True)
+            elif not self.fs.exists(self.root):
+                self.fs.mkdir(self.root)
+        except OSError as exc:
+            raise StoreUnavailableError(f"Cannot reach the artifact store {url!r}: {exc}") from exc
 
     # -- paths ----------------------------------------------------------------------------
     def _path(self, digest: str) -> str:
         hexpart = parse_digest(digest)
         return f"{self.root}/sha256/{hexpart[:2]}/{hexpart[2:]}"
 
+    def _tmp_path(self) -> str:
+        return f"{self.root}/tmp/{uuid.uuid4().hex}.part"
+
     def exists(self, digest: str) -> bool:
         return bool(self.fs.exists(self._path(digest)))
+
+    def _has(self, digest: str, size: int) -> bool:
+        """True when the blob is stored whole. A blob of the wrong size (truncated by a disk
+        failure or a copy outside keel) is rewritten from the content in hand."""
+        try:
+            stored = int(self.fs.size(self._path(digest)))
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise StoreUnavailableError(f"Reading artifact {digest} from {self.url} failed: {exc}") from exc
+        if stored != size:
+            logger.warning("artifact %s has %d bytes instead of %d; storing it again", digest, stored, size)
+            return False
+        if self.is_local:
+            # An old unreferenced blob is what `gc` deletes: mark it as in use again, so that the
+            # grace period covers the metadata write that is about to point at it.
+            os.utime(self._path(digest))
+        return True
 
     # -- writes ---------------------------------------------------------------------------
     def put_bytes(self, data: bytes) -> str:
         """Store `data`; return its digest ('sha256:<hex>'). Existing content is not rewritten."""
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        if not self.exists(digest):
+        if self._has(digest, len(data)):
+            return digest
+        if self.is_local:
             self._write(digest, io.BytesIO(data))
+        else:
+            try:  # one PUT (or a multipart upload completed at the end): the key appears whole or not at all
+                self.fs.pipe_file(self._path(digest), data)
+            except OSError as exc:
+                raise StoreUnavailableError(f"Writing artifact {digest} to {self.url} failed: {exc}") from exc
         return digest
 
     def put_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:
-        """Store a local file; return (digest, size_bytes)."""
+        """Store a local file; return (digest, size_bytes).
+
+        Raises InvalidInputError when the file changes while it is being stored.
+        """
         digest, size = sha256_file(path)
-        if not self.exists(digest):
+        if not self._has(digest, size):
             with open(path, "rb") as fh:
                 self._write(digest, fh)
         return digest, size
 
     def _write(self, digest: str, src: IO[bytes]) -> None:
-        final = self._path(digest)
+        """Copy `src` to a temporary name while hashing it, then move it to its content address.
+
+        Readers never see a partial blob under a digest, and a source that no longer hashes to
+        `digest` (a file written to while we read it) is never stored under that digest.
+        """
+        final, tmp = self._path(digest), self._tmp_path()
+        h = hashlib.sha256()
         try:
             if self.is_local:
-                Path(final).parent.mkdir(parents=True, exist_ok=True)
-                tmp = Path(self.root, "tmp", f"{uuid.uuid4().hex}.part")
-                with open(tmp, "wb") as out:
-                    shutil.copyfileobj(src, out, _CHUNK)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(tmp, final)  # atomic: readers see all of it or nothing
+                try:
+                    with open(tmp, "wb") as out:
+                        while chunk := src.read(_CHUNK):
+                            h.update(chunk)
+                            out.write(chunk)
+                        out.flush()
+                        os.fsync(out.fileno())
+                    _check_digest(digest, h)
+                    Path(final).parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(tmp, final)  # atomic on one filesystem: all of it or nothing
+                except BaseException:
+                    Path(tmp).unlink(missing_ok=True)
+                    raise
             else:
-                # An object-store PUT is atomic: the key appears only when the upload completes.
-                with self.fs.open(final, "wb") as out:
-                    shutil.copyfileobj(src, out, _CHUNK)
+                out = self.fs.open(tmp, "wb")
+                try:
+                    while chunk := src.read(_CHUNK):
+                        h.update(chunk)
+                        out.write(chunk)
+                except BaseException:
+                    _discard(out)  # closing would upload the part written so far
+                    raise
+                try:
+                    out.close()
+                    _check_digest(digest, h)
+                    self.fs.cp_file(tmp, final)  # a server-side copy: the key appears complete or not at all
+                finally:
+                    try:
+                        self.fs.rm_file(tmp)
+                    except FileNotFoundError:
+                        pass
         except OSError as exc:
             raise StoreUnavailableError(f"Writing artifact {digest} to {self.url} failed: {exc}") from exc
         logger.debug("stored blob %s", digest)
 
     # -- reads ----------------------------------------------------------------------------
     def get_bytes(self, digest: str) -> bytes:
-        """The blob's bytes, verified against its digest."""
+        """The blob's bytes, verified against its digest.
+
+        Raises NotFoundError when it is missing and CorruptArtifactError when its bytes changed.
+        """
         path = self._path(digest)
         try:
             with self.fs.open(path, "rb") as fh:
@@ -138,30 +195,33 @@ class BlobStore:
             raise StoreUnavailableError(f"Reading artifact {digest} from {self.url} failed: {exc}") from exc
         actual = "sha256:" + hashlib.sha256(data).hexdigest()
         if actual != digest:
-            raise CorruptArtifactError(
-                f"Artifact {digest} is corrupted: its content now hashes to {actual}. "
-                "Restore it from a backup or register the item again."
-            )
+            raise _corrupt(digest, actual, self.url)
         return data
 
     def get_file(self, digest: str, dest: str | os.PathLike[str]) -> Path:
-        """Copy the blob to the local path `dest`, verifying it on the way; return `dest`."""
+        """Copy the blob to the local path `dest`, verifying it on the way; return `dest`.
+
+        `dest` appears only once the copy is complete and verified.
+        """
         dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
         h = hashlib.sha256()
         tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
         try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
             with self.fs.open(self._path(digest), "rb") as src, open(tmp, "wb") as out:
                 while chunk := src.read(_CHUNK):
                     h.update(chunk)
                     out.write(chunk)
+            actual = "sha256:" + h.hexdigest()
+            if actual != digest:
+                raise _corrupt(digest, actual, self.url)
+            os.replace(tmp, dest)
         except FileNotFoundError as exc:
+            raise NotFoundError(f"Artifact {digest} is missing from {self.url}; it may have been deleted") from exc
+        except OSError as exc:
+            raise StoreUnavailableError(f"Copying artifact {digest} to {str(dest)!r} failed: {exc}") from exc
+        finally:
             tmp.unlink(missing_ok=True)
-            raise NotFoundError(f"Artifact {digest} is missing from {self.url}") from exc
-        if "sha256:" + h.hexdigest() != digest:
-            tmp.unlink(missing_ok=True)
-            raise CorruptArtifactError(f"Artifact {digest} is corrupted: its content no longer matches its hash")
-        os.replace(tmp, dest)
         return dest
 
     # -- maintenance ----------------------------------------------------------------------
@@ -186,14 +246,46 @@ class BlobStore:
 
     def clean_tmp(self, older_than: datetime) -> int:
         """Remove temporary files left by interrupted writes; return how many."""
-        if not self.is_local:
-            return 0
         removed = 0
-        for p in Path(self.root, "tmp").glob("*.part"):
-            if datetime.fromtimestamp(p.stat().st_mtime, UTC) < older_than:
-                p.unlink(missing_ok=True)
+        if self.is_local:
+            for p in Path(self.root, "tmp").glob("*.part"):
+                if datetime.fromtimestamp(p.stat().st_mtime, UTC) < older_than:
+                    p.unlink(missing_ok=True)
+                    removed += 1
+            return removed
+        try:
+            listing = self.fs.find(f"{self.root}/tmp", detail=True)
+        except FileNotFoundError:
+            return 0
+        for path, info in listing.items():
+            modified = _modified(info)
+            if path.endswith(".part") and (modified is None or modified < older_than):
+                self.fs.rm(path)
                 removed += 1
         return removed
+
+
+def _check_digest(digest: str, h: Any) -> None:
+    if "sha256:" + h.hexdigest() != digest:
+        raise InvalidInputError(f"The content changed while it was being stored as {digest}; store it again")
+
+
+def _corrupt(digest: str, actual: str, url: str) -> CorruptArtifactError:
+    return CorruptArtifactError(
+        f"Artifact {digest} in {url} is corrupted: its content now hashes to {actual}. "
+        "Restore it from a backup, or add or register the item again."
+    )
+
+
+def _discard(out: Any) -> None:
+    try:
+        if hasattr(out, "discard"):
+            out.discard()  # fsspec buffered files: drop the buffer, abort a multipart upload
+            out.closed = True  # else close(), from __del__, would try to upload the dropped buffer
+        else:  # pragma: no cover - every fsspec writer we support has discard()
+            out.close()
+    except OSError:
+        logger.debug("discarding a partial upload failed", exc_info=True)
 
 
 def _modified(info: dict[str, Any]) -> datetime | None:
@@ -208,7 +300,3 @@ def _modified(info: dict[str, Any]) -> datetime | None:
         except (TypeError, ValueError):
             continue
     return None
-
-
-def temp_dir() -> str:
-    return tempfile.mkdtemp(prefix="keel-")
