@@ -131,14 +131,11 @@ class RemoteDatasets:
 
     def add(self, name: str, source: Any, *, description: str = "", tags: dict[str, str] | None = None) -> DatasetVersion:
         """Upload a table (DataFrame, Arrow table, CSV or Parquet path) as a new version."""
-        import pyarrow.parquet as pq
-
         from keel.data import to_arrow
+        from keel.data.datasets import parquet_bytes
 
-        buf = io.BytesIO()
-        pq.write_table(to_arrow(source), buf)
         data = self._http.json(
-            "POST", f"/api/v1/datasets/{name}", content=buf.getvalue(),
+            "POST", f"/api/v1/datasets/{name}", content=parquet_bytes(to_arrow(source)),
             params={"format": "parquet", "description": description},
         )  # fmt: skip
         return _entity(DatasetVersion, data)  # type: ignore[no-any-return]

@@ -158,7 +158,7 @@ def test_every_page_loads_without_console_errors_and_draws_its_charts(watched: W
         assert watched.page.locator("canvas").count() == expected, path
         if expected:
             # Run pages fetch their series from the API before drawing: wait for every canvas.
-            watched.page.wait_for_function(f"Object.keys(Chart.instances).length === {expected}")
+            watched.page.wait_for_function(f"() => Object.keys(Chart.instances).length === {expected}")
             drawn = watched.page.evaluate("Object.values(Chart.instances).every(c => c.data.datasets[0].data.length > 0)")
             assert drawn, path
         assert watched.errors == [], (path, watched.errors)
@@ -166,7 +166,7 @@ def test_every_page_loads_without_console_errors_and_draws_its_charts(watched: W
 
 def test_run_page_charts_show_every_logged_step(watched: Watched, site: Site) -> None:
     _open(watched, f"{site.url}/runs/{site.info['runs'][0]}")
-    watched.page.wait_for_function("Object.keys(Chart.instances).length === 2")
+    watched.page.wait_for_function("() => Object.keys(Chart.instances).length === 2")
     lengths = watched.page.evaluate(
         "Object.fromEntries(Object.values(Chart.instances).map(c => [c.canvas.dataset.metric, c.data.datasets[0].data.length]))"
     )

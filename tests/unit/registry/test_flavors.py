@@ -163,7 +163,9 @@ def test_module_level_function_is_stored_by_import_path(ws: keel.Workspace, fram
     mv = ws.models.register("rule", double_income, X=X)
     assert mv.flavor == "callable"
     assert _blob(ws, mv.ref).endswith(b'test_flavors:double_income"}')
-    np.testing.assert_array_equal(ws.models.load("rule").predict(X), X["income"].to_numpy() * 2)
+    with pytest.raises(UnsafeLoadError, match="trusted=True"):
+        ws.models.load("rule")  # importing and calling a named function is code execution: opt in
+    np.testing.assert_array_equal(ws.models.load("rule", trusted=True).predict(X), X["income"].to_numpy() * 2)
 
 
 def test_lambda_is_refused_with_a_clear_error_and_nothing_is_stored(ws: keel.Workspace) -> None:
@@ -203,5 +205,5 @@ def failing_rule(frame: pd.DataFrame) -> np.ndarray:
 def test_a_callable_model_that_raises_is_reported_as_user_code(ws: keel.Workspace) -> None:
     ws.models.register("bad-rule", failing_rule)
     with pytest.raises(UserCodeError, match=r"bad-rule@1 raised ZeroDivisionError: bad rule") as info:
-        ws.models.load("bad-rule").predict(pd.DataFrame({"x": [1]}))
+        ws.models.load("bad-rule", trusted=True).predict(pd.DataFrame({"x": [1]}))
     assert isinstance(info.value.__cause__, ZeroDivisionError)
