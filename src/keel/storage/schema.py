@@ -247,3 +247,145 @@ api_tokens = Table(
     Column("last_used_at", Timestamp, nullable=True),
     Column("revoked_at", Timestamp, nullable=True),
 )
+
+# -- monitoring (migration 0004) -----------------------------------------------------------------
+# Served predictions are kept as Parquet segments (blobs); the store indexes them by model and time.
+prediction_segments = Table(
+    "prediction_segments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_name", String(128), nullable=False),
+    Column("model_version", Integer, nullable=False),
+    Column("first_at", Timestamp, nullable=False),
+    Column("last_at", Timestamp, nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("digest", String(80), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Index("ix_prediction_segments_model_name_last_at", "model_name", "last_at"),
+)
+
+prediction_feedback = Table(
+    "prediction_feedback",
+    metadata,
+    Column("prediction_id", String(32), primary_key=True),
+    Column("model_name", String(128), nullable=False),
+    Column("value", JSON, nullable=False),  # the true label or value
+    Column("received_at", Timestamp, nullable=False),
+    Index("ix_prediction_feedback_model_name_received_at", "model_name", "received_at"),
+)
+
+# A dataset version's reference profile for drift checks: bin edges, quantiles, category
+# frequencies and per-bin counts, computed once and reused by every check.
+reference_profiles = Table(
+    "reference_profiles",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("dataset_version_id", Integer, ForeignKey("dataset_versions.id", ondelete="CASCADE"), nullable=False),
+    Column("model_version_id", Integer, ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=True),
+    Column("profile", JSON, nullable=False),
+    Column("sample_digest", String(80), nullable=True),  # a row sample (Parquet blob) for multivariate drift
+    Column("created_at", Timestamp, nullable=False),
+    UniqueConstraint("dataset_version_id", "model_version_id"),
+)
+
+monitors = Table(
+    "monitors",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_name", String(128), nullable=False, unique=True),
+    Column("config", JSON, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("last_run_at", Timestamp, nullable=True),
+)
+
+monitor_runs = Table(
+    "monitor_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_name", String(128), nullable=False),
+    Column("model_version", Integer, nullable=True),
+    Column("reference", String(160), nullable=False),  # dataset version ref
+    Column("started_at", Timestamp, nullable=False),
+    Column("window_start", Timestamp, nullable=True),
+    Column("window_end", Timestamp, nullable=True),
+    Column("rows", Integer, nullable=False),
+    Column("labelled_rows", Integer, nullable=False),
+    Column("summary", JSON, nullable=False),
+    Index("ix_monitor_runs_model_name_started_at", "model_name", "started_at"),
+)
+
+# One value per (check run, feature, statistic): the time series the dashboard and alert rules read.
+monitor_values = Table(
+    "monitor_values",
+    metadata,
+    Column("run_id", Integer, ForeignKey("monitor_runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("feature", String(250), primary_key=True),  # '' for model-level values
+    Column("metric", String(64), primary_key=True),
+    Column("value", Float, nullable=True),
+    Index("ix_monitor_values_metric_feature", "metric", "feature"),
+)
+
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_name", String(128), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("metric", String(64), nullable=False),
+    Column("feature", String(250), nullable=True),  # None: any feature (or the model-level value)
+    Column("op", String(4), nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("cooldown_s", Integer, nullable=False),
+    Column("enabled", Integer, nullable=False, default=1),
+    Column("created_at", Timestamp, nullable=False),
+    UniqueConstraint("model_name", "name"),
+)
+
+alert_channels = Table(
+    "alert_channels",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # 'webhook', 'email', 'log'
+    Column("config", JSON, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_name", String(128), nullable=False),
+    Column("rule_name", String(128), nullable=False),
+    Column("dedup_key", String(400), nullable=False),
+    Column("status", String(16), nullable=False),  # 'open', 'acknowledged', 'resolved'
+    Column("severity", String(16), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("evidence", JSON, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("opened_at", Timestamp, nullable=False),
+    Column("last_seen_at", Timestamp, nullable=False),
+    Column("last_notified_at", Timestamp, nullable=True),
+    Column("acked_at", Timestamp, nullable=True),
+    Column("acked_by", String(128), nullable=True),
+    Column("resolved_at", Timestamp, nullable=True),
+    Column("resolved_by", String(128), nullable=True),
+    Index("ix_alerts_model_name_status", "model_name", "status"),
+    Index("ix_alerts_dedup_key_status", "dedup_key", "status"),
+)
+
+alert_deliveries = Table(
+    "alert_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("alert_id", Integer, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String(128), nullable=False),
+    Column("status", String(16), nullable=False),  # 'delivered' or 'failed'
+    Column("attempts", Integer, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("at", Timestamp, nullable=False),
+    Index("ix_alert_deliveries_alert_id", "alert_id"),
+)
