@@ -29,6 +29,12 @@ __all__ = [
     "OrderBy",
     "Role",
     "ApiToken",
+    "AlertSeverity",
+    "AlertStatus",
+    "AlertRule",
+    "AlertChannel",
+    "Alert",
+    "AlertDelivery",
 ]
 
 
@@ -315,3 +321,92 @@ class ApiToken:
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+
+class AlertSeverity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class AlertStatus(StrEnum):
+    """An alert is open until someone acknowledges it (they are on it) or resolves it (closed)."""
+
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """Fire when `metric op threshold` holds for a monitored value of `model`."""
+
+    id: int
+    model: str
+    name: str
+    metric: str
+    op: str  # '>', '>=', '<' or '<='
+    threshold: float
+    feature: str | None  # None: any feature; '' for rules on model-level metrics
+    severity: AlertSeverity
+    cooldown_s: int  # an open alert is notified again only after this long
+    window: str | None  # a label for people ('1000 rows', '1h'); the monitor chooses the window
+    enabled: bool
+    created_at: datetime
+
+    @property
+    def condition(self) -> str:
+        """'psi >= 0.2 on any feature', "psi > 0.3 on 'income'", 'roc_auc_drop > 0.05'."""
+        where = " on any feature" if self.feature is None else (f" on {self.feature!r}" if self.feature else "")
+        return f"{self.metric} {self.op} {self.threshold:g}{where}"
+
+
+@dataclass(frozen=True)
+class AlertChannel:
+    """Where alerts are sent: kind 'webhook', 'email' or 'log', with its settings (never a password)."""
+
+    id: int
+    name: str
+    kind: str
+    config: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A rule firing for one model and feature, with its evidence; one per episode until resolved."""
+
+    id: int
+    model: str
+    rule: str
+    dedup_key: str
+    status: AlertStatus
+    severity: AlertSeverity
+    title: str
+    evidence: dict[str, Any]  # metric, feature, value, threshold, reference, window, statistics...
+    count: int  # how many checks saw it firing
+    opened_at: datetime
+    last_seen_at: datetime
+    last_notified_at: datetime | None
+    acked_at: datetime | None
+    acked_by: str | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+    @property
+    def feature(self) -> str | None:
+        value = self.evidence.get("feature")
+        return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class AlertDelivery:
+    """The outcome of sending one notification of an alert to one channel, after retries."""
+
+    id: int
+    alert_id: int
+    channel: str
+    status: str  # 'delivered' or 'failed'
+    attempts: int
+    error: str | None  # every failed attempt's error, in order
+    at: datetime

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from keel.storage import schema
 from keel.storage._common import translate_errors
+from keel.storage.alerts import AlertStore
 from keel.storage.blobs import BlobInfo, BlobStore, sha256_file
 from keel.storage.datasets import DatasetStore
 from keel.storage.engine import head_revision, mask_url, open_engine, schema_revision
@@ -37,6 +38,7 @@ class MetadataStore:
         self.url = url
         self.engine = open_engine(url)
         self.datasets = DatasetStore(self.engine)
+        self.alerts = AlertStore(self.engine)
         self.runs = RunStore(self.engine)
         self.models = ModelStore(self.engine)
         self.tokens = TokenStore(self.engine)
