@@ -9,6 +9,7 @@ from typing import Any
 from keel.access import Tokens
 from keel.data import Datasets
 from keel.entities import DatasetVersion, GcReport
+from keel.monitoring.predlog import PredictionLog
 from keel.registry import Models
 from keel.settings import Settings
 from keel.storage import BlobStore, MetadataStore, mask_url
@@ -68,6 +69,14 @@ class Workspace:
             runs_get=self.runs.get,
         )
         self.tokens = Tokens(self._meta, author=author)
+        self.predictions = PredictionLog(  # served predictions and their feedback
+            self._meta,
+            self._blobs,
+            datasets=self.datasets,
+            retention_days=settings.predlog_retention_days,
+            buffer_rows=settings.predlog_buffer_rows,
+            flush_s=settings.predlog_flush_s,
+        )
 
     @property
     def store_url(self) -> str:

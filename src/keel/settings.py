@@ -46,6 +46,11 @@ class Settings:
     gc_grace_s: int = 3600  # keel gc keeps unreferenced blobs younger than this (writes in flight)
     server_host: str = "127.0.0.1"
     server_port: int = 8080
+    # The prediction log of `keel serve`: rows buffered in memory (a crash loses at most these;
+    # past them, new rows are dropped and counted), seconds between writes, days kept (0: forever).
+    predlog_buffer_rows: int = 10000
+    predlog_flush_s: float = 2.0
+    predlog_retention_days: int = 90
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
@@ -56,6 +61,15 @@ class Settings:
             )
         if self.gc_grace_s < 0:
             raise ConfigError(f"gc_grace_s (KEEL_GC_GRACE_S) must be >= 0, got {self.gc_grace_s}")
+        if self.predlog_buffer_rows < 1:
+            raise ConfigError(f"predlog_buffer_rows (KEEL_PREDLOG_BUFFER_ROWS) must be >= 1, got {self.predlog_buffer_rows}")
+        if not self.predlog_flush_s > 0:
+            raise ConfigError(f"predlog_flush_s (KEEL_PREDLOG_FLUSH_S) must be > 0, got {self.predlog_flush_s}")
+        if self.predlog_retention_days < 0:
+            raise ConfigError(
+                f"predlog_retention_days (KEEL_PREDLOG_RETENTION_DAYS) must be >= 0 (0 keeps everything), "
+                f"got {self.predlog_retention_days}"
+            )
         if not 0 <= self.server_port <= 65535:
             raise ConfigError(f"server_port (KEEL_SERVER_PORT) must be in 0..65535, got {self.server_port}")
         if len(self.author) > 128:  # the store keeps authors in 128-character columns
@@ -141,6 +155,8 @@ def _cast(name: str, raw: str, hint: Any) -> Any:
     try:
         if hint is int or text == "int":
             return int(raw)
+        if hint is float or text == "float":
+            return float(raw)
         if hint is Path or "Path" in text:
             return Path(raw)
         if text.startswith("dict"):
@@ -149,6 +165,6 @@ def _cast(name: str, raw: str, hint: Any) -> Any:
                 raise ValueError("not a JSON object")
             return value
     except ValueError as exc:
-        kind = "a JSON object" if text.startswith("dict") else "an int"
+        kind = "a JSON object" if text.startswith("dict") else "a number" if hint is float else "an int"
         raise ConfigError(f"{var}={raw!r} is not {kind}") from exc
     return raw

@@ -68,6 +68,10 @@ def create_app(
 
     app.include_router(api.router)
     app.include_router(predict.router)
+    # Every prediction served is logged, in batches from a background thread; shutdown writes the rest.
+    app.state.predlog = ws.predictions.logger()
+    app.router.on_shutdown.append(app.state.predlog.close)
+    metrics.registry.register(predict.PredictionLogCollector(app.state.predlog))
     try:
         from keel.server import dashboard
     except ImportError:  # pragma: no cover - the dashboard ships with the server

@@ -1,4 +1,8 @@
-"""Prediction endpoints: JSON records in, predictions out; batch files scored in chunks."""
+"""Prediction endpoints: JSON records in, predictions out; batch files scored in chunks; feedback.
+
+Every request scored, and every request refused for its columns, goes to the prediction log
+(`app.state.predlog`, a buffered writer into `ws.predictions`) under the ids the client receives.
+"""
 
 from __future__ import annotations
 
@@ -17,14 +21,17 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from pydantic import BaseModel, Field
+
 from keel.entities import Role
-from keel.errors import InvalidInputError
+from keel.errors import InvalidInputError, NotFoundError, SignatureError
 from keel.server.auth import Principal, need
 from keel.server.errors import HTTPProblem
 from keel.server.uploads import spool_body, suffix_for
 
 router = APIRouter(prefix="/api/v1")
 predictor = Depends(need(Role.PREDICTOR))
+reader = Depends(need(Role.READER))
 
 BATCH_CHUNK_ROWS = 50_000
 
@@ -58,22 +65,23 @@ def _records(body: Any) -> list[dict[str, Any]]:
 
 
 def _plain(values: np.ndarray) -> list[Any]:
-    return values.tolist()  # numpy scalars -> Python numbers / strings
+    return list(values.tolist())  # numpy scalars -> Python numbers / strings
 
 
-def score(model: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
+def score(model: Any, records: list[dict[str, Any]], ids: list[str]) -> tuple[dict[str, Any], np.ndarray, np.ndarray | None]:
+    """The response body, and the raw predictions and probabilities for the log."""
     preds = model.predict(records)
-    out: list[dict[str, Any]] = []
     probabilities = None
     if model.has_proba:
         probabilities = model.predict_proba(records)
     classes = [str(c) for c in (model.classes or ())]
+    out: list[dict[str, Any]] = []
     for i, p in enumerate(_plain(preds)):
-        row: dict[str, Any] = {"id": uuid.uuid4().hex, "prediction": p}
+        row: dict[str, Any] = {"id": ids[i], "prediction": p}
         if probabilities is not None:
             row["probabilities"] = dict(zip(classes, probabilities[i].tolist(), strict=False))
         out.append(row)
-    return {"model": model.name, "version": model.version, "predictions": out}
+    return {"model": model.name, "version": model.version, "predictions": out}, preds, probabilities
 
 
 @router.post("/models/{name}/predict", tags=["predict"])
@@ -84,7 +92,10 @@ async def predict(
     version: int | None = Query(default=None, ge=1),
     _: Principal = predictor,
 ) -> Response:
-    """Predict for JSON records; answers with the champion unless ?alias= or ?version= says otherwise."""
+    """Predict for JSON records; answers with the champion unless ?alias= or ?version= says otherwise.
+
+    Each prediction has an `id`: send it back with the true label to /models/{name}/feedback.
+    """
     raw = await request.body()
     if len(raw) > request.app.state.max_json_bytes:
         raise HTTPProblem(413, f"JSON body exceeds {request.app.state.max_json_bytes} bytes; use /predict/batch")
@@ -94,10 +105,20 @@ async def predict(
         raise HTTPProblem(400, "The body is not valid JSON", field="body") from None
     records = _records(body)
     model = await run_in_threadpool(resolve, request, name, alias, version)
+    predlog = request.app.state.predlog
+    ids, at_ms = predlog.new_ids(len(records))
     start = time.perf_counter()
-    result = await run_in_threadpool(score, model, records)
+    try:
+        result, preds, probabilities = await run_in_threadpool(score, model, records, ids)
+    except SignatureError as exc:  # refused requests are logged too: they are the schema-violation rate
+        predlog.log(model.name, model.version, records, ids=ids, at_ms=at_ms,
+                    latency_ms=(time.perf_counter() - start) * 1000, error=str(exc))  # fmt: skip
+        raise
+    elapsed = time.perf_counter() - start
+    predlog.log(model.name, model.version, records, predictions=preds, probabilities=probabilities,
+                classes=model.classes, ids=ids, at_ms=at_ms, latency_ms=elapsed * 1000)  # fmt: skip
     metrics = request.app.state.metrics
-    metrics.predict_latency.labels(model.name, str(model.version)).observe(time.perf_counter() - start)
+    metrics.predict_latency.labels(model.name, str(model.version)).observe(elapsed)
     metrics.predictions.labels(model.name, str(model.version)).inc(len(records))
     return Response(orjson.dumps(result), media_type="application/json")
 
@@ -126,22 +147,31 @@ def _iter_batches(path: Path, suffix: str, rows: int) -> Iterator[Any]:
         yield pa.Table.from_batches(pending).to_pandas()
 
 
-def score_file(model: Any, src: Path, suffix: str) -> tuple[Path, int]:
-    """Score a CSV/Parquet file chunk by chunk into a CSV file; memory stays bounded by the chunk."""
+def score_file(model: Any, src: Path, suffix: str, predlog: Any) -> tuple[Path, int]:
+    """Score a CSV/Parquet file chunk by chunk into a CSV file; memory stays bounded by the chunk.
+
+    Each chunk goes to the prediction log as it is scored, in this thread: a chunk is larger than
+    the log's buffer, and a file-scoring request is long anyway.
+    """
     fd, name = tempfile.mkstemp(prefix="keel-scored-", suffix=".csv")
     total = 0
     classes = [str(c) for c in (model.classes or ())]
     with os.fdopen(fd, "w", newline="") as fh:
         writer = csv.writer(fh)
-        header = ["row", "prediction"] + ([f"proba_{c}" for c in classes] if model.has_proba else [])
+        header = ["row", "id", "prediction"] + ([f"proba_{c}" for c in classes] if model.has_proba else [])
         writer.writerow(header)
         for frame in _iter_batches(src, suffix, BATCH_CHUNK_ROWS):
+            ids, at_ms = predlog.new_ids(len(frame))
+            start = time.perf_counter()
             preds = model.predict(frame)
-            cols = [np.arange(total, total + len(frame)), preds]
-            if model.has_proba:
-                proba = model.predict_proba(frame)
+            proba = model.predict_proba(frame) if model.has_proba else None
+            latency_ms = (time.perf_counter() - start) * 1000
+            cols = [np.arange(total, total + len(frame)), ids, preds]
+            if proba is not None:
                 cols += [proba[:, i] for i in range(proba.shape[1])]
             writer.writerows(zip(*cols, strict=True))
+            predlog.write_frame(model.name, model.version, frame, predictions=preds, probabilities=proba,
+                                classes=model.classes, ids=ids, at_ms=at_ms, latency_ms=latency_ms)  # fmt: skip
             total += len(frame)
     return Path(name), total
 
@@ -161,7 +191,7 @@ async def predict_batch(
     model = await run_in_threadpool(resolve, request, name, alias, version)
     src = await spool_body(request, suffix=suffix, max_bytes=request.app.state.max_upload_bytes)
     try:
-        out, rows = await run_in_threadpool(score_file, model, src, suffix)
+        out, rows = await run_in_threadpool(score_file, model, src, suffix, request.app.state.predlog)
     except (ValueError, KeyError) as exc:
         if isinstance(exc, InvalidInputError):
             raise
@@ -172,3 +202,85 @@ async def predict_batch(
     background.add_task(out.unlink, missing_ok=True)
     return FileResponse(out, media_type="text/csv", filename=f"{name}-v{model.version}-predictions.csv",
                         headers={"X-Keel-Model": model.ref, "X-Keel-Rows": str(rows)})  # fmt: skip
+
+
+# -- the prediction log ------------------------------------------------------------------------------
+class FeedbackItem(BaseModel):
+    id: str = Field(min_length=1, max_length=32, description="A prediction id, as /predict returned it")
+    label: Any = Field(description="The true label or value")
+
+
+class FeedbackRequest(BaseModel):
+    feedback: list[FeedbackItem] = Field(min_length=1, max_length=100_000)
+
+
+@router.post("/models/{name}/feedback", tags=["predict"])
+async def feedback(name: str, body: FeedbackRequest, request: Request, _: Principal = predictor) -> dict[str, Any]:
+    """Record true labels for served predictions: `{"feedback": [{"id": ..., "label": ...}]}`.
+
+    Needs the predictor role: whoever may ask for predictions may report how they turned out.
+    All or nothing: an id the model never served answers 404 naming it, and nothing is stored.
+    A second label for an id replaces the first.
+    """
+    pairs = [(item.id, item.label) for item in body.feedback]
+    stored = await run_in_threadpool(_store_feedback, request, name, pairs)
+    return {"model": name, "stored": stored}
+
+
+def _store_feedback(request: Request, name: str, pairs: list[tuple[str, Any]]) -> int:
+    log = request.app.state.ws.predictions
+    try:
+        return int(log.feedback(name, pairs))
+    except NotFoundError:
+        # The predictions may still be in the server's buffer: write it, then look again.
+        request.app.state.predlog.flush()
+        return int(log.feedback(name, pairs))
+
+
+@router.get("/models/{name}/predictions", tags=["predict"])
+def recent_predictions(
+    name: str,
+    request: Request,
+    limit: int = Query(default=100, ge=1, le=10_000),
+    version: int | None = Query(default=None, ge=1),
+    _: Principal = reader,
+) -> Response:
+    """The newest logged predictions of a model, newest first, with their labels (`__label`) if any.
+
+    Rows reach the log in batches, a few seconds after they were served.
+    """
+    frame = request.app.state.ws.predictions.window(name, last_rows=limit, version=version)
+    rows = [{k: _json_value(v) for k, v in row.items()} for row in reversed(frame.to_dict(orient="records"))]
+    return Response(orjson.dumps({"model": name, "rows": len(rows), "predictions": rows}), media_type="application/json")
+
+
+def _json_value(value: Any) -> Any:
+    if value is None:
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+class PredictionLogCollector:
+    """Prometheus view of the log writer: keel_predictions_logged_total, keel_predictions_dropped_total."""
+
+    def __init__(self, predlog: Any) -> None:
+        self.predlog = predlog
+
+    def describe(self) -> Iterator[Any]:
+        return self.collect()
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        yield CounterMetricFamily("keel_predictions_logged", "Predictions written to the prediction log",
+                                  value=self.predlog.logged)  # fmt: skip
+        yield CounterMetricFamily("keel_predictions_dropped", "Predictions not logged: buffer full or write failed",
+                                  value=self.predlog.dropped)  # fmt: skip
+        yield GaugeMetricFamily("keel_predictions_log_pending", "Predictions buffered, not yet written",
+                                value=self.predlog.pending)  # fmt: skip
