@@ -28,6 +28,7 @@ $(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt
 bench: $(BENCH_VENV)/.installed
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BENCH_VENV)/bin/python bench/tracking.py
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BENCH_VENV)/bin/python bench/registry.py
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BENCH_VENV)/bin/python bench/serving.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache

@@ -116,3 +116,24 @@ def test_dataset_names_from_requests_never_reach_the_file_system(client: Any, se
         r = client.post(f"/api/v1/datasets/{name}", content=csv, headers={"content-type": "text/csv"})
         assert r.status_code in (400, 404, 405), (name, r.status_code)
     assert [d.name for d in served_ws.datasets.list()] == ["cancer"]
+
+
+def test_token_checks_answer_from_the_cache_but_still_check_every_request(
+    served_ws: keel.Workspace, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from keel.server import create_app
+
+    asked: list[str] = []
+    authenticate = served_ws.tokens.authenticate
+    monkeypatch.setattr(served_ws.tokens, "authenticate", lambda token: asked.append(token) or authenticate(token))
+    app = create_app(served_ws, token_cache_s=60.0)
+    with TestClient(app) as c:
+        for _ in range(3):
+            assert c.get("/api/v1/models", headers={"Authorization": f"Bearer {tokens['reader']}"}).status_code == 200
+            assert c.get("/api/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+            assert c.get("/api/v1/models").status_code == 401
+            assert c.post("/api/v1/models/tumor/predict", json={"records": [{}]},
+                          headers={"Authorization": f"Bearer {tokens['reader']}"}).status_code == 403  # fmt: skip
+    assert asked == [tokens["reader"], "wrong"]  # the store is asked once per token, then the cache answers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -13,8 +14,15 @@ import pandas as pd
 from keel.entities import AliasEvent, DatasetVersion, Lineage, ModelVersion, RegisteredModel, Run, Signature
 from keel.errors import InvalidInputError, UserCodeError
 from keel.refs import check_name, parse_ref
-from keel.registry.flavors import flavor_for, get_flavor
-from keel.registry.signature import infer_signature, input_example, signature_from_schema, to_frame, validate_input
+from keel.registry.flavors import LightGBMClassifierModel, flavor_for, get_flavor
+from keel.registry.signature import (
+    NumericRecords,
+    infer_signature,
+    input_example,
+    signature_from_schema,
+    to_frame,
+    validate_input,
+)
 
 if TYPE_CHECKING:
     from keel.storage import BlobStore, MetadataStore
@@ -35,6 +43,21 @@ class LoadedModel:
     def __init__(self, version: ModelVersion, model: Any) -> None:
         self.info = version
         self.model = model
+        # Records against an all-numeric signature skip pandas (see NumericRecords): the model
+        # gets a float64 array where it would have got one anyway, or where its feature order is
+        # the signature's (LightGBM), else a DataFrame typed as validate_input types it.
+        self._numeric: NumericRecords | None = None
+        self._numeric_as_array = False
+        sig = version.signature
+        if sig is not None and version.flavor != "callable" and NumericRecords.applies(sig):
+            self._numeric = NumericRecords(sig)
+            names = getattr(model, "feature_names_in_", None)
+            if version.flavor == "lightgbm":
+                if names is None and callable(getattr(model, "feature_name", None)):  # a raw Booster
+                    names = model.feature_name()
+                self._numeric_as_array = names is not None and [str(n) for n in names] == list(sig.column_names)
+            else:
+                self._numeric_as_array = names is None and version.flavor in ("sklearn", "xgboost")
 
     @property
     def ref(self) -> str:
@@ -68,6 +91,10 @@ class LoadedModel:
         """The input validated and coerced to what the model was trained on."""
         if self.info.signature is None:
             return to_frame(X, None) if not isinstance(X, np.ndarray) else X
+        if self._numeric is not None and isinstance(X, (list, dict)):
+            array = self._numeric.to_array(X)
+            if array is not None:
+                return array if self._numeric_as_array else self._numeric.to_frame(array)
         frame = validate_input(X, self.info.signature)
         if self.info.flavor == "callable":
             return frame
@@ -97,6 +124,20 @@ class LoadedModel:
                 "does not give class probabilities; use predict()"
             )
         return np.asarray(self.model.predict_proba(self.prepare(X)))
+
+    def predict_and_proba(self, X: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """predict() and, where `has_proba`, predict_proba() for the same rows, checking the input once.
+
+        A LightGBM classifier's labels are the classes of highest probability (what its predict()
+        computes), so its trees run once instead of twice.
+        """
+        if not self.has_proba:
+            return self.predict(X), None
+        data = self.prepare(X)
+        proba = np.asarray(self.model.predict_proba(data))
+        if isinstance(self.model, LightGBMClassifierModel) and self.model.classes_ is not None:
+            return self.model.classes_[np.argmax(proba, axis=1)], proba
+        return np.asarray(self.model.predict(data)), proba
 
     def __repr__(self) -> str:
         return f"LoadedModel({self.ref!r}, flavor={self.flavor!r})"
@@ -152,6 +193,20 @@ class Models:
         self._datasets_get = datasets_get
         self._dataset_id = dataset_id
         self._runs_get = runs_get
+        self._changes = itertools.count(1)
+        self._generation = 0
+
+    @property
+    def generation(self) -> int:
+        """A number that changes after every registration and alias move made through this object.
+
+        A cache of resolved references (the server's) is stale once it changed; moves made by
+        other processes do not change it.
+        """
+        return self._generation
+
+    def _changed(self) -> None:
+        self._generation = next(self._changes)  # after the commit: a reader that saw the old number re-reads
 
     # -- register -------------------------------------------------------------------------
     def register(
@@ -314,6 +369,7 @@ class Models:
             dataset_version_ids=[self._dataset_id(d) for d in datasets],
             author=self._author,
         )
+        self._changed()
         logger.info("registered %s (%s, %s bytes)", version.ref, flavor, len(data))
         return version
 
@@ -329,6 +385,7 @@ class Models:
         event = self._meta.models.set_alias(
             check_name(name, what="model name"), alias, version, author=self._author, reason=reason
         )
+        self._changed()
         if event.from_version is None:
             logger.info("alias %s set on %s@%s", alias, name, version)
         else:
@@ -338,6 +395,7 @@ class Models:
     def delete_alias(self, name: str, alias: str, *, reason: str = "") -> AliasEvent:
         """Remove `alias` and record that in its history."""
         event = self._meta.models.delete_alias(name, alias, author=self._author, reason=reason)
+        self._changed()
         logger.info("alias %s removed from %s@%s", alias, name, event.from_version)
         return event
 
@@ -388,9 +446,9 @@ class Models:
 
 def predictions_frame(model: LoadedModel, X: Any) -> pd.DataFrame:
     """Predictions (and class probabilities where they apply) as a DataFrame, one row per input row."""
-    out = pd.DataFrame({"prediction": model.predict(X)})
-    if model.has_proba:
-        proba = model.predict_proba(X)
+    labels, proba = model.predict_and_proba(X)
+    out = pd.DataFrame({"prediction": labels})
+    if proba is not None:
         for i, c in enumerate(model.classes or ()):
             out[f"proba_{c}"] = proba[:, i]
     return out

@@ -11,7 +11,7 @@ import pandas as pd
 from keel.entities import ColumnSchema, ColumnSpec, Signature
 from keel.errors import SignatureError
 
-__all__ = ["infer_signature", "signature_from_schema", "validate_input", "to_frame", "input_example"]
+__all__ = ["infer_signature", "signature_from_schema", "validate_input", "to_frame", "input_example", "NumericRecords"]
 
 
 def _column_type(s: pd.Series) -> ColumnSpec:
@@ -228,6 +228,61 @@ def validate_input(X: Any, signature: Signature) -> pd.DataFrame:
             mistyped=tuple(mistyped),
         )
     return pd.DataFrame(out, index=frame.index)
+
+
+_EXACT_INT = 2**53  # larger ints do not survive a float64 round trip: the general path keeps them exact
+
+
+class NumericRecords:
+    """The fast path of validate_input for JSON records against a signature of integer and float columns.
+
+    `to_array` takes the happy case only: a record (dict) or a list of records whose keys are
+    exactly the signature's and whose values are plain ints, floats or None. It returns those
+    rows as a float64 array in signature column order (None -> NaN), or None for anything else
+    (missing, extra or mistyped columns, strings, bools, numpy scalars, dicts of columns), so that
+    validate_input builds the DataFrame and the error message exactly as before. A single row
+    costs microseconds here against milliseconds through pandas.
+    """
+
+    def __init__(self, signature: Signature) -> None:
+        if not self.applies(signature):
+            raise ValueError(f"Not an all-numeric signature: {signature.column_names}")
+        self.names = signature.column_names
+        self._keys = frozenset(self.names)
+        self._integer = [i for i, c in enumerate(signature.inputs) if c.type == "integer"]
+
+    @staticmethod
+    def applies(signature: Signature) -> bool:
+        return bool(signature.inputs) and all(c.type in ("integer", "float") for c in signature.inputs)
+
+    def to_array(self, X: Any) -> np.ndarray | None:
+        """The records as a (rows, columns) float64 array, or None when they need validate_input."""
+        if type(X) is dict:
+            X = [X]
+        elif type(X) is not list or not X:
+            return None
+        names, keys = self.names, self._keys
+        rows = []
+        for record in X:
+            if type(record) is not dict or record.keys() != keys:
+                return None
+            row = [record[n] for n in names]
+            for v in row:
+                t = type(v)
+                if not (t is float or v is None or (t is int and -_EXACT_INT <= v <= _EXACT_INT)):
+                    return None
+            rows.append(row)
+        return np.array(rows, dtype=np.float64)
+
+    def to_frame(self, array: np.ndarray) -> pd.DataFrame:
+        """The array as validate_input would have typed it: an integer column is int64 when it is
+        complete and whole, else float64; a float column is float64."""
+        columns: dict[str, np.ndarray] = {n: array[:, i] for i, n in enumerate(self.names)}
+        for i in self._integer:
+            col = array[:, i]
+            if not np.isnan(col).any() and np.all(np.mod(col, 1) == 0):
+                columns[self.names[i]] = col.astype(np.int64)
+        return pd.DataFrame(columns, copy=False)
 
 
 def input_example(X: Any, rows: int = 5) -> list[dict[str, Any]]:

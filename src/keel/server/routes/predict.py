@@ -37,16 +37,16 @@ BATCH_CHUNK_ROWS = 50_000
 
 
 def resolve(request: Request, name: str, alias: str | None, version: int | None) -> Any:
-    """The model for this request: ?version= wins, then ?alias=, else the champion."""
-    ws = request.app.state.ws
+    """The model for this request: ?version= wins, then ?alias=, else the champion. Blocking."""
     if version is not None and alias is not None:
         raise HTTPProblem(400, "Give ?alias= or ?version=, not both", field="version")
-    if version is not None:
-        ref = f"{name}@{version}"
-    else:
-        ref = f"{name}@{alias or 'champion'}"
-    info = ws.models.get(ref)  # one indexed query: an alias move shows up on the next request
-    return request.app.state.cache.get(info.name, info.version)
+    return request.app.state.cache.resolve(name, alias, version)  # cache.py says when aliases are re-read
+
+
+async def _model_for(request: Request, name: str, alias: str | None, version: int | None) -> Any:
+    """resolve(), answered from memory when the cache can (no thread hop), else in a worker thread."""
+    model = None if alias is not None and version is not None else request.app.state.cache.lookup(name, alias, version)
+    return model if model is not None else await run_in_threadpool(resolve, request, name, alias, version)
 
 
 def _records(body: Any) -> list[dict[str, Any]]:
@@ -70,10 +70,7 @@ def _plain(values: np.ndarray) -> list[Any]:
 
 def score(model: Any, records: list[dict[str, Any]], ids: list[str]) -> tuple[dict[str, Any], np.ndarray, np.ndarray | None]:
     """The response body, and the raw predictions and probabilities for the log."""
-    preds = model.predict(records)
-    probabilities = None
-    if model.has_proba:
-        probabilities = model.predict_proba(records)
+    preds, probabilities = model.predict_and_proba(records)
     classes = [str(c) for c in (model.classes or ())]
     out: list[dict[str, Any]] = []
     for i, p in enumerate(_plain(preds)):
@@ -82,6 +79,22 @@ def score(model: Any, records: list[dict[str, Any]], ids: list[str]) -> tuple[di
             row["probabilities"] = dict(zip(classes, probabilities[i].tolist(), strict=False))
         out.append(row)
     return {"model": model.name, "version": model.version, "predictions": out}, preds, probabilities
+
+
+async def _score(request: Request, model: Any, records: list[dict[str, Any]], ids: list[str]) -> Any:
+    """score() on the event loop when the model is quick for a request this small, else in a thread."""
+    cache = request.app.state.cache
+    if cache.is_quick(model, len(records)):
+        result, cpu_s = _timed_score(model, records, ids)  # tens of microseconds: less than a hop to a thread
+    else:
+        result, cpu_s = await run_in_threadpool(_timed_score, model, records, ids)
+    cache.observe(model, len(records), cpu_s)
+    return result
+
+
+def _timed_score(model: Any, records: list[dict[str, Any]], ids: list[str]) -> tuple[Any, float]:
+    start = time.thread_time()  # CPU time of this thread: what the event loop would be blocked for
+    return score(model, records, ids), time.thread_time() - start
 
 
 @router.post("/models/{name}/predict", tags=["predict"])
@@ -104,12 +117,12 @@ async def predict(
     except orjson.JSONDecodeError:
         raise HTTPProblem(400, "The body is not valid JSON", field="body") from None
     records = _records(body)
-    model = await run_in_threadpool(resolve, request, name, alias, version)
+    model = await _model_for(request, name, alias, version)
     predlog = request.app.state.predlog
     ids, at_ms = predlog.new_ids(len(records))
     start = time.perf_counter()
     try:
-        result, preds, probabilities = await run_in_threadpool(score, model, records, ids)
+        result, preds, probabilities = await _score(request, model, records, ids)
     except SignatureError as exc:  # refused requests are logged too: they are the schema-violation rate
         predlog.log(model.name, model.version, records, ids=ids, at_ms=at_ms,
                     latency_ms=(time.perf_counter() - start) * 1000, error=str(exc))  # fmt: skip
@@ -163,8 +176,7 @@ def score_file(model: Any, src: Path, suffix: str, predlog: Any) -> tuple[Path, 
         for frame in _iter_batches(src, suffix, BATCH_CHUNK_ROWS):
             ids, at_ms = predlog.new_ids(len(frame))
             start = time.perf_counter()
-            preds = model.predict(frame)
-            proba = model.predict_proba(frame) if model.has_proba else None
+            preds, proba = model.predict_and_proba(frame)
             latency_ms = (time.perf_counter() - start) * 1000
             cols = [np.arange(total, total + len(frame)), ids, preds]
             if proba is not None:
