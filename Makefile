@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-dev
 PIP := $(VENV)/bin/pip --disable-pip-version-check
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-drift clean
 
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
@@ -29,6 +29,17 @@ bench: $(BENCH_VENV)/.installed
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BENCH_VENV)/bin/python bench/tracking.py
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BENCH_VENV)/bin/python bench/registry.py
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BENCH_VENV)/bin/python bench/serving.py
+
+# Drift benchmark against Evidently: its own environment, because Evidently 0.7 needs pandas < 3.
+DRIFT_VENV := .venv-bench-drift
+$(DRIFT_VENV)/.installed: pyproject.toml
+	@test -x $(DRIFT_VENV)/bin/python || $(PY) -m venv $(DRIFT_VENV)
+	@echo '*' > $(DRIFT_VENV)/.gitignore
+	$(DRIFT_VENV)/bin/pip install -q --disable-pip-version-check -e '.[all]' 'pandas<3' 'evidently==0.7.*'
+	@touch $@
+
+bench-drift: $(DRIFT_VENV)/.installed
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(DRIFT_VENV)/bin/python bench/drift.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache

@@ -1,0 +1,417 @@
+"""The statistics of monitoring: values in, values out, no storage.
+
+    build_reference(frame)                  -> dict        once per reference dataset (JSON-able)
+    drift_report(reference, window)         -> DriftReport per feature PSI, JS, KS, Wasserstein
+    prediction_drift(reference, outputs)    -> DriftReport the same for a model's outputs
+    classifier_drift_auc(sample, window)    -> float       multivariate drift (0.5 = none)
+    quality_report(reference, window)       -> QualityReport  missing, out of range, unseen, schema
+    performance(kind, y_true, y_pred)       -> dict        accuracy, AUC, F1, log loss, ECE / MAE...
+
+Drift decisions use effect sizes (`DriftThresholds`), never p-values: with a million rows a
+p-value flags differences nobody cares about. The KS p-value is reported beside the statistics as
+evidence only. Small windows get one safeguard: a threshold below what sampling noise alone reaches
+at the window's size is raised to that level (see DriftThresholds.noise_quantile). A window is
+binned against the stored profile; the reference rows are never read again (keel.monitoring._drift
+has the numerics).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from keel.errors import InvalidInputError
+from keel.monitoring._drift import (
+    categorical_distances,
+    categorical_profile,
+    column_kind,
+    label_codes,
+    numeric_array,
+    numeric_distances,
+    numeric_profile,
+)
+from keel.monitoring._performance import classifier_drift_auc, performance
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DriftThresholds",
+    "FeatureDrift",
+    "DriftReport",
+    "FeatureQuality",
+    "QualityReport",
+    "build_reference",
+    "drift_report",
+    "prediction_drift",
+    "classifier_drift_auc",
+    "quality_report",
+    "performance",
+]
+
+PROFILE_FORMAT = 1
+# Values within this fraction of the reference's scale outside [min, max] are still in range:
+# a float32 round trip or a decimal rendering must not count as an out-of-range value.
+_RANGE_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class DriftThresholds:
+    """Effect sizes at or above which a feature counts as drifted.
+
+    Numeric features drift when `psi` or `wasserstein_norm` (Wasserstein-1 distance over the
+    reference standard deviation) reaches its threshold; categorical ones when `psi` or
+    `js_distance` (Jensen-Shannon, base 2) does; `ks_stat`, when set, adds a numeric rule.
+
+    Small windows are noisy: with 1,000 rows on each side and no drift at all, the Wasserstein
+    distance passes 0.1 standard deviation for 3-5% of features. So each threshold is raised, where
+    needed, to the level the statistic stays below with probability `noise_quantile` when nothing
+    drifted, computed in closed form from the two sizes and the number of bins (chi-square for PSI
+    and Jensen-Shannon, the Brownian-bridge limit for Wasserstein, Kolmogorov for KS). From a few
+    thousand rows on the thresholds above apply as they are; None turns the guard off.
+
+    The report as a whole drifts when at least `share` of its features do (Evidently's default).
+    """
+
+    psi: float = 0.2
+    wasserstein_norm: float = 0.1
+    js_distance: float = 0.1
+    ks_stat: float | None = None
+    noise_quantile: float | None = 0.999
+    share: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("psi", "wasserstein_norm", "js_distance", "ks_stat", "share"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int | float) and value >= 0):
+                raise InvalidInputError(f"DriftThresholds.{name} must be a number >= 0, got {value!r}")
+        if self.noise_quantile is not None and not 0.5 <= self.noise_quantile < 1:
+            raise InvalidInputError(f"DriftThresholds.noise_quantile must be in [0.5, 1) or None, got {self.noise_quantile!r}")
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """One feature's drift: the statistics, the decision, and why (`reasons`).
+
+    Statistics that do not apply to the feature's kind are None (KS and Wasserstein for
+    categorical features); those that cannot be computed (no values in the window) are NaN.
+    `limits` gives the threshold each rule used (raised above DriftThresholds' value where the
+    window is too small to tell that much from noise); `shares` lists (bin or category,
+    reference share, window share) for charts and evidence.
+    """
+
+    feature: str
+    kind: str
+    n: int
+    n_reference: int
+    missing_rate: float
+    reference_missing_rate: float
+    psi: float
+    js_distance: float
+    ks_stat: float | None
+    ks_pvalue: float | None
+    wasserstein: float | None
+    wasserstein_norm: float | None
+    drifted: bool
+    reasons: tuple[str, ...]
+    reference_mean: float | None = None
+    current_mean: float | None = None
+    reference_std: float | None = None
+    current_std: float | None = None
+    limits: tuple[tuple[str, float], ...] = ()
+    shares: tuple[tuple[str, float, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """Per-feature drift of a window against a reference profile; `drifted` uses `thresholds.share`."""
+
+    n_rows: int
+    features: tuple[FeatureDrift, ...]
+    drifted_features: tuple[str, ...]
+    share_drifted: float
+    drifted: bool
+    thresholds: DriftThresholds
+    skipped: tuple[str, ...] = ()
+
+    def feature(self, name: str) -> FeatureDrift:
+        for fd in self.features:
+            if fd.feature == name:
+                return fd
+        known = ", ".join(fd.feature for fd in self.features)
+        raise KeyError(f"No feature {name!r} in this drift report. Known: {known}")
+
+
+@dataclass(frozen=True)
+class FeatureQuality:
+    """Data quality of one feature in a window. Rates of out-of-range values and of unseen
+    categories are over the feature's non-missing values; None where they do not apply, NaN where
+    the window has no values or the reference cannot tell (its categories were truncated)."""
+
+    feature: str
+    kind: str
+    n: int
+    missing_rate: float
+    out_of_range_rate: float | None
+    unseen_category_rate: float | None
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    """Data quality of a window: per feature rates, and the share of rows breaking the schema."""
+
+    n_rows: int
+    flagged_rows: int
+    schema_violation_rate: float
+    missing_columns: tuple[str, ...]
+    features: dict[str, FeatureQuality]
+
+
+# -- reference -----------------------------------------------------------------------------------
+def build_reference(frame: pd.DataFrame, *, bins: int = 10, quantile_points: int = 1001, max_categories: int = 50) -> dict[str, Any]:
+    """Profile `frame` once for later drift and quality checks; returns a JSON-able dict.
+
+    Numeric columns keep quantile bin edges and counts, a grid of `quantile_points` quantiles (plus
+    as many values evenly spaced from min to max) with the exact reference CDF there, and mean,
+    std, min, max; categorical ones (text, category, bool)
+    the `max_categories` most frequent labels plus an '__other__' count. Other columns (dates,
+    durations) are listed under 'skipped' with the reason.
+
+    >>> ref = build_reference(pd.DataFrame({"x": [1.0, 2.0, 3.0], "c": ["a", "b", "a"]}))
+    >>> ref["columns"]["x"]["kind"], ref["columns"]["c"]["categories"]
+    ('numeric', {'a': 2, 'b': 1})
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise InvalidInputError(f"build_reference needs a pandas DataFrame, got {type(frame).__name__}")
+    if bins < 1 or quantile_points < 2 or max_categories < 1:
+        raise InvalidInputError(
+            f"build_reference needs bins >= 1, quantile_points >= 2 and max_categories >= 1; "
+            f"got bins={bins}, quantile_points={quantile_points}, max_categories={max_categories}"
+        )
+    columns: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    for name in frame.columns:
+        series = frame[name]
+        kind = column_kind(series)
+        if kind == "numeric":
+            values, _ = numeric_array(series)
+            columns[str(name)] = numeric_profile(values, bins=bins, quantile_points=quantile_points)
+        elif kind == "categorical":
+            columns[str(name)] = categorical_profile(series, max_categories=max_categories)
+        else:
+            skipped[str(name)] = f"{series.dtype} columns are not profiled for drift"
+        if str(name) in columns:
+            columns[str(name)]["dtype"] = str(series.dtype)
+    return {
+        "format": PROFILE_FORMAT,
+        "n_rows": len(frame),
+        "bins": bins,
+        "quantile_points": quantile_points,
+        "max_categories": max_categories,
+        "columns": columns,
+        "skipped": skipped,
+    }
+
+
+def _columns(reference: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(reference, dict) or not isinstance(reference.get("columns"), dict):
+        raise InvalidInputError("reference must be a profile from build_reference() (a dict with 'columns')")
+    return reference["columns"]  # type: ignore[no-any-return]
+
+
+# -- drift ---------------------------------------------------------------------------------------
+def drift_report(reference: dict[str, Any], window: pd.DataFrame, *, thresholds: DriftThresholds = DriftThresholds()) -> DriftReport:
+    """Drift of each reference column present in `window`, decided on effect sizes.
+
+    Only the window is read and binned; reference columns missing from it are listed in `skipped`.
+
+    >>> ref = build_reference(pd.DataFrame({"x": np.arange(1000.0)}))
+    >>> drift_report(ref, pd.DataFrame({"x": np.arange(1000.0) + 500})).drifted_features
+    ('x',)
+    """
+    profiles = _columns(reference)
+    rows = len(window)
+    features: list[FeatureDrift] = []
+    skipped = [f"{name}: not in the window" for name in profiles if name not in window.columns]
+    for name, profile in profiles.items():
+        if name not in window.columns:
+            continue
+        series = window[name]
+        if profile["kind"] == "numeric":
+            values, _ = numeric_array(series)
+            stats = numeric_distances(profile, values)
+        else:
+            stats = categorical_distances(profile, series)
+        features.append(_feature_drift(name, profile, stats, rows, thresholds))
+    drifted = tuple(fd.feature for fd in features if fd.drifted)
+    share = len(drifted) / len(features) if features else 0.0
+    return DriftReport(
+        n_rows=rows,
+        features=tuple(features),
+        drifted_features=drifted,
+        share_drifted=share,
+        drifted=bool(features) and share >= thresholds.share,
+        thresholds=thresholds,
+        skipped=tuple(skipped),
+    )
+
+
+def _feature_drift(name: str, profile: dict[str, Any], stats: dict[str, Any], rows: int, thresholds: DriftThresholds) -> FeatureDrift:
+    numeric = profile["kind"] == "numeric"
+    n = int(stats["n"])
+    nan = math.nan
+    values = {key: float(stats.get(key, nan)) for key in ("psi", "js_distance", "ks_stat", "ks_pvalue", "wasserstein", "wasserstein_norm")}
+    reasons: list[str] = []
+    limits: list[tuple[str, float]] = []
+    if n == 0:
+        reasons.append("no values in the window")
+    elif profile["n"] == 0:
+        reasons.append("no values in the reference")
+    else:
+        rules = [("psi", thresholds.psi)]
+        rules += [("wasserstein_norm", thresholds.wasserstein_norm)] if numeric else [("js_distance", thresholds.js_distance)]
+        if numeric and thresholds.ks_stat is not None:
+            rules.append(("ks_stat", thresholds.ks_stat))
+        floors = _noise_floors(int(profile["n"]), n, len(stats["shares"]), stats.get("wasserstein_noise", 0.0), thresholds.noise_quantile)
+        for key, threshold in rules:
+            limit = max(threshold, floors[key])
+            limits.append((key, limit))
+            if values[key] >= limit:
+                noise = " (the sampling-noise level at these sizes)" if limit > threshold else ""
+                reasons.append(f"{key} {values[key]:.4g} >= {limit:.4g}{noise}")
+    drifted = n > 0 and profile["n"] > 0 and len(reasons) > 0
+    return FeatureDrift(
+        feature=name,
+        kind=profile["kind"],
+        n=n,
+        n_reference=int(profile["n"]),
+        missing_rate=(rows - n) / rows if rows else nan,
+        reference_missing_rate=float(profile["missing_rate"]),
+        psi=values["psi"],
+        js_distance=values["js_distance"],
+        ks_stat=values["ks_stat"] if numeric else None,
+        ks_pvalue=values["ks_pvalue"] if numeric else None,
+        wasserstein=values["wasserstein"] if numeric else None,
+        wasserstein_norm=values["wasserstein_norm"] if numeric else None,
+        drifted=drifted,
+        reasons=tuple(reasons),
+        reference_mean=float(profile.get("mean", nan)) if numeric else None,
+        current_mean=float(stats.get("current_mean", nan)) if numeric else None,
+        reference_std=float(profile.get("std", nan)) if numeric else None,
+        current_std=float(stats.get("current_std", nan)) if numeric else None,
+        limits=tuple(limits),
+        shares=stats.get("shares", ()),
+    )
+
+
+def _noise_floors(n_ref: int, n_cur: int, buckets: int, wasserstein_scale: float, quantile: float | None) -> dict[str, float]:
+    """Each statistic's `quantile` when both samples come from one distribution (asymptotics).
+
+    PSI ~ chi2(k - 1) * (1/n_ref + 1/n_cur); squared JS distance (bits) ~ the same / (8 ln 2);
+    Wasserstein-1 / std ~ |N(0, 1)|-like terms of total scale `wasserstein_scale` * sqrt(1/n_ref +
+    1/n_cur) (bounded by the two-sided normal quantile); KS ~ Kolmogorov / sqrt(n_eff).
+    """
+    if quantile is None:
+        return {"psi": 0.0, "js_distance": 0.0, "wasserstein_norm": 0.0, "ks_stat": 0.0}
+    size = 1.0 / n_ref + 1.0 / n_cur
+    dof = max(buckets - 1, 1)
+    z = NormalDist().inv_cdf(quantile)
+    # Wilson-Hilferty: the chi-square quantile from the normal one (within ~1% from 1 dof up).
+    chi2 = dof * max(1.0 - 2.0 / (9.0 * dof) + z * math.sqrt(2.0 / (9.0 * dof)), 0.0) ** 3
+    return {
+        "psi": chi2 * size,
+        "js_distance": math.sqrt(chi2 * size / (8.0 * math.log(2.0))),
+        "wasserstein_norm": NormalDist().inv_cdf(0.5 + quantile / 2.0) * math.sqrt(size) * wasserstein_scale,
+        "ks_stat": math.sqrt(math.log(2.0 / (1.0 - quantile)) / 2.0 * size),
+    }
+
+
+def prediction_drift(reference_outputs: dict[str, Any], window_outputs: Any, *, thresholds: DriftThresholds = DriftThresholds()) -> DriftReport:
+    """Drift of a model's outputs: probabilities are numeric features, class labels categorical.
+
+    `reference_outputs` is `build_reference` of the reference outputs; `window_outputs` a frame
+    with the same column names, or a Series or 1-d array when the profile has one column.
+
+    >>> ref = build_reference(pd.DataFrame({"proba": np.linspace(0, 1, 101)}))
+    >>> prediction_drift(ref, np.linspace(0, 1, 101)).drifted
+    False
+    """
+    names = list(_columns(reference_outputs))
+    if isinstance(window_outputs, pd.DataFrame):
+        frame = window_outputs
+    else:
+        if len(names) != 1:
+            raise InvalidInputError(
+                f"The output profile has {len(names)} columns ({', '.join(names)}); pass the window's outputs as a DataFrame with those columns"
+            )
+        values = window_outputs.to_numpy() if isinstance(window_outputs, pd.Series) else np.asarray(window_outputs)
+        if values.ndim != 1:
+            raise InvalidInputError(f"window_outputs must be 1-d for a one-column profile, got shape {values.shape}")
+        frame = pd.DataFrame({names[0]: values})
+    return drift_report(reference_outputs, frame, thresholds=thresholds)
+
+
+# -- data quality --------------------------------------------------------------------------------
+def quality_report(
+    reference: dict[str, Any], window: pd.DataFrame, *, expected_columns: list[str] | None = None, error_column: str | None = None
+) -> QualityReport:
+    """Missing, out-of-range and unseen-category rates per reference column, and schema violations.
+
+    Numeric values outside the reference's [min, max] (widened by 1e-6 of its scale), infinite,
+    or not numbers at all are out of range. A row violates the schema when `error_column` flags it
+    (non-null, or True for a bool column: the request was rejected); when an expected column
+    (default: the reference's columns) is absent from the window, every row does.
+    """
+    profiles = _columns(reference)
+    rows = len(window)
+    expected = list(profiles) if expected_columns is None else list(expected_columns)
+    missing_columns = tuple(c for c in expected if c not in window.columns)
+    flagged = 0
+    if error_column is not None:
+        if error_column not in window.columns:
+            raise InvalidInputError(f"error_column {error_column!r} is not in the window; columns: {', '.join(map(str, window.columns))}")
+        errors = window[error_column]
+        mask = errors.fillna(False).astype(bool) if pd.api.types.is_bool_dtype(errors.dtype) else errors.notna()
+        flagged = int(mask.sum())
+    if not rows:
+        violation = math.nan
+    elif missing_columns:
+        violation = 1.0
+    else:
+        violation = flagged / rows
+    features = {name: _feature_quality(name, profile, window, rows) for name, profile in profiles.items()}
+    return QualityReport(
+        n_rows=rows, flagged_rows=flagged, schema_violation_rate=violation, missing_columns=missing_columns, features=features
+    )
+
+
+def _feature_quality(name: str, profile: dict[str, Any], window: pd.DataFrame, rows: int) -> FeatureQuality:
+    numeric = profile["kind"] == "numeric"
+    if name not in window.columns:
+        return FeatureQuality(name, profile["kind"], rows, 1.0 if rows else math.nan, math.nan if numeric else None, None if numeric else math.nan)
+    series = window[name]
+    present = int(series.notna().sum())
+    missing_rate = (rows - present) / rows if rows else math.nan
+    if numeric:
+        values, invalid = numeric_array(series)
+        out = invalid + int(np.count_nonzero(np.isinf(values)))
+        if "min" in profile:
+            lo, hi = float(profile["min"]), float(profile["max"])
+            slack = _RANGE_TOLERANCE * max(abs(lo), abs(hi), hi - lo)
+            finite = values[np.isfinite(values)]
+            out += int(np.count_nonzero((finite < lo - slack) | (finite > hi + slack)))
+        rate = out / present if present else math.nan
+        return FeatureQuality(name, "numeric", rows, missing_rate, rate, None)
+    if profile.get("other", 0) > 0 or not present:
+        unseen = math.nan  # the reference kept only its top categories: unseen is unknowable
+    else:
+        codes, labels = label_codes(series)
+        known = set(profile["categories"])
+        is_unseen = np.array([label not in known for label in labels] + [False], dtype=bool)
+        unseen = int(np.count_nonzero(is_unseen[codes])) / present  # code -1 (missing) reads False
+    return FeatureQuality(name, "categorical", rows, missing_rate, None, unseen)
