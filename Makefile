@@ -8,6 +8,8 @@ PIP := $(VENV)/bin/pip --disable-pip-version-check
 
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
+	@# pip older than 24 backtracks into an impossible s3fs/fsspec pin on this dependency set.
+	$(PIP) install -q --upgrade 'pip>=25'
 	$(PIP) install -q -e '.[dev]'
 	@touch $(STAMP)
 
@@ -22,6 +24,7 @@ test: $(STAMP)
 BENCH_VENV := .venv-bench
 $(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt
 	@test -x $(BENCH_VENV)/bin/python || $(PY) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --disable-pip-version-check --upgrade 'pip>=25'
 	$(BENCH_VENV)/bin/pip install -q --disable-pip-version-check -e '.[all]' -r bench/requirements.txt
 	@touch $@
 
