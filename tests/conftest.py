@@ -7,6 +7,8 @@ Debian's binaries when they are installed. S3: moto's S3 server on loopback.
 from __future__ import annotations
 
 import glob
+import json
+import threading
 import os
 import shutil
 import socket
@@ -15,7 +17,10 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -169,3 +174,38 @@ def s3_bucket(s3_endpoint: str) -> Iterator[tuple[str, dict[str, object]]]:
     client.create_bucket(Bucket=name)
     options = {"client_kwargs": {"endpoint_url": s3_endpoint}, "key": "testing", "secret": "testing"}
     yield f"s3://{name}/artifacts", options
+
+
+# -- a real HTTP receiver (webhook alerts) ------------------------------------------------------------------
+@dataclass
+class Receiver:
+    url: str
+    statuses: list[int] = field(default_factory=list)  # answers to give, in order; then 200
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            state.requests.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
+            code = state.statuses.pop(0) if state.statuses else 200
+            self.send_response(code)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: Any) -> None:  # keep the test output clean
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/T000/B000/secret"
+    yield state
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)

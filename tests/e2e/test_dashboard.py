@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 with warnings.catch_warnings():  # starlette's TestClient warns at import that it wants httpx2
@@ -59,9 +60,27 @@ def build_workspace(home: Path) -> dict[str, Any]:
             versions.append(ws.models.register(MODEL, est, run=run, X=X_train).version)
         ws.models.set_alias(MODEL, "champion", version=versions[0], reason="first model")
         ws.models.set_alias(MODEL, "challenger", version=versions[1], reason="deeper trees")
+        _monitor(ws, frame, X)
         return {"runs": run_ids, "run_names": ["gbm-depth1", "gbm-depth3"], "versions": versions}
     finally:
         ws.close()
+
+
+def _monitor(ws: keel.Workspace, frame: pd.DataFrame, X: pd.DataFrame) -> None:
+    """Two monitor checks of the champion: healthy traffic, then 'mean radius' 40% larger, with labels."""
+    from keel.monitoring.predlog import new_prediction_ids
+
+    ws.monitoring.watch(MODEL, window_rows=150, min_rows=50, target="target")
+    champion = ws.models.load(f"{MODEL}@champion")
+    for seed, scale in ((0, 1.0), (1, 1.4)):
+        live = X.sample(150, random_state=seed)
+        ids, at_ms = new_prediction_ids(len(live))
+        logged = live.assign(**{"mean radius": live["mean radius"] * scale})
+        proba = champion.predict_proba(logged)
+        logged = logged.assign(__id=ids, __at=pd.Timestamp(at_ms, unit="ms", tz="UTC"), __prediction=champion.predict(logged), __proba_0=proba[:, 0], __proba_1=proba[:, 1])
+        ws.predictions.write(MODEL, 1, logged)
+        ws.monitoring.feedback(MODEL, dict(zip(ids, frame.loc[live.index, "target"].tolist(), strict=True)))
+        ws.monitoring.run(MODEL)
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +132,10 @@ def _page(client: TestClient, url: str, **kwargs: Any) -> str:
 def test_every_page_has_the_nav_bar_and_assets_from_static(site: TestClient, info: dict[str, Any]) -> None:
     a, b = info["runs"]
     for url in ["/", "/datasets", "/datasets/cancer", "/datasets/cancer/1", "/datasets/cancer/diff?a=1&b=2", "/runs",
-                f"/runs/{a}", f"/runs/compare?ids={a},{b}", "/models", f"/models/{MODEL}", "/login"]:  # fmt: skip
+                f"/runs/{a}", f"/runs/compare?ids={a},{b}", "/models", f"/models/{MODEL}", f"/models/{MODEL}/monitoring",
+                "/alerts", "/login"]:  # fmt: skip
         text = _page(site, url)
-        for link in ('href="/datasets"', 'href="/runs"', 'href="/models"', 'src="/static/vendor/chart.umd.min.js"'):
+        for link in ('href="/datasets"', 'href="/runs"', 'href="/models"', 'href="/alerts"', 'src="/static/vendor/chart.umd.min.js"'):
             assert link in text, (url, link)
         assert "://" not in re.sub(r'xmlns="http://www.w3.org/2000/svg"', "", text), f"{url} refers to another host"
     for asset in ("/static/dashboard.js", "/static/dashboard.css", "/static/favicon.svg", "/static/vendor/htmx.min.js"):
@@ -240,6 +260,7 @@ def test_model_page_shows_versions_aliases_history_and_lineage(site: TestClient,
         ("/datasets/cancer/99", "no version 99"),
         ("/datasets/nope/diff?a=1&b=2", "nope"),
         ("/models/nope", "nope"),
+        ("/models/nope/monitoring", "nope"),
         ("/runs/0123456789abcdef", "0123456789abcdef"),
         ("/runs/compare?ids=0123456789abcdef", "0123456789abcdef"),
     ],
@@ -286,6 +307,51 @@ def test_pages_work_on_an_empty_workspace_a_folder_dataset_and_a_model_without_r
             assert 'href="/datasets/pets/1"' in model_page
             run_id = w.runs.list(limit=1)[0].id
             assert "No metrics logged." in _page(client, f"/runs/{run_id}")
+
+
+# -- monitoring ---------------------------------------------------------------------------------
+def test_monitoring_page_shows_drift_over_time_distributions_performance_quality_and_alerts(site: TestClient) -> None:
+    text = _page(site, f"/models/{MODEL}/monitoring")
+    assert 'class="health health-drift">mean radius<' in text
+    specs = {s["title"]: s for s in _specs(text)}
+    psi = specs["PSI by feature"]
+    assert psi["datasets"][0]["label"] == "mean radius"  # the drifted feature first
+    first, second = (p[1] for p in psi["datasets"][0]["points"])
+    assert psi["datasets"][0]["points"][0][0] == 1 and first < 0.2 < second  # healthy check, then the shift
+    assert "Wasserstein distance by feature" in specs
+    dist = specs["mean radius: reference vs current"]
+    assert [d["label"] for d in dist["datasets"]] == ["reference", "current window"]
+    assert len(dist["labels"]) == len(dist["datasets"][0]["data"]) == len(dist["datasets"][1]["data"]) > 3
+    assert sum(dist["datasets"][0]["data"]) == pytest.approx(1.0, abs=1e-6)
+    assert "drift" in dist["note"] or "psi" in dist["note"]
+    perf = specs["Performance on labelled traffic"]
+    assert {d["label"] for d in perf["datasets"]} == {"accuracy", "roc_auc", "f1"}
+    assert all(len(d["points"]) == 2 for d in perf["datasets"])
+    assert "Rejected requests (schema violations)" in specs
+    features = text.split('id="feature-table"', 1)[1].split("</table>", 1)[0]
+    assert features.count("<tr") == 31 and '<tr class="drifted">' in features  # header + 30 features
+    assert 'id="reference-performance"' in text
+    alerts = text.split('id="open-alerts"', 1)[1].split("</section>", 1)[0]
+    assert "mean radius drifted" in alerts and 'data-action="ack"' in alerts  # local client: admin
+    checks = text.split('id="checks"', 1)[1].split("</table>", 1)[0]
+    assert checks.count("<tr>") == 3
+
+
+def test_overview_and_model_page_show_health_and_the_alerts_page_lists_alerts(site: TestClient) -> None:
+    row = re.search(rf'<tr>\s*<td><a href="/models/{MODEL}">{MODEL}</a></td>(.*?)</tr>', _page(site, "/"), re.S)
+    assert row is not None and "health health-alert" in row.group(1) and f'href="/models/{MODEL}/monitoring"' in row.group(1)
+    assert 'class="health health-alert"' in _page(site, f"/models/{MODEL}")
+    listed = _page(site, "/alerts")
+    assert "mean radius drifted" in listed and f'href="/models/{MODEL}/monitoring"' in listed
+    assert "No resolved alerts." in _page(site, "/alerts?status=resolved")
+    assert site.get("/alerts?status=bogus").status_code in (400, 422)
+
+
+def test_a_reader_sees_alerts_without_action_buttons(ws: keel.Workspace) -> None:
+    reader, _ = ws.tokens.create("viewer", "reader")
+    with TestClient(create_app(ws)) as client:
+        page = _page(client, f"/models/{MODEL}/monitoring", headers={"Authorization": f"Bearer {reader}"})
+        assert "mean radius drifted" in page and "data-action" not in page
 
 
 # -- auth ---------------------------------------------------------------------------------------

@@ -150,7 +150,7 @@ def test_every_page_loads_without_console_errors_and_draws_its_charts(watched: W
     pages = {  # url -> canvases that must each hold a chart
         "/": 0, "/datasets": 0, "/datasets/cancer": 0, "/datasets/cancer/1": 32, "/datasets/cancer/2": 32,
         "/datasets/cancer/diff?a=1&b=2": 1, "/runs": 0, f"/runs/{a}": 2, f"/runs/compare?ids={a},{b}": 2,
-        "/models": 0, f"/models/{MODEL}": 1,
+        "/models": 0, f"/models/{MODEL}": 1, f"/models/{MODEL}/monitoring": 7, "/alerts": 0,
     }  # fmt: skip
     for path, expected in pages.items():
         _open(watched, site.url + path)
@@ -227,6 +227,28 @@ def test_admin_promotes_and_rolls_back_the_champion_from_the_model_page(watched:
     assert page.locator("#champion").inner_text().strip() == "v1"
     assert site.ws.models.get(f"{MODEL}@champion").version == 1
     assert "rolled back from the dashboard" in site.ws.models.alias_history(MODEL, "champion")[-1].reason
+    assert watched.errors == []
+
+
+def test_an_alert_is_acknowledged_then_resolved_from_the_monitoring_page(watched: Watched, site: Site) -> None:
+    page = watched.page
+    _open(watched, f"{site.url}/models/{MODEL}/monitoring")
+    row = page.locator("#open-alerts tr", has_text="mean radius drifted")
+    alert_id = int((row.get_attribute("id") or "").removeprefix("alert-"))
+    with page.expect_navigation():  # reloaded once the API accepted it
+        row.locator('button[data-action="ack"]').click()
+    row = page.locator(f"#alert-{alert_id}")
+    assert row.locator(".status").inner_text() == "acknowledged" and "by ops" in row.inner_text()
+    assert site.ws.monitoring.alerts.get(alert_id).acked_by == "ops"
+    with page.expect_navigation():
+        row.locator('button[data-action="resolve"]').click()
+    assert page.locator(f"#alert-{alert_id}").count() == 0  # resolved alerts leave the open list
+    assert site.ws.monitoring.alerts.get(alert_id).status.value == "resolved"
+    page.click("nav.topnav >> text=Alerts")
+    page.wait_for_url(f"{site.url}/alerts")
+    page.click("text=Resolved")
+    page.wait_for_url(f"{site.url}/alerts?status=resolved")
+    assert page.locator(f"#alert-{alert_id}").count() == 1
     assert watched.errors == []
 
 

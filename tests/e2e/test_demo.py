@@ -14,7 +14,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import keel
+from keel import Settings
 from keel.cli import app
+
+from clitools import keel_json
 
 runner = CliRunner()
 
@@ -41,12 +45,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     return Demo(result.stdout, result.stderr, result.exit_code, created[0], env_home)
 
 
-def keel_json(home: Path, *args: str) -> object:
-    result = runner.invoke(app, ["--workspace", str(home), *args, "--json"])
-    assert result.exit_code == 0, result.stderr
-    return json.loads(result.stdout)
-
-
 def test_demo_succeeds_in_a_fresh_temporary_workspace(demo: Demo) -> None:
     assert demo.exit_code == 0, demo.stderr
     assert (demo.home / "keel.db").is_file()
@@ -57,7 +55,7 @@ def test_demo_succeeds_in_a_fresh_temporary_workspace(demo: Demo) -> None:
 
 def test_demo_output_is_short_and_names_data_set_champion_and_lineage(demo: Demo) -> None:
     lines = demo.stdout.strip().splitlines()
-    assert len(lines) <= 30
+    assert len(lines) <= 40
     out = demo.stdout
     assert "modeldata::credit_data" in out
     assert "credit@1" in out and "4,454 rows" in out and "sha256:" in out
@@ -106,3 +104,28 @@ def test_demo_dataset_is_the_real_credit_data(demo: Demo) -> None:
     status = dataset["profile"]["columns"]["Status"]["top"]
     assert {t["value"] for t in status} == {"good", "bad"}
     assert dataset["models"] == ["credit-risk@1", "credit-risk@2"]
+
+
+def test_demo_serves_monitors_and_alerts_on_the_drifting_wave(demo: Demo) -> None:
+    out = demo.stdout
+    assert "7 Serve" in out and "/api/v1/models/credit-risk/predict" in out
+    held_out = next(line for line in out.splitlines() if "held-out applications  " in line and "500" in line)
+    shifted = next(line for line in out.splitlines() if "loans 30% larger" in line)
+    assert held_out.rstrip().endswith("-")  # no drift in the held-out wave
+    assert shifted.rstrip().endswith("Amount, Price")  # exactly the two columns the demo shifted
+
+    # every prediction went through the server's log, with its true outcome as feedback
+    with keel.Workspace(Settings(home=demo.home)) as ws:
+        log = ws.predictions.window("credit-risk")
+        assert len(log) == 1000 and log["__label"].notna().all()
+        runs = ws.monitoring.runs("credit-risk")
+        assert [r.summary["drifted_features"] for r in runs] == [["Amount", "Price"], []]
+        assert all(r.rows == 500 and r.labelled_rows == 500 for r in runs)
+        alerts = ws.monitoring.alerts.list(model="credit-risk", status="open")
+        drift = sorted(a.feature for a in alerts if a.rule == "feature-drift")
+        assert drift == ["Amount", "Price"]
+        for a in alerts:  # delivered to the webhook the demo ran, then to the log
+            assert {d.channel: d.status for d in ws.monitoring.alerts.deliveries(a.id)} == {
+                "demo-on-call": "delivered", "server-log": "delivered"}
+        assert [c.name for c in ws.monitoring.alerts.channels()] == ["server-log"]  # the dead receiver is gone
+    assert "9 Alert" in out and "Amount drifted" in out and "Price drifted" in out

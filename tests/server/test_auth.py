@@ -30,6 +30,10 @@ def _calls(cancer: pd.DataFrame, records: Any) -> dict[str, tuple[str, str, dict
         "write-dataset": ("POST", "/api/v1/datasets/uploaded", {"content": csv, "headers": {"content-type": "text/csv"}}, "writer"),
         "write-run": ("POST", "/api/v1/runs", {"json": {"experiment": "remote"}}, "writer"),
         "admin-alias": ("PUT", "/api/v1/models/tumor/aliases/champion", {"json": {"version": 2}}, "admin"),
+        "read-monitor": ("GET", "/api/v1/models/tumor/monitor/series?metric=psi", {}, "reader"),
+        "read-alerts": ("GET", "/api/v1/alerts", {}, "reader"),
+        "run-monitor": ("POST", "/api/v1/models/tumor/monitor/run", {}, "writer"),
+        "admin-monitor": ("PUT", "/api/v1/models/tumor/monitor", {"json": {"window_rows": 500}}, "admin"),
     }
 
 

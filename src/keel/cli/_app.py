@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from keel.cli import alerts, data, models, runs, serve
+from keel.cli import alerts, data, models, monitor, runs, serve
 from keel.cli._common import JSON_OPTION, State, err, escape, open_workspace, out, print_json, size, state
 from keel.errors import KeelError
 
@@ -102,6 +102,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(serve.token_app, name="token")
+app.add_typer(monitor.app, name="monitor")
 app.add_typer(alerts.app, name="alerts")
 app.command("serve")(serve.serve_command)
 

@@ -23,13 +23,8 @@ ALERT_ID = typer.Argument(..., metavar="ID", min=1, help="The alert id (see keel
 
 
 def alerts_of(ws: Workspace) -> Alerts:
-    """The workspace's alerts (`ws.monitoring.alerts`), or a stand-alone one on its store."""
-    monitoring = getattr(ws, "monitoring", None)
-    if monitoring is not None and getattr(monitoring, "alerts", None) is not None:
-        return monitoring.alerts  # type: ignore[no-any-return]
-    from keel.monitoring.alerts import Alerts
-
-    return Alerts(ws._meta, author=ws.settings.resolved_author)
+    """The workspace's alerts (`ws.monitoring.alerts`)."""
+    return ws.monitoring.alerts
 
 
 @app.command("list")

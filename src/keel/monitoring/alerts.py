@@ -71,11 +71,12 @@ class _Default:
     outputs: tuple[str, ...] = ()  # only for models with these signature outputs; () = every model
 
 
-# The defaults: one drift statistic per feature (PSI, so a drifting feature raises one alert,
-# not three), joint drift, prediction drift, data quality, and performance against the
+# The defaults: one drift decision per feature (`drift` is 1 when PSI >= 0.2, the Wasserstein
+# distance >= 0.1 reference standard deviations or Jensen-Shannon >= 0.1: see DriftThresholds;
+# one rule, so a drifting feature raises one alert, not three), joint drift, prediction drift, data quality, and performance against the
 # reference. Warnings re-notify every 6 hours while open, critical alerts every hour.
 DEFAULT_RULES = (
-    _Default("feature-drift", "psi", ">=", 0.2, "warning", 6 * _HOUR),
+    _Default("feature-drift", "drift", ">=", 1.0, "warning", 6 * _HOUR),
     _Default("multivariate-drift", "multivariate_auc", ">=", 0.7, "warning", 6 * _HOUR),
     _Default("prediction-drift", "prediction_psi", ">=", 0.2, "warning", 6 * _HOUR),
     _Default("schema-violations", "schema_violation_rate", ">", 0.01, "critical", _HOUR),
@@ -190,7 +191,7 @@ class Alerts:
     def ensure_default_rules(self, model: str, *, output_kind: str) -> list[AlertRule]:
         """Add the default rules `model` does not have yet (by name); return those added.
 
-        For every model: `feature-drift` psi >= 0.2 on any feature, `multivariate-drift`
+        For every model: `feature-drift` drift >= 1 on any feature (PSI >= 0.2, Wasserstein >= 0.1 sd or JS >= 0.1), `multivariate-drift`
         multivariate_auc >= 0.7, `prediction-drift` prediction_psi >= 0.2, `missing-values`
         missing_rate > 0.1, `out-of-range` out_of_range_rate > 0.05, `unseen-categories`
         unseen_category_rate > 0.05 (warnings, re-notified every 6 h), and `schema-violations`
@@ -262,7 +263,7 @@ class Alerts:
             evidence = _evidence(rule, feature, value, table, context, features_firing)
             alert, opened, notify = self._store.record_firing(
                 model=model, rule=rule.name, dedup_key=dedup_key(model, rule.name, feature),
-                severity=rule.severity.value, title=_title(model, rule, feature, value), evidence=evidence,
+                severity=rule.severity.value, title=_title(model, rule, feature, value, evidence), evidence=evidence,
                 cooldown_s=rule.cooldown_s, at=self._clock(),
             )  # fmt: skip
             if opened:
@@ -336,7 +337,10 @@ def dedup_key(model: str, rule: str, feature: str) -> str:
     return key if len(key) <= 400 else key[:335] + "#" + hashlib.sha256(key.encode()).hexdigest()
 
 
-def _title(model: str, rule: AlertRule, feature: str, value: float) -> str:
+def _title(model: str, rule: AlertRule, feature: str, value: float, evidence: dict[str, Any]) -> str:
+    reasons = (evidence.get("statistics") or {}).get("reasons")
+    if rule.metric == "drift" and feature and reasons:
+        return f"{model}: {feature} drifted ({'; '.join(str(r) for r in reasons)})"
     what = f"{rule.metric} of {feature}" if feature else rule.metric
     return f"{model}: {what} is {value:.4g} ({rule.op} {rule.threshold:g})"
 

@@ -282,7 +282,7 @@ def _feature_drift(name: str, profile: dict[str, Any], stats: dict[str, Any], ro
             limit = max(threshold, floors[key])
             limits.append((key, limit))
             if values[key] >= limit:
-                noise = " (the sampling-noise level at these sizes)" if limit > threshold else ""
+                noise = " (noise floor)" if limit > threshold else ""
                 reasons.append(f"{key} {values[key]:.4g} >= {limit:.4g}{noise}")
     drifted = n > 0 and profile["n"] > 0 and len(reasons) > 0
     return FeatureDrift(

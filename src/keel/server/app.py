@@ -44,8 +44,13 @@ def create_app(
     max_upload_bytes: int = 2 << 30,
     max_json_bytes: int = 16 << 20,
     token_cache_s: float = 2.0,
+    monitor_tick_s: float | None = None,
 ) -> FastAPI:
-    """The application for workspace `ws`. `require_auth` forces tokens even on loopback."""
+    """The application for workspace `ws`. `require_auth` forces tokens even on loopback.
+
+    `monitor_tick_s` starts the monitor scheduler: every that many seconds it runs the monitors
+    whose schedule has elapsed (`keel serve` sets it; tests run checks on demand).
+    """
     from keel._version import __version__
 
     app = FastAPIOffline(
@@ -64,16 +69,24 @@ def create_app(
     app.state.max_json_bytes = max_json_bytes
     errors.install(app)
 
-    from keel.server.routes import api, predict
+    from keel.server.routes import api, monitoring, predict
+    from keel.server.scheduler import MonitorGauges, MonitorScheduler
 
     app.include_router(api.router)
     app.include_router(predict.router)
+    app.include_router(monitoring.router)
+    app.state.monitor_gauges = MonitorGauges(metrics.registry)
+    if monitor_tick_s is not None:
+        scheduler = MonitorScheduler(ws, app.state.monitor_gauges, tick_s=monitor_tick_s)
+        app.state.monitor_scheduler = scheduler
+        app.router.on_startup.append(scheduler.start)
+        app.router.on_shutdown.append(scheduler.stop)
     # Every prediction served is logged, in batches from a background thread; shutdown writes the rest.
     app.state.predlog = ws.predictions.logger()
     app.router.on_shutdown.append(app.state.predlog.close)
     metrics.registry.register(predict.PredictionLogCollector(app.state.predlog))
     try:
-        from keel.server import dashboard
+        from keel.server import dashboard, dashboard_monitoring  # noqa: F401 - its pages join dashboard.router
     except ImportError:  # pragma: no cover - the dashboard ships with the server
         dashboard = None  # type: ignore[assignment]
     if dashboard is not None:

@@ -1,7 +1,8 @@
 """The web dashboard of `keel serve`: server-rendered pages over the same Workspace as the API.
 
 Pages: overview, datasets (versions, profile charts, diff), runs (search, detail, compare),
-models (versions, aliases and their history, lineage, promote / roll back for admins), login.
+models (versions, aliases and their history, lineage, promote / roll back for admins), login;
+monitoring and alerts pages live in dashboard_monitoring.py, on this module's router.
 
 Pages use the API's auth (`need(Role.READER)`). `_PageRoute` turns its failures into pages: no
 valid token sends a browser to /login (whose form stores the token in the HttpOnly `keel_token`
@@ -225,8 +226,12 @@ def _move(e: AliasEvent) -> str:
 def overview(request: Request, _: Principal = reader) -> HTMLResponse:
     ws = _ws(request)
     models, datasets, runs = ws.models.list(), ws.datasets.list(), ws.runs.list(limit=10)
+    from keel.server.dashboard_monitoring import health
+
+    states = health(ws, [m.name for m in models])
     return _render(request, "overview.html", section="overview", models=models, datasets=datasets,
-                   experiments=ws.runs.experiments(), activity=_activity(ws, models, datasets, runs))  # fmt: skip
+                   experiments=ws.runs.experiments(), activity=_activity(ws, models, datasets, runs), health=states,
+                   open_alerts=len(ws.monitoring.alerts.list(status="open")))  # fmt: skip
 
 
 # -- datasets -----------------------------------------------------------------------------------
@@ -459,6 +464,8 @@ def _clip(text: str, limit: int = 26) -> str:
 
 @router.get("/models/{name}", response_class=HTMLResponse)
 def model(name: str, request: Request, who: Principal = reader) -> HTMLResponse:
+    from keel.server.dashboard_monitoring import health
+
     ws = _ws(request)
     versions = ws.models.versions(name)
     registered = next(m for m in ws.models.list() if m.name == name)  # versions() raised if unknown
@@ -471,4 +478,5 @@ def model(name: str, request: Request, who: Principal = reader) -> HTMLResponse:
     return _render(request, "model.html", section="models", model=registered, versions=versions[::-1],
                    history=history[::-1], champion=champion, metric_keys=keys,
                    rollback_to=_rollback_target(history, "champion", champion), move=_move,
-                   lineage=_lineage(ws, versions[-30:]), chart=dump(chart) if keys and len(versions) > 1 else None)  # fmt: skip
+                   lineage=_lineage(ws, versions[-30:]), chart=dump(chart) if keys and len(versions) > 1 else None,
+                   health=health(ws, [name])[name])  # fmt: skip

@@ -20,6 +20,7 @@ def serve(
     log_level: str = "info",
     workers_threads: int | None = None,
     on_ready: Any = None,
+    monitor_tick_s: float | None = 10.0,
 ) -> None:
     """Serve `ws` until interrupted. Binding a non-loopback host requires API tokens."""
     import uvicorn
@@ -32,7 +33,7 @@ def serve(
             s.bind((host, 0))
             port = int(s.getsockname()[1])
     configure_logging(log_level, log_format)
-    app = create_app(ws, require_auth=require_auth)
+    app = create_app(ws, require_auth=require_auth, monitor_tick_s=monitor_tick_s)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     logger.info("serving %s on http://%s:%s (auth %s)", ws, host, port, "required" if require_auth else "when tokens exist")

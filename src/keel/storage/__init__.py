@@ -17,6 +17,7 @@ from keel.storage.blobs import BlobInfo, BlobStore, sha256_file
 from keel.storage.datasets import DatasetStore
 from keel.storage.engine import head_revision, mask_url, open_engine, schema_revision
 from keel.storage.models import ModelStore
+from keel.storage.monitors import MonitorStore
 from keel.storage.predictions import PredictionStore
 from keel.storage.runs import RunStore
 from keel.storage.tokens import TokenStore
@@ -43,6 +44,7 @@ class MetadataStore:
         self.runs = RunStore(self.engine)
         self.models = ModelStore(self.engine)
         self.tokens = TokenStore(self.engine)
+        self.monitors = MonitorStore(self.engine)
         self.predictions = PredictionStore(self.engine)
 
     @property

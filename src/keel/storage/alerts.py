@@ -7,7 +7,6 @@ transaction so two checks cannot both send it.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,9 +21,6 @@ __all__ = ["AlertStore"]
 
 r, c, a, d = s.alert_rules, s.alert_channels, s.alerts, s.alert_deliveries
 
-# alert_rules has no column for the rule's window label before a later migration adds one;
-# until then the label lives only on the AlertRule that add_rule returns.
-_HAS_WINDOW = "window" in r.c
 _ACTIVE = (AlertStatus.OPEN.value, AlertStatus.ACKNOWLEDGED.value)
 
 
@@ -46,16 +42,14 @@ class AlertStore(Transactional):
     ) -> AlertRule:
         values: dict[str, Any] = dict(
             model_name=model, name=name, metric=metric, op=op, threshold=threshold, feature=feature,
-            severity=severity, cooldown_s=cooldown_s, enabled=1, created_at=at,
+            severity=severity, cooldown_s=cooldown_s, window=window, enabled=1, created_at=at,
         )  # fmt: skip
-        if _HAS_WINDOW:
-            values["window"] = window
         with self.begin() as conn:
             if self._rule_row(conn, model, name) is not None:
                 raise ConflictError(f"Model {model!r} already has an alert rule {name!r}; remove it first or pick another name")
             conn.execute(r.insert().values(**values))
             rule = _rule(self._rule_row(conn, model, name))  # type: ignore[arg-type]
-        return rule if _HAS_WINDOW else _with_window(rule, window)
+        return rule
 
     def rules(self, model: str) -> list[AlertRule]:
         with self.connect() as conn:
@@ -199,10 +193,6 @@ def _no_rule(conn: Connection, model: str, name: str) -> str:
     return f"Model {model!r} has no alert rule {name!r}; its rules: {', '.join(known) or 'none'}"
 
 
-def _with_window(rule: AlertRule, window: str | None) -> AlertRule:
-    return replace(rule, window=window)
-
-
 def _rule(row: Row[Any]) -> AlertRule:
     return AlertRule(
         id=row.id,
@@ -214,7 +204,7 @@ def _rule(row: Row[Any]) -> AlertRule:
         feature=row.feature,
         severity=AlertSeverity(row.severity),
         cooldown_s=int(row.cooldown_s),
-        window=getattr(row, "window", None),
+        window=row.window,
         enabled=bool(row.enabled),
         created_at=utc(row.created_at),  # type: ignore[arg-type]
     )

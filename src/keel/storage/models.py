@@ -211,6 +211,15 @@ class ModelStore(Transactional):
             )
             return self._load(conn, select(mv).where(mv.c.id.in_(ids)).order_by(mv.c.model_id, mv.c.version))
 
+    def version_id(self, name: str, version: int) -> int:
+        """The row id of name@version (for rows that point at a model version)."""
+        with self.connect() as conn:
+            model_id = self._model_id(conn, name)
+            row_id = conn.execute(select(mv.c.id).where(mv.c.model_id == model_id, mv.c.version == version)).scalar()
+            if row_id is None:
+                raise NotFoundError(f"Model {name!r} has no version {version}; {self._versions_hint(conn, model_id)}")
+            return int(row_id)
+
     def set_description(self, name: str, description: str) -> None:
         with self.begin() as conn:
             model_id = self._model_id(conn, name)

@@ -338,6 +338,7 @@ alert_rules = Table(
     Column("op", String(4), nullable=False),
     Column("threshold", Float, nullable=False),
     Column("severity", String(16), nullable=False),
+    Column("window", String(64), nullable=True),  # a label for people: "1000 rows", "1h"
     Column("cooldown_s", Integer, nullable=False),
     Column("enabled", Integer, nullable=False, default=1),
     Column("created_at", Timestamp, nullable=False),

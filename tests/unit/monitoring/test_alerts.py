@@ -12,7 +12,6 @@ import keel
 from keel.entities import AlertSeverity, AlertStatus
 from keel.errors import ConflictError, InvalidInputError, NotFoundError
 from keel.monitoring.alerts import DEFAULT_RULES, Alerts, dedup_key
-from keel.storage import schema
 
 
 class Clock:
@@ -62,7 +61,6 @@ def test_add_rule_stores_every_field_and_lists_it(alerts: Alerts) -> None:
     assert alerts.rules("other") == []
 
 
-@pytest.mark.skipif("window" not in schema.alert_rules.c, reason="alert_rules has no window column yet")
 def test_rule_window_label_is_stored(alerts: Alerts) -> None:
     alerts.add_rule("credit", "r", metric="psi", op=">", threshold=0.3, window="1h")
     assert alerts.rules("credit")[0].window == "1h"
@@ -113,7 +111,7 @@ def test_default_rules_fit_the_model_kind_and_are_idempotent(alerts: Alerts) -> 
     by_name = {r.name: r for r in alerts.rules("clf")}
     assert {r.name for r in added} == set(by_name)
     drift = by_name["feature-drift"]
-    assert (drift.metric, drift.op, drift.threshold) == ("psi", ">=", 0.2)
+    assert (drift.metric, drift.op, drift.threshold) == ("drift", ">=", 1.0)
     assert by_name["feature-drift"].feature is None  # any feature
     assert (by_name["auc-drop"].threshold, by_name["auc-drop"].severity) == (0.05, AlertSeverity.CRITICAL)
     assert by_name["auc-drop"].feature == ""  # model level
@@ -133,9 +131,9 @@ def test_a_disabled_default_stays_disabled_and_does_not_fire(alerts: Alerts) -> 
     alerts.disable_rule("clf", "feature-drift")
     alerts.ensure_default_rules("clf", output_kind="classification")
     assert not next(r for r in alerts.rules("clf") if r.name == "feature-drift").enabled
-    assert alerts.evaluate("clf", [("income", "psi", 0.9)], context={}) == []
+    assert alerts.evaluate("clf", [("income", "drift", 1.0)], context={}) == []
     alerts.enable_rule("clf", "feature-drift")
-    assert len(alerts.evaluate("clf", [("income", "psi", 0.9)], context={})) == 1
+    assert len(alerts.evaluate("clf", [("income", "drift", 1.0)], context={})) == 1
 
 
 # -- evaluation ----------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 //   "datasets": [{"label": ..., "data": [...]} or {"label": ..., "points": [[x, y], ...]}]}'>
 // Run metrics: <canvas data-metric="loss"> inside #metric-charts[data-run]; series come from
 //   /api/v1/runs/{id}/metrics.
+// Alert buttons: <button data-alert data-action="ack"|"resolve">, through /api/v1/alerts/{id}/{action}.
 // Alias buttons: <button data-model data-alias data-version data-reason>; the first click arms
 //   the button, the second (within 5 s) sends PUT /api/v1/models/{model}/aliases/{alias}.
 (function () {
@@ -54,6 +55,7 @@
         })),
       },
       options: baseOptions({
+        plugins: { legend: { display: spec.datasets.length > 1 } },
         indexAxis: horizontal ? "y" : "x",
         scales: horizontal ? { y: { ticks: { autoSkip: false } } } : { x: { ticks: xTicks(spec) } },
       }),
@@ -162,6 +164,32 @@
     }
     button.dataset.armed = "";
     moveAlias(button);
+  });
+
+  // Alert buttons: <button data-alert="ID" data-action="ack"|"resolve"> -> POST /api/v1/alerts/ID/ACTION.
+  async function alertAction(button) {
+    const status = document.getElementById("alert-status");
+    button.disabled = true;
+    try {
+      const resp = await fetch("/api/v1/alerts/" + encodeURIComponent(button.dataset.alert) + "/" + button.dataset.action, {
+        method: "POST", credentials: "same-origin", headers: { Accept: "application/json" },
+      });
+      const body = await resp.json().catch(() => ({}));
+      if (!resp.ok) throw new Error((body.error && body.error.detail) || resp.status + " " + resp.statusText);
+      window.location.reload();
+    } catch (err) {
+      if (status) {
+        status.hidden = false;
+        status.textContent = "Could not update alert #" + button.dataset.alert + ": " + err.message;
+        status.classList.add("error");
+      }
+      button.disabled = false;
+    }
+  }
+
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-alert][data-action]");
+    if (button && !button.disabled) alertAction(button);
   });
 
   function init(root) {

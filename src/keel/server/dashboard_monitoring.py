@@ -1,0 +1,160 @@
+"""Dashboard pages of monitoring: a model's drift, quality and performance over time, and alerts.
+
+`/models/{name}/monitoring`: the monitor's settings and health, open alerts (acknowledge and
+resolve buttons for writers, through the JSON API), drift per feature over the recent checks,
+reference against current distributions of the most drifted features, performance and data
+quality over time, and the checks themselves. `/alerts`: every model's alerts. `health()` gives
+the overview its one-glance status per model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import Query, Request
+from fastapi.responses import HTMLResponse
+
+from keel.entities import Alert, MonitorRun, Role
+from keel.server.auth import Principal
+from keel.server.dashboard import _render, _ws, reader, router
+from keel.server.schemas import dump
+
+__all__ = ["health"]
+
+CHECKS = 60  # newest checks drawn over time
+TOP_FEATURES = 8  # lines per drift chart
+DISTRIBUTIONS = 3  # reference-vs-current charts
+PERFORMANCE = {"classification": ("accuracy", "roc_auc", "f1"), "regression": ("mae", "rmse", "r2")}
+QUALITY = ("missing_rate", "out_of_range_rate", "unseen_category_rate")
+
+
+def health(ws: Any, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Per model: 'state' (unwatched, ok, drift or alert), open alerts by severity, last check."""
+    active: dict[str, list[Alert]] = {}
+    for alert in ws.monitoring.alerts.list(status="active"):
+        active.setdefault(alert.model, []).append(alert)
+    watched = {name for name, _, _ in ws.monitoring.monitors()}
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        runs = ws.monitoring.runs(name, limit=1)
+        last = runs[0] if runs else None
+        alerts = active.get(name, [])
+        drifted = list(last.summary.get("drifted_features", [])) if last else []
+        if alerts:
+            state = "alert"
+        elif drifted:
+            state = "drift"
+        elif last is not None or name in watched:
+            state = "ok"
+        else:
+            state = "unwatched"
+        out[name] = {
+            "state": state,
+            "critical": sum(a.severity.value == "critical" for a in alerts),
+            "alerts": len(alerts),
+            "drifted": drifted,
+            "last": last,
+        }
+    return out
+
+
+def _checks(runs: list[MonitorRun]) -> dict[int, int]:
+    """run id -> check number (1 = the oldest of those drawn), the charts' x axis."""
+    return {r.id: i for i, r in enumerate(reversed(runs), start=1)}
+
+
+def _lines(ws: Any, name: str, metric: str, order: dict[int, int], *, features: list[str] | None = None) -> list[dict[str, Any]]:
+    by_feature: dict[str, list[list[float]]] = {}
+    for _at, run_id, feature, value in ws.monitoring.series(name, metric, limit=CHECKS * 200):
+        if run_id in order and value is not None and (features is None or feature in features):
+            by_feature.setdefault(feature, []).append([order[run_id], value])
+    keys = features if features is not None else sorted(by_feature)
+    return [{"label": f or metric, "points": by_feature[f]} for f in keys if by_feature.get(f)]
+
+
+def _distributions(latest: MonitorRun | None, features: list[str]) -> list[dict[str, Any]]:
+    if latest is None:
+        return []
+    stats = latest.summary.get("features", {})
+    charts = []
+    for feature in features[:DISTRIBUTIONS]:
+        shares = stats.get(feature, {}).get("shares") or []
+        if not shares:
+            continue
+        charts.append({
+            "type": "bar", "title": f"{feature}: reference vs current", "note": _reasons(stats[feature]),
+            "labels": [str(s[0]) for s in shares],
+            "datasets": [{"label": "reference", "data": [s[1] for s in shares]},
+                         {"label": "current window", "data": [s[2] for s in shares]}],
+        })  # fmt: skip
+    return charts
+
+
+def _reasons(stats: dict[str, Any]) -> str:
+    reasons = stats.get("reasons") or []
+    return "; ".join(map(str, reasons)) if stats.get("drifted") else "no drift"
+
+
+@router.get("/models/{name}/monitoring", response_class=HTMLResponse)
+def model_monitoring(name: str, request: Request, who: Principal = reader) -> HTMLResponse:
+    ws = _ws(request)
+    ws.models.versions(name)  # a friendly 404 for an unknown model
+    mon = ws.monitoring
+    config = mon.config(name)
+    watched = any(n == name for n, _, _ in mon.monitors())
+    runs = mon.runs(name, limit=CHECKS)
+    latest = runs[0] if runs else None
+    values = mon.values(latest.id) if latest else []
+    order = _checks(runs)
+
+    per_feature: dict[str, dict[str, float | None]] = {}
+    model_level: dict[str, float | None] = {}
+    for feature, metric, value in values:
+        (per_feature.setdefault(feature, {}) if feature else model_level)[metric] = value
+    ranked = sorted((f for f, d in per_feature.items() if d.get("psi") is not None), key=lambda f: -(per_feature[f]["psi"] or 0))
+    drifted = list(latest.summary.get("drifted_features", [])) if latest else []
+    top = [*drifted, *(f for f in ranked if f not in drifted)]
+
+    charts: dict[str, Any] = {}
+    if len(runs) > 0 and ranked:
+        charts["psi"] = {"type": "line", "title": "PSI by feature", "xTitle": "check",
+                         "note": f"the {min(len(ranked), TOP_FEATURES)} highest now; 0.2 is the default alert level",
+                         "datasets": _lines(ws, name, "psi", order, features=top[:TOP_FEATURES])}  # fmt: skip
+        charts["wasserstein"] = {"type": "line", "title": "Wasserstein distance by feature", "xTitle": "check",
+                                 "note": "in reference standard deviations",
+                                 "datasets": _lines(ws, name, "wasserstein_norm", order, features=top[:TOP_FEATURES])}  # fmt: skip
+    kind = "other"
+    try:
+        info = ws.models.get(f"{name}@{config.alias}")
+        kind = info.signature.output if info.signature else "other"
+    except Exception:  # noqa: BLE001 - no such alias yet: the page still shows what was checked
+        pass
+    perf_lines = [{**line, "label": m} for m in PERFORMANCE.get(kind, ()) for line in _lines(ws, name, m, order, features=[""])]
+    if perf_lines:
+        charts["performance"] = {"type": "line", "title": "Performance on labelled traffic", "xTitle": "check",
+                                 "datasets": perf_lines}  # fmt: skip
+    quality_lines = [{**line, "label": "schema violations"} for line in _lines(ws, name, "schema_violation_rate", order, features=[""])]
+    if quality_lines:
+        charts["quality"] = {"type": "line", "title": "Rejected requests (schema violations)", "xTitle": "check",
+                             "datasets": quality_lines}  # fmt: skip
+    reference_performance = latest.summary.get("reference_performance", {}) if latest else {}
+    alerts = mon.alerts.list(model=name, status="active")
+    return _render(
+        request, "monitoring.html", section="models", name=name, config=config, watched=watched, runs=runs, latest=latest,
+        per_feature=per_feature, model_level=model_level, feature_order=top, drifted=drifted,
+        charts={k: dump(v) for k, v in charts.items() if v.get("datasets")},
+        distributions=dump(_distributions(latest, top)), alerts=alerts,
+        can_act=who.role.allows(Role.WRITER), performance_keys=PERFORMANCE.get(kind, ()), quality_keys=QUALITY,
+        reference_performance=reference_performance,
+    )  # fmt: skip
+
+
+@router.get("/alerts", response_class=HTMLResponse)
+def alerts_page(
+    request: Request, status: str = Query(default="active", pattern="^(open|acknowledged|resolved|active|all)$"),
+    who: Principal = reader,
+) -> HTMLResponse:
+    found = _ws(request).monitoring.alerts.list(status=status)
+    return _render(request, "alerts.html", section="alerts", alerts=found[:500], shown=status,
+                   can_act=who.role.allows(Role.WRITER))  # fmt: skip

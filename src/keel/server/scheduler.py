@@ -1,0 +1,69 @@
+"""Runs due monitors in the background of `keel serve`, and exports their latest values."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Gauge
+
+logger = logging.getLogger(__name__)
+
+# Statistics exported as gauges: per feature, and model-level (feature label '').
+EXPORTED = {
+    "psi", "js_distance", "wasserstein_norm", "drift", "missing_rate", "out_of_range_rate", "unseen_category_rate",
+    "prediction_psi", "multivariate_auc", "drifted_share", "schema_violation_rate", "accuracy", "roc_auc", "f1",
+    "log_loss", "ece", "mae", "rmse", "r2", "roc_auc_drop", "accuracy_drop", "rows", "labelled_rows",
+}  # fmt: skip
+
+
+class MonitorGauges:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.gauge = Gauge("keel_monitor_value", "Latest value of a monitor statistic", ["model", "feature", "metric"],
+                           registry=registry)  # fmt: skip
+        self.open_alerts = Gauge("keel_alerts_open", "Open alerts", ["model"], registry=registry)
+
+    def update(self, model: str, values: list[tuple[str, str, float | None]]) -> None:
+        for feature, metric, value in values:
+            if metric in EXPORTED and value is not None and math.isfinite(value):
+                self.gauge.labels(model, feature, metric).set(value)
+
+
+class MonitorScheduler:
+    """A daemon thread that wakes every `tick_s` and runs the monitors that are due."""
+
+    def __init__(self, ws: Any, gauges: MonitorGauges, *, tick_s: float = 10.0) -> None:
+        self.ws = ws
+        self.gauges = gauges
+        self.tick_s = tick_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="keel-monitor-scheduler", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.tick_s):
+            self.tick()
+
+    def tick(self) -> int:
+        try:
+            results = self.ws.monitoring.run_due()
+        except Exception:  # the scheduler must survive a broken store or monitor
+            logger.exception("monitor scheduler tick failed")
+            return 0
+        for r in results:
+            self.gauges.update(r.run.model, r.values)
+            try:
+                self.gauges.open_alerts.labels(r.run.model).set(len(self.ws.monitoring.alerts.list(model=r.run.model, status="open")))
+            except Exception:
+                logger.exception("counting open alerts failed")
+        return len(results)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
