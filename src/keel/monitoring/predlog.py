@@ -476,8 +476,9 @@ class PredictionLog:
     def write(self, model_name: str, version: int, frame: Any) -> PredictionSegment | None:
         """Store the rows of `frame` (a DataFrame or Arrow table) as one segment of `model_name@version`.
 
-        Missing `__id`, `__at`, `__latency_ms` and `__error` columns are filled in (new ids, now,
-        nulls); a naive `__at` is read as UTC. Returns None for an empty frame.
+        Missing `__id`, `__at`, `__latency_ms` and `__error` columns are filled in (new ids; the
+        time each Keel id carries, else now; nulls); a naive `__at` is read as UTC. Returns None
+        for an empty frame.
         """
         check_name(model_name, what="model name")
         table = to_arrow(frame)
@@ -747,8 +748,11 @@ def _complete(table: pa.Table, version: int) -> pa.Table:
         if pa.types.is_timestamp(at.type) and at.type.tz is None:
             at = at.cast(pa.timestamp(at.type.unit, tz="UTC"))
         at = at.cast(_AT_TYPE, safe=False)
-    else:
-        at = pa.chunked_array([pa.array([time.time_ns() // 1_000_000] * n, _AT_TYPE)])
+    else:  # Keel ids carry their time: rows logged with ids but no times keep the ids' times
+        now_ms = time.time_ns() // 1_000_000
+        ids = table.column("__id").to_pylist() if "__id" in table.column_names else [None] * n
+        stamps = [(prediction_id_time(str(i)) if i is not None else None) or now_ms for i in ids]
+        at = pa.chunked_array([pa.array(stamps, pa.int64()).cast(_AT_TYPE)])
     if at.null_count:
         raise InvalidInputError("Column __at has missing times; every logged row needs one")
     columns = {"__at": at}

@@ -332,3 +332,12 @@ def test_maintenance_runs_on_its_own_thread_now_and_then() -> None:
     log.log("m", 1, _rows(1), predictions=[0])
     assert ran.wait(5)
     log.close()
+
+
+def test_rows_written_with_keel_ids_but_no_times_take_the_ids_times_and_accept_feedback(ws: keel.Workspace) -> None:
+    ids, at_ms = new_prediction_ids(3, at_ms=int(T0.timestamp() * 1000))
+    ws.predictions.write("m", 1, pd.DataFrame({"__id": ids, "x": [1.0, 2.0, 3.0], "__prediction": [0, 1, 0]}))
+    log = ws.predictions.window("m")
+    assert (log["__at"] == pd.Timestamp(T0)).all()
+    assert ws.predictions.feedback("m", {ids[0]: 1, ids[2]: 0}) == 2
+    assert ws.predictions.window("m")["__label"].tolist() == [1, None, 0]
