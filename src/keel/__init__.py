@@ -4,6 +4,8 @@
     ws.datasets   -> DatasetVersion       add, load ('credit@3'), diff
     ws.runs       -> ActiveRun / Run      params, metric series, inputs; search in SQL
     ws.models     -> ModelVersion         register with lineage, aliases, load ('credit-risk@champion')
+    ws.predictions, ws.monitoring         the prediction log; drift, quality, performance checks; alerts
+    ws.retraining -> RetrainDecision      keel.Project / keel.yaml: train, gate, promote, approve, roll back
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from keel._version import __version__
 __all__ = [
     "Workspace",
     "Client",
+    "Project",
     "Settings",
     "KeelError",
     "AccessDeniedError",
@@ -59,6 +62,10 @@ def __getattr__(name: str) -> Any:
         from keel._workspace import Workspace
 
         return Workspace
+    if name == "Project":
+        from keel.retraining.project import Project
+
+        return Project
     if name == "Client":
         from keel.client import Client
 

@@ -13,6 +13,7 @@ from keel.monitoring.alerts import Alerts
 from keel.monitoring.monitor import Monitoring
 from keel.monitoring.predlog import PredictionLog
 from keel.registry import Models
+from keel.retraining.retrainer import Retraining
 from keel.settings import Settings
 from keel.storage import BlobStore, MetadataStore, mask_url
 from keel.tracking import Runs
@@ -86,6 +87,9 @@ class Workspace:
             models=self.models,
             predictions=self.predictions,
             alerts=Alerts(self._meta, author=author),
+        )
+        self.retraining = Retraining(  # model projects, retraining cycles, the gate, the decisions
+            self._meta, datasets=self.datasets, runs=self.runs, models=self.models, monitoring=self.monitoring, author=author
         )
 
     @property

@@ -30,6 +30,7 @@ __all__ = [
     "Role",
     "ApiToken",
     "MonitorRun",
+    "RetrainDecision",
     "AlertSeverity",
     "AlertStatus",
     "AlertRule",
@@ -338,6 +339,23 @@ class MonitorRun:
     rows: int
     labelled_rows: int
     summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RetrainDecision:
+    """One decision about a model's champion: a trained candidate promoted, held for approval or
+    rejected by the gate, a failed training, an approval, a rollback; with its evidence."""
+
+    id: int
+    model: str
+    version: int | None  # the candidate (or, for a rollback, the version restored)
+    champion_version: int | None  # the champion before the decision
+    trigger: str
+    outcome: str
+    evidence: dict[str, Any]
+    run_id: str | None
+    author: str
+    at: datetime
 
 
 class AlertSeverity(StrEnum):

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from keel.cli import alerts, data, models, monitor, runs, serve
+from keel.cli import alerts, data, models, monitor, retrain, runs, serve
 from keel.cli._common import JSON_OPTION, State, err, escape, open_workspace, out, print_json, size, state
 from keel.errors import KeelError
 
@@ -105,6 +105,11 @@ app.add_typer(serve.token_app, name="token")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(alerts.app, name="alerts")
 app.command("serve")(serve.serve_command)
+app.command("train")(retrain.train)
+app.command("retrain")(retrain.retrain)
+models.app.command("approve")(retrain.approve)
+models.app.command("rollback")(retrain.rollback)
+models.app.command("timeline")(retrain.timeline)
 
 
 def _version(value: bool) -> None:

@@ -38,7 +38,7 @@ FEATURE_METRICS = frozenset(
 MODEL_METRICS = frozenset(
     {"prediction_psi", "prediction_js_distance", "multivariate_auc", "drifted_share", "schema_violation_rate",
      "accuracy", "roc_auc", "f1", "log_loss", "ece", "mae", "rmse", "r2", "accuracy_drop", "roc_auc_drop", "f1_drop",
-     "rmse_increase", "rows", "served_rows", "labelled_rows"}
+     "rmse_increase", "rows", "served_rows", "labelled_rows", "retraining_failed"}
 )  # fmt: skip
 # Performance on a handful of labels is noise: rules on these metrics fire only when the check
 # saw at least MIN_LABELLED_ROWS labelled predictions (when it reports `labelled_rows` at all).
@@ -86,6 +86,7 @@ DEFAULT_RULES = (
     _Default("auc-drop", "roc_auc_drop", ">", 0.05, "critical", _HOUR, ("classification",)),
     _Default("accuracy-drop", "accuracy_drop", ">", 0.05, "warning", 6 * _HOUR, ("classification",)),
     _Default("rmse-increase", "rmse_increase", ">", 0.1, "critical", _HOUR, ("regression",)),
+    _Default("retraining-failed", "retraining_failed", ">=", 1.0, "critical", _HOUR),
 )
 
 _STATUS_FILTERS: dict[str, tuple[str, ...] | None] = {
@@ -198,7 +199,8 @@ class Alerts:
         schema_violation_rate > 0.01 (critical, every hour). Classifiers (`output_kind`
         'classification') add `auc-drop` roc_auc_drop > 0.05 (critical) and `accuracy-drop`
         accuracy_drop > 0.05 (warning); regressors add `rmse-increase` rmse_increase > 0.1
-        (RMSE 10 % above the reference's, critical). Idempotent; to silence a default, disable
+        (RMSE 10 % above the reference's, critical). `retraining-failed` (critical) fires when an
+        automated retraining of the model fails. Idempotent; to silence a default, disable
         it rather than removing it, or the next call adds it again.
         """
         have = {r.name for r in self.rules(model)}
@@ -341,6 +343,8 @@ def _title(model: str, rule: AlertRule, feature: str, value: float, evidence: di
     reasons = (evidence.get("statistics") or {}).get("reasons")
     if rule.metric == "drift" and feature and reasons:
         return f"{model}: {feature} drifted ({'; '.join(str(r) for r in reasons)})"
+    if rule.metric == "retraining_failed":
+        return f"{model}: retraining failed: {str(evidence.get('error') or 'see the evidence')[:300]}"
     what = f"{rule.metric} of {feature}" if feature else rule.metric
     return f"{model}: {what} is {value:.4g} ({rule.op} {rule.threshold:g})"
 

@@ -1,4 +1,5 @@
-"""Runs due monitors in the background of `keel serve`, and exports their latest values."""
+"""Runs due monitors, then due retraining cycles, in the background of `keel serve`, and exports
+the monitors' latest values."""
 
 from __future__ import annotations
 
@@ -55,6 +56,10 @@ class MonitorScheduler:
         except Exception:  # the scheduler must survive a broken store or monitor
             logger.exception("monitor scheduler tick failed")
             return 0
+        try:
+            self.ws.retraining.run_due()  # retraining the monitors' alerts (or new data, or the clock) call for
+        except Exception:
+            logger.exception("automatic retraining failed")
         for r in results:
             self.gauges.update(r.run.model, r.values)
             try:

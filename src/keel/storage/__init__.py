@@ -19,6 +19,7 @@ from keel.storage.engine import head_revision, mask_url, open_engine, schema_rev
 from keel.storage.models import ModelStore
 from keel.storage.monitors import MonitorStore
 from keel.storage.predictions import PredictionStore
+from keel.storage.retraining import RetrainingStore
 from keel.storage.runs import RunStore
 from keel.storage.tokens import TokenStore
 
@@ -45,6 +46,7 @@ class MetadataStore:
         self.models = ModelStore(self.engine)
         self.tokens = TokenStore(self.engine)
         self.monitors = MonitorStore(self.engine)
+        self.retraining = RetrainingStore(self.engine)
         self.predictions = PredictionStore(self.engine)
 
     @property

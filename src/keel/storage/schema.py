@@ -390,3 +390,31 @@ alert_deliveries = Table(
     Column("at", Timestamp, nullable=False),
     Index("ix_alert_deliveries_alert_id", "alert_id"),
 )
+
+# Model projects (keel.yaml, canonical form) and every retraining decision with its evidence.
+model_projects = Table(
+    "model_projects",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_name", String(128), nullable=False, unique=True),
+    Column("spec", JSON, nullable=False),
+    Column("source", String(500), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+retrain_decisions = Table(
+    "retrain_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_name", String(128), nullable=False),
+    Column("version", Integer, nullable=True),  # the candidate (None when training failed before registering)
+    Column("champion_version", Integer, nullable=True),  # the champion it was compared with
+    Column("trigger", String(32), nullable=False),  # 'manual', 'alert', 'new_data', 'schedule', 'approval', 'rollback'
+    Column("outcome", String(32), nullable=False),  # 'promoted', 'awaiting_approval', 'rejected', 'failed', 'approved', 'rolled_back'
+    Column("evidence", JSON, nullable=False),  # metrics side by side, gate checks, data versions, trigger detail
+    Column("run_id", String(32), nullable=True),
+    Column("author", String(128), nullable=False),
+    Column("at", Timestamp, nullable=False),
+    Index("ix_retrain_decisions_model_name_at", "model_name", "at"),
+)

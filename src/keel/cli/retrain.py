@@ -1,0 +1,133 @@
+"""`keel train keel.yaml`, `keel retrain NAME`, and the decisions they leave:
+`keel models approve | rollback | timeline` (registered on the models group)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from keel.cli._common import JSON_OPTION, err, escape, open_workspace, out, print_json, table, when
+from keel.entities import RetrainDecision
+from keel.errors import KeelError
+
+_COLORS = {"promoted": "green", "approved": "green", "awaiting_approval": "yellow", "rejected": "yellow",
+           "failed": "red", "rolled_back": "cyan"}  # fmt: skip
+
+
+def train(
+    ctx: typer.Context,
+    project: Path = typer.Argument(..., metavar="PROJECT", help="The model project file (keel.yaml).", dir_okay=False),
+    dataset: str | None = typer.Option(None, "--dataset", help="Train on this dataset version instead (NAME@VERSION)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Run a model project once: split, fit, evaluate, track the run, register, gate, promote."""
+    from keel.retraining import load_project
+
+    spec = load_project(project)  # a wrong key or value fails here, before the workspace opens
+    ws = open_workspace(ctx)
+    with err().status(f"Training {spec.model}..."):
+        decision = ws.retraining.train(spec, dataset=dataset)
+    _report(decision, as_json)
+
+
+def retrain(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="A model whose project was trained once with keel train."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Train on this dataset version (default: the project's policy)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Retrain a model now, by hand: the same cycle its triggers start."""
+    ws = open_workspace(ctx)
+    with err().status(f"Retraining {name}..."):
+        decision = ws.retraining.retrain(name, dataset=dataset)
+    _report(decision, as_json)
+
+
+def approve(
+    ctx: typer.Context,
+    name: str = typer.Argument(...),
+    version: int = typer.Argument(..., min=1),
+    reason: str = typer.Option("", "--reason", help="Recorded with the decision and the alias move."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Promote a version that passed its gate and waits for approval."""
+    _report(open_workspace(ctx).retraining.approve(name, version, reason=reason), as_json)
+
+
+def rollback(
+    ctx: typer.Context,
+    name: str = typer.Argument(...),
+    reason: str = typer.Option("", "--reason", help="Recorded with the decision and the alias move."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Point @champion back at the version it pointed at before its last move."""
+    _report(open_workspace(ctx).retraining.rollback(name, reason=reason), as_json)
+
+
+def timeline(
+    ctx: typer.Context,
+    name: str = typer.Argument(...),
+    limit: int = typer.Option(20, "--limit", min=1),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Every retraining decision of a model, newest first, with the metrics that decided it."""
+    decisions = open_workspace(ctx).retraining.decisions(name, limit=limit)
+    if as_json:
+        print_json(decisions)
+        return
+    if not decisions:
+        out().print(f"No retraining decisions for {escape(name)} yet: run keel train keel.yaml")
+        return
+    t = table("when", "trigger", "outcome", "version>", "champion>", "why")
+    for d in decisions:
+        t.add_row(when(d.at, short=True), d.trigger, f"[{_COLORS.get(d.outcome, 'white')}]{d.outcome}[/]",
+                  _v(d.version), _v(d.champion_version), escape(_why(d)))  # fmt: skip
+    out().print(t)
+
+
+def _v(version: int | None) -> str:
+    return "-" if version is None else f"@{version}"
+
+
+def _why(d: RetrainDecision) -> str:
+    ev = d.evidence
+    if d.outcome == "failed":
+        return str(ev.get("error", ""))[:160]
+    if d.trigger == "rollback":
+        return f"v{ev.get('from')} -> v{ev.get('to')}" + (f": {ev['reason']}" if ev.get("reason") else "")
+    if d.trigger == "approval":
+        return ev.get("reason") or "approved"
+    return "; ".join(ev.get("gate", {}).get("reasons", []))[:200]
+
+
+def _report(decision: RetrainDecision, as_json: bool) -> None:
+    if as_json:
+        print_json(decision)
+    else:
+        _print(decision)
+    if decision.outcome == "failed":
+        raise KeelError(f"{decision.model}: training failed, the champion is unchanged: {decision.evidence.get('error')}")
+
+
+def _print(d: RetrainDecision) -> None:
+    console = out()
+    color = _COLORS.get(d.outcome, "white")
+    head = f"{escape(d.model)}@{d.version}" if d.version is not None else escape(d.model)
+    console.print(f"[bold]{head}[/] [{color}]{d.outcome.replace('_', ' ')}[/] ({d.trigger})")
+    ev: dict[str, Any] = d.evidence
+    data = ev.get("data")
+    if data:
+        console.print(f"  data      {escape(data['dataset'])}: {data['train_rows']:,} rows to train, {data['holdout_rows']:,} held out")
+    metrics = ev.get("metrics")
+    if metrics:
+        challenger, champion = metrics.get("challenger") or {}, metrics.get("champion") or {}
+        t = table("metric", "challenger>", f"champion @{d.champion_version}>" if d.champion_version else "champion>")
+        for m, v in challenger.items():
+            t.add_row(m, f"{v:.4f}", f"{champion[m]:.4f}" if m in champion else "-")
+        console.print(t)
+    for reason in ev.get("gate", {}).get("reasons", []):
+        console.print(f"  gate      {escape(reason)}")
+    if d.outcome == "awaiting_approval":
+        console.print(f"  approve with: keel models approve {escape(d.model)} {d.version}")

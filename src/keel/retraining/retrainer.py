@@ -1,0 +1,299 @@
+"""`ws.retraining`: train a project's model, judge it against the champion, promote it or not,
+and keep every decision with its evidence.
+
+One cycle (`train` for a project file, `retrain` for a stored project): pick the training data
+(the pinned or latest dataset version; with `data: reference+production`, plus the labelled
+production rows exported from the prediction log as a new dataset version), split, fit, evaluate,
+track the run, register the version (lineage: run and dataset versions), point `@challenger` at
+it, score the champion on the same holdout, run the gate, then move `@champion` (or wait for
+approval). A failure anywhere leaves the champion as it was, records a `failed` decision and
+raises the `retraining-failed` alert.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from keel.entities import DatasetVersion, ModelVersion, RetrainDecision
+from keel.errors import InvalidInputError, KeelError, NotFoundError
+from keel.retraining.gate import Verdict, judge
+from keel.retraining.pipeline import evaluate, fit, output_kind, resolve, split
+from keel.retraining.project import Project, load_project
+from keel.retraining.triggers import AUTOMATIC, CYCLE_TRIGGERS, Due, due
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from keel.data import Datasets
+    from keel.monitoring.monitor import Monitoring
+    from keel.registry import Models
+    from keel.storage import MetadataStore
+    from keel.tracking import Runs
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Retraining"]
+
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+
+
+class Retraining:
+    def __init__(
+        self, meta: MetadataStore, *, datasets: Datasets, runs: Runs, models: Models, monitoring: Monitoring, author: str
+    ) -> None:  # fmt: skip
+        self._store = meta.retraining
+        self._datasets = datasets
+        self._runs = runs
+        self._models = models
+        self._monitoring = monitoring
+        self._author = author
+
+    # -- projects ------------------------------------------------------------------------------
+    def save(self, project: Project) -> Project:
+        """Store (or replace) the project of `project.model`; retraining reads it from here."""
+        self._store.save_project(project.model, project.to_dict(), project.source)
+        return project
+
+    def project(self, model: str) -> Project:
+        spec, source = self._store.project(model)
+        return Project.from_dict(spec, source=source)
+
+    def projects(self) -> list[Project]:
+        return [Project.from_dict(spec, source=name) for name, spec in self._store.projects()]
+
+    # -- cycles --------------------------------------------------------------------------------
+    def train(self, project: Project | str | Path, *, dataset: str | None = None, trigger: str = "manual",
+              detail: dict[str, Any] | None = None) -> RetrainDecision:  # fmt: skip
+        """Store the project and run one cycle. `project` is a Project or the path of a keel.yaml."""
+        if not isinstance(project, Project):
+            project = load_project(project)
+        self.save(project)
+        return self._cycle(project, trigger, detail or {}, dataset)
+
+    def retrain(self, model: str, *, trigger: str = "manual", detail: dict[str, Any] | None = None,
+                dataset: str | None = None) -> RetrainDecision:  # fmt: skip
+        """One cycle for a model whose project is stored (`keel retrain NAME`)."""
+        return self._cycle(self.project(model), trigger, detail or {}, dataset)
+
+    def _cycle(self, project: Project, trigger: str, detail: dict[str, Any], dataset: str | None) -> RetrainDecision:
+        name = project.model
+        champion = self._champion(name)
+        evidence: dict[str, Any] = {"trigger": {"kind": trigger, **detail}}
+        run_id: str | None = None
+        candidate: ModelVersion | None = None
+        try:
+            data = self._training_data(project, dataset, evidence)
+            frame = self._datasets.load(data)
+            X_train, X_test, y_train, y_test = split(project, frame)
+            evidence["data"] = {"dataset": data.ref, "rows": len(frame), "train_rows": len(X_train), "holdout_rows": len(X_test),
+                                "split": {"test_fraction": project.data.split.test_fraction, "seed": project.data.split.seed}}  # fmt: skip
+            params = {f"estimator.{k}": v for k, v in project.estimator.params.items()}
+            params.update({"estimator": project.estimator.cls or project.estimator.entry_point, "trigger": trigger,
+                           "test_fraction": project.data.split.test_fraction, "seed": project.data.split.seed})  # fmt: skip
+            with self._runs.start(name, name=f"{trigger}-training", params=params, inputs=[data],
+                                  tags={"keel.trigger": trigger, "keel.project": project.source}) as run:  # fmt: skip
+                run_id = run.id
+                model = fit(project, X_train, y_train)
+                kind = output_kind(model)
+                metrics = evaluate(model, X_test, y_test, project.evaluation.metrics, kind)
+                run.log_metrics(metrics)
+            candidate = self._models.register(name, model, run=run_id, X=X_train, metrics=metrics,
+                                              description=f"trained by keel ({trigger}) on {data.ref}")  # fmt: skip
+            self._models.set_alias(name, CHALLENGER, version=candidate.version, reason=f"{trigger} retraining on {data.ref}")
+            champion_metrics = self._score_champion(champion, X_test, y_test, project, kind, evidence)
+            custom = self._checks(project, model, champion, X_test, y_test, metrics, champion_metrics)
+            verdict = judge(project, metrics, champion_metrics, custom=custom)
+        except Exception as exc:  # a failed cycle never touches the champion
+            return self._failed(project, champion, trigger, evidence, run_id, candidate, exc)
+        evidence["metrics"] = {"challenger": metrics, "champion": champion_metrics}
+        evidence["gate"] = {"passed": verdict.passed, "reasons": list(verdict.reasons), "checks": verdict.checks}
+        outcome = self._outcome(project, verdict, candidate, champion)
+        decision = self._store.record(model=name, version=candidate.version, champion_version=champion.version if champion else None,
+                                      trigger=trigger, outcome=outcome, evidence=_jsonable(evidence), run_id=run_id,
+                                      author=self._author)  # fmt: skip
+        logger.info("retraining %s (%s): v%d %s", name, trigger, candidate.version, outcome)
+        self._apply_monitoring(project)
+        return decision
+
+    def _outcome(self, project: Project, verdict: Verdict, candidate: ModelVersion, champion: ModelVersion | None) -> str:
+        if not verdict.passed:
+            return "rejected"
+        if project.gate.approval and champion is not None:
+            return "awaiting_approval"
+        reason = "; ".join(verdict.reasons)
+        self._models.set_alias(project.model, CHAMPION, version=candidate.version, reason=f"gate passed: {reason}"[:2000])
+        return "promoted"
+
+    def _failed(self, project: Project, champion: ModelVersion | None, trigger: str, evidence: dict[str, Any],
+                run_id: str | None, candidate: ModelVersion | None, exc: BaseException) -> RetrainDecision:  # fmt: skip
+        message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, KeelError) else str(exc)
+        evidence["error"] = message
+        evidence["traceback"] = traceback.format_exception(exc)[-3:]
+        logger.error("retraining %s (%s) failed: %s", project.model, trigger, message)
+        decision = self._store.record(model=project.model, version=candidate.version if candidate else None,
+                                      champion_version=champion.version if champion else None, trigger=trigger,
+                                      outcome="failed", evidence=_jsonable(evidence), run_id=run_id, author=self._author)  # fmt: skip
+        try:
+            alerts = self._monitoring.alerts
+            kind = champion.signature.output if champion and champion.signature else "other"
+            alerts.ensure_default_rules(project.model, output_kind=kind)
+            alerts.evaluate(project.model, [("", "retraining_failed", 1.0)],
+                            context={"decision": decision.id, "trigger": trigger, "error": message})  # fmt: skip
+        except Exception:  # alerting must not hide the failure it reports
+            logger.exception("raising the retraining-failed alert for %s failed", project.model)
+        return decision
+
+    # -- triggers ------------------------------------------------------------------------------
+    def due(self, at: datetime | None = None) -> list[tuple[str, Due]]:
+        """Models whose project's automatic triggers say: retrain now (see keel.retraining.triggers)."""
+        at = at or datetime.now(UTC)
+        out = []
+        for project in self.projects():
+            if not any(t in AUTOMATIC for t in project.retraining.triggers):
+                continue
+            name = project.model
+            dataset = project.data.dataset
+            try:
+                latest = None if "@" in dataset else self._datasets.get(f"{dataset}@latest").ref
+            except NotFoundError:
+                latest = None
+            found = due(project, at=at, last_cycle=self._store.last(name, triggers=CYCLE_TRIGGERS),
+                        alerts=self._monitoring.alerts.list(model=name, status="active"), latest_dataset=latest)  # fmt: skip
+            if found is not None:
+                out.append((name, found))
+        return out
+
+    def run_due(self, at: datetime | None = None) -> list[RetrainDecision]:
+        """Run one cycle for every model that is due; a broken project is logged and skipped.
+
+        When an alert-triggered cycle promotes a new champion, the alerts that started it are
+        resolved: the monitor opens new ones if the new champion drifts too.
+        """
+        decisions = []
+        for name, trigger in self.due(at):
+            try:
+                decision = self.retrain(name, trigger=trigger.trigger, detail=trigger.detail)
+            except Exception:  # one broken project must not stop the others
+                logger.exception("automatic retraining of %s failed to start", name)
+                continue
+            decisions.append(decision)
+            if decision.outcome == "promoted" and trigger.trigger == "alert":
+                for alert_id in trigger.detail.get("alerts", []):
+                    self._monitoring.alerts.resolve(alert_id, note=f"retrained: champion is now v{decision.version}")
+        return decisions
+
+    # -- approval and rollback -------------------------------------------------------------------
+    def approve(self, model: str, version: int, *, reason: str = "") -> RetrainDecision:
+        """Promote a version that passed its gate and waits for approval (`keel models approve`)."""
+        waiting = [d for d in self._store.decisions(model, limit=1000) if d.version == version and d.trigger != "rollback"]
+        if not waiting or waiting[0].outcome != "awaiting_approval":
+            state = waiting[0].outcome if waiting else "no retraining decision"
+            raise InvalidInputError(f"{model} v{version} is not awaiting approval ({state}); "
+                                    f"see 'keel models timeline {model}'")  # fmt: skip
+        champion = self._champion(model)
+        self._models.set_alias(model, CHAMPION, version=version, reason=reason or f"approved by {self._author}")
+        return self._store.record(model=model, version=version, champion_version=champion.version if champion else None,
+                                  trigger="approval", outcome="approved",
+                                  evidence={"approves": waiting[0].id, "reason": reason}, run_id=waiting[0].run_id,
+                                  author=self._author)  # fmt: skip
+
+    def rollback(self, model: str, *, reason: str = "") -> RetrainDecision:
+        """Point @champion back at the version it pointed at before its last move."""
+        history = self._models.alias_history(model, CHAMPION)
+        current = self._champion(model)
+        if current is None or not history:
+            raise InvalidInputError(f"{model} has no champion to roll back")
+        last = history[-1]
+        previous = last.from_version
+        if previous is None:
+            raise InvalidInputError(f"{model}@champion has pointed only at v{current.version}; there is nothing to roll back to")
+        self._models.set_alias(model, CHAMPION, version=previous, reason=reason or f"rollback from v{current.version}")
+        return self._store.record(model=model, version=previous, champion_version=current.version, trigger="rollback",
+                                  outcome="rolled_back", evidence={"from": current.version, "to": previous, "reason": reason},
+                                  run_id=None, author=self._author)  # fmt: skip
+
+    def decisions(self, model: str, *, limit: int = 100) -> list[RetrainDecision]:
+        """The model's timeline, newest first."""
+        found = self._store.decisions(model, limit=limit)
+        if not found:
+            self._models.versions(model)  # NotFoundError for an unknown model
+        return found
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _champion(self, model: str) -> ModelVersion | None:
+        try:
+            return self._models.get(f"{model}@{CHAMPION}")
+        except NotFoundError:
+            return None
+
+    def _training_data(self, project: Project, dataset: str | None, evidence: dict[str, Any]) -> DatasetVersion:
+        ref = dataset or project.data.dataset
+        base = self._datasets.get(ref if "@" in ref else f"{ref}@latest")
+        evidence["data_base"] = base.ref
+        if project.retraining.data != "reference+production":
+            return base
+        import pandas as pd
+
+        name = project.model
+        try:
+            production = self._monitoring.predictions.export(name, f"{name}-production", target=project.data.target)
+        except InvalidInputError:
+            evidence["production_rows"] = 0
+            return base  # no labelled production rows yet: the reference alone
+        combined = pd.concat([self._datasets.load(base), self._datasets.load(production)], ignore_index=True)
+        evidence["production"] = production.ref
+        evidence["production_rows"] = production.num_rows
+        return self._datasets.add(f"{base.name}-retrain", combined, description=f"{base.ref} plus labelled production rows {production.ref}",
+                                  tags={"base": base.ref, "production": production.ref})  # fmt: skip
+
+    def _score_champion(self, champion: ModelVersion | None, X: pd.DataFrame, y: pd.Series, project: Project, kind: str,
+                        evidence: dict[str, Any]) -> dict[str, float] | None:  # fmt: skip
+        if champion is None:
+            return None
+        try:
+            return evaluate(self._models.load(champion), X, y, project.evaluation.metrics, kind)
+        except (KeelError, ValueError, KeyError) as exc:
+            evidence["champion_not_scored"] = f"{champion.ref}: {exc}"
+            return None
+
+    def _checks(self, project: Project, challenger: Any, champion: ModelVersion | None, X: pd.DataFrame, y: pd.Series,
+                metrics: dict[str, float], champion_metrics: dict[str, float] | None) -> dict[str, Any]:  # fmt: skip
+        out = {}
+        loaded = self._models.load(champion) if champion is not None and project.gate.checks else None
+        for path in project.gate.checks:
+            check = resolve(path, "gate.checks")
+            out[path] = check(challenger=challenger, champion=loaded, X=X, y=y, metrics=metrics, champion_metrics=champion_metrics)
+        return out
+
+    def _apply_monitoring(self, project: Project) -> None:
+        """Watch the model as the project says, and add its own alert rules (once each)."""
+        if not project.monitoring and not project.alert_rules:
+            return
+        self._monitoring.watch(project.model, **project.monitoring)
+        alerts = self._monitoring.alerts
+        have = {r.name for r in alerts.rules(project.model)}
+        for rule in project.alert_rules:
+            if rule["name"] not in have:
+                spec = {k: v for k, v in rule.items() if k != "name"}
+                alerts.add_rule(project.model, rule["name"], **spec)
+
+
+def _jsonable(value: Any) -> Any:
+    import math
+
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    if hasattr(value, "item"):
+        return _jsonable(value.item())
+    return str(value)

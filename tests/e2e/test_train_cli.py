@@ -1,0 +1,86 @@
+"""`keel train keel.yaml`, `keel retrain`, `keel models timeline | approve | rollback`, end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+import keel
+from keel import Settings
+
+from clitools import assert_one_line_error, keel_cli, keel_json
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+PROJECT = """\
+model: tumor
+data:
+  dataset: cancer
+  target: target
+  split: {{test_fraction: 0.3, seed: 0}}
+estimator:
+  class: {cls}
+  params: {params}
+evaluation:
+  metrics: [roc_auc, accuracy]
+  primary: roc_auc
+gate:
+  approval: {approval}
+"""
+
+
+def write(path: Path, cls: str = "sklearn.linear_model.LogisticRegression", params: str = "{max_iter: 3000, C: 0.001}",
+          approval: str = "false") -> Path:  # fmt: skip
+    path.write_text(PROJECT.format(cls=cls, params=params, approval=approval))
+    return path
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    path = tmp_path / "ws"
+    frame = load_breast_cancer(as_frame=True).frame
+    frame.columns = [c.replace(" ", "_") for c in frame.columns]
+    with keel.Workspace(Settings(home=path, author="tester")) as ws:
+        ws.datasets.add("cancer", frame)
+    return path
+
+
+def test_train_retrain_approve_timeline_and_rollback(home: Path, tmp_path: Path) -> None:
+    project = write(tmp_path / "keel.yaml")
+    code, out, err = keel_cli(home, "train", str(project))
+    assert code == 0, err
+    assert "tumor@1 promoted (manual)" in out and "cancer@1: 398 rows to train, 171 held out" in out
+    assert "no champion to beat" in out
+
+    boosted = write(tmp_path / "boosted.yaml", "sklearn.ensemble.HistGradientBoostingClassifier", "{max_iter: 60}", "true")
+    held = keel_json(home, "train", str(boosted))
+    assert held["outcome"] == "awaiting_approval" and held["version"] == 2
+    assert held["evidence"]["metrics"]["challenger"]["roc_auc"] > held["evidence"]["metrics"]["champion"]["roc_auc"]
+    code, out, _ = keel_cli(home, "models", "approve", "tumor", "2", "--reason", "reviewed")
+    assert code == 0 and "tumor@2 approved (approval)" in out
+
+    retrained = keel_json(home, "retrain", "tumor")  # the stored project: boosted, with approval
+    assert retrained["outcome"] in ("awaiting_approval", "rejected") and retrained["version"] == 3
+
+    code, out, _ = keel_cli(home, "models", "timeline", "tumor")
+    assert code == 0 and "approved" in out and "promoted" in out
+    assert [d["trigger"] for d in keel_json(home, "models", "timeline", "tumor")] == ["manual", "approval", "manual", "manual"]
+
+    code, out, _ = keel_cli(home, "models", "rollback", "tumor", "--reason", "pager")
+    assert code == 0 and "tumor@1 rolled back (rollback)" in out
+    assert keel_json(home, "models", "show", "tumor@champion")["version"] == 1
+
+
+def test_mistakes_are_one_line_errors_naming_the_location(home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "keel.yaml"
+    bad.write_text(PROJECT.format(cls="sklearn.linear_model.LogisticRegression", params="{C: 1}", approval="maybe"))
+    assert_one_line_error(keel_cli(home, "train", str(bad)), code=1, contains="keel.yaml: gate.approval: expected true or false")
+    assert_one_line_error(keel_cli(home, "train", str(tmp_path / "nope.yaml")), code=1, contains="no such project file")
+    assert_one_line_error(keel_cli(home, "retrain", "tumor"), code=1, contains="has no project")
+    failing = write(tmp_path / "f.yaml", params="{nope: 1}")
+    code, out, err = keel_cli(home, "train", str(failing))
+    assert code == 1 and "training failed, the champion is unchanged" in err and "nope" in err
+    assert "Traceback" not in out + err
+    assert [d["outcome"] for d in keel_json(home, "models", "timeline", "tumor")] == ["failed"]
