@@ -354,6 +354,20 @@ def test_a_reader_sees_alerts_without_action_buttons(ws: keel.Workspace) -> None
         assert "mean radius drifted" in page and "data-action" not in page
 
 
+def test_model_page_shows_the_retraining_timeline(ws: keel.Workspace) -> None:
+    features = ["mean radius", "mean texture", "worst area", "mean smoothness"]
+    project = keel.Project.from_dict({"model": MODEL, "data": {"dataset": "cancer@1", "target": "target", "features": features},
+                                      "estimator": {"class": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 5000}}})  # fmt: skip
+    promoted = ws.retraining.train(project)
+    ws.retraining.rollback(MODEL, reason="pager")
+    with TestClient(create_app(ws)) as client:
+        text = _page(client, f"/models/{MODEL}")
+    timeline = text.split('id="timeline"', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r'<tr class="outcome-(\w+)">', timeline)
+    assert rows == ["rolled_back", "promoted"]
+    assert f"v{promoted.version}" in timeline and "pager" in timeline and "roc_auc" in timeline
+
+
 # -- auth ---------------------------------------------------------------------------------------
 def test_admin_sees_promote_buttons_and_a_reader_does_not(ws: keel.Workspace) -> None:
     admin, _ = ws.tokens.create("ops", "admin")

@@ -11,6 +11,7 @@ import typer
 from keel.cli._common import JSON_OPTION, err, escape, open_workspace, out, print_json, table, when
 from keel.entities import RetrainDecision
 from keel.errors import KeelError
+from keel.retraining.gate import summary
 
 _COLORS = {"promoted": "green", "approved": "green", "awaiting_approval": "yellow", "rejected": "yellow",
            "failed": "red", "rolled_back": "cyan"}  # fmt: skip
@@ -83,23 +84,12 @@ def timeline(
     t = table("when", "trigger", "outcome", "version>", "champion>", "why")
     for d in decisions:
         t.add_row(when(d.at, short=True), d.trigger, f"[{_COLORS.get(d.outcome, 'white')}]{d.outcome}[/]",
-                  _v(d.version), _v(d.champion_version), escape(_why(d)))  # fmt: skip
+                  _v(d.version), _v(d.champion_version), escape(summary(d)))  # fmt: skip
     out().print(t)
 
 
 def _v(version: int | None) -> str:
     return "-" if version is None else f"@{version}"
-
-
-def _why(d: RetrainDecision) -> str:
-    ev = d.evidence
-    if d.outcome == "failed":
-        return str(ev.get("error", ""))[:160]
-    if d.trigger == "rollback":
-        return f"v{ev.get('from')} -> v{ev.get('to')}" + (f": {ev['reason']}" if ev.get("reason") else "")
-    if d.trigger == "approval":
-        return ev.get("reason") or "approved"
-    return "; ".join(ev.get("gate", {}).get("reasons", []))[:200]
 
 
 def _report(decision: RetrainDecision, as_json: bool) -> None:

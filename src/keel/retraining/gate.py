@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from keel.entities import RetrainDecision
 from keel.retraining.project import LOWER_IS_BETTER, Project
 
-__all__ = ["Verdict", "judge"]
+__all__ = ["Verdict", "judge", "summary"]
 
 
 @dataclass(frozen=True)
@@ -78,3 +79,15 @@ def judge(
             reasons.append(f"check {name} failed" + (f": {why}" if why else ""))
     passed = all(c["passed"] for c in checks.values())
     return Verdict(passed, tuple(reasons), checks)
+
+
+def summary(decision: RetrainDecision) -> str:
+    """One line on why a decision went the way it did (timelines in the CLI and the dashboard)."""
+    ev = decision.evidence
+    if decision.outcome == "failed":
+        return str(ev.get("error", ""))[:200]
+    if decision.trigger == "rollback":
+        return f"v{ev.get('from')} -> v{ev.get('to')}" + (f": {ev['reason']}" if ev.get("reason") else "")
+    if decision.trigger == "approval":
+        return str(ev.get("reason") or "approved")
+    return "; ".join(ev.get("gate", {}).get("reasons", []))[:300]

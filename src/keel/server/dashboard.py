@@ -464,6 +464,7 @@ def _clip(text: str, limit: int = 26) -> str:
 
 @router.get("/models/{name}", response_class=HTMLResponse)
 def model(name: str, request: Request, who: Principal = reader) -> HTMLResponse:
+    from keel.retraining.gate import summary
     from keel.server.dashboard_monitoring import health
 
     ws = _ws(request)
@@ -479,4 +480,4 @@ def model(name: str, request: Request, who: Principal = reader) -> HTMLResponse:
                    history=history[::-1], champion=champion, metric_keys=keys,
                    rollback_to=_rollback_target(history, "champion", champion), move=_move,
                    lineage=_lineage(ws, versions[-30:]), chart=dump(chart) if keys and len(versions) > 1 else None,
-                   health=health(ws, [name])[name])  # fmt: skip
+                   health=health(ws, [name])[name], timeline=ws.retraining.decisions(name, limit=50), summary=summary)  # fmt: skip
