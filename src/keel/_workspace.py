@@ -6,9 +6,12 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import functools
+
 from keel.access import Tokens
 from keel.data import Datasets
 from keel.entities import DatasetVersion, GcReport
+from keel.jobs import Jobs, make_executor
 from keel.monitoring.alerts import Alerts
 from keel.monitoring.monitor import Monitoring
 from keel.monitoring.predlog import PredictionLog
@@ -91,6 +94,10 @@ class Workspace:
         self.retraining = Retraining(  # model projects, retraining cycles, the gate, the decisions
             self._meta, datasets=self.datasets, runs=self.runs, models=self.models, monitoring=self.monitoring, author=author
         )
+        self.jobs = Jobs(  # background jobs: state in the store, run by the configured executor
+            self._meta, author=author, factory=functools.partial(Workspace, settings),
+            executor_factory=functools.partial(make_executor, settings),
+        )  # fmt: skip
 
     @property
     def store_url(self) -> str:
@@ -138,6 +145,7 @@ class Workspace:
         return GcReport(len(referenced), tuple(deleted), kept_young, freed, dry_run)
 
     def close(self) -> None:
+        self.jobs.close()
         self._meta.close()
 
     def __enter__(self) -> Workspace:

@@ -145,7 +145,7 @@ def _run(home: Path, console: Console, live: bool) -> DemoResult:
 
             _, X_test, _, y_test = _split(ws.datasets.load(version))
             served = run_live(ws, MODEL_NAME, TARGET, X_test.iloc[SHOWN_APPLICATIONS:], y_test.iloc[SHOWN_APPLICATIONS:],
-                              console, first_step=7)  # fmt: skip
+                              console, first_step=7, project=_project())  # fmt: skip
         console.print(f"Explore: [cyan]keel --workspace {escape(str(home))} models show {MODEL_NAME}[/]"
                       + (f"  ·  [cyan]keel --workspace {escape(str(home))} alerts list[/]" if live else ""))  # fmt: skip
 
@@ -162,6 +162,23 @@ def _run(home: Path, console: Console, live: bool) -> DemoResult:
         lineage=lineage,
         live=served,
     )
+
+
+def _project() -> Any:
+    """The model project the live act retrains with: the champion's recipe, retrained on the reference
+    plus labelled production rows, judged on the newest production rows, triggered by alerts."""
+    from keel.retraining import Project
+
+    return Project.from_dict({
+        "model": MODEL_NAME,
+        "data": {"dataset": DATASET_NAME, "target": TARGET, "split": {"test_fraction": TEST_FRACTION, "seed": SEED}},
+        "estimator": {"class": "sklearn.ensemble.HistGradientBoostingClassifier",
+                      "params": {"learning_rate": 0.05, "max_iter": 200, "max_leaf_nodes": 15, "l2_regularization": 1.0,
+                                 "early_stopping": False, "random_state": SEED}},
+        "evaluation": {"metrics": ["roc_auc", "accuracy", "log_loss"], "primary": "roc_auc"},
+        "gate": {"min_improvement": 0.005},
+        "retraining": {"triggers": ["alert", "manual"], "data": "reference+production", "debounce_s": 600},
+    }, source="keel demo")  # fmt: skip
 
 
 def _load_source() -> pd.DataFrame:

@@ -3,7 +3,9 @@
     keel serve (uvicorn, loopback) <--HTTP-- held-out applications, then applications asking for
     30% larger loans --> prediction log + feedback (the true outcomes) --> monitor check
     --> drift and performance alerts --> a webhook receiver (standing in for Slack or a pager)
-    and the server log
+    and the server log --> the server's background loop sees the alerts and queues a retraining
+    job (the model project: reference + labelled production data) --> the challenger is judged
+    against the champion on the newest production rows and promoted, while requests keep coming
 
 Everything goes through the real paths: JSON over HTTP to the predict endpoint, the buffered
 prediction log, the feedback endpoint, the monitor endpoint, and alert delivery over HTTP.
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
 
     from keel._workspace import Workspace
 
-__all__ = ["LiveResult", "CheckSummary", "run_live", "SHIFT", "SHIFTED_COLUMNS", "WINDOW"]
+__all__ = ["LiveResult", "CheckSummary", "RetrainSummary", "run_live", "SHIFT", "SHIFTED_COLUMNS", "WINDOW"]
 
 WINDOW = 500  # predictions per monitor check
 BATCH = 100  # records per HTTP request
@@ -46,11 +48,25 @@ class CheckSummary:
 
 
 @dataclass(frozen=True)
+class RetrainSummary:
+    job: int | None
+    outcome: str | None
+    version: int | None
+    champion_before: int | None
+    metrics: dict[str, Any]
+    data: dict[str, Any]
+    requests: int  # predictions asked for while the retraining ran
+    failed: int
+    served_by: dict[int, int]  # model version -> requests it answered
+
+
+@dataclass(frozen=True)
 class LiveResult:
     url: str
     checks: tuple[CheckSummary, ...]
     delivered: tuple[dict[str, Any], ...]  # the JSON bodies the webhook received
     open_alerts: int
+    retrain: RetrainSummary | None = None
 
 
 class _Receiver:
@@ -107,9 +123,11 @@ class _Server:
         self.thread.join(timeout=30)
 
 
-def run_live(ws: Workspace, model: str, target: str, X: pd.DataFrame, y: pd.Series, console: Console, *, first_step: int) -> LiveResult:
+def run_live(ws: Workspace, model: str, target: str, X: pd.DataFrame, y: pd.Series, console: Console, *, first_step: int,
+             project: Any = None) -> LiveResult:  # fmt: skip
     """Serve `model`'s champion, send two waves of `WINDOW` rows of `X` (the second shifted), send
-    their true outcomes `y`, check after each wave, and deliver the alerts."""
+    their true outcomes `y`, check after each wave, and deliver the alerts. With a model `project`
+    (keel.Project), then let the server's background loop retrain on its own while traffic goes on."""
     import httpx
 
     if len(X) < 2 * WINDOW:
@@ -135,6 +153,7 @@ def run_live(ws: Workspace, model: str, target: str, X: pd.DataFrame, y: pd.Seri
             waves.append((f"loans {round((SHIFT - 1) * 100)}% larger", shifted, y.iloc[WINDOW : 2 * WINDOW]))
             for label, rows, outcomes in waves:
                 checks.append(_wave(http, server, model, label, rows, outcomes))
+            retrained = _retrain(ws, server, http, model, shifted, project) if project is not None else None
         console.print(f"[bold]{first_step + 1} {'Monitor':<10}[/]{'traffic':<24}{'rows':>5}{'labelled':>10}  "
                       f"{'max PSI':<18}{'AUC':>6}  drifted")  # fmt: skip
         for c in checks:
@@ -146,13 +165,72 @@ def run_live(ws: Workspace, model: str, target: str, X: pd.DataFrame, y: pd.Seri
         receiver.close()
     from rich.markup import escape
 
-    alerts = ws.monitoring.alerts.list(model=model, status="open")
-    console.print(f"[bold]{first_step + 2} {'Alert':<10}[/]{len(alerts)} open alerts, each delivered to the on-call "
+    alerts = [a for a in ws.monitoring.alerts.list(model=model, status="all") if a.rule != "retraining-failed"]
+    console.print(f"[bold]{first_step + 2} {'Alert':<10}[/]{len(alerts)} alerts raised, each delivered to the on-call "
                   f"webhook ({len(receiver.received)} received) and the server log:")  # fmt: skip
     for a in alerts:
         console.print(f"{_INDENT}#{a.id} [{'red' if a.severity.value == 'critical' else 'yellow'}]{a.severity.value}[/] "
                       f"{escape(a.title)}")  # fmt: skip
-    return LiveResult(server.url, tuple(checks), tuple(receiver.received), len(alerts))
+    if retrained is not None:
+        _print_retrain(retrained, model, console, first_step + 3)
+    return LiveResult(server.url, tuple(checks), tuple(receiver.received), len(alerts), retrained)
+
+
+def _retrain(ws: Workspace, server: _Server, http: Any, model: str, rows: pd.DataFrame, project: Any) -> RetrainSummary:
+    """Start keel serve's background loop and keep asking for predictions until the retraining it
+    starts (the alerts are its trigger) has finished and its outcome is being served."""
+    from collections import Counter
+
+    from keel.server.scheduler import MonitorScheduler
+
+    ws.retraining.save(project)
+    champion_before = ws.models.get(f"{model}@champion").version
+    loop = MonitorScheduler(ws, server.app.state.monitor_gauges, tick_s=0.2)
+    loop.start()
+    records = rows.astype(object).where(rows.notna(), None).to_dict(orient="records")
+    served: Counter[int] = Counter()
+    requests = failed = 0
+    job = None
+    deadline = time.monotonic() + 180
+    try:
+        while time.monotonic() < deadline:
+            answer = http.post(f"/api/v1/models/{model}/predict", json={"records": [records[requests % len(records)]]})
+            requests += 1
+            if answer.status_code == 200:
+                served[answer.json()["version"]] += 1
+            else:
+                failed += 1
+            jobs = ws.jobs.list(kind="retrain", limit=1)
+            job = jobs[0] if jobs else None
+            if job is not None and job.status in ("succeeded", "failed"):
+                target = (job.result or {}).get("version") if (job.result or {}).get("outcome") == "promoted" else champion_before
+                if job.status == "failed" or served[target] >= 20:  # the outcome is what answers now
+                    break
+            time.sleep(0.005)
+    finally:
+        loop.stop()
+    decision = ws.retraining.decisions(model, limit=1)
+    d = decision[0] if decision else None
+    return RetrainSummary(
+        job=job.id if job else None, outcome=d.outcome if d else None, version=d.version if d else None,
+        champion_before=champion_before, metrics=(d.evidence.get("metrics") or {}) if d else {},
+        data=(d.evidence.get("data") or {}) if d else {}, requests=requests, failed=failed, served_by=dict(served),
+    )  # fmt: skip
+
+
+def _print_retrain(r: RetrainSummary, model: str, console: Console, step: int) -> None:
+    if r.outcome is None:
+        console.print(f"[bold]{step} {'Retrain':<10}[/]no retraining started within the demo's time")
+        return
+    console.print(f"[bold]{step} {'Retrain':<10}[/]job {r.job}, queued by the server on the alerts: {model}@{r.version} trained on "
+                  f"{r.data.get('dataset')} ({r.data.get('train_rows', 0):,} rows: reference + labelled production)")  # fmt: skip
+    challenger, champion = r.metrics.get("challenger") or {}, r.metrics.get("champion") or {}
+    if "roc_auc" in challenger and "roc_auc" in champion:
+        console.print(f"{_INDENT}gate on the newest {r.data.get('holdout_rows')} production rows: AUC {challenger['roc_auc']:.3f} "
+                      f"vs champion @{r.champion_before} {champion['roc_auc']:.3f} -> [bold]{r.outcome.replace('_', ' ')}[/]")  # fmt: skip
+    versions = ", ".join(f"v{v}: {n}" for v, n in sorted(r.served_by.items()))
+    console.print(f"{_INDENT}{r.requests} predictions answered meanwhile ({versions}), {r.failed} failed"
+                  + ("; the alerts that started it are resolved" if r.outcome == "promoted" else ""))  # fmt: skip
 
 
 def _wave(http: Any, server: _Server, model: str, label: str, rows: pd.DataFrame, outcomes: pd.Series) -> CheckSummary:

@@ -31,6 +31,7 @@ __all__ = [
     "ApiToken",
     "MonitorRun",
     "RetrainDecision",
+    "Job",
     "AlertSeverity",
     "AlertStatus",
     "AlertRule",
@@ -356,6 +357,27 @@ class RetrainDecision:
     run_id: str | None
     author: str
     at: datetime
+
+
+@dataclass(frozen=True)
+class Job:
+    """A unit of background work (a retraining, a batch scoring) and where it stands."""
+
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    status: str  # 'queued', 'running', 'succeeded', 'failed'
+    attempts: int
+    max_attempts: int
+    worker: str | None
+    created_at: datetime
+    started_at: datetime | None
+    heartbeat_at: datetime | None
+    finished_at: datetime | None
+    result: dict[str, Any] | None
+    error: str | None
+    author: str
+    dedup_key: str | None = None
 
 
 class AlertSeverity(StrEnum):

@@ -51,6 +51,11 @@ class Settings:
     predlog_buffer_rows: int = 10000
     predlog_flush_s: float = 2.0
     predlog_retention_days: int = 90
+    # Jobs (retraining, batch scoring): 'local' runs them in background threads of the process that
+    # claims them; 'ray' sends them to Ray (`ray_address`, empty: a local Ray instance).
+    executor: str = "local"
+    executor_workers: int = 2
+    ray_address: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
@@ -70,6 +75,10 @@ class Settings:
                 f"predlog_retention_days (KEEL_PREDLOG_RETENTION_DAYS) must be >= 0 (0 keeps everything), "
                 f"got {self.predlog_retention_days}"
             )
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"executor (KEEL_EXECUTOR) must be 'local' or 'ray', got {self.executor!r}")
+        if self.executor_workers < 1:
+            raise ConfigError(f"executor_workers (KEEL_EXECUTOR_WORKERS) must be >= 1, got {self.executor_workers}")
         if not 0 <= self.server_port <= 65535:
             raise ConfigError(f"server_port (KEEL_SERVER_PORT) must be in 0..65535, got {self.server_port}")
         if len(self.author) > 128:  # the store keeps authors in 128-character columns

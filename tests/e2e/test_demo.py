@@ -68,10 +68,9 @@ def test_demo_output_is_short_and_names_data_set_champion_and_lineage(demo: Demo
 def test_demo_champion_is_the_version_with_the_best_test_auc(demo: Demo) -> None:
     model = keel_json(demo.home, "models", "show", "credit-risk")
     assert isinstance(model, dict)
-    versions = model["versions"]
-    assert [v["version"] for v in versions] == [1, 2]
+    versions = model["versions"][:2]  # the two the demo trained; v3 is the retraining's (below)
+    assert [v["version"] for v in model["versions"]] == [1, 2, 3]
     best = max(versions, key=lambda v: v["metrics"]["auc"])
-    assert model["aliases"] == {"champion": best["version"]}
     assert f"champion -> credit-risk@{best['version']}" in demo.stdout
     for v in versions:
         assert 0.7 < v["metrics"]["auc"] < 1.0  # a real signal, not a constant model
@@ -79,14 +78,17 @@ def test_demo_champion_is_the_version_with_the_best_test_auc(demo: Demo) -> None
         assert len(v["signature"]["inputs"]) == 13 and v["signature"]["classes"] == ["bad", "good"]
         assert v["lineage"]["datasets"] == ["credit@1"] and v["lineage"]["run_id"]
 
-    history = keel_json(demo.home, "models", "history", "credit-risk")
-    assert isinstance(history, list) and len(history) == 1
+    history = [e for e in keel_json(demo.home, "models", "history", "credit-risk") if e["alias"] == "champion"]
     assert history[0]["to_version"] == best["version"] and "AUC" in history[0]["reason"]
+    assert history[-1]["to_version"] == 3 and "gate passed" in history[-1]["reason"]  # the retraining's promotion
 
 
 def test_demo_tracks_both_runs_with_inputs_and_a_boosting_series(demo: Demo) -> None:
     runs = keel_json(demo.home, "runs", "list")
-    assert isinstance(runs, list) and len(runs) == 2
+    assert isinstance(runs, list) and len(runs) == 3
+    retraining = next(r for r in runs if r["name"] == "alert-training")  # the retraining's run
+    assert retraining["inputs"] == ["credit-retrain@1"] and retraining["status"] == "finished"
+    runs = [r for r in runs if r is not retraining]
     assert all(r["inputs"] == ["credit@1"] and r["status"] == "finished" for r in runs)
     boosting = next(r for r in runs if r["name"] == "gradient-boosting")
     shown = keel_json(demo.home, "runs", "show", boosting["id"])
@@ -103,7 +105,7 @@ def test_demo_dataset_is_the_real_credit_data(demo: Demo) -> None:
     assert "Status" in names and "rownames" not in names
     status = dataset["profile"]["columns"]["Status"]["top"]
     assert {t["value"] for t in status} == {"good", "bad"}
-    assert dataset["models"] == ["credit-risk@1", "credit-risk@2"]
+    assert dataset["models"] == ["credit-risk@1", "credit-risk@2"]  # v3 was trained on credit-retrain@1
 
 
 def test_demo_serves_monitors_and_alerts_on_the_drifting_wave(demo: Demo) -> None:
@@ -117,15 +119,32 @@ def test_demo_serves_monitors_and_alerts_on_the_drifting_wave(demo: Demo) -> Non
     # every prediction went through the server's log, with its true outcome as feedback
     with keel.Workspace(Settings(home=demo.home)) as ws:
         log = ws.predictions.window("credit-risk")
-        assert len(log) == 1000 and log["__label"].notna().all()
+        waves = log.iloc[:1000]  # then the traffic that went on during the retraining, unlabelled
+        assert len(log) > 1000 and waves["__label"].notna().all() and log.iloc[1000:]["__label"].isna().all()
+        assert set(log.iloc[1000:]["__version"]) == {2, 3}
         runs = ws.monitoring.runs("credit-risk")
         assert [r.summary["drifted_features"] for r in runs] == [["Amount", "Price"], []]
         assert all(r.rows == 500 and r.labelled_rows == 500 for r in runs)
-        alerts = ws.monitoring.alerts.list(model="credit-risk", status="open")
+        alerts = ws.monitoring.alerts.list(model="credit-risk", status="all")
         drift = sorted(a.feature for a in alerts if a.rule == "feature-drift")
         assert drift == ["Amount", "Price"]
         for a in alerts:  # delivered to the webhook the demo ran, then to the log
             assert {d.channel: d.status for d in ws.monitoring.alerts.deliveries(a.id)} == {
                 "demo-on-call": "delivered", "server-log": "delivered"}
         assert [c.name for c in ws.monitoring.alerts.channels()] == ["server-log"]  # the dead receiver is gone
+
+        # the alerts started a retraining on their own; the challenger won on fresh production rows
+        [job] = ws.jobs.list(kind="retrain")
+        assert job.status == "succeeded" and job.payload["trigger"] == "alert"
+        [decision] = ws.retraining.decisions("credit-risk")
+        assert (decision.trigger, decision.outcome, decision.version, decision.champion_version) == ("alert", "promoted", 3, 2)
+        m = decision.evidence["metrics"]
+        assert m["challenger"]["roc_auc"] > m["champion"]["roc_auc"] + 0.005
+        assert decision.evidence["data"]["split"] == {"newest_production_rows": 250}
+        assert ws.models.get("credit-risk@champion").version == 3
+        assert ws.models.get("credit-risk@3").datasets == ("credit-retrain@1",)
+        assert ws.monitoring.alerts.list(model="credit-risk", status="active") == []  # resolved by the promotion
+    assert "10 Retrain" in out and "-> promoted" in out
+    served = next(line for line in out.splitlines() if "predictions answered meanwhile" in line)
+    assert "v2:" in served and "v3:" in served and ", 0 failed" in served  # no request lost to the promotion
     assert "9 Alert" in out and "Amount drifted" in out and "Price drifted" in out

@@ -84,3 +84,20 @@ def test_mistakes_are_one_line_errors_naming_the_location(home: Path, tmp_path: 
     assert code == 1 and "training failed, the champion is unchanged" in err and "nope" in err
     assert "Traceback" not in out + err
     assert [d["outcome"] for d in keel_json(home, "models", "timeline", "tumor")] == ["failed"]
+
+
+def test_background_retraining_runs_in_keel_worker(home: Path, tmp_path: Path) -> None:
+    assert keel_cli(home, "train", str(write(tmp_path / "keel.yaml")))[0] == 0
+    queued = keel_json(home, "retrain", "tumor", "--background")
+    assert queued["status"] == "queued" and queued["kind"] == "retrain"
+    again = keel_json(home, "retrain", "tumor", "--background")
+    assert again["id"] == queued["id"]  # one active job per model
+    code, out, err = keel_cli(home, "worker", "--once")
+    assert code == 0, err
+    assert f"job {queued['id']} retrain succeeded" in out
+    [job] = keel_json(home, "jobs", "list")
+    assert job["status"] == "succeeded" and job["result"]["version"] == 2
+    assert keel_json(home, "jobs", "show", str(job["id"]))["attempts"] == 1
+    assert [d["trigger"] for d in keel_json(home, "models", "timeline", "tumor")] == ["manual", "manual"]
+    assert_one_line_error(keel_cli(home, "retrain", "nope", "--background"), code=1, contains="has no project")
+    assert_one_line_error(keel_cli(home, "jobs", "show", "999"), code=1, contains="No job 999")

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from keel.cli import alerts, data, models, monitor, retrain, runs, serve
+from keel.cli import alerts, data, jobs, models, monitor, retrain, runs, serve
 from keel.cli._common import JSON_OPTION, State, err, escape, open_workspace, out, print_json, size, state
 from keel.errors import KeelError
 
@@ -107,6 +107,8 @@ app.add_typer(alerts.app, name="alerts")
 app.command("serve")(serve.serve_command)
 app.command("train")(retrain.train)
 app.command("retrain")(retrain.retrain)
+app.command("worker")(jobs.worker)
+app.add_typer(jobs.app, name="jobs")
 models.app.command("approve")(retrain.approve)
 models.app.command("rollback")(retrain.rollback)
 models.app.command("timeline")(retrain.timeline)

@@ -37,10 +37,20 @@ def retrain(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="A model whose project was trained once with keel train."),
     dataset: str | None = typer.Option(None, "--dataset", help="Train on this dataset version (default: the project's policy)."),
+    background: bool = typer.Option(False, "--background", help="Queue it as a job for keel worker / keel serve instead."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Retrain a model now, by hand: the same cycle its triggers start."""
     ws = open_workspace(ctx)
+    if background:
+        ws.retraining.project(name)  # a model without a project fails now, not in the worker
+        job, created = ws.jobs.enqueue("retrain", {"model": name, "trigger": "manual", "detail": {}, "dataset": dataset},
+                                       dedup_key=f"retrain:{name}")  # fmt: skip
+        if as_json:
+            print_json(job)
+        else:
+            out().print(f"{'Queued' if created else 'Already queued'}: job {job.id} ({job.status}); keel worker or keel serve runs it")
+        return
     with err().status(f"Retraining {name}..."):
         decision = ws.retraining.retrain(name, dataset=dataset)
     _report(decision, as_json)

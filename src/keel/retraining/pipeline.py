@@ -20,7 +20,7 @@ from keel.retraining.project import Project, ProjectError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["split", "fit", "evaluate", "output_kind", "resolve"]
+__all__ = ["split", "features_target", "fit", "evaluate", "output_kind", "resolve"]
 
 
 def resolve(path: str, what: str) -> Any:
@@ -36,10 +36,8 @@ def resolve(path: str, what: str) -> Any:
         raise ProjectError(f"{what} {path!r}: {module_name!r} has no {attr!r}") from None
 
 
-def split(project: Project, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
-    """Features and target of `frame`, split into train and holdout as the project says."""
-    from sklearn.model_selection import train_test_split
-
+def features_target(project: Project, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """The project's features and target from `frame` (rows without a target dropped)."""
     data = project.data
     if data.target not in frame.columns:
         raise InvalidInputError(f"{project.source}: data.target: {data.target!r} is not a column of the dataset; columns: "
@@ -49,9 +47,17 @@ def split(project: Project, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataF
     if missing:
         raise InvalidInputError(f"{project.source}: data.features: not in the dataset: {', '.join(missing)}")
     labelled = frame[frame[data.target].notna()]
-    X, y = labelled[features], labelled[data.target]
-    if len(labelled) < 10:
-        raise InvalidInputError(f"{project.source}: data.dataset: only {len(labelled)} rows with a target; need at least 10")
+    return labelled[features], labelled[data.target]
+
+
+def split(project: Project, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
+    """Features and target of `frame`, split at random into train and holdout as the project says."""
+    from sklearn.model_selection import train_test_split
+
+    data = project.data
+    X, y = features_target(project, frame)
+    if len(X) < 10:
+        raise InvalidInputError(f"{project.source}: data.dataset: only {len(X)} rows with a target; need at least 10")
     stratify = None
     if data.split.stratify and _is_categorical(y) and y.value_counts().min() >= 2:
         stratify = y

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from keel.entities import DatasetVersion, ModelVersion, RetrainDecision
 from keel.errors import InvalidInputError, KeelError, NotFoundError
 from keel.retraining.gate import Verdict, judge
-from keel.retraining.pipeline import evaluate, fit, output_kind, resolve, split
+from keel.retraining.pipeline import evaluate, features_target, fit, output_kind, resolve, split
 from keel.retraining.project import Project, load_project
 from keel.retraining.triggers import AUTOMATIC, CYCLE_TRIGGERS, Due, due
 
@@ -87,11 +87,16 @@ class Retraining:
         run_id: str | None = None
         candidate: ModelVersion | None = None
         try:
-            data = self._training_data(project, dataset, evidence)
+            data, fresh = self._training_data(project, dataset, evidence)
             frame = self._datasets.load(data)
-            X_train, X_test, y_train, y_test = split(project, frame)
-            evidence["data"] = {"dataset": data.ref, "rows": len(frame), "train_rows": len(X_train), "holdout_rows": len(X_test),
-                                "split": {"test_fraction": project.data.split.test_fraction, "seed": project.data.split.seed}}  # fmt: skip
+            if fresh is None:  # a random holdout of the training data
+                X_train, X_test, y_train, y_test = split(project, frame)
+                holdout = {"test_fraction": project.data.split.test_fraction, "seed": project.data.split.seed}
+            else:  # the newest labelled production rows: data neither model has seen
+                (X_train, y_train), (X_test, y_test) = features_target(project, frame), features_target(project, fresh)
+                holdout = {"newest_production_rows": len(fresh)}
+            evidence["data"] = {"dataset": data.ref, "rows": len(frame) + (0 if fresh is None else len(fresh)),
+                                "train_rows": len(X_train), "holdout_rows": len(X_test), "split": holdout}  # fmt: skip
             params = {f"estimator.{k}": v for k, v in project.estimator.params.items()}
             params.update({"estimator": project.estimator.cls or project.estimator.entry_point, "trigger": trigger,
                            "test_fraction": project.data.split.test_fraction, "seed": project.data.split.seed})  # fmt: skip
@@ -177,15 +182,18 @@ class Retraining:
         decisions = []
         for name, trigger in self.due(at):
             try:
-                decision = self.retrain(name, trigger=trigger.trigger, detail=trigger.detail)
+                decisions.append(self.run_one(name, trigger=trigger.trigger, detail=trigger.detail))
             except Exception:  # one broken project must not stop the others
                 logger.exception("automatic retraining of %s failed to start", name)
-                continue
-            decisions.append(decision)
-            if decision.outcome == "promoted" and trigger.trigger == "alert":
-                for alert_id in trigger.detail.get("alerts", []):
-                    self._monitoring.alerts.resolve(alert_id, note=f"retrained: champion is now v{decision.version}")
         return decisions
+
+    def run_one(self, model: str, *, trigger: str, detail: dict[str, Any], dataset: str | None = None) -> RetrainDecision:
+        """One triggered cycle (what a `retrain` job runs); a promotion resolves the alerts that started it."""
+        decision = self.retrain(model, trigger=trigger, detail=detail, dataset=dataset)
+        if decision.outcome == "promoted" and trigger == "alert":
+            for alert_id in detail.get("alerts", []):
+                self._monitoring.alerts.resolve(alert_id, note=f"retrained: champion is now v{decision.version}")
+        return decision
 
     # -- approval and rollback -------------------------------------------------------------------
     def approve(self, model: str, version: int, *, reason: str = "") -> RetrainDecision:
@@ -231,12 +239,19 @@ class Retraining:
         except NotFoundError:
             return None
 
-    def _training_data(self, project: Project, dataset: str | None, evidence: dict[str, Any]) -> DatasetVersion:
+    def _training_data(self, project: Project, dataset: str | None, evidence: dict[str, Any]) -> tuple[DatasetVersion, pd.DataFrame | None]:
+        """The dataset version to train on, and the fresh holdout when there is one.
+
+        `data: latest`: the pinned or newest version, split at random. `data: reference+production`:
+        the labelled production rows are exported from the prediction log as a dataset version;
+        the newest `test_fraction` of them (at least 20 rows' worth) is the holdout, and the
+        reference plus the older production rows is stored as the training version.
+        """
         ref = dataset or project.data.dataset
         base = self._datasets.get(ref if "@" in ref else f"{ref}@latest")
         evidence["data_base"] = base.ref
         if project.retraining.data != "reference+production":
-            return base
+            return base, None
         import pandas as pd
 
         name = project.model
@@ -244,12 +259,17 @@ class Retraining:
             production = self._monitoring.predictions.export(name, f"{name}-production", target=project.data.target)
         except InvalidInputError:
             evidence["production_rows"] = 0
-            return base  # no labelled production rows yet: the reference alone
-        combined = pd.concat([self._datasets.load(base), self._datasets.load(production)], ignore_index=True)
+            return base, None  # no labelled production rows yet: the reference alone
+        rows = self._datasets.load(production)  # oldest first
         evidence["production"] = production.ref
-        evidence["production_rows"] = production.num_rows
-        return self._datasets.add(f"{base.name}-retrain", combined, description=f"{base.ref} plus labelled production rows {production.ref}",
-                                  tags={"base": base.ref, "production": production.ref})  # fmt: skip
+        evidence["production_rows"] = len(rows)
+        held = round(len(rows) * project.data.split.test_fraction) if len(rows) >= 20 else 0
+        train_rows, fresh = (rows.iloc[: len(rows) - held], rows.iloc[len(rows) - held :]) if held else (rows, None)
+        combined = pd.concat([self._datasets.load(base), train_rows], ignore_index=True)
+        version = self._datasets.add(f"{base.name}-retrain", combined,
+                                     description=f"{base.ref} plus {len(train_rows)} labelled production rows of {production.ref}",
+                                     tags={"base": base.ref, "production": production.ref})  # fmt: skip
+        return version, fresh
 
     def _score_champion(self, champion: ModelVersion | None, X: pd.DataFrame, y: pd.Series, project: Project, kind: str,
                         evidence: dict[str, Any]) -> dict[str, float] | None:  # fmt: skip

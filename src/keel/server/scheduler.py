@@ -1,5 +1,5 @@
-"""Runs due monitors, then due retraining cycles, in the background of `keel serve`, and exports
-the monitors' latest values."""
+"""The background loop of `keel serve` (keel.jobs.scheduler.tick every few seconds: due monitors,
+due retraining queued as jobs, queued jobs started), and the monitors' latest values as gauges."""
 
 from __future__ import annotations
 
@@ -51,15 +51,10 @@ class MonitorScheduler:
             self.tick()
 
     def tick(self) -> int:
-        try:
-            results = self.ws.monitoring.run_due()
-        except Exception:  # the scheduler must survive a broken store or monitor
-            logger.exception("monitor scheduler tick failed")
-            return 0
-        try:
-            self.ws.retraining.run_due()  # retraining the monitors' alerts (or new data, or the clock) call for
-        except Exception:
-            logger.exception("automatic retraining failed")
+        """Due monitors, then due retraining (queued as jobs), then queued jobs started here."""
+        from keel.jobs.scheduler import tick
+
+        results = tick(self.ws)["monitors"]
         for r in results:
             self.gauges.update(r.run.model, r.values)
             try:

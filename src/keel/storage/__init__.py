@@ -16,6 +16,7 @@ from keel.storage.alerts import AlertStore
 from keel.storage.blobs import BlobInfo, BlobStore, sha256_file
 from keel.storage.datasets import DatasetStore
 from keel.storage.engine import head_revision, mask_url, open_engine, schema_revision
+from keel.storage.jobs import JobStore
 from keel.storage.models import ModelStore
 from keel.storage.monitors import MonitorStore
 from keel.storage.predictions import PredictionStore
@@ -47,6 +48,7 @@ class MetadataStore:
         self.tokens = TokenStore(self.engine)
         self.monitors = MonitorStore(self.engine)
         self.retraining = RetrainingStore(self.engine)
+        self.jobs = JobStore(self.engine)
         self.predictions = PredictionStore(self.engine)
 
     @property

@@ -418,3 +418,27 @@ retrain_decisions = Table(
     Column("at", Timestamp, nullable=False),
     Index("ix_retrain_decisions_model_name_at", "model_name", "at"),
 )
+
+# Jobs (retraining, batch scoring, searches): their state lives here, so a restarted worker or
+# server resumes the queue; a running job whose heartbeat stopped is queued again.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(64), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("dedup_key", String(250), nullable=True),  # at most one queued or running job per key
+    Column("status", String(16), nullable=False),  # 'queued', 'running', 'succeeded', 'failed'
+    Column("attempts", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("worker", String(128), nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("started_at", Timestamp, nullable=True),
+    Column("heartbeat_at", Timestamp, nullable=True),
+    Column("finished_at", Timestamp, nullable=True),
+    Column("result", JSON, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("author", String(128), nullable=False),
+    Index("ix_jobs_status_created_at", "status", "created_at"),
+    Index("ix_jobs_dedup_key_status", "dedup_key", "status"),
+)

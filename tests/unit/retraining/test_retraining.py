@@ -146,6 +146,10 @@ def test_retrain_uses_the_latest_dataset_version_and_production_feedback(rws: ke
     d = rws.retraining.retrain("tumor", trigger="manual")
     assert d.evidence["production_rows"] == 100 and d.evidence["production"] == "tumor-production@1"
     assert d.evidence["data"]["dataset"] == "cancer-retrain@1" and d.evidence["data"]["rows"] == 669
+    # the newest 30% of the production rows are the fresh holdout; the rest joins the reference
+    assert d.evidence["data"]["split"] == {"newest_production_rows": 30} and d.evidence["data"]["holdout_rows"] == 30
+    assert d.evidence["data"]["train_rows"] == 569 + 70
+    assert rws.datasets.get("cancer-retrain@1").num_rows == 639
     mv = rws.models.get(f"tumor@{d.version}")
     assert mv.datasets == ("cancer-retrain@1",)
     with pytest.raises(NotFoundError, match="has no project"):

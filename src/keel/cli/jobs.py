@@ -1,0 +1,81 @@
+"""`keel worker` (the background loop without a server) and `keel jobs list | show`."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+
+from keel.cli._common import JSON_OPTION, err, escape, open_workspace, out, print_json, table, when
+
+app = typer.Typer(help="Background jobs (retraining cycles): list and show.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    status: str | None = typer.Option(None, "--status", help="queued, running, succeeded or failed."),
+    limit: int = typer.Option(20, "--limit", min=1),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Jobs, newest first."""
+    jobs = open_workspace(ctx).jobs.list(status=status, limit=limit)
+    if as_json:
+        print_json(jobs)
+        return
+    if not jobs:
+        out().print("No jobs.")
+        return
+    t = table("id>", "kind", "status", "attempts>", "created", "worker", "result / error")
+    for j in jobs:
+        detail = j.error or (", ".join(f"{k} {v}" for k, v in (j.result or {}).items()))
+        t.add_row(str(j.id), j.kind, j.status, str(j.attempts), when(j.created_at, short=True), j.worker or "-", escape(detail[:100]))
+    out().print(t)
+
+
+@app.command("show")
+def show(ctx: typer.Context, job_id: int = typer.Argument(..., metavar="ID", min=1), as_json: bool = JSON_OPTION) -> None:
+    """One job: its payload, state and result."""
+    job = open_workspace(ctx).jobs.get(job_id)
+    if as_json:
+        print_json(job)
+        return
+    out().print(f"[bold]job {job.id}[/] {job.kind} [{job.status}] attempts {job.attempts}/{job.max_attempts}")
+    out().print(f"  payload  {escape(str(job.payload))}")
+    if job.result:
+        out().print(f"  result   {escape(str(job.result))}")
+    if job.error:
+        out().print(f"  error    {escape(job.error)}")
+
+
+def worker(
+    ctx: typer.Context,
+    tick_s: float = typer.Option(10.0, "--tick-s", min=0.1, help="Seconds between ticks."),
+    slots: int = typer.Option(2, "--slots", min=1, help="Jobs run at once by this worker."),
+    once: bool = typer.Option(False, "--once", help="One tick, wait for the jobs it started, exit."),
+) -> None:
+    """Run the background loop without a server: due monitors, due retraining, queued jobs.
+
+    Jobs run on KEEL_EXECUTOR: 'local' (threads of this process) or 'ray' (KEEL_RAY_ADDRESS, or a
+    local Ray instance). Job state is in the store: a restarted worker resumes the queue.
+    """
+    from keel.jobs.scheduler import tick
+
+    ws = open_workspace(ctx)
+    console = err()
+    console.print(f"keel worker on {escape(ws.store_url)} (executor {ws.settings.executor}, {slots} slots)")
+    try:
+        while True:
+            done = tick(ws, slots=slots)
+            if done["queued"] or done["started"]:
+                console.print(f"queued {done['queued'] or '-'}, started {done['started'] or '-'}")
+            if once:
+                ws.jobs.wait()
+                for job_id in done["started"]:
+                    job = ws.jobs.get(job_id)
+                    out().print(f"job {job.id} {job.kind} {job.status}: {escape(str(job.error or job.result))}")
+                return
+            time.sleep(tick_s)
+    except KeyboardInterrupt:
+        console.print("stopping: waiting for running jobs")
+        ws.jobs.wait()

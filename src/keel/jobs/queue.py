@@ -1,0 +1,115 @@
+"""`ws.jobs`: the queue in the store, and dispatch to the executor.
+
+`enqueue` writes a job (or returns the active one with the same `dedup_key`). `dispatch` first
+queues again the running jobs whose heartbeat stopped, claims as many queued jobs as the executor
+has free slots, and submits each as `run_job(factory, job_id)`: the executing side opens its own
+Workspace from `factory` (a picklable `partial(Workspace, settings)`, so it works in a Ray worker
+process too), runs the handler and records the result. While a job runs, the dispatching process
+heartbeats it; a job that finished is never run again, one whose worker died runs again (up to
+`max_attempts`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from keel.entities import Job
+from keel.errors import InvalidInputError, KeelError
+from keel.jobs.handlers import HANDLERS
+
+if TYPE_CHECKING:
+    from keel.jobs.executors import Executor
+    from keel.storage import MetadataStore
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Jobs", "run_job", "STALE_AFTER_S"]
+
+STALE_AFTER_S = 120.0  # a running job unheard of for this long lost its worker
+
+
+def run_job(factory: Callable[[], Any], job_id: int) -> dict[str, Any]:
+    """Execute job `job_id` in a Workspace made by `factory` (this process or a Ray worker)."""
+    with factory() as ws:
+        job = ws._meta.jobs.get(job_id)
+        handler = HANDLERS.get(job.kind)
+        try:
+            if handler is None:
+                raise InvalidInputError(f"unknown job kind {job.kind!r}; known: {', '.join(sorted(HANDLERS))}")
+            result = {**handler(ws, job.payload), "ran_on": f"{socket.gethostname()}:{os.getpid()}"}
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, KeelError) else f"{type(exc).__name__}: {exc}"
+            ws._meta.jobs.finish(job_id, error=message)
+            logger.error("job %d (%s) failed: %s", job_id, job.kind, message)
+            raise
+        ws._meta.jobs.finish(job_id, result=result)
+        return result
+
+
+class Jobs:
+    def __init__(self, meta: MetadataStore, *, author: str, factory: Callable[[], Any],
+                 executor_factory: Callable[[], Executor]) -> None:  # fmt: skip
+        self._store = meta.jobs
+        self._author = author
+        self._factory = factory
+        self._executor_factory = executor_factory
+        self._executor: Executor | None = None
+        self._running: dict[int, Future[Any]] = {}
+        self._lock = threading.Lock()
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    @property
+    def executor(self) -> Executor:
+        if self._executor is None:
+            self._executor = self._executor_factory()
+        return self._executor
+
+    def enqueue(self, kind: str, payload: dict[str, Any], *, dedup_key: str | None = None, max_attempts: int = 2) -> tuple[Job, bool]:
+        """Queue a job; returns (job, created). With `dedup_key`, an active job of that key wins."""
+        if kind not in HANDLERS:
+            raise InvalidInputError(f"Unknown job kind {kind!r}; known: {', '.join(sorted(HANDLERS))}")
+        return self._store.enqueue(kind, payload, author=self._author, dedup_key=dedup_key, max_attempts=max_attempts)
+
+    def get(self, job_id: int) -> Job:
+        return self._store.get(job_id)
+
+    def list(self, *, status: str | None = None, kind: str | None = None, limit: int = 100) -> list[Job]:
+        return self._store.list(status=status, kind=kind, limit=limit)
+
+    def dispatch(self, *, slots: int = 2) -> list[int]:
+        """Recover stale jobs, heartbeat ours, and start queued jobs up to `slots` running here."""
+        with self._lock:
+            for job_id in [i for i, f in self._running.items() if f.done()]:
+                self._running.pop(job_id)
+            self._store.heartbeat(list(self._running))
+            recovered = self._store.requeue_stale(STALE_AFTER_S)
+            if recovered:
+                logger.warning("jobs %s lost their worker and were queued again", recovered)
+            free = max(slots - len(self._running), 0)
+            started = []
+            for job in self._store.claim(self.worker, limit=free) if free else []:
+                self._running[job.id] = self.executor.submit(run_job, self._factory, job.id)
+                started.append(job.id)
+                logger.info("job %d (%s) started on %s", job.id, job.kind, self.executor.name)
+            return started
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for the jobs this process started (their failures are already recorded)."""
+        with self._lock:
+            futures = list(self._running.values())
+        for f in futures:
+            try:
+                f.result(timeout=timeout)
+            except Exception:  # recorded by run_job
+                pass
+
+    def close(self) -> None:
+        self.wait()
+        if self._executor is not None:
+            self._executor.shutdown()

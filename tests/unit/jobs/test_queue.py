@@ -1,0 +1,114 @@
+"""The job queue in the store (SQLite and PostgreSQL): one claim per job, recovery of jobs whose
+worker died, nothing run twice once finished; and jobs run end to end on the local executor."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+import keel
+from keel.errors import InvalidInputError
+from keel.jobs.queue import STALE_AFTER_S
+from keel.storage import schema
+from keel.storage._common import now
+
+from retraining.test_retraining import cancer, spec  # tests/unit is on sys.path (rootdir import mode)
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def test_dedup_keeps_one_active_job_per_key(any_ws: keel.Workspace) -> None:
+    a, created_a = any_ws.jobs.enqueue("retrain", {"model": "m"}, dedup_key="retrain:m")
+    b, created_b = any_ws.jobs.enqueue("retrain", {"model": "m"}, dedup_key="retrain:m")
+    assert created_a and not created_b and a.id == b.id
+    any_ws._meta.jobs.finish(a.id, result={})
+    c, created_c = any_ws.jobs.enqueue("retrain", {"model": "m"}, dedup_key="retrain:m")
+    assert created_c and c.id != a.id  # a finished job no longer blocks its key
+    with pytest.raises(InvalidInputError, match="Unknown job kind 'train'"):
+        any_ws.jobs.enqueue("train", {})
+
+
+def test_concurrent_claims_give_each_job_to_exactly_one_worker(any_ws: keel.Workspace) -> None:
+    ids = [any_ws.jobs.enqueue("retrain", {"model": f"m{i}"})[0].id for i in range(20)]
+    claimed: list[list[int]] = []
+
+    def claim(worker: str) -> None:
+        got: list[int] = []
+        while batch := any_ws._meta.jobs.claim(worker, limit=3):
+            got += [j.id for j in batch]
+        claimed.append(got)
+
+    threads = [threading.Thread(target=claim, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = [i for got in claimed for i in got]
+    assert sorted(every) == ids  # each job once, none lost
+    assert {j.status for j in any_ws.jobs.list(limit=50)} == {"running"}
+
+
+def test_a_job_whose_worker_died_is_queued_again_then_failed_after_its_attempts(any_ws: keel.Workspace) -> None:
+    job, _ = any_ws.jobs.enqueue("retrain", {"model": "m"}, max_attempts=2)
+    store = any_ws._meta.jobs
+
+    def die() -> None:  # the worker stops heartbeating
+        with store.begin() as conn:
+            conn.execute(update(schema.jobs).values(heartbeat_at=now() - timedelta(seconds=STALE_AFTER_S + 5)))
+
+    [claimed] = store.claim("w1")
+    assert claimed.attempts == 1
+    die()
+    assert store.requeue_stale(STALE_AFTER_S) == [job.id]
+    [again] = store.claim("w2")
+    assert (again.attempts, again.worker) == (2, "w2")
+    die()
+    assert store.requeue_stale(STALE_AFTER_S) == []
+    failed = store.get(job.id)
+    assert failed.status == "failed" and "stopped answering" in (failed.error or "")
+    done, _ = any_ws.jobs.enqueue("retrain", {"model": "n"})
+    store.claim("w3")
+    store.finish(done.id, result={"ok": 1})
+    die()
+    assert store.requeue_stale(STALE_AFTER_S) == [] and store.get(done.id).status == "succeeded"  # never run twice
+
+
+def test_a_retrain_job_runs_on_the_local_executor_and_records_its_result(ws: keel.Workspace) -> None:
+    ws.datasets.add("cancer", cancer())
+    ws.retraining.train(spec())
+    job, _ = ws.jobs.enqueue("retrain", {"model": "tumor", "trigger": "manual"})
+    assert ws.jobs.dispatch(slots=2) == [job.id]
+    ws.jobs.wait(timeout=120)
+    done = ws.jobs.get(job.id)
+    assert done.status == "succeeded" and done.attempts == 1 and done.worker == ws.jobs.worker
+    assert done.result is not None and done.result["version"] == 2
+    assert ws.retraining.decisions("tumor")[0].id == done.result["decision"]
+    assert ws.jobs.dispatch() == []  # nothing left to run
+
+
+def test_a_failing_job_is_recorded_as_failed(ws: keel.Workspace) -> None:
+    job, _ = ws.jobs.enqueue("retrain", {"model": "ghost"})
+    ws.jobs.dispatch()
+    ws.jobs.wait(timeout=60)
+    failed = ws.jobs.get(job.id)
+    assert failed.status == "failed" and "has no project" in (failed.error or "")
+
+
+def test_the_scheduler_tick_queues_due_retraining_once_and_starts_it(ws: keel.Workspace) -> None:
+    from keel.jobs.scheduler import tick
+
+    ws.datasets.add("cancer", cancer())
+    ws.retraining.train(spec(retraining={"triggers": ["new_data"], "debounce_s": 0}))
+    ws.datasets.add("cancer", cancer().iloc[:500])
+    first: dict[str, Any] = tick(ws)
+    assert len(first["queued"]) == 1 and first["started"] == first["queued"]
+    second = tick(ws)  # still running, or done: either way not queued twice
+    assert second["queued"] == [] or ws.jobs.get(first["queued"][0]).status != "queued"
+    ws.jobs.wait(timeout=120)
+    [decision] = [d for d in ws.retraining.decisions("tumor") if d.trigger == "new_data"]
+    assert decision.evidence["data"]["dataset"] == "cancer@2"
+    assert tick(ws)["queued"] == []  # trained on the newest version now

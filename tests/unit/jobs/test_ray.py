@@ -1,0 +1,61 @@
+"""Jobs on a real local Ray instance (started once per test session, on loopback)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import keel
+from keel import Settings
+
+from retraining.test_retraining import cancer, spec  # tests/unit is on sys.path (rootdir import mode)
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",
+                                        "ignore::sklearn.exceptions.ConvergenceWarning")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def ray_instance() -> Iterator[Any]:
+    try:
+        import ray
+    except ImportError:
+        print("\nskipping the Ray tests: ray is not installed (pip install 'keelml[ray]')")
+        pytest.skip("ray is not installed")
+    from keel.jobs import RayExecutor
+
+    try:
+        RayExecutor(num_cpus=2)  # ray.init on loopback, as KEEL_EXECUTOR=ray does
+    except Exception as exc:  # noqa: BLE001 - any reason Ray cannot start here
+        print(f"\nskipping the Ray tests: Ray did not start: {exc}")
+        pytest.skip(f"Ray did not start: {exc}")
+    yield ray
+    ray.shutdown()
+
+
+def test_a_retrain_job_runs_as_a_ray_task_in_another_process(ray_instance: Any, tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "ws", author="tester", executor="ray")
+    with keel.Workspace(settings) as ws:
+        ws.datasets.add("cancer", cancer())
+        ws.retraining.train(spec())
+        job, _ = ws.jobs.enqueue("retrain", {"model": "tumor", "trigger": "manual"})
+        assert ws.jobs.executor.name == "ray"
+        assert ws.jobs.dispatch() == [job.id]
+        ws.jobs.wait(timeout=300)
+        done = ws.jobs.get(job.id)
+        assert done.status == "succeeded", done.error
+        assert done.result is not None and done.result["version"] == 2 and done.result["outcome"] in ("promoted", "rejected")
+        assert not done.result["ran_on"].endswith(f":{os.getpid()}")  # a Ray worker process, not this one
+        assert ws.models.get("tumor@challenger").version == 2  # written to the same store by the Ray worker
+
+
+def test_a_failing_job_on_ray_is_recorded_as_failed(ray_instance: Any, tmp_path: Path) -> None:
+    with keel.Workspace(Settings(home=tmp_path / "ws", author="tester", executor="ray")) as ws:
+        job, _ = ws.jobs.enqueue("retrain", {"model": "ghost"})
+        ws.jobs.dispatch()
+        ws.jobs.wait(timeout=300)
+        failed = ws.jobs.get(job.id)
+        assert failed.status == "failed" and "has no project" in (failed.error or "")
