@@ -10,7 +10,7 @@ import functools
 
 from keel.access import Tokens
 from keel.data import Datasets
-from keel.entities import DatasetVersion, GcReport
+from keel.entities import DatasetVersion, GcReport, Job
 from keel.jobs import Jobs, make_executor
 from keel.monitoring.alerts import Alerts
 from keel.monitoring.monitor import Monitoring
@@ -96,8 +96,14 @@ class Workspace:
         )
         self.jobs = Jobs(  # background jobs: state in the store, run by the configured executor
             self._meta, author=author, factory=functools.partial(Workspace, settings),
-            executor_factory=functools.partial(make_executor, settings),
+            executor_factory=functools.partial(make_executor, settings), on_lost=self._job_lost,
         )  # fmt: skip
+
+    def _job_lost(self, job: Job) -> None:
+        """A retraining whose worker crashed on its last attempt: a failed decision and its alert."""
+        if job.kind in ("retrain", "tune") and "model" in job.payload:
+            self.retraining.record_crash(job.payload["model"], trigger=job.payload.get("trigger", job.kind),
+                                         error=f"job {job.id}: {job.error}")  # fmt: skip
 
     @property
     def store_url(self) -> str:

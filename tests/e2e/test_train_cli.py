@@ -101,3 +101,24 @@ def test_background_retraining_runs_in_keel_worker(home: Path, tmp_path: Path) -
     assert [d["trigger"] for d in keel_json(home, "models", "timeline", "tumor")] == ["manual", "manual"]
     assert_one_line_error(keel_cli(home, "retrain", "nope", "--background"), code=1, contains="has no project")
     assert_one_line_error(keel_cli(home, "jobs", "show", "999"), code=1, contains="No job 999")
+
+
+def test_models_score_runs_a_batch_job_and_names_mistakes(home: Path, tmp_path: Path) -> None:
+    assert keel_cli(home, "train", str(write(tmp_path / "keel.yaml")))[0] == 0
+    code, out, err = keel_cli(home, "models", "score", "tumor@champion", "cancer", "--output", "scores", "--chunk-rows", "200")
+    assert code == 0, err
+    assert "Scored 569 rows with tumor@1 in 3 chunks -> scores@1" in out
+    queued = keel_json(home, "models", "score", "tumor@champion", "cancer", "--background")
+    assert queued["status"] == "queued" and queued["kind"] == "batch_score"
+    assert_one_line_error(keel_cli(home, "models", "score", "tumor@nope", "cancer"), code=1, contains="nope")
+    assert_one_line_error(keel_cli(home, "models", "score", "tumor@champion", "missing"), code=1, contains="missing")
+
+
+def test_tune_searches_then_gates(home: Path, tmp_path: Path) -> None:
+    project = write(tmp_path / "keel.yaml")
+    project.write_text(project.read_text() + "tuning:\n  params: {C: {low: 0.0005, high: 1.0, log: true}}\n  trials: 3\n")
+    assert keel_cli(home, "train", str(project))[0] == 0
+    code, out, err = keel_cli(home, "tune", "tumor")
+    assert code == 0, err
+    assert "3 trials (random search): best roc_auc" in out and "(tune)" in out
+    assert_one_line_error(keel_cli(home, "tune", "nope"), code=1, contains="has no project")

@@ -79,3 +79,35 @@ def worker(
     except KeyboardInterrupt:
         console.print("stopping: waiting for running jobs")
         ws.jobs.wait()
+
+
+def score(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., metavar="NAME@ALIAS", help="The model version: credit-risk@champion, credit-risk@3."),
+    dataset: str = typer.Argument(..., metavar="DATASET", help="The dataset version to score: applications@latest."),
+    output: str | None = typer.Option(None, "--output", help="Dataset name for the scores (default: DATASET-scored)."),
+    chunk_rows: int = typer.Option(100_000, "--chunk-rows", min=1, help="Rows per chunk (per Ray task with KEEL_EXECUTOR=ray)."),
+    background: bool = typer.Option(False, "--background", help="Queue the job for keel worker / keel serve instead."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Score a dataset version with a model version, as a job; the scores become a dataset version."""
+    ws = open_workspace(ctx)
+    ws.models.get(model)
+    ws.datasets.get(dataset)  # unknown references fail here, in one line, not in the worker
+    payload = {"model": model, "dataset": dataset, "output": output, "chunk_rows": chunk_rows}
+    if background:
+        job, _ = ws.jobs.enqueue("batch_score", payload)
+    else:
+        with err().status(f"Scoring {dataset} with {model} ({ws.settings.executor} executor)..."):
+            job = ws.jobs.run("batch_score", payload)
+    if as_json:
+        print_json(job)
+    elif job.status == "queued":
+        out().print(f"Queued: job {job.id}; keel worker or keel serve runs it")
+    elif job.status == "succeeded" and job.result:
+        r = job.result
+        out().print(f"Scored {r['rows']:,} rows with {escape(r['model'])} in {r['chunks']} chunks -> {escape(r['dataset'])}")
+    if job.status == "failed":
+        from keel.errors import KeelError
+
+        raise KeelError(f"batch scoring failed (job {job.id}): {job.error}")

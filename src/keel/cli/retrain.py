@@ -56,6 +56,33 @@ def retrain(
     _report(decision, as_json)
 
 
+def tune(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="A model whose project has a tuning section."),
+    background: bool = typer.Option(False, "--background", help="Queue it as a job for keel worker / keel serve instead."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Search the project's hyper-parameters (Ray Tune with KEEL_EXECUTOR=ray), then gate the best."""
+    ws = open_workspace(ctx)
+    if ws.retraining.project(name).tuning is None:
+        raise KeelError(f"The project of {name!r} has no tuning section; add tuning: {{params: ..., trials: N}} to keel.yaml")
+    if background:
+        job, _ = ws.jobs.enqueue("tune", {"model": name}, dedup_key=f"retrain:{name}")
+        out().print(f"Queued: job {job.id}; keel worker or keel serve runs it") if not as_json else print_json(job)
+        return
+    with err().status(f"Tuning {name} ({ws.settings.executor} executor)..."):
+        job = ws.jobs.run("tune", {"model": name})
+    if job.status == "failed":
+        raise KeelError(f"tuning {name} failed (job {job.id}): {job.error}")
+    assert job.result is not None
+    decision = next(d for d in ws.retraining.decisions(name, limit=20) if d.id == job.result["decision"])
+    if not as_json:
+        t = decision.evidence.get("tuning", {})
+        out().print(f"{len(t.get('trials', []))} trials ({t.get('engine')}): best {t.get('metric')} {t.get('score', 0):.4f} "
+                    f"on {t.get('validation_rows')} validation rows with {escape(str(t.get('best')))}")  # fmt: skip
+    _report(decision, as_json)
+
+
 def approve(
     ctx: typer.Context,
     name: str = typer.Argument(...),

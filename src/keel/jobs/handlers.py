@@ -16,4 +16,21 @@ def retrain(ws: Any, payload: dict[str, Any]) -> dict[str, Any]:
     return {"decision": decision.id, "outcome": decision.outcome, "version": decision.version}
 
 
-HANDLERS: dict[str, Callable[[Any, dict[str, Any]], dict[str, Any]]] = {"retrain": retrain}
+def batch_score(ws: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    """payload: model (a reference), dataset (a reference), output (a dataset name), chunk_rows."""
+    from keel.jobs.batch import batch_score as run
+
+    return run(ws, payload)
+
+
+def tune(ws: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    """A hyper-parameter search for payload['model'] (Ray Tune on the Ray executor), then its gate."""
+    decision = ws.retraining.tune(payload["model"], use_ray=ws.settings.executor == "ray", dataset=payload.get("dataset"))
+    tuning = decision.evidence.get("tuning") or {}
+    return {"decision": decision.id, "outcome": decision.outcome, "version": decision.version, "best": tuning.get("best"),
+            "trials": len(tuning.get("trials") or [])}  # fmt: skip
+
+
+HANDLERS: dict[str, Callable[[Any, dict[str, Any]], dict[str, Any]]] = {
+    "retrain": retrain, "batch_score": batch_score, "tune": tune,
+}  # fmt: skip

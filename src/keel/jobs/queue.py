@@ -54,8 +54,9 @@ def run_job(factory: Callable[[], Any], job_id: int) -> dict[str, Any]:
 
 class Jobs:
     def __init__(self, meta: MetadataStore, *, author: str, factory: Callable[[], Any],
-                 executor_factory: Callable[[], Executor]) -> None:  # fmt: skip
+                 executor_factory: Callable[[], Executor], on_lost: Callable[[Job], None] | None = None) -> None:  # fmt: skip
         self._store = meta.jobs
+        self._on_lost = on_lost  # told of each job that failed because its worker died on the last attempt
         self._author = author
         self._factory = factory
         self._executor_factory = executor_factory
@@ -63,6 +64,11 @@ class Jobs:
         self._running: dict[int, Future[Any]] = {}
         self._lock = threading.Lock()
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    @property
+    def factory(self) -> Callable[[], Any]:
+        """Opens this workspace anew (picklable: jobs and Ray tasks call it in their own process)."""
+        return self._factory
 
     @property
     def executor(self) -> Executor:
@@ -76,6 +82,21 @@ class Jobs:
             raise InvalidInputError(f"Unknown job kind {kind!r}; known: {', '.join(sorted(HANDLERS))}")
         return self._store.enqueue(kind, payload, author=self._author, dedup_key=dedup_key, max_attempts=max_attempts)
 
+    def run(self, kind: str, payload: dict[str, Any], *, timeout: float | None = None) -> Job:
+        """Queue a job, start it on the executor here and wait for it: the job path, synchronously."""
+        job, _ = self.enqueue(kind, payload)
+        with self._lock:
+            claimed = self._store.claim(self.worker, limit=1, ids=(job.id,))
+            for j in claimed:
+                self._running[j.id] = self.executor.submit(run_job, self._factory, j.id)
+            future = self._running.get(job.id)
+        if future is not None:
+            try:
+                future.result(timeout=timeout)
+            except Exception:  # recorded by run_job
+                pass
+        return self._store.get(job.id)
+
     def get(self, job_id: int) -> Job:
         return self._store.get(job_id)
 
@@ -88,9 +109,16 @@ class Jobs:
             for job_id in [i for i, f in self._running.items() if f.done()]:
                 self._running.pop(job_id)
             self._store.heartbeat(list(self._running))
-            recovered = self._store.requeue_stale(STALE_AFTER_S)
+            recovered, lost = self._store.requeue_stale(STALE_AFTER_S)
             if recovered:
                 logger.warning("jobs %s lost their worker and were queued again", recovered)
+            for job_id in lost:
+                logger.error("job %d lost its worker on its last attempt and failed", job_id)
+                if self._on_lost is not None:
+                    try:
+                        self._on_lost(self._store.get(job_id))
+                    except Exception:  # reporting a lost job must not stop the queue
+                        logger.exception("reporting lost job %d failed", job_id)
             free = max(slots - len(self._running), 0)
             started = []
             for job in self._store.claim(self.worker, limit=free) if free else []:

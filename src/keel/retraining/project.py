@@ -27,6 +27,9 @@ retraining:
   schedule: "0 3 * * *"
   debounce_s: 3600
   data: latest                    # or reference+production: plus labelled production rows
+tuning:                           # optional: `keel tune NAME` searches these, then runs the gate
+  params: {learning_rate: {low: 0.01, high: 0.3, log: true}, max_leaf_nodes: [15, 31, 63]}
+  trials: 8
 ```
 
 Every wrong key or value raises `ProjectError` naming its location (`keel.yaml: gate.tolerance.accuracy:
@@ -44,7 +47,7 @@ from typing import Any
 from keel.errors import InvalidInputError
 from keel.refs import check_name
 
-__all__ = ["Project", "ProjectError", "load_project", "HIGHER_IS_BETTER", "LOWER_IS_BETTER", "TRIGGERS"]
+__all__ = ["Project", "ProjectError", "Tuning", "load_project", "HIGHER_IS_BETTER", "LOWER_IS_BETTER", "TRIGGERS"]
 
 HIGHER_IS_BETTER = frozenset({"roc_auc", "accuracy", "f1", "r2"})
 LOWER_IS_BETTER = frozenset({"log_loss", "ece", "mae", "rmse"})
@@ -107,6 +110,15 @@ class Retraining:
 
 
 @dataclass(frozen=True)
+class Tuning:
+    """A hyper-parameter search: each param a list of choices or a range {low, high, log, int}."""
+
+    params: dict[str, Any] = field(default_factory=dict)
+    trials: int = 8
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Project:
     """A model project; `Project.from_dict(...)` or `load_project("keel.yaml")` validate it."""
 
@@ -118,6 +130,7 @@ class Project:
     monitoring: dict[str, Any] = field(default_factory=dict)
     alert_rules: tuple[dict[str, Any], ...] = ()
     retraining: Retraining = field(default_factory=Retraining)
+    tuning: Tuning | None = None
     source: str = "<dict>"
 
     @classmethod
@@ -234,7 +247,7 @@ def _name(value: Any, at: _At, what: str) -> str:
 
 def _parse(raw: Any, source: str) -> Project:
     top = _At(source)
-    doc = _mapping(raw, top, {"model", "data", "estimator", "evaluation", "gate", "monitoring", "retraining"},
+    doc = _mapping(raw, top, {"model", "data", "estimator", "evaluation", "gate", "monitoring", "retraining", "tuning"},
                    required={"model", "data", "estimator"})  # fmt: skip
     model = _name(doc["model"], top / "model", "model name")
     if "@" in model:
@@ -245,7 +258,34 @@ def _parse(raw: Any, source: str) -> Project:
     gate = _gate(doc.get("gate", {}), top / "gate", evaluation)
     monitoring, rules = _monitoring(doc.get("monitoring", {}), top / "monitoring")
     retraining = _retraining(doc.get("retraining", {}), top / "retraining")
-    return Project(model, data, estimator, evaluation, gate, monitoring, rules, retraining, source)
+    tuning = _tuning(doc["tuning"], top / "tuning") if doc.get("tuning") is not None else None
+    return Project(model, data, estimator, evaluation, gate, monitoring, rules, retraining, tuning, source)
+
+
+def _tuning(raw: Any, at: _At) -> Tuning:
+    t = _mapping(raw, at, {"params", "trials", "seed"}, required={"params"})
+    params = t["params"]
+    if not isinstance(params, Mapping) or not params:
+        raise (at / "params").fail(f"expected a mapping of parameter names to choices or ranges, got {_kind(params)}")
+    space: dict[str, Any] = {}
+    for name, spec in params.items():
+        where = at / "params" / str(name)
+        if isinstance(spec, list):
+            if not spec or not all(v is None or isinstance(v, str | int | float | bool) for v in spec):
+                raise where.fail("expected a non-empty list of plain values")
+            space[str(name)] = list(spec)
+            continue
+        r = _mapping(spec, where, {"low", "high", "log", "int"}, required={"low", "high"})
+        low, high = _num(r["low"], where / "low"), _num(r["high"], where / "high")
+        if not low < high:
+            raise where.fail(f"expected low < high, got {low!r} and {high!r}")
+        log = _bool(r.get("log", False), where / "log")
+        if log and low <= 0:
+            raise (where / "low").fail("a log range needs low > 0")
+        space[str(name)] = {"low": low, "high": high, "log": log, "int": _bool(r.get("int", False), where / "int")}
+    trials = int(_num(t.get("trials", 8), at / "trials", lo=1, hi=1000, what="an integer between 1 and 1000"))
+    seed = int(_num(t.get("seed", 0), at / "seed", lo=0, what="an integer >= 0"))
+    return Tuning(space, trials, seed)
 
 
 def _data(raw: Any, at: _At) -> Data:

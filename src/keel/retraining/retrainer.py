@@ -24,6 +24,7 @@ from keel.retraining.gate import Verdict, judge
 from keel.retraining.pipeline import evaluate, features_target, fit, output_kind, resolve, split
 from keel.retraining.project import Project, load_project
 from keel.retraining.triggers import AUTOMATIC, CYCLE_TRIGGERS, Due, due
+from keel.retraining.tuning import search, with_params
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -80,7 +81,16 @@ class Retraining:
         """One cycle for a model whose project is stored (`keel retrain NAME`)."""
         return self._cycle(self.project(model), trigger, detail or {}, dataset)
 
-    def _cycle(self, project: Project, trigger: str, detail: dict[str, Any], dataset: str | None) -> RetrainDecision:
+    def tune(self, model: str, *, use_ray: bool = False, dataset: str | None = None) -> RetrainDecision:
+        """Search the project's `tuning` space on the training data (Ray Tune with `use_ray`), then run
+        the cycle with the best parameters: the gate decides as for any challenger (`keel tune NAME`)."""
+        project = self.project(model)
+        if project.tuning is None:
+            raise InvalidInputError(f"The project of {model!r} has no tuning section; add tuning: {{params: ..., trials: N}}")
+        return self._cycle(project, "tune", {"engine": "ray tune" if use_ray else "random search"}, dataset, tune_with_ray=use_ray)
+
+    def _cycle(self, project: Project, trigger: str, detail: dict[str, Any], dataset: str | None,
+               tune_with_ray: bool | None = None) -> RetrainDecision:  # fmt: skip
         name = project.model
         champion = self._champion(name)
         evidence: dict[str, Any] = {"trigger": {"kind": trigger, **detail}}
@@ -97,6 +107,10 @@ class Retraining:
                 holdout = {"newest_production_rows": len(fresh)}
             evidence["data"] = {"dataset": data.ref, "rows": len(frame) + (0 if fresh is None else len(fresh)),
                                 "train_rows": len(X_train), "holdout_rows": len(X_test), "split": holdout}  # fmt: skip
+            if tune_with_ray is not None:
+                found = search(project, X_train, y_train, use_ray=tune_with_ray)
+                evidence["tuning"] = found
+                project = with_params(project, found["best"])
             params = {f"estimator.{k}": v for k, v in project.estimator.params.items()}
             params.update({"estimator": project.estimator.cls or project.estimator.entry_point, "trigger": trigger,
                            "test_fraction": project.data.split.test_fraction, "seed": project.data.split.seed})  # fmt: skip
@@ -194,6 +208,12 @@ class Retraining:
             for alert_id in detail.get("alerts", []):
                 self._monitoring.alerts.resolve(alert_id, note=f"retrained: champion is now v{decision.version}")
         return decision
+
+    def record_crash(self, model: str, *, trigger: str, error: str) -> RetrainDecision:
+        """A cycle that never finished (its worker died): recorded as failed, with the alert."""
+        project = self.project(model)
+        return self._failed(project, self._champion(model), trigger, {"trigger": {"kind": trigger}}, None, None,
+                            RuntimeError(f"the retraining crashed: {error}"))  # fmt: skip
 
     # -- approval and rollback -------------------------------------------------------------------
     def approve(self, model: str, version: int, *, reason: str = "") -> RetrainDecision:

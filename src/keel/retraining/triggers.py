@@ -21,7 +21,7 @@ from keel.retraining.project import Project
 __all__ = ["Due", "due", "AUTOMATIC"]
 
 AUTOMATIC = ("alert", "new_data", "schedule")
-CYCLE_TRIGGERS = ("manual", "alert", "new_data", "schedule")  # decisions that are training cycles
+CYCLE_TRIGGERS = ("manual", "alert", "new_data", "schedule", "tune")  # decisions that are training cycles
 
 
 @dataclass(frozen=True)

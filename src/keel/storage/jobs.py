@@ -39,12 +39,15 @@ class JobStore(Transactional):
             )).inserted_primary_key[0]  # type: ignore[index]  # fmt: skip
             return _job(conn.execute(select(j).where(j.c.id == job_id)).one()), True
 
-    def claim(self, worker: str, *, limit: int = 1, kinds: tuple[str, ...] | None = None) -> list[Job]:
-        """Move up to `limit` queued jobs, oldest first, to running for `worker`."""
+    def claim(self, worker: str, *, limit: int = 1, kinds: tuple[str, ...] | None = None,
+              ids: tuple[int, ...] | None = None) -> list[Job]:  # fmt: skip
+        """Move up to `limit` queued jobs (of `kinds`, or with `ids`), oldest first, to running for `worker`."""
         claimed: list[Job] = []
         q = select(j.c.id).where(j.c.status == "queued")
         if kinds:
             q = q.where(j.c.kind.in_(kinds))
+        if ids:
+            q = q.where(j.c.id.in_(ids))
         with self.connect() as conn:
             candidates = list(conn.execute(q.order_by(j.c.created_at, j.c.id).limit(limit * 4)).scalars())
         for job_id in candidates:
@@ -75,9 +78,9 @@ class JobStore(Transactional):
             raise NotFoundError(f"No job {job_id}")
         return _job(row)
 
-    def requeue_stale(self, older_than_s: float) -> list[int]:
+    def requeue_stale(self, older_than_s: float) -> tuple[list[int], list[int]]:
         """Running jobs whose heartbeat is older than `older_than_s`: queued again, or failed after
-        their last attempt. Returns the ids queued again."""
+        their last attempt. Returns (ids queued again, ids failed)."""
         cutoff = now() - timedelta(seconds=older_than_s)
         with self.begin() as conn:
             stale = conn.execute(select(j.c.id, j.c.attempts, j.c.max_attempts)
@@ -89,7 +92,7 @@ class JobStore(Transactional):
             if spent:
                 conn.execute(update(j).where(j.c.id.in_(spent), j.c.status == "running").values(
                     status="failed", finished_at=now(), error="the worker stopped answering on its last attempt"))  # fmt: skip
-        return again
+        return again, spent
 
     def get(self, job_id: int) -> Job:
         with self.connect() as conn:

@@ -7,6 +7,7 @@ import threading
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import update
 
@@ -63,18 +64,18 @@ def test_a_job_whose_worker_died_is_queued_again_then_failed_after_its_attempts(
     [claimed] = store.claim("w1")
     assert claimed.attempts == 1
     die()
-    assert store.requeue_stale(STALE_AFTER_S) == [job.id]
+    assert store.requeue_stale(STALE_AFTER_S) == ([job.id], [])
     [again] = store.claim("w2")
     assert (again.attempts, again.worker) == (2, "w2")
     die()
-    assert store.requeue_stale(STALE_AFTER_S) == []
+    assert store.requeue_stale(STALE_AFTER_S) == ([], [job.id])
     failed = store.get(job.id)
     assert failed.status == "failed" and "stopped answering" in (failed.error or "")
     done, _ = any_ws.jobs.enqueue("retrain", {"model": "n"})
     store.claim("w3")
     store.finish(done.id, result={"ok": 1})
     die()
-    assert store.requeue_stale(STALE_AFTER_S) == [] and store.get(done.id).status == "succeeded"  # never run twice
+    assert store.requeue_stale(STALE_AFTER_S) == ([], []) and store.get(done.id).status == "succeeded"  # never run twice
 
 
 def test_a_retrain_job_runs_on_the_local_executor_and_records_its_result(ws: keel.Workspace) -> None:
@@ -112,3 +113,36 @@ def test_the_scheduler_tick_queues_due_retraining_once_and_starts_it(ws: keel.Wo
     [decision] = [d for d in ws.retraining.decisions("tumor") if d.trigger == "new_data"]
     assert decision.evidence["data"]["dataset"] == "cancer@2"
     assert tick(ws)["queued"] == []  # trained on the newest version now
+
+
+def test_batch_scoring_job_writes_scores_as_a_dataset_version_with_lineage(ws: keel.Workspace) -> None:
+    ws.datasets.add("cancer", cancer())
+    ws.retraining.train(spec())
+    frame = cancer().drop(columns="target")
+    ws.datasets.add("applications", frame)
+    job = ws.jobs.run("batch_score", {"model": "tumor@champion", "dataset": "applications", "chunk_rows": 100})
+    assert job.status == "succeeded", job.error
+    assert job.result is not None and (job.result["rows"], job.result["chunks"], job.result["model"]) == (569, 6, "tumor@1")
+    scored = ws.datasets.load(job.result["dataset"])
+    expected = ws.models.load("tumor@1").predict_proba(frame)[:, 1]
+    assert list(scored.columns[-3:]) == ["prediction", "proba_0", "proba_1"]
+    np.testing.assert_allclose(scored["proba_1"], expected)
+    info = ws.datasets.get(job.result["dataset"])
+    assert info.ref == "applications-scored@1" and info.tags["model"] == "tumor@1" and info.tags["source"] == "applications@1"
+    failed = ws.jobs.run("batch_score", {"model": "tumor@champion", "dataset": "missing"})
+    assert failed.status == "failed" and "missing" in (failed.error or "")
+
+
+def test_a_retraining_whose_worker_crashed_on_its_last_attempt_fails_and_alerts(ws: keel.Workspace) -> None:
+    ws.datasets.add("cancer", cancer())
+    ws.retraining.train(spec())
+    job, _ = ws.jobs.enqueue("retrain", {"model": "tumor", "trigger": "alert"}, max_attempts=1)
+    ws._meta.jobs.claim("a-worker-that-dies")
+    with ws._meta.jobs.begin() as conn:
+        conn.execute(update(schema.jobs).values(heartbeat_at=now() - timedelta(seconds=STALE_AFTER_S + 5)))
+    assert ws.jobs.dispatch() == []
+    assert ws.jobs.get(job.id).status == "failed"
+    decision = ws.retraining.decisions("tumor")[0]
+    assert (decision.outcome, decision.trigger) == ("failed", "alert") and "crashed" in decision.evidence["error"]
+    assert ws.models.get("tumor@champion").version == 1
+    assert [a.rule for a in ws.monitoring.alerts.list(model="tumor")] == ["retraining-failed"]

@@ -59,3 +59,32 @@ def test_a_failing_job_on_ray_is_recorded_as_failed(ray_instance: Any, tmp_path:
         ws.jobs.wait(timeout=300)
         failed = ws.jobs.get(job.id)
         assert failed.status == "failed" and "has no project" in (failed.error or "")
+
+
+def test_batch_scoring_splits_into_ray_tasks(ray_instance: Any, tmp_path: Path) -> None:
+    import numpy as np
+
+    with keel.Workspace(Settings(home=tmp_path / "ws", author="tester", executor="ray")) as ws:
+        ws.datasets.add("cancer", cancer())
+        ws.retraining.train(spec())
+        frame = cancer().drop(columns="target")
+        ws.datasets.add("applications", frame)
+        job = ws.jobs.run("batch_score", {"model": "tumor@champion", "dataset": "applications", "chunk_rows": 150}, timeout=300)
+        assert job.status == "succeeded", job.error
+        assert job.result is not None and job.result["chunks"] == 4 and job.result["rows"] == 569
+        scored = ws.datasets.load(job.result["dataset"])
+        np.testing.assert_allclose(scored["proba_1"], ws.models.load("tumor@1").predict_proba(frame)[:, 1])
+
+
+def test_tuning_runs_its_trials_on_ray_tune(ray_instance: Any, tmp_path: Path) -> None:
+    tuning = {"params": {"C": {"low": 0.0005, "high": 1.0, "log": True}}, "trials": 3}
+    with keel.Workspace(Settings(home=tmp_path / "ws", author="tester", executor="ray")) as ws:
+        ws.datasets.add("cancer", cancer())
+        ws.retraining.train(spec(tuning=tuning))
+        job = ws.jobs.run("tune", {"model": "tumor"}, timeout=600)
+        assert job.status == "succeeded", job.error
+        assert job.result is not None and job.result["trials"] == 3
+        [decision] = [d for d in ws.retraining.decisions("tumor") if d.trigger == "tune"]
+        t = decision.evidence["tuning"]
+        assert t["engine"] == "ray tune" and all(tr["score"] is not None and tr["score"] > 0.5 for tr in t["trials"])
+        assert t["score"] == max(tr["score"] for tr in t["trials"])

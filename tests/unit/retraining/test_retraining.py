@@ -162,3 +162,23 @@ def test_project_monitoring_settings_and_rules_are_applied(rws: keel.Workspace) 
     assert rws.monitoring.config("tumor").window_rows == 250
     rules = {r.name: r for r in rws.monitoring.alerts.rules("tumor")}
     assert rules["radius-psi"].feature == "mean_radius" and "feature-drift" in rules
+
+
+TUNING = {"params": {"C": {"low": 0.0005, "high": 1.0, "log": True}, "class_weight": ["balanced", None]}, "trials": 4, "seed": 1}
+
+
+def test_tuning_searches_on_a_validation_split_then_gates_the_best(rws: keel.Workspace) -> None:
+    rws.retraining.train(spec(tuning=TUNING))
+    d = rws.retraining.tune("tumor")
+    t = d.evidence["tuning"]
+    assert (d.trigger, t["engine"], t["metric"], len(t["trials"])) == ("tune", "random search", "roc_auc", 4)
+    assert t["score"] == max(trial["score"] for trial in t["trials"])
+    assert t["validation_rows"] == 120  # 30% of the 398 training rows; the gate's 171 holdout rows stay unseen
+    run = rws.runs.get(d.run_id)
+    assert float(run.params["estimator.C"]) == pytest.approx(t["best"]["C"])
+    assert d.outcome in ("promoted", "rejected") and d.evidence["gate"]["checks"]["primary"]["champion"] is not None
+    again = rws.retraining.tune("tumor")
+    assert again.evidence["tuning"]["trials"] == t["trials"]  # seeded: the same configurations
+    rws.retraining.save(spec())
+    with pytest.raises(InvalidInputError, match="has no tuning section"):
+        rws.retraining.tune("tumor")
