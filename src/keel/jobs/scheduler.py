@@ -1,5 +1,6 @@
 """One tick of the background loop of `keel worker` and `keel serve`: run the monitors that are
-due, queue the retraining cycles that are due (one active job per model), start queued jobs."""
+due, queue the retraining cycles that are due (one active job per model), judge challengers in
+shadow mode that have enough labelled live rows, start queued jobs."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ __all__ = ["tick"]
 
 def tick(ws: Any, *, slots: int = 2) -> dict[str, Any]:
     """Returns what happened: monitor results, jobs queued and jobs started."""
-    out: dict[str, Any] = {"monitors": [], "queued": [], "started": []}
+    out: dict[str, Any] = {"monitors": [], "queued": [], "started": [], "shadow_decisions": []}
     try:
         out["monitors"] = ws.monitoring.run_due()
     except Exception:  # the loop must survive a broken store or monitor
@@ -27,6 +28,10 @@ def tick(ws: Any, *, slots: int = 2) -> dict[str, Any]:
                 logger.info("retraining %s queued as job %d (%s)", name, job.id, due.trigger)
     except Exception:
         logger.exception("queueing due retraining failed")
+    try:
+        out["shadow_decisions"] = ws.retraining.judge_shadows()
+    except Exception:
+        logger.exception("judging shadow challengers failed")
     try:
         out["started"] = ws.jobs.dispatch(slots=slots)
     except Exception:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MonitorConfig", "MonitorResult", "Monitoring"]
+__all__ = ["MonitorConfig", "MonitorResult", "Monitoring", "performance_from_log"]
 
 SAMPLE_ROWS = 5000  # rows of the reference kept for multivariate drift
 
@@ -438,6 +438,13 @@ def _performance(model: Any, y: pd.Series, X: pd.DataFrame, outputs: pd.DataFram
     if kind == "regression":
         return dict(performance("regression", y.to_numpy(), model.predict(X)))
     return {}
+
+
+def performance_from_log(info: ModelVersion, labelled: pd.DataFrame) -> dict[str, float]:
+    """Metrics of logged predictions (`__prediction`, `__proba_<class>`) against their `__label`."""
+    from keel.monitoring.stats import performance
+
+    return _performance_from_log(info, labelled, performance)
 
 
 def _performance_from_log(info: ModelVersion, labelled: pd.DataFrame, performance: Any) -> dict[str, float]:

@@ -20,6 +20,8 @@ gate:
   tolerance: {accuracy: 0.01}     # other metrics may be worse by at most this
   checks: [my_pkg.checks:fair]    # optional: callables that may veto a promotion
   approval: false                 # true: a passing challenger waits for `keel models approve`
+  shadow_rows: 500                # optional: first score live requests silently until 500 of them have
+                                  #   true labels, and judge both models on those
 monitoring: {window_rows: 1000, schedule_s: 300}
 retraining:
   triggers: [alert, new_data, schedule, manual]
@@ -98,6 +100,7 @@ class Gate:
     tolerance: dict[str, float] = field(default_factory=dict)
     checks: tuple[str, ...] = ()
     approval: bool = False
+    shadow_rows: int | None = None  # then: the challenger scores live traffic silently first
 
 
 @dataclass(frozen=True)
@@ -359,7 +362,7 @@ def _metric(value: Any, at: _At) -> str:
 
 
 def _gate(raw: Any, at: _At, evaluation: Evaluation) -> Gate:
-    g = _mapping(raw, at, {"min_improvement", "tolerance", "checks", "approval"})
+    g = _mapping(raw, at, {"min_improvement", "tolerance", "checks", "approval", "shadow_rows"})
     tolerance: dict[str, float] = {}
     if "tolerance" in g:
         t = g["tolerance"]
@@ -374,6 +377,7 @@ def _gate(raw: Any, at: _At, evaluation: Evaluation) -> Gate:
     return Gate(
         min_improvement=_num(g.get("min_improvement", 0.0), at / "min_improvement", what="a number"),
         tolerance=tolerance, checks=checks, approval=_bool(g.get("approval", False), at / "approval"),
+        shadow_rows=int(_num(g["shadow_rows"], at / "shadow_rows", lo=1, what="an integer >= 1")) if g.get("shadow_rows") is not None else None,
     )  # fmt: skip
 
 

@@ -37,10 +37,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Retraining"]
+__all__ = ["Retraining", "shadow_name"]
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
+
+
+def shadow_name(model: str) -> str:
+    """The prediction-log name of a model's shadow traffic."""
+    return f"{model}.shadow"
 
 
 class Retraining:
@@ -139,9 +144,12 @@ class Retraining:
         self._apply_monitoring(project)
         return decision
 
-    def _outcome(self, project: Project, verdict: Verdict, candidate: ModelVersion, champion: ModelVersion | None) -> str:
+    def _outcome(self, project: Project, verdict: Verdict, candidate: ModelVersion, champion: ModelVersion | None,
+                 *, shadowed: bool = False) -> str:  # fmt: skip
         if not verdict.passed:
             return "rejected"
+        if project.gate.shadow_rows and champion is not None and not shadowed:
+            return "shadowing"  # @challenger scores live traffic silently; judge_shadows() decides
         if project.gate.approval and champion is not None:
             return "awaiting_approval"
         reason = "; ".join(verdict.reasons)
@@ -166,6 +174,52 @@ class Retraining:
         except Exception:  # alerting must not hide the failure it reports
             logger.exception("raising the retraining-failed alert for %s failed", project.model)
         return decision
+
+    # -- shadow mode ---------------------------------------------------------------------------
+    def shadows(self) -> dict[str, int]:
+        """Models whose challenger is in shadow mode: {model: challenger version} (what the server
+        scores silently beside the champion, logging it as model '<name>.shadow')."""
+        out = {}
+        for project in self.projects():
+            if not project.gate.shadow_rows:
+                continue
+            last = self._store.last(project.model, triggers=CYCLE_TRIGGERS + ("shadow", "approval", "rollback"))
+            if last is not None and last.outcome == "shadowing" and last.version is not None:
+                out[project.model] = last.version
+        return out
+
+    def judge_shadows(self) -> list[RetrainDecision]:
+        """For each model in shadow mode with `shadow_rows` labelled requests scored by both the
+        champion and the challenger: the gate on those live rows, then promotion or rejection."""
+        from keel.monitoring.monitor import performance_from_log
+
+        decisions = []
+        for model, version in self.shadows().items():
+            project = self.project(model)
+            champion = self._champion(model)
+            if champion is None:
+                continue
+            live = self._monitoring.predictions.window(model, version=champion.version, labelled_only=True)
+            shadow = self._monitoring.predictions.window(shadow_name(model), version=version)
+            both = live[live["__id"].isin(set(shadow["__id"]))]
+            if len(both) < (project.gate.shadow_rows or 0):
+                continue
+            labels = both.set_index("__id")["__label"]
+            shadow = shadow[shadow["__id"].isin(labels.index)].copy()
+            shadow["__label"] = shadow["__id"].map(labels)
+            challenger_info = self._models.get(f"{model}@{version}")
+            keep = set(project.evaluation.metrics)
+            metrics = {k: v for k, v in performance_from_log(challenger_info, shadow).items() if k in keep}
+            champion_metrics = {k: v for k, v in performance_from_log(champion, both).items() if k in keep}
+            verdict = judge(project, metrics, champion_metrics)
+            outcome = self._outcome(project, verdict, challenger_info, champion, shadowed=True)
+            evidence = {"trigger": {"kind": "shadow", "rows": len(both)}, "metrics": {"challenger": metrics, "champion": champion_metrics},
+                        "gate": {"passed": verdict.passed, "reasons": list(verdict.reasons), "checks": verdict.checks},
+                        "data": {"live_labelled_rows": len(both)}}  # fmt: skip
+            decisions.append(self._store.record(model=model, version=version, champion_version=champion.version, trigger="shadow",
+                                                outcome=outcome, evidence=_jsonable(evidence), run_id=challenger_info.run_id,
+                                                author=self._author))  # fmt: skip
+        return decisions
 
     # -- triggers ------------------------------------------------------------------------------
     def due(self, at: datetime | None = None) -> list[tuple[str, Due]]:

@@ -16,7 +16,7 @@ from keel.errors import ConfigError, KeelError
 from keel.server import errors
 from keel.entities import Role
 from keel.server.auth import Authenticator, Principal, is_loopback, need
-from keel.server.cache import ModelCache
+from keel.server.cache import ModelCache, ShadowTable
 from keel.server.observability import Metrics, ObservabilityMiddleware
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.auth = Authenticator(ws, require_auth=require_auth, cache_s=token_cache_s)
     app.state.cache = ModelCache(ws, metrics, max_models=max_models)
+    app.state.shadows = ShadowTable(ws)
     app.state.max_upload_bytes = max_upload_bytes
     app.state.max_json_bytes = max_json_bytes
     errors.install(app)

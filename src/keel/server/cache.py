@@ -13,12 +13,18 @@ route can score quick ones on the event loop instead of paying for a hop to a wo
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 import time
 from collections import OrderedDict
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
+
 from keel.server.observability import Metrics
+
+logger = logging.getLogger(__name__)
 
 INLINE_MAX_ROWS = 8  # requests up to this many rows may be scored on the event loop...
 INLINE_BUDGET_S = 0.0005  # ...when the model's recent small requests took less CPU time than this on average
@@ -130,3 +136,23 @@ class ModelCache:
     def keys(self) -> list[tuple[str, int]]:
         with self._lock:
             return list(self._items)
+
+
+class ShadowTable:
+    """Which models have a challenger in shadow mode ({model: version}), re-read from the store at
+    most every `ttl_s` seconds: one request refreshes it while the others use the last answer."""
+
+    def __init__(self, ws: Any, *, ttl_s: float = 2.0) -> None:
+        self.ws = ws
+        self.ttl_s = ttl_s
+        self._read_at = -math.inf
+        self._versions: dict[str, int] = {}
+
+    async def version(self, name: str) -> int | None:
+        if time.monotonic() - self._read_at > self.ttl_s:
+            self._read_at = time.monotonic()
+            try:
+                self._versions = await run_in_threadpool(self.ws.retraining.shadows)
+            except Exception:  # serving goes on without shadows rather than failing requests
+                logger.exception("reading the shadow challengers failed")
+        return self._versions.get(name)

@@ -7,6 +7,7 @@ Every request scored, and every request refused for its columns, goes to the pre
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import tempfile
 import time
@@ -19,6 +20,7 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from pydantic import BaseModel, Field
@@ -28,6 +30,8 @@ from keel.errors import InvalidInputError, NotFoundError, SignatureError
 from keel.server.auth import Principal, need
 from keel.server.errors import HTTPProblem
 from keel.server.uploads import spool_body, suffix_for
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1")
 predictor = Depends(need(Role.PREDICTOR))
@@ -133,7 +137,25 @@ async def predict(
     metrics = request.app.state.metrics
     metrics.predict_latency.labels(model.name, str(model.version)).observe(elapsed)
     metrics.predictions.labels(model.name, str(model.version)).inc(len(records))
-    return Response(orjson.dumps(result), media_type="application/json")
+    background = None
+    if alias is None and version is None:  # champion traffic: a challenger in shadow mode scores it too, after the answer
+        shadow_version = await request.app.state.shadows.version(name)
+        if shadow_version is not None and shadow_version != model.version:
+            background = BackgroundTask(_shadow_score, request.app, name, shadow_version, records, ids, at_ms)
+    return Response(orjson.dumps(result), media_type="application/json", background=background)
+
+
+def _shadow_score(app: Any, name: str, version: int, records: list[dict[str, Any]], ids: list[str], at_ms: int) -> None:
+    """Score a request with the shadow challenger and log it as '<name>.shadow' (never answered)."""
+    try:
+        challenger = app.state.cache.get(name, version)
+        start = time.perf_counter()
+        preds, probabilities = challenger.predict_and_proba(records)
+        app.state.predlog.log(f"{name}.shadow", version, records, predictions=preds, probabilities=probabilities,
+                              classes=challenger.classes, ids=ids, at_ms=at_ms,
+                              latency_ms=(time.perf_counter() - start) * 1000)  # fmt: skip
+    except Exception:  # the shadow never affects the answer; a failure is only logged
+        logger.exception("shadow scoring of %s v%d failed", name, version)
 
 
 def _iter_batches(path: Path, suffix: str, rows: int) -> Iterator[Any]:
