@@ -99,6 +99,19 @@ class Workspace:
             executor_factory=functools.partial(make_executor, settings), on_lost=self._job_lost,
         )  # fmt: skip
 
+    def explain(self, model: str, rows: Any, *, method: str = "auto", target: Any = None, top: int = 3,
+                background_rows: int = 200) -> Any:  # fmt: skip
+        """Attributions (SHAP), predictions and reason codes for `rows` (records or a DataFrame) of
+        a model version: exact TreeSHAP for tree ensembles, exact linear SHAP, else a permutation
+        explainer over a sample of the version's training data. Returns keel._explainer.Explained.
+
+        >>> ws.explain("credit-risk@champion", applications.head(3)).reasons[0][0]["text"]  # doctest: +SKIP
+        'Income of 45 (typical 120) pushed toward bad (+0.612 log-odds)'
+        """
+        from keel._explainer import explain
+
+        return explain(self, model, rows, method=method, target=target, top=top, background_rows=background_rows)
+
     def _job_lost(self, job: Job) -> None:
         """A retraining whose worker crashed on its last attempt: a failed decision and its alert."""
         if job.kind in ("retrain", "tune") and "model" in job.payload:

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from keel.cli import alerts, data, jobs, models, monitor, retrain, runs, serve
+from keel.cli import alerts, data, explain, jobs, models, monitor, retrain, runs, serve
 from keel.cli._common import JSON_OPTION, State, err, escape, open_workspace, out, print_json, size, state
 from keel.errors import KeelError
 
@@ -108,6 +108,7 @@ app.command("serve")(serve.serve_command)
 app.command("train")(retrain.train)
 app.command("retrain")(retrain.retrain)
 app.command("tune")(retrain.tune)
+app.command("explain")(explain.explain)
 app.command("worker")(jobs.worker)
 models.app.command("score")(jobs.score)
 app.add_typer(jobs.app, name="jobs")

@@ -29,6 +29,8 @@ retraining:
   schedule: "0 3 * * *"
   debounce_s: 3600
   data: latest                    # or reference+production: plus labelled production rows
+explain:                          # optional: how reason codes name features
+  display: {Income: {name: monthly income, unit: "$"}}
 tuning:                           # optional: `keel tune NAME` searches these, then runs the gate
   params: {learning_rate: {low: 0.01, high: 0.3, log: true}, max_leaf_nodes: [15, 31, 63]}
   trials: 8
@@ -134,6 +136,7 @@ class Project:
     alert_rules: tuple[dict[str, Any], ...] = ()
     retraining: Retraining = field(default_factory=Retraining)
     tuning: Tuning | None = None
+    explain: dict[str, Any] = field(default_factory=dict)  # {"display": {feature: {"name": ..., "unit": ...}}}
     source: str = "<dict>"
 
     @classmethod
@@ -250,7 +253,7 @@ def _name(value: Any, at: _At, what: str) -> str:
 
 def _parse(raw: Any, source: str) -> Project:
     top = _At(source)
-    doc = _mapping(raw, top, {"model", "data", "estimator", "evaluation", "gate", "monitoring", "retraining", "tuning"},
+    doc = _mapping(raw, top, {"model", "data", "estimator", "evaluation", "gate", "monitoring", "retraining", "tuning", "explain"},
                    required={"model", "data", "estimator"})  # fmt: skip
     model = _name(doc["model"], top / "model", "model name")
     if "@" in model:
@@ -262,7 +265,17 @@ def _parse(raw: Any, source: str) -> Project:
     monitoring, rules = _monitoring(doc.get("monitoring", {}), top / "monitoring")
     retraining = _retraining(doc.get("retraining", {}), top / "retraining")
     tuning = _tuning(doc["tuning"], top / "tuning") if doc.get("tuning") is not None else None
-    return Project(model, data, estimator, evaluation, gate, monitoring, rules, retraining, tuning, source)
+    explain = _explain(doc.get("explain", {}), top / "explain")
+    return Project(model, data, estimator, evaluation, gate, monitoring, rules, retraining, tuning, explain, source)
+
+
+def _explain(raw: Any, at: _At) -> dict[str, Any]:
+    e = _mapping(raw, at, {"display"})
+    display: dict[str, dict[str, str]] = {}
+    for feature, spec in (e.get("display") or {}).items():
+        d = _mapping(spec, at / "display" / str(feature), {"name", "unit"})
+        display[str(feature)] = {k: _str(v, at / "display" / str(feature) / k) for k, v in d.items()}
+    return {"display": display} if display else {}
 
 
 def _tuning(raw: Any, at: _At) -> Tuning:

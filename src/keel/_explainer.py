@@ -1,0 +1,83 @@
+"""`ws.explain(...)`: load a model version and a background sample of its training data, call the
+explain package, and turn the attributions into reason codes (composition, beside the Workspace)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from keel.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from keel.explain import Explanation
+
+__all__ = ["Explained", "explain"]
+
+
+@dataclass(frozen=True)
+class Explained:
+    """Attributions, predictions and reason codes for some rows of one model version."""
+
+    model: str  # 'credit-risk@2'
+    explanation: Explanation
+    predictions: list[Any]
+    reasons: list[list[dict[str, Any]]]
+    typical: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        e = self.explanation
+        return {
+            "model": self.model, "method": e.method, "space": e.space, "target": _plain(e.target), "features": list(e.features),
+            "rows": [{"prediction": _plain(p), "base_value": float(e.base_values[i]), "output": float(e.outputs[i]),
+                      "attributions": e.row(i), "reasons": self.reasons[i]} for i, p in enumerate(self.predictions)],
+        }  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def explain(ws: Any, model: str, rows: Any, *, method: str = "auto", target: Any = None, top: int = 3,
+            background_rows: int = 200, display: dict[str, dict[str, str]] | None = None) -> Explained:  # fmt: skip
+    import pandas as pd
+
+    from keel.explain import explain_model, reason_codes, typical_values
+    from keel.registry.signature import validate_input
+
+    info = ws.models.get(model)
+    loaded = ws.models.load(info)
+    if info.signature is None:
+        raise InvalidInputError(f"{info.ref} has no signature; explanations need its input columns (register it with X=...)")
+    X = validate_input(rows, info.signature)
+    if len(X) == 0:
+        raise InvalidInputError("no rows to explain")
+    train = _training_sample(ws, info, background_rows)
+    background = validate_input(train, info.signature) if train is not None else None
+    explanation = explain_model(loaded.model, X, background=background, target=target, method=method)
+    predictions = list(loaded.predict(X))
+    typical = typical_values(train[list(X.columns)]) if train is not None else {}
+    if display is None:
+        display = _display(ws, info.name)
+    reasons = reason_codes(explanation, X, typical, outcomes=predictions if info.signature.classes else None, top=top, display=display)
+    return Explained(info.ref, explanation, predictions, reasons, typical)
+
+
+def _training_sample(ws: Any, info: Any, rows: int) -> pd.DataFrame | None:
+    """A seeded sample of the version's training dataset, with its input columns."""
+    if not info.datasets:
+        return None
+    frame = ws.datasets.load(info.datasets[0])
+    columns = [c for c in info.signature.column_names if c in frame.columns]
+    if len(columns) < len(info.signature.column_names):
+        return None
+    frame = frame[columns].dropna() if frame[columns].isna().any().any() and len(frame[columns].dropna()) >= 10 else frame[columns]
+    return frame.sample(n=min(rows, len(frame)), random_state=0)
+
+
+def _display(ws: Any, model: str) -> dict[str, dict[str, str]]:
+    try:
+        return dict(ws.retraining.project(model).explain.get("display", {}))
+    except Exception:  # no project, or none with display names: the column names it is
+        return {}

@@ -1,0 +1,52 @@
+"""`keel explain NAME@ALIAS FILE`: attributions and reason codes for the rows of a file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from keel.cli._common import JSON_OPTION, err, escape, open_workspace, out, print_json, table
+from keel.cli.models import read_rows
+
+
+def explain(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., metavar="NAME@ALIAS", help="The model version: credit-risk@champion, credit-risk@3."),
+    path: Path = typer.Argument(..., metavar="FILE", help="Rows to explain: CSV, TSV, Parquet or JSON records.", exists=True, dir_okay=False),
+    top: int = typer.Option(3, "--top", min=1, max=50, help="Reason codes per row."),
+    target: str | None = typer.Option(None, "--target", help="The class to explain (default: the positive / last class)."),
+    method: str = typer.Option("auto", "--method", help="auto, tree, linear or permutation."),
+    limit: int = typer.Option(20, "--limit", min=1, help="Rows shown (all are explained with --json)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Why a model predicts what it does: per-row attributions (SHAP) and reason codes."""
+    ws = open_workspace(ctx)
+    info = ws.models.get(ref)
+    rows = read_rows(path, info.signature)
+    with err().status(f"Explaining {len(rows):,} rows with {info.ref}..."):
+        result = ws.explain(info.ref, rows, method=method, target=_typed(target, info), top=top)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    e = result.explanation
+    console = out()
+    console.print(f"[bold]{escape(result.model)}[/]: {escape(e.method)}, attributions in {e.space}"
+                  + (f" toward {escape(str(e.target))}" if e.target is not None else ""))  # fmt: skip
+    for i, prediction in enumerate(result.predictions[:limit]):
+        console.print(f"row {i + 1}: predicted [bold]{escape(str(prediction))}[/] (output {e.outputs[i]:.3f} = base {e.base_values[i]:.3f} + attributions)")
+        for reason in result.reasons[i]:
+            console.print(f"  - {escape(reason['text'])}")
+    t = table("feature", "mean |attribution|>")
+    for feature, value in list(e.importance().items())[:10]:
+        t.add_row(escape(feature), f"{value:.4f}")
+    console.print(t)
+
+
+def _typed(target: str | None, info: object) -> object:
+    """'1' means the class 1 when the classes are numbers."""
+    classes = getattr(getattr(info, "signature", None), "classes", None) or ()
+    for c in classes:
+        if str(c) == target:
+            return c
+    return target

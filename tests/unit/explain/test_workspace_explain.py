@@ -1,0 +1,79 @@
+"""ws.explain and keel explain on registered models: reason codes name the row's value and the
+typical training value, point toward the predicted outcome, and use the project's display names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import keel
+from keel.errors import InvalidInputError
+
+pytest.importorskip("shap")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",
+                                        "ignore::sklearn.exceptions.ConvergenceWarning")  # fmt: skip
+
+from retraining.test_retraining import cancer, spec  # noqa: E402  tests/unit is on sys.path (rootdir import mode)
+
+
+@pytest.fixture
+def ews(ws: keel.Workspace) -> keel.Workspace:
+    ws.datasets.add("cancer", cancer())
+    ws.retraining.train(spec(estimator={"class": "sklearn.ensemble.HistGradientBoostingClassifier", "params": {"max_iter": 40}},
+                             explain={"display": {"worst_area": {"name": "largest area", "unit": "px"}}}))  # fmt: skip
+    return ws
+
+
+def test_reason_codes_point_toward_each_rows_outcome_with_values_and_typical_values(ews: keel.Workspace) -> None:
+    rows = cancer().drop(columns="target").iloc[[0, 20]]  # 0 is malignant (class 0), 20 benign (class 1)
+    result = ews.explain("tumor@champion", rows)
+    e = result.explanation
+    assert e.method.startswith("tree") and e.space == "log-odds" and e.target == 1
+    assert set(e.features) == set(rows.columns)  # the one-hot site column folded back into one feature
+    model = ews.models.load("tumor@champion")
+    np.testing.assert_allclose(e.outputs, model.model.decision_function(rows), atol=1e-6)
+    assert [int(p) for p in result.predictions] == [0, 1]
+    for i, outcome in enumerate(result.predictions):
+        reasons = result.reasons[i]
+        assert 1 <= len(reasons) <= 3
+        sign = 1 if outcome == 1 else -1
+        assert all(sign * r["attribution"] > 0 for r in reasons)  # each pushed toward this row's outcome
+        assert [abs(r["attribution"]) for r in reasons] == sorted((abs(r["attribution"]) for r in reasons), reverse=True)
+        first = reasons[0]
+        assert f"pushed toward {outcome}" in first["text"] and "typical" in first["text"]
+        assert first["typical"] == pytest.approx(float(cancer()[first["feature"]].median()), rel=0.5)
+    texts = " ".join(r["text"] for rs in result.reasons for r in rs)
+    if "worst_area" in {r["feature"] for rs in result.reasons for r in rs}:
+        assert "largest area of" in texts and "px" in texts
+    d = result.to_dict()
+    assert d["rows"][0]["attributions"].keys() == set(e.features) and d["model"] == "tumor@1"
+
+
+def test_a_model_without_training_data_or_signature_says_what_is_missing(ws: keel.Workspace) -> None:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    frame = cancer()
+    X = frame[["mean_radius", "mean_texture"]]
+    ws.models.register("knn", KNeighborsClassifier().fit(X, frame["target"]), X=X)
+    with pytest.raises(InvalidInputError, match="background"):
+        ws.explain("knn@1", X.head(2))
+    with pytest.raises(keel.SignatureError):
+        ws.explain("knn@1", frame[["mean_radius"]].head(2))
+
+
+def test_keel_explain_prints_reason_codes(ews: keel.Workspace, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from keel.cli import app
+
+    path = tmp_path / "rows.csv"
+    cancer().drop(columns="target").head(2).to_csv(path, index=False)
+    home = str(ews.settings.home)
+    result = CliRunner().invoke(app, ["--workspace", home, "explain", "tumor@champion", str(path), "--top", "2"])
+    assert result.exit_code == 0, result.stderr
+    assert "tree (shap TreeExplainer, exact)" in result.stdout and "pushed toward" in result.stdout
+    assert result.stdout.count("  - ") == 4  # two reasons for each of two rows
+    bad = CliRunner().invoke(app, ["--workspace", home, "explain", "tumor@champion", str(path), "--target", "7"])
+    assert bad.exit_code == 1 and "not a class" in bad.stderr and "Traceback" not in bad.stdout + bad.stderr
