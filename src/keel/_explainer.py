@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from keel.explain import Explanation
 
-__all__ = ["Explained", "explain"]
+__all__ = ["Explained", "Context", "context", "explain", "explain_rows"]
 
 
 @dataclass(frozen=True)
@@ -39,29 +39,47 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def explain(ws: Any, model: str, rows: Any, *, method: str = "auto", target: Any = None, top: int = 3,
-            background_rows: int = 200, display: dict[str, dict[str, str]] | None = None) -> Explained:  # fmt: skip
-    import pandas as pd
+@dataclass(frozen=True)
+class Context:
+    """What explaining a model version needs besides the model: computed once per version."""
 
-    from keel.explain import explain_model, reason_codes, typical_values
+    background: pd.DataFrame | None  # a seeded sample of the training data, typed by the signature
+    typical: dict[str, Any]
+    display: dict[str, dict[str, str]]
+
+
+def context(ws: Any, info: Any, *, background_rows: int = 200) -> Context:
+    from keel.explain import typical_values
     from keel.registry.signature import validate_input
 
-    info = ws.models.get(model)
-    loaded = ws.models.load(info)
     if info.signature is None:
         raise InvalidInputError(f"{info.ref} has no signature; explanations need its input columns (register it with X=...)")
-    X = validate_input(rows, info.signature)
-    if len(X) == 0:
-        raise InvalidInputError("no rows to explain")
     train = _training_sample(ws, info, background_rows)
     background = validate_input(train, info.signature) if train is not None else None
-    explanation = explain_model(loaded.model, X, background=background, target=target, method=method)
+    typical = typical_values(train[list(info.signature.column_names)]) if train is not None else {}
+    return Context(background, typical, _display(ws, info.name))
+
+
+def explain_rows(loaded: Any, rows: Any, ctx: Context, *, method: str = "auto", target: Any = None, top: int = 3) -> Explained:
+    """Attributions, predictions and reason codes for `rows` of a loaded model version."""
+    from keel.explain import explain_model, reason_codes
+    from keel.registry.signature import validate_input
+
+    X = validate_input(rows, loaded.signature)
+    if len(X) == 0:
+        raise InvalidInputError("no rows to explain")
+    explanation = explain_model(loaded.model, X, background=ctx.background, target=target, method=method)
     predictions = list(loaded.predict(X))
-    typical = typical_values(train[list(X.columns)]) if train is not None else {}
-    if display is None:
-        display = _display(ws, info.name)
-    reasons = reason_codes(explanation, X, typical, outcomes=predictions if info.signature.classes else None, top=top, display=display)
-    return Explained(info.ref, explanation, predictions, reasons, typical)
+    reasons = reason_codes(explanation, X, ctx.typical, outcomes=predictions if loaded.classes else None, top=top,
+                           display=ctx.display)  # fmt: skip
+    return Explained(loaded.ref, explanation, predictions, reasons, ctx.typical)
+
+
+def explain(ws: Any, model: str, rows: Any, *, method: str = "auto", target: Any = None, top: int = 3,
+            background_rows: int = 200) -> Explained:  # fmt: skip
+    info = ws.models.get(model)
+    loaded = ws.models.load(info)
+    return explain_rows(loaded, rows, context(ws, info, background_rows=background_rows), method=method, target=target, top=top)
 
 
 def _training_sample(ws: Any, info: Any, rows: int) -> pd.DataFrame | None:

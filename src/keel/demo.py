@@ -71,6 +71,7 @@ class DemoResult:
     predictions: tuple[dict[str, Any], ...]  # held-out rows: row, actual, p_bad_champion, p_bad_other
     lineage: Lineage
     live: LiveResult | None = None  # the served, monitored traffic (None with live=False)
+    riskiest: dict[str, Any] | None = None  # the riskiest held-out application and its reason codes
 
 
 def run_demo(home: Path | None = None, *, console: Console | None = None, live: bool = True) -> DemoResult:
@@ -139,13 +140,14 @@ def _run(home: Path, console: Console, live: bool) -> DemoResult:
             predictions = _predict_held_out(ws, version, other)
         console.print(f"{_step(6, 'Predict')}P(bad) for held-out applications, by alias and by version")
         console.print(_predictions_table(predictions, other))
+        riskiest = _explain_riskiest(ws, version, console)
         served = None
         if live:
             from keel.demo_live import run_live
 
             _, X_test, _, y_test = _split(ws.datasets.load(version))
             served = run_live(ws, MODEL_NAME, TARGET, X_test.iloc[SHOWN_APPLICATIONS:], y_test.iloc[SHOWN_APPLICATIONS:],
-                              console, first_step=7, project=_project())  # fmt: skip
+                              console, first_step=8, project=_project())  # fmt: skip
         console.print(f"Explore: [cyan]keel --workspace {escape(str(home))} models show {MODEL_NAME}[/]"
                       + (f"  ·  [cyan]keel --workspace {escape(str(home))} alerts list[/]" if live else ""))  # fmt: skip
 
@@ -161,7 +163,28 @@ def _run(home: Path, console: Console, live: bool) -> DemoResult:
         predictions=tuple(predictions),
         lineage=lineage,
         live=served,
+        riskiest=riskiest,
     )
+
+
+def _explain_riskiest(ws: Workspace, version: DatasetVersion, console: Console) -> dict[str, Any] | None:
+    """Reason codes of the held-out application the champion scores as the riskiest."""
+    import importlib.util
+
+    from rich.markup import escape
+
+    champion = ws.models.load(f"{MODEL_NAME}@champion")
+    if importlib.util.find_spec("shap") is None and "Gradient" in type(champion.model[-1]).__name__:
+        console.print(f"{_INDENT}(reason codes need the [explain] extra: pip install 'keelml[explain]')")
+        return None
+    _, X_test, _, _ = _split(ws.datasets.load(version))
+    p_bad = champion.predict_proba(X_test)[:, list(champion.classes or ()).index(POSITIVE)]
+    row = X_test.iloc[[int(p_bad.argmax())]]
+    result = ws.explain(f"{MODEL_NAME}@champion", row, target=POSITIVE, top=3)
+    console.print(f"{_step(7, 'Explain')}why application #{int(row.index[0]) + 1} is the riskiest (P(bad) {p_bad.max():.2f}):")
+    for reason in result.reasons[0]:
+        console.print(f"{_INDENT}- {escape(reason['text'])}")
+    return {"row": int(row.index[0]) + 1, "p_bad": float(p_bad.max()), "reasons": result.reasons[0]}
 
 
 def _project() -> Any:

@@ -110,7 +110,7 @@ def test_demo_dataset_is_the_real_credit_data(demo: Demo) -> None:
 
 def test_demo_serves_monitors_and_alerts_on_the_drifting_wave(demo: Demo) -> None:
     out = demo.stdout
-    assert "7 Serve" in out and "/api/v1/models/credit-risk/predict" in out
+    assert "8 Serve" in out and "/api/v1/models/credit-risk/predict" in out
     held_out = next(line for line in out.splitlines() if "held-out applications  " in line and "500" in line)
     shifted = next(line for line in out.splitlines() if "loans 30% larger" in line)
     assert held_out.rstrip().endswith("-")  # no drift in the held-out wave
@@ -144,7 +144,15 @@ def test_demo_serves_monitors_and_alerts_on_the_drifting_wave(demo: Demo) -> Non
         assert ws.models.get("credit-risk@champion").version == 3
         assert ws.models.get("credit-risk@3").datasets == ("credit-retrain@1",)
         assert ws.monitoring.alerts.list(model="credit-risk", status="active") == []  # resolved by the promotion
-    assert "10 Retrain" in out and "-> promoted" in out
+    assert "11 Retrain" in out and "-> promoted" in out
     served = next(line for line in out.splitlines() if "predictions answered meanwhile" in line)
     assert "v2:" in served and "v3:" in served and ", 0 failed" in served  # no request lost to the promotion
-    assert "9 Alert" in out and "Amount drifted" in out and "Price drifted" in out
+    assert "10 Alert" in out and "Amount drifted" in out and "Price drifted" in out
+
+
+def test_demo_prints_the_reason_codes_of_its_riskiest_application(demo: Demo) -> None:
+    lines = demo.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("7 Explain"))
+    assert "is the riskiest (P(bad) 0." in lines[start]
+    reasons = [line.strip() for line in lines[start + 1 : start + 4]]
+    assert len(reasons) == 3 and all(r.startswith("- ") and "pushed toward bad" in r and "typical" in r for r in reasons)

@@ -111,10 +111,18 @@ def explain_model(model: Any, X: pd.DataFrame, *, background: pd.DataFrame | Non
     return Explanation(tuple(names), values, base, outputs, how, space, classes[index] if classes else None)
 
 
+def _lightgbm_booster(model: Any) -> Any:
+    """The LightGBM booster of an LGBM estimator, a Booster, or a registry-loaded LightGBM model."""
+    for candidate in (getattr(model, "booster_", None), getattr(model, "booster", None), model):
+        if candidate is not None and type(candidate).__module__.startswith("lightgbm"):
+            return candidate
+    return None
+
+
 def _kind(model: Any) -> str | None:
     name = _name(model)
     module = type(model).__module__
-    if module.startswith(("lightgbm", "xgboost")) or name in _TREES:
+    if module.startswith(("lightgbm", "xgboost")) or name in _TREES or _lightgbm_booster(model) is not None:
         return "tree"
     if name in _LINEAR:
         return "linear"
@@ -130,8 +138,8 @@ def _dense(X: Any) -> np.ndarray:
 def _tree(model: Any, X: Any, index: int, classes: list[Any] | None) -> tuple[np.ndarray, np.ndarray, str, str]:
     module = type(model).__module__
     n = len(X)
-    if module.startswith("lightgbm"):
-        booster = model.booster_ if hasattr(model, "booster_") else model
+    booster = _lightgbm_booster(model)
+    if booster is not None:
         contrib = np.asarray(booster.predict(np.asarray(X, dtype=np.float64) if not isinstance(X, pd.DataFrame) else X, pred_contrib=True))
         k = contrib.shape[1] // (np.shape(X)[1] + 1)
         block = contrib.reshape(n, k, -1)[:, index if k > 1 else 0, :]

@@ -62,7 +62,8 @@ def reason_codes(explanation: Explanation, X: pd.DataFrame, typical: Mapping[str
             shown = display.get(feature, {})
             name, unit = shown.get("name", feature), shown.get("unit", "")
             value = X.iloc[i][feature] if feature in X.columns else None
-            text = (f"{name} of {_fmt(value, unit)} (typical {_fmt(typical.get(feature), unit)}) pushed toward "
+            shown_value = "missing" if _fmt(value) == "missing" else f"of {_fmt(value, unit)}"
+            text = (f"{name} {shown_value} (typical {_fmt(typical.get(feature), unit)}) pushed toward "
                     f"{outcome if outcome is not None else 'a higher value'} ({explanation.values[i, j]:+.3g} {explanation.space})")  # fmt: skip
             reasons.append({"feature": feature, "value": None if value is None else _plain(value), "typical": _plain(typical.get(feature)),
                             "attribution": float(explanation.values[i, j]), "text": text})  # fmt: skip

@@ -66,6 +66,7 @@ def create_app(
     app.state.auth = Authenticator(ws, require_auth=require_auth, cache_s=token_cache_s)
     app.state.cache = ModelCache(ws, metrics, max_models=max_models)
     app.state.shadows = ShadowTable(ws)
+    app.state.explain_contexts = {}  # (model, version) -> keel._explainer.Context
     app.state.max_upload_bytes = max_upload_bytes
     app.state.max_json_bytes = max_json_bytes
     errors.install(app)

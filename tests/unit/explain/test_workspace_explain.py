@@ -77,3 +77,14 @@ def test_keel_explain_prints_reason_codes(ews: keel.Workspace, tmp_path: Path) -
     assert result.stdout.count("  - ") == 4  # two reasons for each of two rows
     bad = CliRunner().invoke(app, ["--workspace", home, "explain", "tumor@champion", str(path), "--target", "7"])
     assert bad.exit_code == 1 and "not a class" in bad.stderr and "Traceback" not in bad.stdout + bad.stderr
+
+
+def test_a_registered_lightgbm_model_gets_its_native_treeshap(ws: keel.Workspace) -> None:
+    lightgbm = pytest.importorskip("lightgbm")
+    frame = cancer().drop(columns="site")
+    X = frame.drop(columns="target")
+    version = ws.datasets.add("cancer-numeric", frame)
+    ws.models.register("boost", lightgbm.LGBMClassifier(n_estimators=30, verbose=-1).fit(X, frame["target"]), trained_on=version, X=X)
+    result = ws.explain("boost@1", X.head(5))
+    assert result.explanation.method == "tree (LightGBM exact TreeSHAP)"  # the loaded wrapper is opened, not treated as a black box
+    np.testing.assert_allclose(result.explanation.outputs, ws.models.load("boost@1").model.predict_raw(X.head(5)), atol=1e-6)

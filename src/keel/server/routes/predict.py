@@ -107,9 +107,14 @@ async def predict(
     request: Request,
     alias: str | None = Query(default=None),
     version: int | None = Query(default=None, ge=1),
+    explain: bool = Query(default=False, description="Add attributions (SHAP) and reason codes to each prediction."),
+    top: int = Query(default=3, ge=1, le=50, description="Reason codes per prediction, with explain=true."),
     _: Principal = predictor,
 ) -> Response:
     """Predict for JSON records; answers with the champion unless ?alias= or ?version= says otherwise.
+
+    With `explain=true` each prediction carries `explanation`: its base value, one attribution per
+    input column (additive: base + attributions = the model output in `space`) and reason codes.
 
     Each prediction has an `id`: send it back with the true label to /models/{name}/feedback.
     """
@@ -134,6 +139,8 @@ async def predict(
     elapsed = time.perf_counter() - start
     predlog.log(model.name, model.version, records, predictions=preds, probabilities=probabilities,
                 classes=model.classes, ids=ids, at_ms=at_ms, latency_ms=elapsed * 1000)  # fmt: skip
+    if explain:
+        await run_in_threadpool(_add_explanations, request.app, model, records, result, top)
     metrics = request.app.state.metrics
     metrics.predict_latency.labels(model.name, str(model.version)).observe(elapsed)
     metrics.predictions.labels(model.name, str(model.version)).inc(len(records))
@@ -143,6 +150,27 @@ async def predict(
         if shadow_version is not None and shadow_version != model.version:
             background = BackgroundTask(_shadow_score, request.app, name, shadow_version, records, ids, at_ms)
     return Response(orjson.dumps(result), media_type="application/json", background=background)
+
+
+def _add_explanations(app: Any, model: Any, records: list[dict[str, Any]], result: dict[str, Any], top: int) -> None:
+    """Attributions and reason codes of each prediction, in place (context cached per model version)."""
+    from keel._explainer import explain_rows
+
+    contexts = app.state.explain_contexts
+    key = (model.name, model.version)
+    ctx = contexts.get(key)
+    if ctx is None:
+        from keel._explainer import context
+
+        ctx = contexts[key] = context(app.state.ws, model.info)
+        while len(contexts) > 16:  # bounded, like the model cache
+            contexts.pop(next(iter(contexts)))
+    explained = explain_rows(model, records, ctx, top=top)
+    e = explained.explanation
+    for i, prediction in enumerate(result["predictions"]):
+        prediction["explanation"] = {"base_value": float(e.base_values[i]), "output": float(e.outputs[i]), "space": e.space,
+                                     "target": e.target if not hasattr(e.target, "item") else e.target.item(), "method": e.method,
+                                     "attributions": e.row(i), "reasons": explained.reasons[i]}  # fmt: skip
 
 
 def _shadow_score(app: Any, name: str, version: int, records: list[dict[str, Any]], ids: list[str], at_ms: int) -> None:
