@@ -426,3 +426,18 @@ def test_login_rejects_unknown_tokens_and_foreign_redirects(ws: keel.Workspace) 
 def test_login_page_says_no_login_is_needed_without_tokens(site: TestClient) -> None:
     text = _page(site, "/login")
     assert "no API tokens yet" in text and 'name="token"' not in text
+
+
+def test_explain_page_shows_global_importance_and_one_rows_attributions(site: TestClient) -> None:
+    pytest.importorskip("shap")
+    text = _page(site, f"/models/{MODEL}/explain?row=2")
+    specs = {s["title"]: s for s in _specs(text)}
+    importance = specs[f"Global importance of {MODEL}@1"]
+    values = importance["datasets"][0]["data"]
+    assert len(importance["labels"]) == 15 and values == sorted(values, reverse=True) and values[0] > 0
+    row = specs["Attributions of row 2"]
+    assert {c for c in row["datasets"][0]["colors"]} <= {"#dc2626", "#2563eb"}
+    assert "tree (shap TreeExplainer, exact)" in text and "pushed toward" in text
+    assert 'href="?row=3&version=1"' in text or 'href="?row=3&amp;version=1"' in text
+    assert f'href="/models/{MODEL}/explain"' in _page(site, f"/models/{MODEL}")
+    assert site.get("/models/nope/explain").status_code == 404

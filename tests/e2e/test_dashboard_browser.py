@@ -150,7 +150,7 @@ def test_every_page_loads_without_console_errors_and_draws_its_charts(watched: W
     pages = {  # url -> canvases that must each hold a chart
         "/": 0, "/datasets": 0, "/datasets/cancer": 0, "/datasets/cancer/1": 32, "/datasets/cancer/2": 32,
         "/datasets/cancer/diff?a=1&b=2": 1, "/runs": 0, f"/runs/{a}": 2, f"/runs/compare?ids={a},{b}": 2,
-        "/models": 0, f"/models/{MODEL}": 1, f"/models/{MODEL}/monitoring": 7, "/alerts": 0,
+        "/models": 0, f"/models/{MODEL}": 1, f"/models/{MODEL}/monitoring": 7, "/alerts": 0, f"/models/{MODEL}/explain": 2,
     }  # fmt: skip
     for path, expected in pages.items():
         _open(watched, site.url + path)

@@ -67,6 +67,7 @@ def create_app(
     app.state.cache = ModelCache(ws, metrics, max_models=max_models)
     app.state.shadows = ShadowTable(ws)
     app.state.explain_contexts = {}  # (model, version) -> keel._explainer.Context
+    app.state.explain_samples = {}  # (model, version) -> the explained training sample of the dashboard
     app.state.max_upload_bytes = max_upload_bytes
     app.state.max_json_bytes = max_json_bytes
     errors.install(app)
@@ -88,7 +89,7 @@ def create_app(
     app.router.on_shutdown.append(app.state.predlog.close)
     metrics.registry.register(predict.PredictionLogCollector(app.state.predlog))
     try:
-        from keel.server import dashboard, dashboard_monitoring  # noqa: F401 - its pages join dashboard.router
+        from keel.server import dashboard, dashboard_explain, dashboard_monitoring  # noqa: F401 - their pages join dashboard.router
     except ImportError:  # pragma: no cover - the dashboard ships with the server
         dashboard = None  # type: ignore[assignment]
     if dashboard is not None:
