@@ -50,3 +50,35 @@ def _typed(target: str | None, info: object) -> object:
         if str(c) == target:
             return c
     return target
+
+
+def explain_dataset(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., metavar="NAME@ALIAS"),
+    dataset: str = typer.Argument(..., metavar="DATASET", help="The dataset version whose rows to explain."),
+    output: str | None = typer.Option(None, "--output", help="Dataset name for the attributions (default: DATASET-explained)."),
+    chunk_rows: int = typer.Option(2_000, "--chunk-rows", min=1, help="Rows per chunk (per Ray task with KEEL_EXECUTOR=ray)."),
+    background: bool = typer.Option(False, "--background", help="Queue the job for keel worker / keel serve instead."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Explain every row of a dataset version as a job; the attributions become a dataset version."""
+    from keel.errors import KeelError
+
+    ws = open_workspace(ctx)
+    ws.models.get(ref)
+    ws.datasets.get(dataset)
+    payload = {"model": ref, "dataset": dataset, "output": output, "chunk_rows": chunk_rows}
+    if background:
+        job, _ = ws.jobs.enqueue("batch_explain", payload)
+    else:
+        with err().status(f"Explaining {dataset} with {ref} ({ws.settings.executor} executor)..."):
+            job = ws.jobs.run("batch_explain", payload)
+    if as_json:
+        print_json(job)
+    elif job.status == "queued":
+        out().print(f"Queued: job {job.id}; keel worker or keel serve runs it")
+    elif job.status == "succeeded" and job.result:
+        r = job.result
+        out().print(f"Explained {r['rows']:,} rows with {escape(r['model'])} in {r['chunks']} chunks -> {escape(r['dataset'])}")
+    if job.status == "failed":
+        raise KeelError(f"batch explanation failed (job {job.id}): {job.error}")

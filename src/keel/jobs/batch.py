@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["batch_score", "score_chunk"]
+__all__ = ["batch_score", "score_chunk", "batch_explain", "explain_chunk"]
 
 
 def _score(model: Any, chunk: pd.DataFrame) -> pd.DataFrame:
@@ -58,3 +58,48 @@ def batch_score(ws: Any, payload: dict[str, Any]) -> dict[str, Any]:
         tags={"source": source.ref, "model": model.ref, "job": "batch_score"},
     )  # fmt: skip
     return {"dataset": version.ref, "rows": len(scored), "chunks": len(chunks), "model": model.ref}
+
+
+def _attributions(explained: Any) -> pd.DataFrame:
+    e = explained.explanation
+    out = pd.DataFrame(e.values, columns=[f"attr_{f}" for f in e.features])
+    out.insert(0, "prediction", explained.predictions)
+    out["base_value"] = e.base_values
+    out["output"] = e.outputs
+    out["reasons"] = ["; ".join(r["text"] for r in rs) for rs in explained.reasons]
+    return out
+
+
+def explain_chunk(factory: Callable[[], Any], model_ref: str, chunk: pd.DataFrame, top: int) -> pd.DataFrame:
+    """Attributions of one chunk, computed in whatever process runs this."""
+    from keel._explainer import context, explain_rows
+
+    with factory() as ws:
+        info = ws.models.get(model_ref)
+        return _attributions(explain_rows(ws.models.load(info), chunk, context(ws, info), top=top))
+
+
+def batch_explain(ws: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    """Attributions and reason codes for every row of a dataset version, stored as a dataset
+    version (one `attr_<feature>` column per input, base value, output, reasons); chunks are Ray
+    tasks on the Ray executor."""
+    from keel._explainer import context, explain_rows
+    from keel.jobs.executors import make_executor
+
+    model = ws.models.get(payload["model"])
+    source = ws.datasets.get(payload["dataset"])
+    output = payload.get("output") or f"{source.name}-explained"
+    chunk_rows, top = int(payload.get("chunk_rows") or 2_000), int(payload.get("top") or 3)
+    frame = ws.datasets.load(source)
+    columns = list(model.signature.column_names) if model.signature else list(frame.columns)
+    chunks = [frame.iloc[i : i + chunk_rows][columns] for i in range(0, len(frame), chunk_rows)] or [frame[columns]]
+    if ws.settings.executor == "ray":
+        executor = make_executor(ws.settings)
+        parts = [f.result() for f in [executor.submit(explain_chunk, ws.jobs.factory, model.ref, c, top) for c in chunks]]
+    else:
+        loaded, ctx = ws.models.load(model), context(ws, model)
+        parts = [_attributions(explain_rows(loaded, c, ctx, top=top)) for c in chunks]
+    explained = pd.concat(parts, ignore_index=True)
+    version = ws.datasets.add(output, explained, description=f"attributions of {source.ref} by {model.ref}",
+                              tags={"source": source.ref, "model": model.ref, "job": "batch_explain"})  # fmt: skip
+    return {"dataset": version.ref, "rows": len(explained), "chunks": len(chunks), "model": model.ref}

@@ -31,6 +31,13 @@ def tune(ws: Any, payload: dict[str, Any]) -> dict[str, Any]:
             "trials": len(tuning.get("trials") or [])}  # fmt: skip
 
 
+def batch_explain(ws: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    """payload: model, dataset (references), output (a dataset name), chunk_rows, top."""
+    from keel.jobs.batch import batch_explain as run
+
+    return run(ws, payload)
+
+
 HANDLERS: dict[str, Callable[[Any, dict[str, Any]], dict[str, Any]]] = {
-    "retrain": retrain, "batch_score": batch_score, "tune": tune,
+    "retrain": retrain, "batch_score": batch_score, "tune": tune, "batch_explain": batch_explain,
 }  # fmt: skip

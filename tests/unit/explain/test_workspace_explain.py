@@ -88,3 +88,17 @@ def test_a_registered_lightgbm_model_gets_its_native_treeshap(ws: keel.Workspace
     result = ws.explain("boost@1", X.head(5))
     assert result.explanation.method == "tree (LightGBM exact TreeSHAP)"  # the loaded wrapper is opened, not treated as a black box
     np.testing.assert_allclose(result.explanation.outputs, ws.models.load("boost@1").model.predict_raw(X.head(5)), atol=1e-6)
+
+
+def test_keel_models_explain_runs_a_batch_explanation_job(ews: keel.Workspace) -> None:
+    from typer.testing import CliRunner
+
+    from keel.cli import app
+
+    ews.datasets.add("applications", cancer().drop(columns="target").head(40))
+    home = str(ews.settings.home)
+    result = CliRunner().invoke(app, ["--workspace", home, "models", "explain", "tumor@champion", "applications", "--chunk-rows", "25"])
+    assert result.exit_code == 0, result.stderr
+    assert "Explained 40 rows with tumor@1 in 2 chunks -> applications-explained@1" in result.stdout
+    missing = CliRunner().invoke(app, ["--workspace", home, "models", "explain", "tumor@champion", "nope"])
+    assert missing.exit_code == 1 and "nope" in missing.stderr

@@ -146,3 +146,17 @@ def test_a_retraining_whose_worker_crashed_on_its_last_attempt_fails_and_alerts(
     assert (decision.outcome, decision.trigger) == ("failed", "alert") and "crashed" in decision.evidence["error"]
     assert ws.models.get("tumor@champion").version == 1
     assert [a.rule for a in ws.monitoring.alerts.list(model="tumor")] == ["retraining-failed"]
+
+
+def test_batch_explanation_job_stores_additive_attributions(ws: keel.Workspace) -> None:
+    pytest.importorskip("shap")
+    ws.datasets.add("cancer", cancer())
+    ws.retraining.train(spec())
+    ws.datasets.add("applications", cancer().drop(columns="target").head(120))
+    job = ws.jobs.run("batch_explain", {"model": "tumor@champion", "dataset": "applications", "chunk_rows": 50})
+    assert job.status == "succeeded", job.error
+    assert job.result is not None and (job.result["rows"], job.result["chunks"]) == (120, 3)
+    explained = ws.datasets.load(job.result["dataset"])
+    attr = explained[[c for c in explained.columns if c.startswith("attr_")]]
+    np.testing.assert_allclose(attr.sum(axis=1) + explained["base_value"], explained["output"], atol=1e-6)
+    assert explained["reasons"].str.contains("pushed toward").all()

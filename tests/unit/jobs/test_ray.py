@@ -88,3 +88,14 @@ def test_tuning_runs_its_trials_on_ray_tune(ray_instance: Any, tmp_path: Path) -
         t = decision.evidence["tuning"]
         assert t["engine"] == "ray tune" and all(tr["score"] is not None and tr["score"] > 0.5 for tr in t["trials"])
         assert t["score"] == max(tr["score"] for tr in t["trials"])
+
+
+def test_batch_explanations_split_into_ray_tasks(ray_instance: Any, tmp_path: Path) -> None:
+    pytest.importorskip("shap")
+    with keel.Workspace(Settings(home=tmp_path / "ws", author="tester", executor="ray")) as ws:
+        ws.datasets.add("cancer", cancer())
+        ws.retraining.train(spec())
+        ws.datasets.add("applications", cancer().drop(columns="target").head(90))
+        job = ws.jobs.run("batch_explain", {"model": "tumor@champion", "dataset": "applications", "chunk_rows": 30}, timeout=300)
+        assert job.status == "succeeded", job.error
+        assert job.result is not None and (job.result["rows"], job.result["chunks"]) == (90, 3)
