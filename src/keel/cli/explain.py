@@ -62,23 +62,10 @@ def explain_dataset(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Explain every row of a dataset version as a job; the attributions become a dataset version."""
-    from keel.errors import KeelError
+    from keel.cli.jobs import run_or_queue
 
     ws = open_workspace(ctx)
     ws.models.get(ref)
     ws.datasets.get(dataset)
     payload = {"model": ref, "dataset": dataset, "output": output, "chunk_rows": chunk_rows}
-    if background:
-        job, _ = ws.jobs.enqueue("batch_explain", payload)
-    else:
-        with err().status(f"Explaining {dataset} with {ref} ({ws.settings.executor} executor)..."):
-            job = ws.jobs.run("batch_explain", payload)
-    if as_json:
-        print_json(job)
-    elif job.status == "queued":
-        out().print(f"Queued: job {job.id}; keel worker or keel serve runs it")
-    elif job.status == "succeeded" and job.result:
-        r = job.result
-        out().print(f"Explained {r['rows']:,} rows with {escape(r['model'])} in {r['chunks']} chunks -> {escape(r['dataset'])}")
-    if job.status == "failed":
-        raise KeelError(f"batch explanation failed (job {job.id}): {job.error}")
+    run_or_queue(ws, "batch_explain", payload, background=background, as_json=as_json, verb="Explained", what="batch explanation")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import typer
 
@@ -95,19 +96,24 @@ def score(
     ws.models.get(model)
     ws.datasets.get(dataset)  # unknown references fail here, in one line, not in the worker
     payload = {"model": model, "dataset": dataset, "output": output, "chunk_rows": chunk_rows}
+    run_or_queue(ws, "batch_score", payload, background=background, as_json=as_json, verb="Scored", what="batch scoring")
+
+
+def run_or_queue(ws: Any, kind: str, payload: dict[str, Any], *, background: bool, as_json: bool, verb: str, what: str) -> None:
+    """Queue a dataset job for the worker, or run it here on the configured executor and report it."""
+    from keel.errors import KeelError
+
     if background:
-        job, _ = ws.jobs.enqueue("batch_score", payload)
+        job, _ = ws.jobs.enqueue(kind, payload)
     else:
-        with err().status(f"Scoring {dataset} with {model} ({ws.settings.executor} executor)..."):
-            job = ws.jobs.run("batch_score", payload)
+        with err().status(f"{what.capitalize()} of {payload['dataset']} with {payload['model']} ({ws.settings.executor} executor)..."):
+            job = ws.jobs.run(kind, payload)
     if as_json:
         print_json(job)
     elif job.status == "queued":
         out().print(f"Queued: job {job.id}; keel worker or keel serve runs it")
     elif job.status == "succeeded" and job.result:
         r = job.result
-        out().print(f"Scored {r['rows']:,} rows with {escape(r['model'])} in {r['chunks']} chunks -> {escape(r['dataset'])}")
+        out().print(f"{verb} {r['rows']:,} rows with {escape(r['model'])} in {r['chunks']} chunks -> {escape(r['dataset'])}")
     if job.status == "failed":
-        from keel.errors import KeelError
-
-        raise KeelError(f"batch scoring failed (job {job.id}): {job.error}")
+        raise KeelError(f"{what} failed (job {job.id}): {job.error}")

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from keel.errors import InvalidInputError
+from keel.explain._codec import Codec
 
 __all__ = ["Explanation", "explain_model"]
 
@@ -187,22 +188,8 @@ def _permutation(model: Any, X: pd.DataFrame, background: pd.DataFrame, index: i
                  max_evals: int | None, seed: int) -> tuple[np.ndarray, np.ndarray, str, str]:  # fmt: skip
     import shap
 
-    codes = {c: pd.Index(pd.concat([background[c], X[c]]).astype(str).unique()) for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])}
-
-    def encode(frame: pd.DataFrame) -> np.ndarray:
-        out = frame.copy()
-        for c, cats in codes.items():
-            out[c] = cats.get_indexer(frame[c].astype(str))
-        return out.to_numpy(dtype=np.float64)
-
-    def decode(Z: np.ndarray) -> pd.DataFrame:
-        frame = pd.DataFrame(Z, columns=X.columns)
-        for c, cats in codes.items():
-            frame[c] = np.asarray(cats)[Z[:, list(X.columns).index(c)].astype(int)]
-        for c in X.columns:
-            if c not in codes:
-                frame[c] = frame[c].astype(X[c].dtype) if pd.api.types.is_integer_dtype(X[c]) else frame[c]
-        return frame
+    codec = Codec(X, background)
+    decode, encode = codec.decode, codec.encode
 
     if classes:
         def f(Z: np.ndarray) -> np.ndarray:

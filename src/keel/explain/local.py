@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from keel.errors import InvalidInputError
+from keel.explain._codec import Codec
 
 __all__ = ["LimeExplanation", "lime_tabular", "lime_text"]
 
@@ -39,11 +40,6 @@ def _stability(tops: list[set[str]]) -> float:
     return float(np.mean([len(a & b) / max(len(a | b), 1) for a, b in pairs]))
 
 
-def _codes(frame: pd.DataFrame, background: pd.DataFrame) -> dict[str, pd.Index]:
-    return {c: pd.Index(pd.concat([background[c], frame[c]]).astype(str).unique())
-            for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])}  # fmt: skip
-
-
 def lime_tabular(model: Any, row: pd.DataFrame, background: pd.DataFrame, *, target: Any = None, classes: list[Any] | None = None,
                  top: int = 5, seed: int = 0, seeds: int = 5, num_samples: int = 2000) -> LimeExplanation:  # fmt: skip
     """LIME for one row of a tabular model (any model with predict_proba, or predict for regressors)."""
@@ -52,23 +48,9 @@ def lime_tabular(model: Any, row: pd.DataFrame, background: pd.DataFrame, *, tar
     if len(row) != 1:
         raise InvalidInputError(f"LIME explains one row at a time, got {len(row)}")
     columns = list(row.columns)
-    codes = _codes(row, background)
-    cat_idx = [columns.index(c) for c in codes]
-
-    def encode(frame: pd.DataFrame) -> np.ndarray:
-        out = frame.copy()
-        for c, cats in codes.items():
-            out[c] = cats.get_indexer(frame[c].astype(str))
-        return out.to_numpy(dtype=np.float64)
-
-    def decode(Z: np.ndarray) -> pd.DataFrame:
-        frame = pd.DataFrame(Z, columns=columns)
-        for c, cats in codes.items():
-            frame[c] = np.asarray(cats)[np.clip(Z[:, columns.index(c)].round().astype(int), 0, len(cats) - 1)]
-        for c in columns:
-            if c not in codes and pd.api.types.is_integer_dtype(row[c]):
-                frame[c] = frame[c].round().astype(row[c].dtype)
-        return frame
+    codec = Codec(row, background)
+    encode, decode, codes = codec.encode, codec.decode, codec.codes
+    cat_idx = codec.categorical
 
     classifier = classes is not None
     index = 0
