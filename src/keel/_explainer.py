@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from keel.explain import Explanation
 
-__all__ = ["Explained", "Context", "context", "explain", "explain_rows"]
+__all__ = ["Explained", "Context", "context", "explain", "explain_rows", "explain_lime"]
 
 
 @dataclass(frozen=True)
@@ -99,3 +99,20 @@ def _display(ws: Any, model: str) -> dict[str, dict[str, str]]:
         return dict(ws.retraining.project(model).explain.get("display", {}))
     except Exception:  # no project, or none with display names: the column names it is
         return {}
+
+
+def explain_lime(ws: Any, model: str, row: Any, *, target: Any = None, top: int = 5, seed: int = 0, seeds: int = 5,
+                 num_samples: int = 2000) -> Any:  # fmt: skip
+    """LIME for one row of a tabular model version, over its training sample; keel.explain.LimeExplanation."""
+    from keel.explain import lime_tabular
+    from keel.registry.signature import validate_input
+
+    info = ws.models.get(model)
+    loaded = ws.models.load(info)
+    ctx = context(ws, info)
+    if ctx.background is None:
+        raise InvalidInputError(f"{info.ref} has no training dataset in its lineage; LIME samples around it")
+    X = validate_input(row, info.signature)
+    classes = list(info.signature.classes) if info.signature.classes else None
+    return lime_tabular(loaded, X, ctx.background, target=target, classes=classes, top=top, seed=seed, seeds=seeds,
+                        num_samples=num_samples)  # fmt: skip

@@ -112,6 +112,12 @@ class Workspace:
 
         return explain(self, model, rows, method=method, target=target, top=top, background_rows=background_rows)
 
+    def explain_lime(self, model: str, row: Any, *, target: Any = None, top: int = 5, seed: int = 0, seeds: int = 5) -> Any:
+        """LIME for one row, reproducible with `seed`, with a stability score over `seeds` runs."""
+        from keel._explainer import explain_lime
+
+        return explain_lime(self, model, row, target=target, top=top, seed=seed, seeds=seeds)
+
     def _job_lost(self, job: Job) -> None:
         """A retraining whose worker crashed on its last attempt: a failed decision and its alert."""
         if job.kind in ("retrain", "tune") and "model" in job.payload:

@@ -441,3 +441,31 @@ def test_explain_page_shows_global_importance_and_one_rows_attributions(site: Te
     assert 'href="?row=3&version=1"' in text or 'href="?row=3&amp;version=1"' in text
     assert f'href="/models/{MODEL}/explain"' in _page(site, f"/models/{MODEL}")
     assert site.get("/models/nope/explain").status_code == 404
+
+
+def test_explain_page_highlights_words_and_draws_pixel_heat_maps(tmp_path: Path) -> None:
+    pytest.importorskip("shap")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.datasets import load_digits
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    texts = ["great tasty food", "awful bland food", "great service", "awful slow service"] * 25
+    frame = pd.DataFrame({"review": texts, "label": ["good", "bad", "good", "bad"] * 25})
+    digits = load_digits()
+    pixels = pd.DataFrame(digits.data[:300], columns=[f"p{i}" for i in range(64)]).assign(digit=digits.target[:300])
+    with keel.Workspace(Settings(home=tmp_path / "ws", author="tester")) as w:
+        text_model = make_pipeline(ColumnTransformer([("tfidf", TfidfVectorizer(), "review")]), LogisticRegression())
+        text_model.fit(frame[["review"]], frame["label"])
+        w.models.register("reviews", text_model, trained_on=w.datasets.add("reviews", frame), X=frame[["review"]])
+        image_model = LogisticRegression(max_iter=3000).fit(pixels.drop(columns="digit"), pixels["digit"])
+        w.models.register("digits", image_model, trained_on=w.datasets.add("digits", pixels), X=pixels.drop(columns="digit"))
+        with TestClient(create_app(w)) as client:
+            page = _page(client, "/models/reviews/explain?row=0")
+            words = re.findall(r'<span class="word" style="background: rgba\((\d+), [^"]*" title="([^"]+)">(\w+)</span>', page)
+            assert words and {w_ for _, _, w_ in words} <= {"great", "tasty", "food", "awful", "bland", "service", "slow"}
+            assert any(float(t) != 0.0 for _, t, _ in words)
+            heat = _page(client, "/models/digits/explain?row=0&image=8x8")
+            assert heat.count('class="cell"') == 64
+            assert client.get("/models/digits/explain?image=7x7").status_code == 400

@@ -18,12 +18,17 @@ def explain(
     target: str | None = typer.Option(None, "--target", help="The class to explain (default: the positive / last class)."),
     method: str = typer.Option("auto", "--method", help="auto, tree, linear or permutation."),
     limit: int = typer.Option(20, "--limit", min=1, help="Rows shown (all are explained with --json)."),
+    lime: bool = typer.Option(False, "--lime", help="LIME instead of SHAP: local weights and a stability score over 5 seeds."),
+    seed: int = typer.Option(0, "--seed", min=0, help="LIME's seed."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Why a model predicts what it does: per-row attributions (SHAP) and reason codes."""
+    """Why a model predicts what it does: per-row attributions (SHAP) and reason codes, or LIME."""
     ws = open_workspace(ctx)
     info = ws.models.get(ref)
     rows = read_rows(path, info.signature)
+    if lime:
+        _lime(ws, info, rows, target=_typed(target, info), top=top, seed=seed, limit=limit, as_json=as_json)
+        return
     with err().status(f"Explaining {len(rows):,} rows with {info.ref}..."):
         result = ws.explain(info.ref, rows, method=method, target=_typed(target, info), top=top)
     if as_json:
@@ -41,6 +46,19 @@ def explain(
     for feature, value in list(e.importance().items())[:10]:
         t.add_row(escape(feature), f"{value:.4f}")
     console.print(t)
+
+
+def _lime(ws: object, info: object, rows: object, *, target: object, top: int, seed: int, limit: int, as_json: bool) -> None:
+    import dataclasses
+
+    results = [ws.explain_lime(info.ref, rows.iloc[[i]], target=target, top=top, seed=seed)  # type: ignore[attr-defined]
+               for i in range(min(len(rows), limit))]  # type: ignore[attr-defined]  # fmt: skip
+    if as_json:
+        print_json([dataclasses.asdict(r) for r in results])
+        return
+    for i, r in enumerate(results):
+        shown = ", ".join(f"{escape(f)} {w:+.3f}" for f, w in list(r.weights.items())[:top])
+        out().print(f"row {i + 1}: LIME toward {escape(str(r.target))} (stability {r.stability:.2f}, fit R2 {r.score:.2f}): {shown}")
 
 
 def _typed(target: str | None, info: object) -> object:

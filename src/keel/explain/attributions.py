@@ -20,7 +20,7 @@ are summed back to that column, so every attribution names an input feature; add
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,18 @@ class Explanation:
     method: str
     space: str  # 'log-odds', 'margin', 'probability' or 'value'
     target: Any = None  # the class explained (classifiers)
+    # text columns: (vocabulary, (rows, terms) attributions) whose sum is the column's attribution
+    terms: dict[str, tuple[tuple[str, ...], np.ndarray]] = field(default_factory=dict)
+
+    def words(self, i: int, column: str, text: str) -> list[tuple[str, float]]:
+        """The tokens of `text` in order, each with its term's attribution in row i (0 for terms the
+        model does not know), for highlighting."""
+        import re
+
+        vocabulary, values = self.terms[column]
+        index = {t: j for j, t in enumerate(vocabulary)}
+        return [(tok, float(values[i, index[tok.lower()]]) if tok.lower() in index else 0.0)
+                for tok in re.findall(r"(?u)\b\w\w+\b", text)]  # fmt: skip
 
     def row(self, i: int) -> dict[str, float]:
         return dict(zip(self.features, self.values[i].tolist(), strict=True))
@@ -105,11 +117,31 @@ def explain_model(model: Any, X: pd.DataFrame, *, background: pd.DataFrame | Non
             raise InvalidInputError("model-agnostic attributions need a background sample (the training data)")
         values, base, space, how = _permutation(model, X, background, index, classes, max_evals, seed)
         names, groups = list(X.columns), None
+    terms: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
     if groups is not None:
+        terms = _terms(model, groups, values, Xt)
         values = np.column_stack([values[:, cols].sum(axis=1) for cols in groups.values()])
         names = list(groups)
     outputs = base + values.sum(axis=1)
-    return Explanation(tuple(names), values, base, outputs, how, space, classes[index] if classes else None)
+    return Explanation(tuple(names), values, base, outputs, how, space, classes[index] if classes else None, terms)
+
+
+def _terms(model: Any, groups: dict[str, list[int]], values: np.ndarray, Xt: Any) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
+    """Per-term attributions of the text columns (a vectorizer's vocabulary), for word highlighting."""
+    from sklearn.compose import ColumnTransformer
+
+    ct = next((step for _, step in model.steps[:-1] if isinstance(step, ColumnTransformer)), None)
+    out: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
+    if ct is None:
+        return out
+    for name, trans, columns in ct.transformers_:
+        last = trans.steps[-1][1] if hasattr(trans, "steps") else trans
+        if hasattr(last, "vocabulary_") and isinstance(columns, str) and columns in groups:
+            vocabulary = tuple(str(t) for t in last.get_feature_names_out())
+            cols = groups[columns]
+            if len(cols) == len(vocabulary):
+                out[columns] = (vocabulary, values[:, cols])
+    return out
 
 
 def _lightgbm_booster(model: Any) -> Any:
@@ -240,6 +272,8 @@ def _widths(trans: Any, cols: list[str], width: int) -> list[int]:
     last = trans.steps[-1][1] if isinstance(trans, Pipeline) else trans
     if width == len(cols):
         return [1] * len(cols)
+    if hasattr(last, "vocabulary_") and len(cols) == 1:  # a text vectorizer: every term comes from the one text column
+        return [width]
     if isinstance(last, OneHotEncoder):
         sizes = [len(c) for c in last.categories_]
         drops = getattr(last, "drop_idx_", None)

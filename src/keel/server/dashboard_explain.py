@@ -48,6 +48,7 @@ def _aliases(ws: Any, name: str) -> dict[str, int]:
 
 @router.get("/models/{name}/explain", response_class=HTMLResponse)
 def model_explain(name: str, request: Request, version: int | None = Query(default=None, ge=1), row: int = Query(default=0, ge=0),
+                  image: str | None = Query(default=None, pattern=r"^\d{1,3}x\d{1,3}$", description="HxW: draw the attributions as an image"),
                   _: Principal = reader) -> HTMLResponse:  # fmt: skip
     ws = _ws(request)
     ws.models.versions(name)  # a friendly 404 for an unknown model
@@ -64,7 +65,24 @@ def model_explain(name: str, request: Request, version: int | None = Query(defau
                  "datasets": [{"label": "attribution", "data": [v for _, v in attributions],
                                "colors": ["#dc2626" if v > 0 else "#2563eb" for _, v in attributions]}]}  # fmt: skip
     values = sample.iloc[row].to_dict()
+    texts = {col: [(tok, a, _color(a, scale)) for tok, a in e.words(row, col, str(values.get(col, "")))]
+             for col, (_, term_values) in e.terms.items() for scale in [float(abs(term_values[row]).max() or 1.0)]}  # fmt: skip
+    heat = _heat_map(e.values[row], image) if image else None
     return _render(request, "explain.html", section="models", name=name, info=info, explanation=e, row=row, rows=len(sample),
                    prediction=explained.predictions[row], reasons=explained.reasons[row], values=values,
                    base=float(e.base_values[row]), output=float(e.outputs[row]),
-                   global_chart=dump(global_chart), row_chart=dump(row_chart))  # fmt: skip
+                   global_chart=dump(global_chart), row_chart=dump(row_chart), texts=texts, heat=heat, image=image)  # fmt: skip
+
+
+def _color(value: float, scale: float) -> str:
+    """Red for a push toward the explained class, blue against it; stronger for larger pushes."""
+    alpha = min(abs(value) / scale, 1.0) * 0.8 if scale else 0.0
+    return f"rgba(220, 38, 38, {alpha:.2f})" if value > 0 else f"rgba(37, 99, 235, {alpha:.2f})"
+
+
+def _heat_map(values: Any, shape: str) -> list[list[tuple[float, str]]] | None:
+    height, width = (int(x) for x in shape.split("x"))
+    if height * width != len(values):
+        raise InvalidInputError(f"image={shape} does not fit {len(values)} attributions")
+    scale = float(abs(values).max() or 1.0)
+    return [[(float(values[r * width + c]), _color(float(values[r * width + c]), scale)) for c in range(width)] for r in range(height)]

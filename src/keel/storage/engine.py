@@ -82,12 +82,32 @@ def open_engine(url: str, *, upgrade: bool = True) -> Engine:
     return engine
 
 
+def _wal(cur: Any) -> None:
+    """Switch to WAL. On a new file another process may be switching or migrating at that moment,
+    and SQLite answers a journal-mode change 'database is locked' at once, without waiting for
+    busy_timeout: retry for up to 30 seconds."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + 30
+    delay = 0.01
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    _wal(cur)
     cur.execute("PRAGMA synchronous=NORMAL")  # durable across app crashes; WAL keeps it consistent
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
 
 
@@ -181,8 +201,8 @@ def _migration_engine(engine: Engine) -> Engine:
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # the driver leaves transactions to us
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA busy_timeout=30000")
+        _wal(cur)
         # Alembic's batch mode rebuilds SQLite tables by copy-and-drop: with foreign keys enforced,
         # dropping the old table would cascade into the rows that point at it.
         cur.execute("PRAGMA foreign_keys=OFF")

@@ -93,3 +93,25 @@ def test_pixel_attributions_of_a_digits_model_form_images() -> None:
     assert np.abs(maps[:, :, 0]).sum() < np.abs(maps[:, :, 2:6]).sum()  # the blank left edge explains nothing
     with pytest.raises(InvalidInputError, match="do not fill"):
         pixel_maps(e, (7, 7))
+
+
+def test_a_registered_text_model_is_explained_per_text_column_and_per_word(ws: object, tweets: tuple[list[str], np.ndarray, object]) -> None:
+    import keel
+    from sklearn.compose import ColumnTransformer
+
+    assert isinstance(ws, keel.Workspace)
+    texts, y, _ = tweets
+    frame = pd.DataFrame({"text": texts, "retweets": np.arange(len(texts)) % 7, "source": y})
+    X = frame[["text", "retweets"]]
+    prep = ColumnTransformer([("words", TfidfVectorizer(min_df=3), "text")], remainder="passthrough")
+    model = make_pipeline(prep, LogisticRegression(max_iter=2000)).fit(X, frame["source"])
+    version = ws.datasets.add("tweets", frame)
+    ws.models.register("source", model, trained_on=version, X=X)
+    result = ws.explain("source@1", X.head(5))
+    e = result.explanation
+    assert e.features == ("text", "retweets") and e.method.startswith("linear")
+    np.testing.assert_allclose(e.outputs, model.decision_function(X.head(5)), atol=1e-6)
+    vocabulary, values = e.terms["text"]
+    np.testing.assert_allclose(values.sum(axis=1), e.values[:, 0], atol=1e-9)  # the words add up to the column
+    words = e.words(0, "text", texts[0])
+    assert words and any(a != 0.0 for _, a in words)

@@ -102,3 +102,20 @@ def test_keel_models_explain_runs_a_batch_explanation_job(ews: keel.Workspace) -
     assert "Explained 40 rows with tumor@1 in 2 chunks -> applications-explained@1" in result.stdout
     missing = CliRunner().invoke(app, ["--workspace", home, "models", "explain", "tumor@champion", "nope"])
     assert missing.exit_code == 1 and "nope" in missing.stderr
+
+
+def test_lime_on_request_from_the_workspace_and_the_cli(ews: keel.Workspace, tmp_path: Path) -> None:
+    pytest.importorskip("lime")
+    from typer.testing import CliRunner
+
+    from keel.cli import app
+
+    row = cancer().drop(columns="target").iloc[[0]]
+    a = ews.explain_lime("tumor@champion", row, seed=3, seeds=2)
+    assert a == ews.explain_lime("tumor@champion", row, seed=3, seeds=2)  # reproducible with a seed
+    assert len(a.top) == 5 and 0 <= a.stability <= 1 and a.target == 1
+    path = tmp_path / "row.csv"
+    row.to_csv(path, index=False)
+    result = CliRunner().invoke(app, ["--workspace", str(ews.settings.home), "explain", "tumor@champion", str(path), "--lime"])
+    assert result.exit_code == 0, result.stderr
+    assert "LIME toward 1 (stability" in result.stdout
