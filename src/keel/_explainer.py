@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from keel.explain import Explanation
 
-__all__ = ["Explained", "Context", "context", "explain", "explain_rows", "explain_lime"]
+__all__ = ["Explained", "Context", "context", "explain", "explain_rows", "explain_lime", "record_importance", "importance"]
 
 
 @dataclass(frozen=True)
@@ -116,3 +116,42 @@ def explain_lime(ws: Any, model: str, row: Any, *, target: Any = None, top: int 
     classes = list(info.signature.classes) if info.signature.classes else None
     return lime_tabular(loaded, X, ctx.background, target=target, classes=classes, top=top, seed=seed, seeds=seeds,
                         num_samples=num_samples)  # fmt: skip
+
+
+IMPORTANCE_ROWS = 200
+
+
+def record_importance(ws: Any, info: Any, model: Any, X: Any) -> dict[str, float] | None:
+    """After a project's training registers a version: mean |attribution| over an evenly spread
+    sample of its training input `X`, stored with the version, for models explained exactly and
+    quickly (trees, linear models); others are computed on first request (`importance`)."""
+    import pandas as pd
+
+    from keel.explain import explain_model
+    from keel.explain.attributions import kind_of
+
+    if info.signature is None or not isinstance(X, pd.DataFrame) or kind_of(model) is None:
+        return None
+    sample = X.iloc[:: -(-len(X) // IMPORTANCE_ROWS)] if len(X) > IMPORTANCE_ROWS else X  # evenly spread rows
+    try:
+        e = explain_model(model, sample, background=sample)
+    except (ImportError, InvalidInputError, ValueError):  # shap not installed, or a pipeline it cannot fold: later
+        return None
+    importance = e.importance()
+    ws._meta.importance.save(info.name, info.version, importance, method=e.method, space=e.space, rows=len(sample))
+    return importance
+
+
+def importance(ws: Any, model: str) -> dict[str, Any]:
+    """The stored global importance of a model version, computed on its training sample (and
+    stored) when registration did not compute it."""
+    info = ws.models.get(model)
+    stored = ws._meta.importance.get(info.name, info.version)
+    if stored is not None:
+        return stored
+    ctx = context(ws, info, background_rows=IMPORTANCE_ROWS)
+    if ctx.background is None:
+        raise InvalidInputError(f"{info.ref} has no training dataset in its lineage to measure importance on")
+    e = explain_rows(ws.models.load(info), ctx.background, ctx).explanation
+    ws._meta.importance.save(info.name, info.version, e.importance(), method=e.method, space=e.space, rows=len(ctx.background))
+    return dict(ws._meta.importance.get(info.name, info.version) or {})

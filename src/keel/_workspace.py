@@ -92,7 +92,8 @@ class Workspace:
             alerts=Alerts(self._meta, author=author),
         )
         self.retraining = Retraining(  # model projects, retraining cycles, the gate, the decisions
-            self._meta, datasets=self.datasets, runs=self.runs, models=self.models, monitoring=self.monitoring, author=author
+            self._meta, datasets=self.datasets, runs=self.runs, models=self.models, monitoring=self.monitoring, author=author,
+            after_register=self._registered,
         )
         self.jobs = Jobs(  # background jobs: state in the store, run by the configured executor
             self._meta, author=author, factory=functools.partial(Workspace, settings),
@@ -117,6 +118,21 @@ class Workspace:
         from keel._explainer import explain_lime
 
         return explain_lime(self, model, row, target=target, top=top, seed=seed, seeds=seeds)
+
+    def importance(self, model: str) -> dict[str, Any]:
+        """A model version's global importance (mean absolute attribution on a training sample):
+        {"importance": {feature: value}, "method", "space", "rows", "created_at"}. Stored when a
+        model project registers a version (trees, linear models); otherwise computed on the first
+        request and stored (plain `ws.models.register` stays as fast as it was)."""
+        from keel._explainer import importance
+
+        return importance(self, model)
+
+    def _registered(self, info: Any, model: Any, X: Any) -> None:
+        """After a project's training registered a version: its global importance, stored with it."""
+        from keel._explainer import record_importance
+
+        record_importance(self, info, model, X)
 
     def _job_lost(self, job: Job) -> None:
         """A retraining whose worker crashed on its last attempt: a failed decision and its alert."""

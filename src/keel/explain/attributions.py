@@ -152,6 +152,13 @@ def _lightgbm_booster(model: Any) -> Any:
     return None
 
 
+def kind_of(model: Any) -> str | None:
+    """'tree' or 'linear' when a model (or a pipeline's last step) is explained exactly, else None."""
+    from sklearn.pipeline import Pipeline
+
+    return _kind(model.steps[-1][1] if isinstance(model, Pipeline) else model)
+
+
 def _kind(model: Any) -> str | None:
     name = _name(model)
     module = type(model).__module__

@@ -16,6 +16,7 @@ from keel.storage.alerts import AlertStore
 from keel.storage.blobs import BlobInfo, BlobStore, sha256_file
 from keel.storage.datasets import DatasetStore
 from keel.storage.engine import head_revision, mask_url, open_engine, schema_revision
+from keel.storage.importance import ImportanceStore
 from keel.storage.jobs import JobStore
 from keel.storage.models import ModelStore
 from keel.storage.monitors import MonitorStore
@@ -49,6 +50,7 @@ class MetadataStore:
         self.monitors = MonitorStore(self.engine)
         self.retraining = RetrainingStore(self.engine)
         self.jobs = JobStore(self.engine)
+        self.importance = ImportanceStore(self.engine)
         self.predictions = PredictionStore(self.engine)
 
     @property

@@ -442,3 +442,16 @@ jobs = Table(
     Index("ix_jobs_status_created_at", "status", "created_at"),
     Index("ix_jobs_dedup_key_status", "dedup_key", "status"),
 )
+
+# Global importance of a model version (mean absolute attribution on a sample), kept with it.
+model_importance = Table(
+    "model_importance",
+    metadata,
+    Column("model_name", String(128), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("importance", JSON, nullable=False),  # {feature: mean |attribution|}, largest first
+    Column("method", String(128), nullable=False),
+    Column("space", String(32), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+)

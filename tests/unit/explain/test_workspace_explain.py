@@ -119,3 +119,25 @@ def test_lime_on_request_from_the_workspace_and_the_cli(ews: keel.Workspace, tmp
     result = CliRunner().invoke(app, ["--workspace", str(ews.settings.home), "explain", "tumor@champion", str(path), "--lime"])
     assert result.exit_code == 0, result.stderr
     assert "LIME toward 1 (stability" in result.stdout
+
+
+def test_a_projects_version_stores_its_global_importance_when_registered(ews: keel.Workspace) -> None:
+    stored = ews._meta.importance.get("tumor", 1)
+    assert stored is not None and stored["method"].startswith("tree") and 150 <= stored["rows"] <= 200
+    importance = stored["importance"]
+    assert list(importance.values()) == sorted(importance.values(), reverse=True) and set(importance) == set(cancer().columns) - {"target"}
+    assert ews.importance("tumor@1") == stored  # read back, not recomputed
+
+
+def test_importance_of_a_plain_registered_version_is_computed_once_on_request(ws: keel.Workspace) -> None:
+    lightgbm = pytest.importorskip("lightgbm")
+    frame = cancer().drop(columns="site")
+    X = frame.drop(columns="target")
+    version = ws.datasets.add("cancer-numeric", frame)
+    ws.models.register("boost", lightgbm.LGBMClassifier(n_estimators=20, verbose=-1).fit(X, frame["target"]), trained_on=version, X=X)
+    assert ws._meta.importance.get("boost", 1) is None  # registering stays as fast as it was
+    first = ws.importance("boost@1")
+    assert first["method"] == "tree (LightGBM exact TreeSHAP)" and first["rows"] == 200
+    assert ws.importance("boost@latest") == first
+    with pytest.raises(keel.NotFoundError):
+        ws.importance("boost@9")
