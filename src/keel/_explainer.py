@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from keel.explain import Explanation
 
-__all__ = ["Explained", "Context", "context", "explain", "explain_rows", "explain_lime", "record_importance", "importance"]
+__all__ = ["Explained", "Context", "context", "explain", "explain_rows", "explain_lime", "measure_importance", "importance"]
 
 
 @dataclass(frozen=True)
@@ -102,44 +102,66 @@ def _display(ws: Any, model: str) -> dict[str, dict[str, str]]:
 
 
 def explain_lime(ws: Any, model: str, row: Any, *, target: Any = None, top: int = 5, seed: int = 0, seeds: int = 5,
-                 num_samples: int = 2000) -> Any:  # fmt: skip
-    """LIME for one row of a tabular model version, over its training sample; keel.explain.LimeExplanation."""
-    from keel.explain import lime_tabular
+                 num_samples: int = 2000, text_column: str | None = None) -> Any:  # fmt: skip
+    """LIME for one row of a model version, keel.explain.LimeExplanation: over its training
+    sample for tabular models; with `text_column`, over the words of that column's text (the
+    row's other columns held as they are), for classifiers of text."""
+    from keel.explain import lime_tabular, lime_text
     from keel.registry.signature import validate_input
 
     info = ws.models.get(model)
     loaded = ws.models.load(info)
+    X = validate_input(row, info.signature)
+    classes = list(info.signature.classes) if info.signature.classes else None
+    if text_column is not None:
+        if text_column not in X.columns:
+            raise InvalidInputError(f"text_column {text_column!r} is not an input of {info.ref}; inputs: {', '.join(X.columns)}")
+        if classes is None:
+            raise InvalidInputError(f"Text LIME explains classifiers; {info.ref} has no classes")
+        if len(X) != 1:
+            raise InvalidInputError(f"LIME explains one row at a time, got {len(X)}")
+        return lime_text(_TextOf(loaded, X, text_column), str(X[text_column].iloc[0]), classes=classes, target=target,
+                         top=top, seed=seed, seeds=seeds, num_samples=num_samples)  # fmt: skip
     ctx = context(ws, info)
     if ctx.background is None:
         raise InvalidInputError(f"{info.ref} has no training dataset in its lineage; LIME samples around it")
-    X = validate_input(row, info.signature)
-    classes = list(info.signature.classes) if info.signature.classes else None
     return lime_tabular(loaded, X, ctx.background, target=target, classes=classes, top=top, seed=seed, seeds=seeds,
                         num_samples=num_samples)  # fmt: skip
+
+
+class _TextOf:
+    """A model of documents: each document replaces `column` in a copy of `row`, then the model scores it."""
+
+    def __init__(self, model: Any, row: Any, column: str) -> None:
+        self.model, self.row, self.column = model, row, column
+
+    def predict_proba(self, docs: list[str]) -> Any:
+        frame = self.row.loc[self.row.index.repeat(len(docs))].reset_index(drop=True)
+        frame[self.column] = docs
+        return self.model.predict_proba(frame)
 
 
 IMPORTANCE_ROWS = 200
 
 
-def record_importance(ws: Any, info: Any, model: Any, X: Any) -> dict[str, float] | None:
-    """After a project's training registers a version: mean |attribution| over an evenly spread
-    sample of its training input `X`, stored with the version, for models explained exactly and
-    quickly (trees, linear models); others are computed on first request (`importance`)."""
+def measure_importance(model: Any, X: Any) -> dict[str, Any] | None:
+    """When a version is registered: mean |attribution| over an evenly spread sample of its
+    training input `X` ({"importance", "method", "space", "rows"}, stored with the version), for
+    models explained exactly and quickly (trees, linear models, pipelines ending in one). Others
+    get theirs on first request (`importance`): a model-agnostic explainer takes seconds."""
     import pandas as pd
 
     from keel.explain import explain_model
     from keel.explain.attributions import kind_of
 
-    if info.signature is None or not isinstance(X, pd.DataFrame) or kind_of(model) is None:
+    if not isinstance(X, pd.DataFrame) or X.empty or kind_of(model) is None:
         return None
     sample = X.iloc[:: -(-len(X) // IMPORTANCE_ROWS)] if len(X) > IMPORTANCE_ROWS else X  # evenly spread rows
     try:
         e = explain_model(model, sample, background=sample)
     except (ImportError, InvalidInputError, ValueError):  # shap not installed, or a pipeline it cannot fold: later
         return None
-    importance = e.importance()
-    ws._meta.importance.save(info.name, info.version, importance, method=e.method, space=e.space, rows=len(sample))
-    return importance
+    return {"importance": e.importance(), "method": e.method, "space": e.space, "rows": len(sample)}
 
 
 def importance(ws: Any, model: str) -> dict[str, Any]:

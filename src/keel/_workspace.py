@@ -73,6 +73,7 @@ class Workspace:
             datasets_get=self.datasets.get,
             dataset_id=self.datasets.version_id,
             runs_get=self.runs.get,
+            measure=_measure_importance,
         )
         self.tokens = Tokens(self._meta, author=author)
         self.predictions = PredictionLog(  # served predictions and their feedback
@@ -93,7 +94,6 @@ class Workspace:
         )
         self.retraining = Retraining(  # model projects, retraining cycles, the gate, the decisions
             self._meta, datasets=self.datasets, runs=self.runs, models=self.models, monitoring=self.monitoring, author=author,
-            after_register=self._registered,
         )
         self.jobs = Jobs(  # background jobs: state in the store, run by the configured executor
             self._meta, author=author, factory=functools.partial(Workspace, settings),
@@ -113,26 +113,22 @@ class Workspace:
 
         return explain(self, model, rows, method=method, target=target, top=top, background_rows=background_rows)
 
-    def explain_lime(self, model: str, row: Any, *, target: Any = None, top: int = 5, seed: int = 0, seeds: int = 5) -> Any:
-        """LIME for one row, reproducible with `seed`, with a stability score over `seeds` runs."""
+    def explain_lime(self, model: str, row: Any, *, target: Any = None, top: int = 5, seed: int = 0, seeds: int = 5,
+                     text_column: str | None = None) -> Any:  # fmt: skip
+        """LIME for one row, reproducible with `seed`, with a stability score over `seeds` runs:
+        tabular over the training sample, or over the words of `text_column` for a text classifier."""
         from keel._explainer import explain_lime
 
-        return explain_lime(self, model, row, target=target, top=top, seed=seed, seeds=seeds)
+        return explain_lime(self, model, row, target=target, top=top, seed=seed, seeds=seeds, text_column=text_column)
 
     def importance(self, model: str) -> dict[str, Any]:
         """A model version's global importance (mean absolute attribution on a training sample):
-        {"importance": {feature: value}, "method", "space", "rows", "created_at"}. Stored when a
-        model project registers a version (trees, linear models); otherwise computed on the first
-        request and stored (plain `ws.models.register` stays as fast as it was)."""
+        {"importance": {feature: value}, "method", "space", "rows", "created_at"}. Stored with the
+        version when it is registered with its training input X and explained exactly (trees,
+        linear models); otherwise computed on the first request and stored."""
         from keel._explainer import importance
 
         return importance(self, model)
-
-    def _registered(self, info: Any, model: Any, X: Any) -> None:
-        """After a project's training registered a version: its global importance, stored with it."""
-        from keel._explainer import record_importance
-
-        record_importance(self, info, model, X)
 
     def _job_lost(self, job: Job) -> None:
         """A retraining whose worker crashed on its last attempt: a failed decision and its alert."""
@@ -197,3 +193,10 @@ class Workspace:
 
     def __repr__(self) -> str:
         return f"Workspace(store={self.store_url!r}, artifacts={self.artifacts_url!r})"
+
+
+def _measure_importance(model: Any, X: Any) -> dict[str, Any] | None:
+    """Global importance at registration (keel._explainer, imported on first use: it is heavy)."""
+    from keel._explainer import measure_importance
+
+    return measure_importance(model, X)

@@ -8,6 +8,7 @@ import typer
 
 from keel.cli._common import JSON_OPTION, err, escape, open_workspace, out, print_json, table
 from keel.cli.models import read_rows
+from keel.errors import InvalidInputError
 
 
 def explain(
@@ -20,14 +21,17 @@ def explain(
     limit: int = typer.Option(20, "--limit", min=1, help="Rows shown (all are explained with --json)."),
     lime: bool = typer.Option(False, "--lime", help="LIME instead of SHAP: local weights and a stability score over 5 seeds."),
     seed: int = typer.Option(0, "--seed", min=0, help="LIME's seed."),
+    text_column: str | None = typer.Option(None, "--text-column", help="With --lime: explain the words of this text column."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Why a model predicts what it does: per-row attributions (SHAP) and reason codes, or LIME."""
     ws = open_workspace(ctx)
     info = ws.models.get(ref)
     rows = read_rows(path, info.signature)
+    if text_column is not None and not lime:
+        raise InvalidInputError("--text-column goes with --lime (SHAP explains text columns per word already)")
     if lime:
-        _lime(ws, info, rows, target=_typed(target, info), top=top, seed=seed, limit=limit, as_json=as_json)
+        _lime(ws, info, rows, target=_typed(target, info), top=top, seed=seed, limit=limit, as_json=as_json, text_column=text_column)
         return
     with err().status(f"Explaining {len(rows):,} rows with {info.ref}..."):
         result = ws.explain(info.ref, rows, method=method, target=_typed(target, info), top=top)
@@ -48,10 +52,11 @@ def explain(
     console.print(t)
 
 
-def _lime(ws: object, info: object, rows: object, *, target: object, top: int, seed: int, limit: int, as_json: bool) -> None:
+def _lime(ws: object, info: object, rows: object, *, target: object, top: int, seed: int, limit: int, as_json: bool,
+          text_column: str | None) -> None:  # fmt: skip
     import dataclasses
 
-    results = [ws.explain_lime(info.ref, rows.iloc[[i]], target=target, top=top, seed=seed)  # type: ignore[attr-defined]
+    results = [ws.explain_lime(info.ref, rows.iloc[[i]], target=target, top=top, seed=seed, text_column=text_column)  # type: ignore[attr-defined]
                for i in range(min(len(rows), limit))]  # type: ignore[attr-defined]  # fmt: skip
     if as_json:
         print_json([dataclasses.asdict(r) for r in results])

@@ -14,11 +14,14 @@ capabilities (ONNX, C builds, RL policies, language models) add theirs to FLAVOR
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
 import pickle
 import tempfile
+import threading
+from collections import OrderedDict
 from typing import Any, Protocol
 
 import numpy as np
@@ -63,7 +66,7 @@ class SklearnFlavor:
     def load(self, data: bytes, *, trusted: bool) -> Any:
         import skops.io as sio
 
-        untrusted = sio.get_untrusted_types(data=data)
+        untrusted = _skops_audit(data)
         unknown = [t for t in untrusted if not t.startswith(_TRUSTED_MODULES)]
         if unknown and not trusted:
             raise UnsafeLoadError(
@@ -71,6 +74,33 @@ class SklearnFlavor:
                 "Load it with trusted=True if you trust where it came from."
             )
         return sio.loads(data, trusted=untrusted)
+
+
+_AUDITS: OrderedDict[bytes, list[str]] = OrderedDict()
+_AUDITS_KEPT = 256
+_audits_lock = threading.Lock()
+
+
+def _skops_audit(data: bytes) -> list[str]:
+    """The types a skops file would construct that are not skops' defaults, per content.
+
+    Auditing parses the whole file a second time, which costs as much as loading it; the
+    answer depends on nothing but the bytes, so it is kept per SHA-256 (the last 256 files).
+    """
+    import skops.io as sio
+
+    key = hashlib.sha256(data).digest()
+    with _audits_lock:
+        hit = _AUDITS.get(key)
+        if hit is not None:
+            _AUDITS.move_to_end(key)
+            return list(hit)
+    found = list(sio.get_untrusted_types(data=data))
+    with _audits_lock:
+        _AUDITS[key] = found
+        while len(_AUDITS) > _AUDITS_KEPT:
+            _AUDITS.popitem(last=False)
+    return list(found)
 
 
 class _BoostWrapper:

@@ -186,8 +186,12 @@ class Models:
         datasets_get: Callable[[Any], DatasetVersion],
         dataset_id: Callable[[DatasetVersion], int],
         runs_get: Callable[[str], Run],
+        measure: Callable[[Any, Any], dict[str, Any] | None] | None = None,
     ) -> None:
         self._meta = meta
+        # (model, X) -> {"importance", "method", "space", "rows"} or None: the version's global
+        # importance on a sample of X, stored with it (the workspace passes keel's explainer).
+        self._measure = measure
         self._blobs = blobs
         self._author = author
         self._datasets_get = datasets_get
@@ -255,6 +259,12 @@ class Models:
                 signature = signature_from_schema(model, [str(n) for n in names], datasets[0].columns)
         if signature is None and chosen.name not in ("callable", "pickle"):
             logger.warning("model %s registered without a signature: pass X= to validate predict() input", name)
+        importance = None
+        if self._measure is not None and signature is not None and X is not None:
+            try:
+                importance = self._measure(model, X)
+            except Exception:  # noqa: BLE001 - importance is computed again on request; registering goes on
+                logger.exception("global importance of the new version of %s not computed at registration", name)
         return self._store(
             name,
             chosen.save(model),
@@ -267,6 +277,7 @@ class Models:
             description=description,
             run=run_record,
             datasets=datasets,
+            importance=importance,
         )
 
     def register_artifact(
@@ -352,6 +363,7 @@ class Models:
         description: str,
         run: Run | None,
         datasets: list[DatasetVersion],
+        importance: dict[str, Any] | None = None,
     ) -> ModelVersion:
         digest = self._blobs.put_bytes(data)  # the artifact exists before any row points at it
         version = self._meta.models.create_version(
@@ -368,6 +380,7 @@ class Models:
             run_id=run.id if run else None,
             dataset_version_ids=[self._dataset_id(d) for d in datasets],
             author=self._author,
+            importance=importance,
         )
         self._changed()
         logger.info("registered %s (%s, %s bytes)", version.ref, flavor, len(data))

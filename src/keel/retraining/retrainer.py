@@ -51,9 +51,7 @@ def shadow_name(model: str) -> str:
 class Retraining:
     def __init__(
         self, meta: MetadataStore, *, datasets: Datasets, runs: Runs, models: Models, monitoring: Monitoring, author: str,
-        after_register: Any = None,
     ) -> None:  # fmt: skip
-        self._after_register = after_register  # (version, model, X_train): e.g. storing its global importance
         self._store = meta.retraining
         self._datasets = datasets
         self._runs = runs
@@ -131,11 +129,6 @@ class Retraining:
             candidate = self._models.register(name, model, run=run_id, X=X_train, metrics=metrics,
                                               description=f"trained by keel ({trigger}) on {data.ref}")  # fmt: skip
             self._models.set_alias(name, CHALLENGER, version=candidate.version, reason=f"{trigger} retraining on {data.ref}")
-            if self._after_register is not None:
-                try:
-                    self._after_register(candidate, model, X_train)
-                except Exception:  # importance is a convenience: computed again on request
-                    logger.exception("after registering %s", candidate.ref)
             champion_metrics = self._score_champion(champion, X_test, y_test, project, kind, evidence)
             custom = self._checks(project, model, champion, X_test, y_test, metrics, champion_metrics)
             verdict = judge(project, metrics, champion_metrics, custom=custom)

@@ -6,7 +6,7 @@ import difflib
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, func, select
+from sqlalchemy import Connection, Row, String, bindparam, cast, delete, func, select
 
 from keel.entities import AliasEvent, ModelVersion, RegisteredModel, Signature
 from keel.errors import InvalidInputError, NotFoundError
@@ -39,7 +39,10 @@ class ModelStore(Transactional):
         dataset_version_ids: list[int],
         author: str,
         extra_blobs: list[str] | None = None,
+        importance: dict[str, Any] | None = None,
     ) -> ModelVersion:
+        """The next version of `name`, with its lineage, blob references and (when given) its global
+        importance ({"importance", "method", "space", "rows"}), in one transaction."""
         with self.begin() as conn:
             ts = now()
             model_id = conn.execute(select(rm.c.id).where(rm.c.name == name)).scalar()
@@ -79,8 +82,15 @@ class ModelStore(Transactional):
                 s.blob_refs.insert(),
                 [{"digest": d, "owner": owner} for d in sorted({digest, *(extra_blobs or [])})],
             )
+            if importance is not None:
+                conn.execute(
+                    s.model_importance.insert().values(
+                        model_name=name, version=version, importance=importance["importance"], method=importance["method"][:128],
+                        space=importance["space"][:32], rows=importance["rows"], created_at=ts,
+                    )
+                )  # fmt: skip
             conn.execute(rm.update().where(rm.c.id == model_id).values(updated_at=ts))
-            return self._load(conn, select(mv).where(mv.c.id == row_id))[0]
+            return self._load(conn, _versions().where(mv.c.id == row_id))[0]
 
     # -- aliases --------------------------------------------------------------------------
     def set_alias(self, name: str, alias: str, version: int, *, author: str, reason: str) -> AliasEvent:
@@ -140,9 +150,21 @@ class ModelStore(Transactional):
 
     # -- reads ----------------------------------------------------------------------------
     def get(self, ref: Ref) -> ModelVersion:
-        with self.connect() as conn:
+        # One prepared statement per kind of reference: the hot path of serving and load().
+        if ref.version is not None:
+            q, bound = _BY_VERSION, {"model": ref.name, "number": ref.version}
+        elif ref.alias is not None:
+            q, bound = _BY_ALIAS, {"model": ref.name, "alias_name": ref.alias}
+        else:
+            q, bound = _LATEST, {"model": ref.name}
+        if ref.digest is None:
+            with self.connect() as conn:
+                rows = self._load(conn, q, bound)
+            if rows:
+                return rows[0]
+        with self.connect() as conn:  # not found: the slow path says which part is missing
             model_id = self._model_id(conn, ref.name)
-            q = select(mv).where(mv.c.model_id == model_id)
+            q = _versions().where(mv.c.model_id == model_id)
             if ref.version is not None:
                 rows = self._load(conn, q.where(mv.c.version == ref.version))
                 if not rows:
@@ -160,7 +182,7 @@ class ModelStore(Transactional):
                     raise NotFoundError(
                         f"Model {ref.name!r} has no alias {ref.alias!r}; {self._aliases_hint(conn, model_id, ref.alias)}"
                     )
-                return self._load(conn, select(mv).where(mv.c.id == target))[0]
+                return self._load(conn, _versions().where(mv.c.id == target))[0]
             if ref.digest is not None:
                 raise InvalidInputError(f"Model reference {str(ref)!r}: models are addressed by version or alias")
             rows = self._load(conn, q.order_by(mv.c.version.desc()).limit(1))
@@ -171,7 +193,7 @@ class ModelStore(Transactional):
     def versions(self, name: str) -> list[ModelVersion]:
         with self.connect() as conn:
             model_id = self._model_id(conn, name)
-            return self._load(conn, select(mv).where(mv.c.model_id == model_id).order_by(mv.c.version))
+            return self._load(conn, _versions().where(mv.c.model_id == model_id).order_by(mv.c.version))
 
     def list(self) -> list[RegisteredModel]:
         with self.connect() as conn:
@@ -209,7 +231,7 @@ class ModelStore(Transactional):
             ids = select(s.model_version_datasets.c.model_version_id).where(
                 s.model_version_datasets.c.dataset_version_id == dataset_version_id
             )
-            return self._load(conn, select(mv).where(mv.c.id.in_(ids)).order_by(mv.c.model_id, mv.c.version))
+            return self._load(conn, _versions().where(mv.c.id.in_(ids)).order_by(mv.c.model_id, mv.c.version))
 
     def version_id(self, name: str, version: int) -> int:
         """The row id of name@version (for rows that point at a model version)."""
@@ -265,32 +287,11 @@ class ModelStore(Transactional):
         text = f"known aliases: {', '.join(known)}" if known else "it has no aliases yet"
         return text + (f". Did you mean {close[0]!r}?" if close else "")
 
-    def _load(self, conn: Connection, q: Any) -> list[ModelVersion]:
-        rows: list[Row[Any]] = conn.execute(q).all()
-        if not rows:
-            return []
-        ids = [r.id for r in rows]
-        model_ids = {r.model_id for r in rows}
-        names = dict(conn.execute(select(rm.c.id, rm.c.name).where(rm.c.id.in_(model_ids))).all())
-        aliases: dict[int, list[str]] = defaultdict(list)
-        for r in conn.execute(
-            select(s.model_aliases.c.model_version_id, s.model_aliases.c.alias)
-            .where(s.model_aliases.c.model_version_id.in_(ids))
-            .order_by(s.model_aliases.c.alias)
-        ):
-            aliases[r.model_version_id].append(r.alias)
-        datasets: dict[int, list[str]] = defaultdict(list)
-        for r in conn.execute(
-            select(s.model_version_datasets.c.model_version_id, s.datasets.c.name, s.dataset_versions.c.version)
-            .join(s.dataset_versions, s.dataset_versions.c.id == s.model_version_datasets.c.dataset_version_id)
-            .join(s.datasets, s.datasets.c.id == s.dataset_versions.c.dataset_id)
-            .where(s.model_version_datasets.c.model_version_id.in_(ids))
-            .order_by(s.datasets.c.name, s.dataset_versions.c.version)
-        ):
-            datasets[r.model_version_id].append(f"{r.name}@{r.version}")
+    def _load(self, conn: Connection, q: Any, bound: dict[str, Any] | None = None) -> list[ModelVersion]:
+        rows: list[Row[Any]] = conn.execute(q, bound).all()
         return [
             ModelVersion(
-                name=names[r.model_id],
+                name=r.model_name,
                 version=r.version,
                 flavor=r.flavor,
                 digest=r.digest,
@@ -302,10 +303,50 @@ class ModelStore(Transactional):
                 tags=dict(r.tags or {}),
                 description=r.description or "",
                 run_id=r.run_id,
-                datasets=tuple(datasets[r.id]),
-                aliases=tuple(aliases[r.id]),
+                datasets=_datasets_of(r.dataset_list),
+                aliases=tuple(sorted(r.alias_list.split(_SEP))) if r.alias_list else (),
                 created_at=utc(r.created_at),  # type: ignore[arg-type]
                 author=r.author,
             )
             for r in rows
         ]
+
+
+_SEP = "\x1f"  # between the aliases (and the datasets) of one version; names never hold it
+
+
+def _versions() -> Any:
+    """Model version rows with their model's name, aliases and training dataset versions: one
+    statement (the aliases and datasets as correlated aggregates), so resolving a reference is
+    one round trip."""
+    a, d, dv = s.model_aliases.alias("version_aliases"), s.model_version_datasets, s.dataset_versions
+    alias_list = (
+        select(func.aggregate_strings(a.c.alias, _SEP)).where(a.c.model_version_id == mv.c.id).correlate(mv).scalar_subquery()
+    )
+    dataset_list = (
+        select(func.aggregate_strings(s.datasets.c.name + "@" + cast(dv.c.version, String), _SEP))
+        .select_from(d.join(dv, dv.c.id == d.c.dataset_version_id).join(s.datasets, s.datasets.c.id == dv.c.dataset_id))
+        .where(d.c.model_version_id == mv.c.id)
+        .correlate(mv)
+        .scalar_subquery()
+    )
+    return select(mv, rm.c.name.label("model_name"), alias_list.label("alias_list"), dataset_list.label("dataset_list")).join(
+        rm, rm.c.id == mv.c.model_id
+    )
+
+
+_BY_VERSION = _versions().where(rm.c.name == bindparam("model"), mv.c.version == bindparam("number"))
+_BY_ALIAS = (
+    _versions()
+    .join(s.model_aliases, s.model_aliases.c.model_version_id == mv.c.id)
+    .where(rm.c.name == bindparam("model"), s.model_aliases.c.alias == bindparam("alias_name"))
+)
+_LATEST = _versions().where(rm.c.name == bindparam("model")).order_by(mv.c.version.desc()).limit(1)
+
+
+def _datasets_of(listed: str | None) -> tuple[str, ...]:
+    """'credit@10<SEP>credit@9' -> ('credit@9', 'credit@10'): by name, then version number."""
+    if not listed:
+        return ()
+    refs = [ref.rpartition("@") for ref in listed.split(_SEP)]
+    return tuple(f"{name}@{version}" for name, _, version in sorted(refs, key=lambda r: (r[0], int(r[2]))))

@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, ColumnElement, and_, delete, false, func, or_, select, true
+from sqlalchemy import (
+    Connection,
+    ColumnElement,
+    Float,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    false,
+    func,
+    literal_column,
+    null,
+    or_,
+    select,
+    true,
+    type_coerce,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from keel.entities import ArtifactRecord, BoolOp, Comparison, MetricPoint, OrderBy, Run, RunStatus
@@ -30,6 +49,7 @@ _ATTRIBUTES = {
 }
 
 
+_STATUS = {status.value: status for status in RunStatus}
 _TIME_ATTRIBUTES = {"started_at", "ended_at"}
 
 
@@ -61,23 +81,38 @@ class RunStore(Transactional):
         code_version: str | None,
         environment: dict[str, str],
         started_at: datetime,
+        params: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+        input_ids: Iterable[int] = (),
     ) -> None:
+        """Create a running run with its first params, tags and inputs, in one transaction."""
         with self.begin() as conn:
-            exp_id = conn.execute(select(s.experiments.c.id).where(s.experiments.c.name == experiment)).scalar()
+            exp_id = conn.execute(_EXPERIMENT_ID, {"name": experiment}).scalar()
             if exp_id is None:
                 exp_id = self._create_experiment(conn, experiment)
             conn.execute(
-                s.runs.insert().values(
-                    id=run_id,
-                    experiment_id=exp_id,
-                    name=name,
-                    status=RunStatus.RUNNING.value,
-                    started_at=started_at,
-                    code_version=code_version,
-                    environment=environment,
-                    author=author,
-                )
+                s.runs.insert(),
+                {
+                    "id": run_id,
+                    "experiment_id": exp_id,
+                    "name": name,
+                    "status": RunStatus.RUNNING.value,
+                    "started_at": started_at,
+                    "code_version": code_version,
+                    "environment": environment,
+                    "author": author,
+                },
             )
+            if params:
+                conn.execute(
+                    s.run_params.insert(),
+                    [{"run_id": run_id, "key": k, "value": v, "value_num": as_number(v)} for k, v in params.items()],
+                )
+            if tags:
+                conn.execute(s.run_tags.insert(), [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()])
+            ids = sorted(set(input_ids))
+            if ids:
+                conn.execute(s.run_inputs.insert(), [{"run_id": run_id, "dataset_version_id": i} for i in ids])
 
     def _create_experiment(self, conn: Connection, name: str) -> int:
         ins: Any = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(s.experiments)
@@ -122,23 +157,8 @@ class RunStore(Transactional):
         """Write a batch of (key, value, step, timestamp) in one transaction."""
         if not points:
             return
-        latest: dict[str, tuple[str, float, int, float]] = {}
-        for p in points:
-            cur = latest.get(p[0])
-            if cur is None or (p[2], p[3]) >= (cur[2], cur[3]):
-                latest[p[0]] = p
         with self.begin() as conn:
-            conn.execute(
-                s.metric_points.insert(),
-                [{"run_id": run_id, "key": k, "value": v, "step": st, "timestamp": ts} for k, v, st, ts in points],
-            )
-            ins: Any = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(s.latest_metrics)
-            stmt = ins.on_conflict_do_update(
-                index_elements=["run_id", "key"],
-                set_={"value": ins.excluded.value, "step": ins.excluded.step},
-                where=ins.excluded.step >= s.latest_metrics.c.step,
-            )
-            conn.execute(stmt, [{"run_id": run_id, "key": k, "value": v, "step": st} for k, v, st, _ in latest.values()])
+            _write_points(conn, run_id, points)
 
     def add_inputs(self, run_id: str, dataset_version_ids: Iterable[int]) -> None:
         ids = sorted(set(dataset_version_ids))
@@ -168,15 +188,18 @@ class RunStore(Transactional):
             )
             upsert(conn, s.blob_refs, [{"digest": digest, "owner": owner}], ["digest", "owner"], ["digest"])
 
-    def finish(self, run_id: str, status: RunStatus, ended_at: datetime) -> None:
-        """End a running run; a run already ended keeps its first status and end time."""
+    def finish(
+        self, run_id: str, status: RunStatus, ended_at: datetime, points: Sequence[tuple[str, float, int, float]] = ()
+    ) -> None:
+        """End a running run, writing its last metric `points` in the same transaction.
+
+        A run already ended keeps its first status and end time.
+        """
         with self.begin() as conn:
             self._require(conn, run_id)
-            conn.execute(
-                s.runs.update()
-                .where(s.runs.c.id == run_id, s.runs.c.status == RunStatus.RUNNING.value)
-                .values(status=status.value, ended_at=ended_at)
-            )
+            if points:
+                _write_points(conn, run_id, points)
+            conn.execute(_FINISH, {"run_id": run_id, "new_status": status.value, "at": ended_at})
 
     def next_steps(self, run_id: str, keys: Sequence[str]) -> dict[str, int]:
         """For each metric key, one past its highest stored step (keys without points are left out)."""
@@ -188,7 +211,7 @@ class RunStore(Transactional):
             return {key: int(step) + 1 for key, step in rows}
 
     def _require(self, conn: Connection, run_id: str) -> None:
-        if conn.execute(select(s.runs.c.id).where(s.runs.c.id == run_id)).first() is None:
+        if conn.execute(_RUN_ID, {"id": run_id}).first() is None:
             raise NotFoundError(f"No run with id {run_id!r}")
 
     # -- reads ----------------------------------------------------------------------------
@@ -256,42 +279,40 @@ class RunStore(Transactional):
         params: dict[str, dict[str, str]] = defaultdict(dict)
         metrics: dict[str, dict[str, float]] = defaultdict(dict)
         tags: dict[str, dict[str, str]] = defaultdict(dict)
-        inputs: dict[str, list[str]] = defaultdict(list)
+        inputs: dict[str, list[tuple[str, int]]] = defaultdict(list)
         artifacts: dict[str, list[ArtifactRecord]] = defaultdict(list)
+        # A page of runs is a few thousand (run, key, value) rows: fetched as plain tuples by one
+        # statement compiled once, not by a query per table iterated row by row.
         for chunk in _chunks(ids, 500):
-            for r in conn.execute(select(s.run_params).where(s.run_params.c.run_id.in_(chunk))):
-                params[r.run_id][r.key] = r.value
-            for r in conn.execute(select(s.latest_metrics).where(s.latest_metrics.c.run_id.in_(chunk))):
-                metrics[r.run_id][r.key] = r.value
-            for r in conn.execute(select(s.run_tags).where(s.run_tags.c.run_id.in_(chunk))):
-                tags[r.run_id][r.key] = r.value
-            for r in conn.execute(
-                select(s.run_inputs.c.run_id, s.datasets.c.name, s.dataset_versions.c.version)
-                .join(s.dataset_versions, s.dataset_versions.c.id == s.run_inputs.c.dataset_version_id)
-                .join(s.datasets, s.datasets.c.id == s.dataset_versions.c.dataset_id)
-                .where(s.run_inputs.c.run_id.in_(chunk))
-                .order_by(s.datasets.c.name, s.dataset_versions.c.version)
-            ):
-                inputs[r.run_id].append(f"{r.name}@{r.version}")
-            for r in conn.execute(
-                select(s.run_artifacts).where(s.run_artifacts.c.run_id.in_(chunk)).order_by(s.run_artifacts.c.path)
-            ):
-                artifacts[r.run_id].append(ArtifactRecord(r.path, r.digest, r.size_bytes))
+            for kind, run_id, key, text_value, number in conn.execute(_DETAILS_OF, {"ids": chunk}).all():
+                if kind == 0:
+                    params[run_id][key] = text_value
+                elif kind == 1:
+                    metrics[run_id][key] = number
+                elif kind == 2:
+                    tags[run_id][key] = text_value
+                elif kind == 3:
+                    inputs[run_id].append((key, int(number)))
+                else:
+                    artifacts[run_id].append(ArtifactRecord(key, text_value, int(number)))
+        environments: dict[str, dict[str, str]] = {}  # runs of one process share theirs: decode each once
+        no_inputs: list[tuple[str, int]] = []
+        no_artifacts: list[ArtifactRecord] = []
         return [
             Run(
                 id=r.id,
                 experiment=r.experiment,
                 name=r.name,
-                status=RunStatus(r.status),
+                status=_STATUS[r.status],
                 started_at=utc(r.started_at),  # type: ignore[arg-type]
                 ended_at=utc(r.ended_at),
                 params=params[r.id],
                 metrics=metrics[r.id],
                 tags=tags[r.id],
-                inputs=tuple(inputs[r.id]),
-                artifacts=tuple(artifacts[r.id]),
+                inputs=tuple(f"{name}@{version}" for name, version in sorted(inputs.get(r.id, no_inputs))),
+                artifacts=tuple(sorted(artifacts.get(r.id, no_artifacts), key=lambda a: a.path)),
                 code_version=r.code_version,
-                environment=dict(r.environment or {}),
+                environment=_environment(r.environment, environments),
                 author=r.author,
             )
             for r in rows
@@ -324,6 +345,80 @@ class RunStore(Transactional):
             return [(r[0], r[1]) for r in conn.execute(q)]
 
 
+# The statements of the hot write path, built once (SQLAlchemy then finds them in its compile cache
+# without building the expression again on every run).
+_EXPERIMENT_ID = select(s.experiments.c.id).where(s.experiments.c.name == bindparam("name"))
+_RUN_ID = select(s.runs.c.id).where(s.runs.c.id == bindparam("id"))
+_FINISH = (
+    s.runs.update()
+    .where(s.runs.c.id == bindparam("run_id"), s.runs.c.status == RunStatus.RUNNING.value)
+    .values(status=bindparam("new_status"), ended_at=bindparam("at"))
+)
+
+
+def _latest_upsert(dialect: str) -> Any:
+    ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(s.latest_metrics)
+    return ins.on_conflict_do_update(
+        index_elements=["run_id", "key"],
+        set_={"value": ins.excluded.value, "step": ins.excluded.step},
+        where=ins.excluded.step >= s.latest_metrics.c.step,
+    )
+
+
+_SQLITE_POINTS = 'INSERT INTO metric_points (run_id, "key", value, step, "timestamp") VALUES (?, ?, ?, ?, ?)'
+_LATEST_UPSERT = {dialect: _latest_upsert(dialect) for dialect in ("sqlite", "postgresql")}
+
+
+def _write_points(conn: Connection, run_id: str, points: Sequence[tuple[str, float, int, float]]) -> None:
+    """Insert points and move each series' latest value (one transaction: the caller's)."""
+    latest: dict[str, tuple[str, float, int, float]] = {}
+    for p in points:
+        cur = latest.get(p[0])
+        if cur is None or (p[2], p[3]) >= (cur[2], cur[3]):
+            latest[p[0]] = p
+    if conn.dialect.name == "sqlite":  # the driver takes the tuples as they are: no per-row work in Python
+        conn.exec_driver_sql(_SQLITE_POINTS, [(run_id, k, v, st, ts) for k, v, st, ts in points])
+    else:
+        conn.execute(
+            s.metric_points.insert(),
+            [{"run_id": run_id, "key": k, "value": v, "step": st, "timestamp": ts} for k, v, st, ts in points],
+        )
+    conn.execute(
+        _LATEST_UPSERT[conn.dialect.name],
+        [{"run_id": run_id, "key": k, "value": v, "step": st} for k, v, st, _ in latest.values()],
+    )
+
+
+def _details_of() -> Any:
+    """Params, latest metrics, tags, inputs and artifacts of the runs `ids`, as
+    (kind, run_id, key, text, number) rows: one UNION ALL, so a page is two round trips."""
+    ids = bindparam("ids", expanding=True)
+    no_text, no_number = cast(null(), Text), cast(null(), Float)
+    p, m, t, a = s.run_params, s.latest_metrics, s.run_tags, s.run_artifacts
+    return union_all(
+        select(literal_column("0"), p.c.run_id, p.c.key, p.c.value, no_number).where(p.c.run_id.in_(ids)),
+        select(literal_column("1"), m.c.run_id, m.c.key, no_text, m.c.value).where(m.c.run_id.in_(ids)),
+        select(literal_column("2"), t.c.run_id, t.c.key, t.c.value, no_number).where(t.c.run_id.in_(ids)),
+        select(literal_column("3"), s.run_inputs.c.run_id, s.datasets.c.name, no_text, cast(s.dataset_versions.c.version, Float))
+        .join(s.dataset_versions, s.dataset_versions.c.id == s.run_inputs.c.dataset_version_id)
+        .join(s.datasets, s.datasets.c.id == s.dataset_versions.c.dataset_id)
+        .where(s.run_inputs.c.run_id.in_(ids)),
+        select(literal_column("4"), a.c.run_id, a.c.path, a.c.digest, cast(a.c.size_bytes, Float)).where(a.c.run_id.in_(ids)),
+    )
+
+
+_DETAILS_OF = _details_of()
+
+
+def _environment(stored: Any, seen: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The environment column as a dict; its JSON text is decoded once per distinct value."""
+    if not isinstance(stored, str):  # PostgreSQL's driver decodes json itself
+        return dict(stored or {})
+    if stored not in seen:
+        seen[stored] = json.loads(stored)
+    return dict(seen[stored])
+
+
 def _base_query() -> Any:
     return select(
         s.runs.c.id,
@@ -332,7 +427,7 @@ def _base_query() -> Any:
         s.runs.c.started_at,
         s.runs.c.ended_at,
         s.runs.c.code_version,
-        s.runs.c.environment,
+        type_coerce(s.runs.c.environment, Text).label("environment"),  # decoded by _environment
         s.runs.c.author,
         s.experiments.c.name.label("experiment"),
     ).join(s.experiments, s.experiments.c.id == s.runs.c.experiment_id)

@@ -10,6 +10,7 @@ import platform
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -47,21 +48,154 @@ def _git_commit(cwd: Path | None) -> str | None:
     """HEAD's commit (with '-dirty' when tracked files changed), or None outside a repository.
 
     `cwd=None` means the working directory (which may have been deleted: then None too).
+    One `git status` process: its porcelain v2 header names the commit, its entries the changes.
+    GIT_OPTIONAL_LOCKS=0 keeps it from rewriting the index as it goes (which would also move the
+    stamp _CodeVersions keys on).
     """
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=False
-        )
-        if head.returncode != 0:
-            return None
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd, capture_output=True, text=True, timeout=10, check=False,
+        out = subprocess.run(
+            ["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
+            cwd=cwd, capture_output=True, text=True, timeout=10, check=False, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
         )  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return None
-    commit = head.stdout.strip()
-    return commit + ("-dirty" if dirty.stdout.strip() else "")
+    if out.returncode != 0:
+        return None
+    commit, dirty = None, False
+    for line in out.stdout.splitlines():
+        if line.startswith("# branch.oid "):
+            commit = line.removeprefix("# branch.oid ").strip()
+        elif line and not line.startswith("#"):
+            dirty = True
+    if commit is None or not all(c in "0123456789abcdef" for c in commit):  # '(initial)': no commit yet
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+def _git_dir(folder: Path) -> Path | None:
+    """The .git folder of the repository holding `folder` (following a worktree's .git file), or None."""
+    for d in (folder, *folder.parents):
+        dot = d / ".git"
+        if dot.is_dir():
+            return dot
+        if dot.is_file():
+            try:
+                text = dot.read_text(encoding="utf-8").strip()
+            except OSError:
+                return None
+            if text.startswith("gitdir:"):
+                target = Path(text.removeprefix("gitdir:").strip())
+                return target if target.is_absolute() else (d / target).resolve()
+            return None
+    return None
+
+
+def _stamp(path: Path | str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _git_lines(folder: Path, *args: str) -> list[str] | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=folder, capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.decode("utf-8", "surrogateescape").split("\0" if "-z" in args else "\n") if out.returncode == 0 else None
+
+
+class _Checked:
+    __slots__ = ("repo", "files", "stamps", "value", "at")
+
+    def __init__(self, repo: tuple[Any, ...], files: list[str] | None, stamps: list[Any], value: str | None, at: float) -> None:
+        self.repo, self.files, self.stamps, self.value, self.at = repo, files, stamps, value, at
+
+
+class _CodeVersions:
+    """The code version per folder, asking git only when the answer may have changed.
+
+    Asking git costs a process (milliseconds), and a script that starts a run per trial would
+    pay it on every run. The answer is kept with what it depends on, the way git's own index
+    does: the stat stamps of HEAD, the ref it names, packed-refs and the index (a commit,
+    checkout, reset or `git add` moves one of them), checked on every run, and of every tracked
+    file (an edit moves its mtime or size), checked when `rescan_s` passed since the last check:
+    a few microseconds per file add up when a script starts hundreds of runs a second, so an
+    edit left unstaged shows as '-dirty' from the runs started a second later. Tracked files
+    are listed again only when the index changes. Repositories of more than `max_files`
+    tracked files are asked every time, where git's own machinery is the faster check.
+    """
+
+    max_files = 5000
+    rescan_s = 1.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cache: dict[Path, _Checked] = {}
+
+    def get(self, cwd: Path | None) -> str | None:
+        try:
+            folder = (Path.cwd() if cwd is None else cwd).resolve()
+        except OSError:  # the working directory was deleted
+            return None
+        if "GIT_DIR" in os.environ or "GIT_WORK_TREE" in os.environ:
+            return _git_commit(folder)  # git is told where the repository is: ask it every time
+        gitdir = _git_dir(folder)
+        if gitdir is None:
+            return None
+        repo = self._repo_stamps(gitdir)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(folder)
+        if hit is not None and hit.repo == repo and hit.files is not None:
+            if now - hit.at < self.rescan_s:
+                return hit.value
+            stamps = [_stamp(f) for f in hit.files]
+            if stamps == hit.stamps:
+                hit.at = now
+                return hit.value
+            files = hit.files
+        else:
+            files = self._tracked(folder)
+            stamps = [_stamp(f) for f in files] if files is not None else []
+        value = _git_commit(folder)
+        with self._lock:
+            self._cache[folder] = _Checked(repo, files, stamps, value, now)
+        return value
+
+    def _tracked(self, folder: Path) -> list[str] | None:
+        """Absolute paths of the repository's tracked files, or None when there are too many."""
+        top = _git_lines(folder, "rev-parse", "--show-toplevel")
+        names = _git_lines(folder, "ls-files", "-z", "--full-name", ":/")
+        if not top or names is None:
+            return None
+        names = [n for n in names if n]
+        if len(names) > self.max_files:
+            return None
+        root = top[0].strip()
+        return [os.path.join(root, n) for n in names]
+
+    @staticmethod
+    def _repo_stamps(gitdir: Path) -> tuple[Any, ...]:
+        head = gitdir / "HEAD"
+        try:
+            ref = head.read_text(encoding="utf-8").strip()
+        except OSError:
+            ref = ""
+        common = gitdir
+        try:  # a linked worktree keeps its refs in the main repository's folder
+            common = (gitdir / (gitdir / "commondir").read_text(encoding="utf-8").strip()).resolve()
+        except OSError:
+            pass
+        stamps: list[Any] = [str(gitdir), ref, _stamp(head), _stamp(gitdir / "index"), _stamp(common / "packed-refs")]
+        if ref.startswith("ref:"):
+            name = ref.removeprefix("ref:").strip()
+            stamps += [_stamp(gitdir / name), _stamp(common / name)]
+        return tuple(stamps)
+
+
+_code_versions = _CodeVersions()
 
 
 def _param_text(value: Any) -> str:
@@ -198,14 +332,22 @@ class ActiveRun:
         Points are written in batches (settings.metric_buffer_points), at end() and at exit.
         NaN and infinities are refused with InvalidInputError.
         """
-        self._check_open()
-        number = _metric_value(key, value)
-        if step is not None and not _is_integer(step):
+        if self._ended or self._detached:
+            self._check_open()
+        # The training loop's hot path: a key already seen was checked; a float is the common value.
+        number = value if type(value) is float else _metric_value(key, value)
+        if key not in self._next_step:
+            _metric_value(key, number)
+        elif not math.isfinite(number):
+            raise InvalidInputError(f"Metric {key!r} must be finite, got {number}")
+        if step is not None and type(step) is not int and not _is_integer(step):
             raise InvalidInputError(f"The step of metric {key!r} must be an integer, got {step!r}")
+        ts = time.time() if timestamp is None else _timestamp(timestamp)
         with self._lock:
-            at = self._next_step.get(key, 0) if step is None else int(step)
-            self._next_step[key] = max(self._next_step.get(key, 0), at + 1)
-            self._buffer.append((key, number, at, timestamp if timestamp is not None else _now_ts()))
+            last = self._next_step.get(key, 0)
+            at = last if step is None else int(step)
+            self._next_step[key] = last if last > at else at + 1
+            self._buffer.append((key, number, at, ts))
             full = len(self._buffer) >= self._buffer_points
         if full:
             self.flush()
@@ -258,17 +400,28 @@ class ActiveRun:
 
     def end(self, status: RunStatus | str = RunStatus.FINISHED) -> Run:
         """Flush, mark the run ended with `status`, and return it as recorded. Ending twice is a no-op."""
+        self._close(status)
+        return self._runs.get(self.id)
+
+    def _close(self, status: RunStatus | str) -> None:
+        """Write the buffered points and the end in one transaction (end() without reading the run back)."""
         try:
             status = RunStatus(status)
         except ValueError:
             raise InvalidInputError(f"Unknown run status {status!r}; known: {', '.join(s.value for s in RunStatus)}") from None
         with self._end_lock:
-            if not self._ended:
-                self.flush()
-                self._runs._meta.runs.finish(self.id, status, datetime.now(UTC))
-                self._ended = True
-                atexit.unregister(self._end_at_exit)
-        return self._runs.get(self.id)
+            if self._ended:
+                return
+            with self._lock:
+                batch, self._buffer = self._buffer, []
+            try:
+                self._runs._meta.runs.finish(self.id, status, datetime.now(UTC), batch)
+            except BaseException:
+                with self._lock:  # keep the points so a retry can write them
+                    self._buffer[:0] = batch
+                raise
+            self._ended = True
+            atexit.unregister(self._end_at_exit)
 
     @property
     def ended(self) -> bool:
@@ -288,7 +441,7 @@ class ActiveRun:
         if self._ended or self._detached:
             return
         try:
-            self.end(_exit_status())
+            self._close(_exit_status())
         except Exception:  # noqa: BLE001 - the last chance to save the run; say so and let the exit go on
             logger.exception("could not end run %s at interpreter exit; its last metric points are lost", self.id)
 
@@ -305,15 +458,25 @@ class ActiveRun:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if exc_type is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
-            self.end(RunStatus.FINISHED)
+            self._close(RunStatus.FINISHED)
         elif issubclass(exc_type, KeyboardInterrupt):
-            self.end(RunStatus.KILLED)
+            self._close(RunStatus.KILLED)
         else:
-            self.end(RunStatus.FAILED)
+            self._close(RunStatus.FAILED)
 
 
 def _now_ts() -> float:
-    return datetime.now(UTC).timestamp()
+    return time.time()
+
+
+def _timestamp(value: Any) -> float:
+    try:
+        ts = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"A metric timestamp is seconds since the epoch, got {value!r}") from None
+    if not math.isfinite(ts):
+        raise InvalidInputError(f"A metric timestamp must be finite, got {ts}")
+    return ts
 
 
 class Runs:
@@ -376,18 +539,14 @@ class Runs:
             experiment=experiment,
             name=name,
             author=self._author,
-            code_version=_git_commit(None if code_dir is None else Path(code_dir)),  # not cached: commits move
+            code_version=_code_versions.get(None if code_dir is None else Path(code_dir)),
             environment=self._environment,
             started_at=datetime.now(UTC),
+            params=param_text,
+            tags=tag_text,
+            input_ids=[self._dataset_id(v) for v in versions],
         )
         run = ActiveRun(self, run_id, experiment=experiment, name=name, buffer_points=self._buffer_points)
-        try:
-            self._meta.runs.log_params(run_id, param_text)
-            self._meta.runs.set_tags(run_id, tag_text)
-            self._meta.runs.add_inputs(run_id, [self._dataset_id(v) for v in versions])
-        except BaseException:
-            run.end(RunStatus.FAILED)
-            raise
         return run
 
     # -- writes by run id (what the HTTP API and ActiveRun-less callers use) ----------------------
@@ -412,7 +571,7 @@ class Runs:
             number = _metric_value(key, value)
             if step is not None and not _is_integer(step):
                 raise InvalidInputError(f"The step of metric {key!r} must be an integer, got {step!r}")
-            given.append((key, number, None if step is None else int(step), _now_ts() if timestamp is None else float(timestamp)))
+            given.append((key, number, None if step is None else int(step), _now_ts() if timestamp is None else _timestamp(timestamp)))
         unstepped = sorted({key for key, _, step, _ in given if step is None})
         next_step = self._meta.runs.next_steps(full, unstepped) if unstepped else {}
         rows: list[tuple[str, float, int, float]] = []

@@ -115,3 +115,11 @@ def test_a_registered_text_model_is_explained_per_text_column_and_per_word(ws: o
     np.testing.assert_allclose(values.sum(axis=1), e.values[:, 0], atol=1e-9)  # the words add up to the column
     words = e.words(0, "text", texts[0])
     assert words and any(a != 0.0 for _, a in words)
+    # LIME on request over the words of the text column, the other columns held as they are.
+    lime = ws.explain_lime("source@1", X.iloc[[0]], text_column="text", top=4, seed=2, seeds=2)
+    assert lime == ws.explain_lime("source@1", X.iloc[[0]], text_column="text", top=4, seed=2, seeds=2)
+    assert 0 < len(lime.top) <= 4 and lime.target == "iphone" and 0.0 <= lime.stability <= 1.0
+    tokens = texts[0].lower()
+    assert all(w.lower() in tokens for w in lime.weights)
+    with pytest.raises(keel.InvalidInputError, match="retweet"):
+        ws.explain_lime("source@1", X.iloc[[0]], text_column="retweet")

@@ -119,6 +119,8 @@ def test_lime_on_request_from_the_workspace_and_the_cli(ews: keel.Workspace, tmp
     result = CliRunner().invoke(app, ["--workspace", str(ews.settings.home), "explain", "tumor@champion", str(path), "--lime"])
     assert result.exit_code == 0, result.stderr
     assert "LIME toward 1 (stability" in result.stdout
+    shap_words = CliRunner().invoke(app, ["--workspace", str(ews.settings.home), "explain", "tumor@champion", str(path), "--text-column", "x"])
+    assert shap_words.exit_code == 1 and "--text-column goes with --lime" in shap_words.stderr
 
 
 def test_a_projects_version_stores_its_global_importance_when_registered(ews: keel.Workspace) -> None:
@@ -129,15 +131,28 @@ def test_a_projects_version_stores_its_global_importance_when_registered(ews: ke
     assert ews.importance("tumor@1") == stored  # read back, not recomputed
 
 
-def test_importance_of_a_plain_registered_version_is_computed_once_on_request(ws: keel.Workspace) -> None:
+def test_a_version_registered_with_its_training_input_stores_its_importance(ws: keel.Workspace) -> None:
     lightgbm = pytest.importorskip("lightgbm")
     frame = cancer().drop(columns="site")
     X = frame.drop(columns="target")
     version = ws.datasets.add("cancer-numeric", frame)
     ws.models.register("boost", lightgbm.LGBMClassifier(n_estimators=20, verbose=-1).fit(X, frame["target"]), trained_on=version, X=X)
-    assert ws._meta.importance.get("boost", 1) is None  # registering stays as fast as it was
-    first = ws.importance("boost@1")
-    assert first["method"] == "tree (LightGBM exact TreeSHAP)" and first["rows"] == 200
-    assert ws.importance("boost@latest") == first
+    stored = ws._meta.importance.get("boost", 1)  # written with the version, in its transaction
+    assert stored is not None and stored["method"] == "tree (LightGBM exact TreeSHAP)" and 150 <= stored["rows"] <= 200
+    assert set(stored["importance"]) == set(X.columns) and max(stored["importance"].values()) > 0
+    assert ws.importance("boost@latest") == stored
     with pytest.raises(keel.NotFoundError):
         ws.importance("boost@9")
+
+
+def test_importance_of_a_version_registered_without_its_input_is_computed_once_on_request(ws: keel.Workspace) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    frame = cancer().drop(columns="site")
+    X = frame.drop(columns="target")
+    version = ws.datasets.add("cancer-numeric", frame)
+    ws.models.register("linear", LogisticRegression(max_iter=5000).fit(X, frame["target"]), trained_on=version)
+    assert ws._meta.importance.get("linear", 1) is None  # no X: the sample comes from the dataset, on request
+    first = ws.importance("linear@1")
+    assert first["method"].startswith("linear") and first["rows"] == 200
+    assert ws.importance("linear@latest") == first  # stored, not computed again

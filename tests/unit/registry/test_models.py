@@ -243,3 +243,37 @@ def test_register_artifact_stores_bytes_saved_elsewhere(ws: keel.Workspace, cred
     with pytest.raises(InvalidInputError, match="non-empty bytes"):
         ws.models.register_artifact("remote", b"", flavor="sklearn")
     assert [v.version for v in ws.models.versions("remote")] == [1]
+
+
+def test_runs_and_versions_read_back_whole_from_either_store(any_ws: keel.Workspace) -> None:
+    """What a run and a version carry (params, metrics, tags, inputs, artifacts; aliases and
+    training data) reads back the same through the one-statement reads on SQLite and PostgreSQL."""
+    frame = pd.DataFrame({"income": [10.0, 55.0, 32.0, 80.0, 12.0, 64.0], "age": [22, 41, 35, 58, 19, 47],
+                          "default": [1, 0, 1, 0, 1, 0]})  # fmt: skip
+    for i in range(10):  # ten versions of one dataset: '@10' sorts after '@9'
+        any_ws.datasets.add("credit", frame.assign(age=frame["age"] + i))
+    other = any_ws.datasets.add("bureau", frame[["income"]])
+    with any_ws.runs.start("lineage", params={"depth": 2, "lr": 0.1}, tags={"team": "risk"},
+                           inputs=["credit@10", "credit@9", other]) as run:  # fmt: skip
+        run.log_metrics({"auc": 0.75})
+        run.log_metric("auc", 0.81)
+        run.log_bytes(b"b", "z.txt")
+        run.log_bytes(b"a", "a.txt")
+    (found,) = any_ws.runs.search("metrics.auc > 0.8 and params.depth = 2", experiment="lineage")
+    assert found.params == {"depth": "2", "lr": "0.1"} and found.metrics == {"auc": 0.81} and found.tags == {"team": "risk"}
+    assert found.inputs == ("bureau@1", "credit@9", "credit@10") and [a.path for a in found.artifacts] == ["a.txt", "z.txt"]
+    assert found.environment["python"] and found == any_ws.runs.get(run.id)
+    model = _tree(frame)
+    any_ws.models.register("risk", model, run=run.id)
+    second = any_ws.models.register("risk", model, run=run.id, trained_on="credit@1")
+    any_ws.models.set_alias("risk", "champion", version=2)
+    any_ws.models.set_alias("risk", "beta", version=2)
+    assert second.datasets == ("bureau@1", "credit@1", "credit@9", "credit@10") and second.aliases == ()
+    for ref in ("risk@champion", "risk@2", "risk@latest"):
+        got = any_ws.models.get(ref)
+        assert (got.version, got.aliases, got.datasets, got.run_id) == (2, ("beta", "champion"), second.datasets, run.id)
+    assert any_ws.models.get("risk@1").aliases == () and [v.version for v in any_ws.models.versions("risk")] == [1, 2]
+    with pytest.raises(NotFoundError, match="no alias 'champ'.*champion"):
+        any_ws.models.get("risk@champ")
+    with pytest.raises(NotFoundError, match="no version 3"):
+        any_ws.models.get("risk@3")

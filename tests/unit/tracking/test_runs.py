@@ -193,7 +193,10 @@ def test_replacing_an_artifact_lets_gc_remove_the_old_bytes(ws: keel.Workspace) 
     assert ws.runs.artifact(run.id, "notes.txt") == b"final"
 
 
-def test_code_version_is_the_git_commit_of_code_dir(ws: keel.Workspace, tmp_path: Path) -> None:
+def test_code_version_is_the_git_commit_of_code_dir(ws: keel.Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from keel.tracking import runs as tracking_runs
+
+    monkeypatch.setattr(tracking_runs._CodeVersions, "rescan_s", 0.0)  # every run looks at the tracked files
     repo = tmp_path / "project"
     repo.mkdir()
     _git(repo, "init", "-q")
@@ -206,6 +209,43 @@ def test_code_version_is_the_git_commit_of_code_dir(ws: keel.Workspace, tmp_path
     assert ws.runs.start(code_dir=repo).end().code_version == f"{head}-dirty"
     _git(repo, "commit", "-q", "-am", "v2")  # a new commit in the same process is seen
     assert ws.runs.start(code_dir=repo).end().code_version == _git(repo, "rev-parse", "HEAD") != head
+
+
+def test_git_is_asked_again_only_when_the_repository_or_a_tracked_file_changed(
+    ws: keel.Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keel.tracking import runs as tracking_runs
+
+    repo = tmp_path / "project"
+    (repo / "src").mkdir(parents=True)
+    _git(repo, "init", "-q")
+    (repo / "src" / "train.py").write_text("print('v1')\n")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "v1")
+    head = _git(repo, "rev-parse", "HEAD")
+    monkeypatch.setattr(tracking_runs._CodeVersions, "rescan_s", 0.0)
+    asked: list[Path] = []
+    real = tracking_runs._git_commit
+    monkeypatch.setattr(tracking_runs, "_git_commit", lambda cwd: asked.append(cwd) or real(cwd))
+    versions = [ws.runs.start(code_dir=repo / "src").end().code_version for _ in range(3)]
+    assert versions == [head] * 3 and len(asked) == 1  # nothing moved: one git process for three runs
+    (repo / "src" / "train.py").write_text("print('v2, longer')\n")
+    assert ws.runs.start(code_dir=repo / "src").end().code_version == f"{head}-dirty" and len(asked) == 2
+    (repo / "notes.md").write_text("untracked\n")  # untracked files do not count, as in git status -uno
+    assert ws.runs.start(code_dir=repo / "src").end().code_version == f"{head}-dirty" and len(asked) == 2
+    _git(repo, "checkout", "-q", "--", "src/train.py")
+    assert ws.runs.start(code_dir=repo / "src").end().code_version == head and len(asked) == 3
+    _git(repo, "add", "notes.md")  # the index moved
+    assert ws.runs.start(code_dir=repo / "src").end().code_version == f"{head}-dirty" and len(asked) == 4
+    _git(repo, "commit", "-q", "-m", "notes")
+    head = _git(repo, "rev-parse", "HEAD")
+    # Tracked files are looked at again once rescan_s passed; HEAD and the index on every run.
+    monkeypatch.setattr(tracking_runs._CodeVersions, "rescan_s", 3600.0)
+    assert ws.runs.start(code_dir=repo / "src").end().code_version == head and len(asked) == 5
+    (repo / "src" / "train.py").write_text("print('v3 within the hour')\n")
+    assert ws.runs.start(code_dir=repo / "src").end().code_version == head and len(asked) == 5
+    monkeypatch.setattr(tracking_runs._CodeVersions, "rescan_s", 0.0)
+    assert ws.runs.start(code_dir=repo / "src").end().code_version == f"{head}-dirty" and len(asked) == 6
 
 
 def test_code_version_is_none_outside_a_git_repository(ws: keel.Workspace, tmp_path: Path) -> None:
