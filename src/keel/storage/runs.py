@@ -244,30 +244,13 @@ class RunStore(Transactional):
         experiment: str | None = None,
         limit: int = 100,
     ) -> list[Run]:
-        q = _base_query()
-        if experiment is not None:
-            q = q.where(s.experiments.c.name == experiment)
-        if where is not None:
-            q = q.where(_compile(where))
-        for i, o in enumerate(order_by):
-            direction = _descending if o.descending else _ascending
-            # Runs without the metric or param (NULL) sort last, ascending or descending.
-            if o.kind == "metrics":
-                m = s.latest_metrics.alias(f"order_m{i}")
-                q = q.outerjoin(m, and_(m.c.run_id == s.runs.c.id, m.c.key == o.key))
-                keys = [m.c.value.is_(None), direction(m.c.value)]
-            elif o.kind == "params":
-                # Numbers in numeric order first, then text values in text order.
-                p = s.run_params.alias(f"order_p{i}")
-                q = q.outerjoin(p, and_(p.c.run_id == s.runs.c.id, p.c.key == o.key))
-                keys = [p.c.value.is_(None), p.c.value_num.is_(None), direction(p.c.value_num), direction(p.c.value)]
-            else:
-                col = _ATTRIBUTES.get(o.key)
-                if col is None:
-                    raise InvalidInputError(f"Cannot order by attribute {o.key!r}; known: {', '.join(sorted(_ATTRIBUTES))}")
-                keys = [col.is_(None), direction(col)]
-            q = q.order_by(*keys)
-        q = q.order_by(s.runs.c.started_at.desc(), s.runs.c.id).limit(limit)
+        key = (where, tuple(order_by), experiment, limit)
+        q = _SEARCHES.get(key)
+        if q is None:
+            q = _search_statement(where, order_by, experiment, limit)
+            if len(_SEARCHES) >= 256:  # a dashboard asks the same few searches again and again
+                _SEARCHES.pop(next(iter(_SEARCHES)))
+            _SEARCHES[key] = q
         with self.connect() as conn:
             return self._load(conn, q)
 
@@ -284,7 +267,7 @@ class RunStore(Transactional):
         # A page of runs is a few thousand (run, key, value) rows: fetched as plain tuples by one
         # statement compiled once, not by a query per table iterated row by row.
         for chunk in _chunks(ids, 500):
-            for kind, run_id, key, text_value, number in conn.execute(_DETAILS_OF, {"ids": chunk}).all():
+            for kind, run_id, key, text_value, number in _details(conn, chunk):
                 if kind == 0:
                     params[run_id][key] = text_value
                 elif kind == 1:
@@ -389,6 +372,44 @@ def _write_points(conn: Connection, run_id: str, points: Sequence[tuple[str, flo
     )
 
 
+_SEARCHES: dict[Any, Any] = {}  # built search statements by (filter, order, experiment, limit)
+
+
+def _search_statement(
+    where: Comparison | BoolOp | None, order_by: Sequence[OrderBy], experiment: str | None, limit: int
+) -> Any:
+    q = _base_query()
+    if experiment is not None:
+        q = q.where(s.experiments.c.name == experiment)
+    terms = where.terms if isinstance(where, BoolOp) and where.op == "and" else (() if where is None else (where,))
+    for i, term in enumerate(terms):
+        table = _KEYED.get(term.kind) if isinstance(term, Comparison) else None
+        if table is not None:  # a top-level AND term: a join on (run, key), which is unique
+            f = table.alias(f"filter_{i}")
+            q = q.join(f, and_(f.c.run_id == s.runs.c.id, _keyed(f, term)))  # type: ignore[arg-type]
+        else:
+            q = q.where(_compile(term))
+    for i, o in enumerate(order_by):
+        direction = _descending if o.descending else _ascending
+        # Runs without the metric or param (NULL) sort last, ascending or descending.
+        if o.kind == "metrics":
+            m = s.latest_metrics.alias(f"order_m{i}")
+            q = q.outerjoin(m, and_(m.c.run_id == s.runs.c.id, m.c.key == o.key))
+            keys = [m.c.value.is_(None), direction(m.c.value)]
+        elif o.kind == "params":
+            # Numbers in numeric order first, then text values in text order.
+            p = s.run_params.alias(f"order_p{i}")
+            q = q.outerjoin(p, and_(p.c.run_id == s.runs.c.id, p.c.key == o.key))
+            keys = [p.c.value.is_(None), p.c.value_num.is_(None), direction(p.c.value_num), direction(p.c.value)]
+        else:
+            col = _ATTRIBUTES.get(o.key)
+            if col is None:
+                raise InvalidInputError(f"Cannot order by attribute {o.key!r}; known: {', '.join(sorted(_ATTRIBUTES))}")
+            keys = [col.is_(None), direction(col)]
+        q = q.order_by(*keys)
+    return q.order_by(s.runs.c.started_at.desc(), s.runs.c.id).limit(limit)
+
+
 def _details_of() -> Any:
     """Params, latest metrics, tags, inputs and artifacts of the runs `ids`, as
     (kind, run_id, key, text, number) rows: one UNION ALL, so a page is two round trips."""
@@ -408,6 +429,29 @@ def _details_of() -> Any:
 
 
 _DETAILS_OF = _details_of()
+
+
+def _details(conn: Connection, ids: list[str]) -> list[Any]:
+    """_DETAILS_OF's rows for `ids`. On SQLite straight through the driver's cursor (plain tuples,
+    none of SQLAlchemy's per-statement and per-row work): a search page reads a few thousand."""
+    if conn.dialect.name != "sqlite":
+        return conn.execute(_DETAILS_OF, {"ids": ids}).all()  # type: ignore[no-any-return]
+    marks = ",".join("?" * len(ids))
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        return cursor.execute(_SQLITE_DETAILS.format(ids=marks), ids * 5).fetchall()
+    finally:
+        cursor.close()
+
+
+_SQLITE_DETAILS = """\
+SELECT 0, run_id, "key", value, NULL FROM run_params WHERE run_id IN ({ids})
+UNION ALL SELECT 1, run_id, "key", NULL, value FROM latest_metrics WHERE run_id IN ({ids})
+UNION ALL SELECT 2, run_id, "key", value, NULL FROM run_tags WHERE run_id IN ({ids})
+UNION ALL SELECT 3, i.run_id, d.name, NULL, v.version FROM run_inputs AS i
+  JOIN dataset_versions AS v ON v.id = i.dataset_version_id JOIN datasets AS d ON d.id = v.dataset_id
+  WHERE i.run_id IN ({ids})
+UNION ALL SELECT 4, run_id, path, digest, size_bytes FROM run_artifacts WHERE run_id IN ({ids})"""
 
 
 def _environment(stored: Any, seen: dict[str, dict[str, str]]) -> dict[str, str]:
@@ -482,23 +526,9 @@ def _compile(node: Comparison | BoolOp) -> ColumnElement[bool]:
         parts = [_compile(t) for t in node.terms]
         return and_(true(), *parts) if node.op == "and" else or_(false(), *parts)
     # Each comparison is a semi-join on an indexed (key, value) table: no run is loaded into Python.
-    if node.kind == "metrics":
-        t = s.latest_metrics
-        if not isinstance(node.value, float) or node.op == "like":
-            raise InvalidInputError(
-                f"metrics.{node.key} compares with numbers (=, !=, <, <=, >, >=), got {node.op} {node.value!r}"
-            )
-        return s.runs.c.id.in_(select(t.c.run_id).where(t.c.key == node.key, _cmp(t.c.value, node.op, node.value)))
-    if node.kind == "params":
-        t = s.run_params
-        if isinstance(node.value, float) and node.op != "like":
-            cond = _cmp(t.c.value_num, node.op, node.value)
-        else:
-            cond = _cmp(t.c.value, node.op, _text(node.value))
-        return s.runs.c.id.in_(select(t.c.run_id).where(t.c.key == node.key, cond))
-    if node.kind == "tags":
-        t = s.run_tags
-        return s.runs.c.id.in_(select(t.c.run_id).where(t.c.key == node.key, _cmp(t.c.value, node.op, _text(node.value))))
+    table = _KEYED.get(node.kind)
+    if table is not None:
+        return s.runs.c.id.in_(select(table.c.run_id).where(_keyed(table, node)))
     if node.kind == "attributes":
         col = _ATTRIBUTES.get(node.key)
         if col is None:
@@ -507,3 +537,19 @@ def _compile(node: Comparison | BoolOp) -> ColumnElement[bool]:
             return _cmp(col, node.op, _time(node.key, node.value))
         return _cmp(col, node.op, _text(node.value))
     raise InvalidInputError(f"Unknown field kind {node.kind!r}")
+
+
+_KEYED = {"metrics": s.latest_metrics, "params": s.run_params, "tags": s.run_tags}
+
+
+def _keyed(t: Any, node: Comparison) -> ColumnElement[bool]:
+    """The row of (run, key) that a metrics/params/tags comparison asks for, on table (alias) `t`."""
+    if node.kind == "metrics":
+        if not isinstance(node.value, float) or node.op == "like":
+            raise InvalidInputError(
+                f"metrics.{node.key} compares with numbers (=, !=, <, <=, >, >=), got {node.op} {node.value!r}"
+            )
+        return and_(t.c.key == node.key, _cmp(t.c.value, node.op, node.value))
+    if node.kind == "params" and isinstance(node.value, float) and node.op != "like":
+        return and_(t.c.key == node.key, _cmp(t.c.value_num, node.op, node.value))
+    return and_(t.c.key == node.key, _cmp(t.c.value, node.op, _text(node.value)))
