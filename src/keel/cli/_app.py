@@ -206,7 +206,8 @@ def demo(
 
     ws = Workspace(Settings(home=result.home))
     ctx.call_on_close(ws.close)
-    out().print(f"Serving {result.champion} (alias champion) at http://127.0.0.1:{port}/api/v1/models/credit-risk/predict")
+    champion = ws.models.get("credit-risk@champion").ref  # the retraining of the live act may have moved it
+    out().print(f"Serving {champion} (alias champion) at http://127.0.0.1:{port}/api/v1/models/credit-risk/predict")
     serve.serve_workspace(ws, host="127.0.0.1", port=port, log_format="text")
 
 
