@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -248,9 +249,10 @@ class RunStore(Transactional):
         q = _SEARCHES.get(key)
         if q is None:
             q = _search_statement(where, order_by, experiment, limit)
-            if len(_SEARCHES) >= 256:  # a dashboard asks the same few searches again and again
-                _SEARCHES.pop(next(iter(_SEARCHES)))
-            _SEARCHES[key] = q
+            with _searches_lock:  # a dashboard asks the same few searches again and again
+                while len(_SEARCHES) >= 256:
+                    _SEARCHES.pop(next(iter(_SEARCHES)))
+                _SEARCHES[key] = q
         with self.connect() as conn:
             return self._load(conn, q)
 
@@ -373,6 +375,7 @@ def _write_points(conn: Connection, run_id: str, points: Sequence[tuple[str, flo
 
 
 _SEARCHES: dict[Any, Any] = {}  # built search statements by (filter, order, experiment, limit)
+_searches_lock = threading.Lock()
 
 
 def _search_statement(
