@@ -237,12 +237,16 @@ def _tags_text(tags: Mapping[str, Any]) -> dict[str, str]:
 
 def _metric_value(key: Any, value: Any) -> float:
     _check_key(key, "metric")
+    return _finite(value, f"Metric {key!r}", "a number")
+
+
+def _finite(value: Any, what: str, kind: str) -> float:
     try:
         number = float(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"Metric {key!r} must be a number, got {value!r}") from exc
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{what} must be {kind}, got {value!r}") from None
     if not math.isfinite(number):
-        raise InvalidInputError(f"Metric {key!r} must be finite, got {number}")
+        raise InvalidInputError(f"{what} must be finite, got {number}")
     return number
 
 
@@ -470,13 +474,7 @@ def _now_ts() -> float:
 
 
 def _timestamp(value: Any) -> float:
-    try:
-        ts = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"A metric timestamp is seconds since the epoch, got {value!r}") from None
-    if not math.isfinite(ts):
-        raise InvalidInputError(f"A metric timestamp must be finite, got {ts}")
-    return ts
+    return _finite(value, "A metric timestamp", "seconds since the epoch")
 
 
 class Runs:
