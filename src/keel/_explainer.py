@@ -161,7 +161,12 @@ def measure_importance(model: Any, X: Any) -> dict[str, Any] | None:
         e = explain_model(model, sample, background=sample)
     except (ImportError, InvalidInputError, ValueError):  # shap not installed, or a pipeline it cannot fold: later
         return None
-    return {"importance": e.importance(), "method": e.method, "space": e.space, "rows": len(sample)}
+    return _record(e, len(sample))
+
+
+def _record(e: Any, rows: int) -> dict[str, Any]:
+    """The importance record stored with a version: mean |attribution| and how it was measured."""
+    return {"importance": e.importance(), "method": e.method, "space": e.space, "rows": rows}
 
 
 def importance(ws: Any, model: str) -> dict[str, Any]:
@@ -175,5 +180,5 @@ def importance(ws: Any, model: str) -> dict[str, Any]:
     if ctx.background is None:
         raise InvalidInputError(f"{info.ref} has no training dataset in its lineage to measure importance on")
     e = explain_rows(ws.models.load(info), ctx.background, ctx).explanation
-    ws._meta.importance.save(info.name, info.version, e.importance(), method=e.method, space=e.space, rows=len(ctx.background))
+    ws._meta.importance.save(info.name, info.version, _record(e, len(ctx.background)))
     return dict(ws._meta.importance.get(info.name, info.version) or {})

@@ -10,18 +10,23 @@ from keel.errors import ConflictError
 from keel.storage import schema as s
 from keel.storage._common import Transactional, now
 
-__all__ = ["ImportanceStore"]
+__all__ = ["ImportanceStore", "importance_row"]
 
 t = s.model_importance
 
 
+def importance_row(model: str, version: int, record: dict[str, Any], created_at: Any) -> dict[str, Any]:
+    """The model_importance row of a record {"importance", "method", "space", "rows"}."""
+    return {"model_name": model, "version": version, "importance": record["importance"], "method": record["method"][:128],
+            "space": record["space"][:32], "rows": record["rows"], "created_at": created_at}  # fmt: skip
+
+
 class ImportanceStore(Transactional):
-    def save(self, model: str, version: int, importance: dict[str, float], *, method: str, space: str, rows: int) -> None:
-        """Store a version's importance once; a second writer's is dropped (it is the same sample)."""
+    def save(self, model: str, version: int, record: dict[str, Any]) -> None:
+        """Store a version's importance record once; a second writer's is dropped (it is the same sample)."""
         try:
             with self.begin() as conn:
-                conn.execute(t.insert().values(model_name=model, version=version, importance=importance, method=method[:128],
-                                               space=space[:32], rows=rows, created_at=now()))  # fmt: skip
+                conn.execute(t.insert(), importance_row(model, version, record, now()))
         except ConflictError:
             pass
 

@@ -13,6 +13,7 @@ from keel.errors import InvalidInputError, NotFoundError
 from keel.refs import Ref, check_name
 from keel.storage import schema as s
 from keel.storage._common import Transactional, now, retry_conflicts, upsert, utc
+from keel.storage.importance import importance_row
 
 __all__ = ["ModelStore"]
 
@@ -83,12 +84,7 @@ class ModelStore(Transactional):
                 [{"digest": d, "owner": owner} for d in sorted({digest, *(extra_blobs or [])})],
             )
             if importance is not None:
-                conn.execute(
-                    s.model_importance.insert().values(
-                        model_name=name, version=version, importance=importance["importance"], method=importance["method"][:128],
-                        space=importance["space"][:32], rows=importance["rows"], created_at=ts,
-                    )
-                )  # fmt: skip
+                conn.execute(s.model_importance.insert(), importance_row(name, version, importance, ts))
             conn.execute(rm.update().where(rm.c.id == model_id).values(updated_at=ts))
             return self._load(conn, _versions().where(mv.c.id == row_id))[0]
 
@@ -162,33 +158,15 @@ class ModelStore(Transactional):
                 rows = self._load(conn, q, bound)
             if rows:
                 return rows[0]
-        with self.connect() as conn:  # not found: the slow path says which part is missing
+        with self.connect() as conn:  # nothing found: say which part of the reference is missing
             model_id = self._model_id(conn, ref.name)
-            q = _versions().where(mv.c.model_id == model_id)
-            if ref.version is not None:
-                rows = self._load(conn, q.where(mv.c.version == ref.version))
-                if not rows:
-                    raise NotFoundError(
-                        f"Model {ref.name!r} has no version {ref.version}; {self._versions_hint(conn, model_id)}"
-                    )
-                return rows[0]
-            if ref.alias is not None:
-                target = conn.execute(
-                    select(s.model_aliases.c.model_version_id).where(
-                        s.model_aliases.c.model_id == model_id, s.model_aliases.c.alias == ref.alias
-                    )
-                ).scalar()
-                if target is None:
-                    raise NotFoundError(
-                        f"Model {ref.name!r} has no alias {ref.alias!r}; {self._aliases_hint(conn, model_id, ref.alias)}"
-                    )
-                return self._load(conn, _versions().where(mv.c.id == target))[0]
             if ref.digest is not None:
                 raise InvalidInputError(f"Model reference {str(ref)!r}: models are addressed by version or alias")
-            rows = self._load(conn, q.order_by(mv.c.version.desc()).limit(1))
-            if not rows:
-                raise NotFoundError(f"Model {ref.name!r} has no versions")
-            return rows[0]
+            if ref.version is not None:
+                raise NotFoundError(f"Model {ref.name!r} has no version {ref.version}; {self._versions_hint(conn, model_id)}")
+            if ref.alias is not None:
+                raise NotFoundError(f"Model {ref.name!r} has no alias {ref.alias!r}; {self._aliases_hint(conn, model_id, ref.alias)}")
+            raise NotFoundError(f"Model {ref.name!r} has no versions")
 
     def versions(self, name: str) -> list[ModelVersion]:
         with self.connect() as conn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import threading
@@ -439,22 +440,22 @@ def _details(conn: Connection, ids: list[str]) -> list[Any]:
     none of SQLAlchemy's per-statement and per-row work): a search page reads a few thousand."""
     if conn.dialect.name != "sqlite":
         return conn.execute(_DETAILS_OF, {"ids": ids}).all()  # type: ignore[no-any-return]
-    marks = ",".join("?" * len(ids))
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        return cursor.execute(_SQLITE_DETAILS.format(ids=marks), ids * 5).fetchall()
+        return cursor.execute(_sqlite_details(len(ids)), ids * _DETAILS_PARTS).fetchall()
     finally:
         cursor.close()
 
 
-_SQLITE_DETAILS = """\
-SELECT 0, run_id, "key", value, NULL FROM run_params WHERE run_id IN ({ids})
-UNION ALL SELECT 1, run_id, "key", NULL, value FROM latest_metrics WHERE run_id IN ({ids})
-UNION ALL SELECT 2, run_id, "key", value, NULL FROM run_tags WHERE run_id IN ({ids})
-UNION ALL SELECT 3, i.run_id, d.name, NULL, v.version FROM run_inputs AS i
-  JOIN dataset_versions AS v ON v.id = i.dataset_version_id JOIN datasets AS d ON d.id = v.dataset_id
-  WHERE i.run_id IN ({ids})
-UNION ALL SELECT 4, run_id, path, digest, size_bytes FROM run_artifacts WHERE run_id IN ({ids})"""
+_DETAILS_PARTS = 5  # the IN lists of _DETAILS_OF, each bound to the same ids
+
+
+@functools.lru_cache(maxsize=8)
+def _sqlite_details(n: int) -> str:
+    """_DETAILS_OF compiled for SQLite with `n` ids in each of its IN lists."""
+    compiled = _DETAILS_OF.params(ids=[""] * n).compile(dialect=sqlite.dialect(), compile_kwargs={"render_postcompile": True})
+    assert len(compiled.positiontup or ()) == n * _DETAILS_PARTS
+    return str(compiled)
 
 
 def _environment(stored: Any, seen: dict[str, dict[str, str]]) -> dict[str, str]:

@@ -148,17 +148,18 @@ class _CodeVersions:
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(folder)
-        if hit is not None and hit.repo == repo and hit.files is not None:
-            if now - hit.at < self.rescan_s:
-                return hit.value
-            stamps = [_stamp(f) for f in hit.files]
+        if hit is None or hit.repo != repo:  # new, or HEAD, a ref or the index moved: list tracked files again
+            files = self._tracked(folder)
+            stamps = [_stamp(f) for f in files] if files is not None else []
+        elif hit.files is None:  # too many tracked files to watch: git decides every time
+            files, stamps = None, []
+        elif now - hit.at < self.rescan_s:
+            return hit.value
+        else:
+            files, stamps = hit.files, [_stamp(f) for f in hit.files]
             if stamps == hit.stamps:
                 hit.at = now
                 return hit.value
-            files = hit.files
-        else:
-            files = self._tracked(folder)
-            stamps = [_stamp(f) for f in files] if files is not None else []
         value = _git_commit(folder)
         with self._lock:
             self._cache[folder] = _Checked(repo, files, stamps, value, now)
@@ -338,15 +339,12 @@ class ActiveRun:
         """
         if self._ended or self._detached:
             self._check_open()
-        # The training loop's hot path: a key already seen was checked; a float is the common value.
-        number = value if type(value) is float else _metric_value(key, value)
-        if key not in self._next_step:
-            _metric_value(key, number)
-        elif not math.isfinite(number):
-            raise InvalidInputError(f"Metric {key!r} must be finite, got {number}")
+        # The training loop's hot path: a finite float for a key this run already checked.
+        fast = type(value) is float and math.isfinite(value) and key in self._next_step
+        number = value if fast else _metric_value(key, value)
         if step is not None and type(step) is not int and not _is_integer(step):
             raise InvalidInputError(f"The step of metric {key!r} must be an integer, got {step!r}")
-        ts = time.time() if timestamp is None else _timestamp(timestamp)
+        ts = _now_ts() if timestamp is None else _timestamp(timestamp)
         with self._lock:
             last = self._next_step.get(key, 0)
             at = last if step is None else int(step)
@@ -392,15 +390,18 @@ class ActiveRun:
 
     def flush(self) -> None:
         """Write buffered metric points in one transaction."""
+        self._drain(lambda batch: self._runs._meta.runs.log_metric_points(self.id, batch))
+
+    def _drain(self, write: Callable[[list[tuple[str, float, int, float]]], None]) -> None:
+        """Take the buffered points and `write` them; on failure they go back, for a later retry."""
         with self._lock:
             batch, self._buffer = self._buffer, []
-        if batch:
-            try:
-                self._runs._meta.runs.log_metric_points(self.id, batch)
-            except BaseException:
-                with self._lock:  # keep the points so a later flush can retry
-                    self._buffer[:0] = batch
-                raise
+        try:
+            write(batch)
+        except BaseException:
+            with self._lock:
+                self._buffer[:0] = batch
+            raise
 
     def end(self, status: RunStatus | str = RunStatus.FINISHED) -> Run:
         """Flush, mark the run ended with `status`, and return it as recorded. Ending twice is a no-op."""
@@ -409,21 +410,12 @@ class ActiveRun:
 
     def _close(self, status: RunStatus | str) -> None:
         """Write the buffered points and the end in one transaction (end() without reading the run back)."""
-        try:
-            status = RunStatus(status)
-        except ValueError:
-            raise InvalidInputError(f"Unknown run status {status!r}; known: {', '.join(s.value for s in RunStatus)}") from None
+        status = _run_status(status)
         with self._end_lock:
             if self._ended:
                 return
-            with self._lock:
-                batch, self._buffer = self._buffer, []
-            try:
-                self._runs._meta.runs.finish(self.id, status, datetime.now(UTC), batch)
-            except BaseException:
-                with self._lock:  # keep the points so a retry can write them
-                    self._buffer[:0] = batch
-                raise
+            ended_at = datetime.now(UTC)
+            self._drain(lambda batch: self._runs._meta.runs.finish(self.id, status, ended_at, batch))
             self._ended = True
             atexit.unregister(self._end_at_exit)
 
@@ -467,6 +459,13 @@ class ActiveRun:
             self._close(RunStatus.KILLED)
         else:
             self._close(RunStatus.FAILED)
+
+
+def _run_status(value: RunStatus | str) -> RunStatus:
+    try:
+        return RunStatus(value)
+    except ValueError:
+        raise InvalidInputError(f"Unknown run status {value!r}; known: {', '.join(s.value for s in RunStatus)}") from None
 
 
 def _now_ts() -> float:
@@ -589,10 +588,7 @@ class Runs:
 
     def end(self, run_id: str, status: RunStatus | str = RunStatus.FINISHED) -> Run:
         """Mark a running run ended with `status` and return it; a run already ended is returned as is."""
-        try:
-            status = RunStatus(status)
-        except ValueError:
-            raise InvalidInputError(f"Unknown run status {status!r}; known: {', '.join(s.value for s in RunStatus)}") from None
+        status = _run_status(status)
         full = self._meta.runs.resolve_id(run_id)
         self._meta.runs.finish(full, status, datetime.now(UTC))
         return self.get(full)

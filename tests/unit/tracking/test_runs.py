@@ -248,6 +248,27 @@ def test_git_is_asked_again_only_when_the_repository_or_a_tracked_file_changed(
     assert ws.runs.start(code_dir=repo / "src").end().code_version == f"{head}-dirty" and len(asked) == 6
 
 
+def test_a_repository_with_too_many_files_to_watch_asks_git_once_per_run(
+    ws: keel.Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keel.tracking import runs as tracking_runs
+
+    repo = tmp_path / "big"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "a.py").write_text("a = 1\n")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "a")
+    monkeypatch.setattr(tracking_runs._CodeVersions, "max_files", 0)
+    listed, asked = [], []
+    real_tracked, real_commit = tracking_runs._CodeVersions._tracked, tracking_runs._git_commit
+    monkeypatch.setattr(tracking_runs._CodeVersions, "_tracked", lambda self, folder: listed.append(folder) or real_tracked(self, folder))
+    monkeypatch.setattr(tracking_runs, "_git_commit", lambda cwd: asked.append(cwd) or real_commit(cwd))
+    head = _git(repo, "rev-parse", "HEAD")
+    assert [ws.runs.start(code_dir=repo).end().code_version for _ in range(3)] == [head] * 3
+    assert len(asked) == 3 and len(listed) == 1  # git status each run; the files are listed once
+
+
 def test_code_version_is_none_outside_a_git_repository(ws: keel.Workspace, tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     plain.mkdir()
