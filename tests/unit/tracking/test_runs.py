@@ -193,17 +193,22 @@ def test_replacing_an_artifact_lets_gc_remove_the_old_bytes(ws: keel.Workspace) 
     assert ws.runs.artifact(run.id, "notes.txt") == b"final"
 
 
+def _committed(repo: Path, files: dict[str, str]) -> tuple[Path, str]:
+    """A new git repository at `repo` with `files` committed; (repo, HEAD's commit)."""
+    _git(repo.parent, "init", "-q", repo.name)
+    for name, text in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "first")
+    return repo, _git(repo, "rev-parse", "HEAD")
+
+
 def test_code_version_is_the_git_commit_of_code_dir(ws: keel.Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from keel.tracking import runs as tracking_runs
 
     monkeypatch.setattr(tracking_runs._CodeVersions, "rescan_s", 0.0)  # every run looks at the tracked files
-    repo = tmp_path / "project"
-    repo.mkdir()
-    _git(repo, "init", "-q")
-    (repo / "train.py").write_text("print('v1')\n")
-    _git(repo, "add", "train.py")
-    _git(repo, "commit", "-q", "-m", "v1")
-    head = _git(repo, "rev-parse", "HEAD")
+    repo, head = _committed(tmp_path / "project", {"train.py": "print('v1')\n"})
     assert ws.runs.start(code_dir=repo).end().code_version == head
     (repo / "train.py").write_text("print('v2')\n")  # an uncommitted change to a tracked file
     assert ws.runs.start(code_dir=repo).end().code_version == f"{head}-dirty"
@@ -216,13 +221,7 @@ def test_git_is_asked_again_only_when_the_repository_or_a_tracked_file_changed(
 ) -> None:
     from keel.tracking import runs as tracking_runs
 
-    repo = tmp_path / "project"
-    (repo / "src").mkdir(parents=True)
-    _git(repo, "init", "-q")
-    (repo / "src" / "train.py").write_text("print('v1')\n")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-q", "-m", "v1")
-    head = _git(repo, "rev-parse", "HEAD")
+    repo, head = _committed(tmp_path / "project", {"src/train.py": "print('v1')\n"})
     monkeypatch.setattr(tracking_runs._CodeVersions, "rescan_s", 0.0)
     asked: list[Path] = []
     real = tracking_runs._git_commit
@@ -253,18 +252,12 @@ def test_a_repository_with_too_many_files_to_watch_asks_git_once_per_run(
 ) -> None:
     from keel.tracking import runs as tracking_runs
 
-    repo = tmp_path / "big"
-    repo.mkdir()
-    _git(repo, "init", "-q")
-    (repo / "a.py").write_text("a = 1\n")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-q", "-m", "a")
+    repo, head = _committed(tmp_path / "big", {"a.py": "a = 1\n"})
     monkeypatch.setattr(tracking_runs._CodeVersions, "max_files", 0)
     listed, asked = [], []
     real_tracked, real_commit = tracking_runs._CodeVersions._tracked, tracking_runs._git_commit
     monkeypatch.setattr(tracking_runs._CodeVersions, "_tracked", lambda self, folder: listed.append(folder) or real_tracked(self, folder))
     monkeypatch.setattr(tracking_runs, "_git_commit", lambda cwd: asked.append(cwd) or real_commit(cwd))
-    head = _git(repo, "rev-parse", "HEAD")
     assert [ws.runs.start(code_dir=repo).end().code_version for _ in range(3)] == [head] * 3
     assert len(asked) == 3 and len(listed) == 1  # git status each run; the files are listed once
 
