@@ -113,7 +113,7 @@ def main() -> None:
         ws.models.register("lgbm", model, trained_on=version, X=X.head(100))
         ws.models.set_alias("lgbm", "champion", version=1)
         record = {"records": [X.iloc[0].to_dict()]}
-        with TestClient(create_app(ws)) as client:
+        with TestClient(create_app(ws), base_url="http://127.0.0.1") as client:
             client.post("/api/v1/models/lgbm/predict?explain=true", json=record)  # warm: load, context
             plain, explained = [], []
             for _ in range(n_requests):

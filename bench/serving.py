@@ -13,6 +13,8 @@ features; the four categorical columns encoded as integer codes), trained once p
             its text file and predicts {"records": [row]} with numpy (`create_bare_app` below)
     keel-nolog  Keel with the app's prediction log replaced by a no-op (`--keel-without-log` below),
             to measure what the log costs
+    keel-nowal  Keel with KEEL_PREDLOG_WAL=off: the log without its write-ahead file, to measure what
+            the crash guarantee costs (`keel` waits for the fdatasync that covers each answer)
 
 each in its own process, one at a time, with OMP_NUM_THREADS=1. The load generator is another
 process (`--loadgen`, asyncio sockets with keep-alive, so it never shares a GIL with a server):
@@ -27,6 +29,7 @@ bench/results/serving.json with every repeat and the machine's details.
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 .venv-bench/bin/python bench/serving.py
     .venv-bench/bin/python bench/serving.py --quick      # smoke test: 1 repeat, 1 s per level, 100k rows
+    .venv-bench/bin/python bench/serving.py --only keel --only keel-nowal --skip-batch   # the WAL's cost alone
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 CONCURRENCY = (1, 8, 32)
-SERVERS = ("keel", "mlflow", "bare", "keel-nolog")
+SERVERS = ("keel", "mlflow", "bare", "keel-nolog", "keel-nowal")
 MODEL_NAME = "credit"
 CATEGORICAL = ("Home", "Marital", "Records", "Job")
 # Every server process gets one BLAS/OpenMP thread (RECIPES.md), so both sides predict alike.
@@ -93,6 +96,9 @@ class _NoLog:
         return new_prediction_ids(n)
 
     def log(self, *args: Any, **kwargs: Any) -> bool:
+        return True
+
+    async def log_async(self, *args: Any, **kwargs: Any) -> bool:
         return True
 
     def write_frame(self, *args: Any, **kwargs: Any) -> bool:
@@ -260,7 +266,7 @@ def prepare(tmp: Path) -> dict[str, Any]:
         "mlflow": orjson.dumps({"dataframe_records": [record]}),
         "bare": orjson.dumps({"records": [record]}),
     }
-    bodies["keel-nolog"] = bodies["keel"]
+    bodies["keel-nolog"] = bodies["keel-nowal"] = bodies["keel"]
     files = {}
     for side, body in bodies.items():
         files[side] = tmp / f"body-{side}.json"
@@ -282,6 +288,7 @@ def prepare(tmp: Path) -> dict[str, Any]:
 PATHS = {
     "keel": ("/healthz", f"/api/v1/models/{MODEL_NAME}/predict"),
     "keel-nolog": ("/healthz", f"/api/v1/models/{MODEL_NAME}/predict"),
+    "keel-nowal": ("/healthz", f"/api/v1/models/{MODEL_NAME}/predict"),
     "mlflow": ("/ping", "/invocations"),
     "bare": ("/health", "/predict"),
 }
@@ -297,7 +304,10 @@ def server_command(side: str, setup: dict[str, Any], port: int) -> tuple[list[st
     env = {**os.environ, **THREAD_ENV, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
     env = {k: v for k, v in env.items() if not k.startswith("KEEL_")}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # as in an activated venv: MLflow execs `uvicorn`
-    if side == "keel":
+    if side in ("keel", "keel-nowal"):
+        env["KEEL_PREDLOG_WAL"] = "on" if side == "keel" else "off"
+        if os.environ.get("BENCH_WAL_SYNC_MS"):  # --wal-sync-ms: the group-commit interval under test
+            env["KEEL_PREDLOG_WAL_SYNC_MS"] = os.environ["BENCH_WAL_SYNC_MS"]
         return [str(BIN / "keel"), "--workspace", str(setup["keel_home"]), "serve", "--port", str(port)], env
     if side == "keel-nolog":
         return [sys.executable, __file__, "--keel-without-log", "--workspace", str(setup["keel_home"]),
@@ -416,7 +426,7 @@ def measure_server(side: str, setup: dict[str, Any], args: argparse.Namespace, l
         levels = {c: run_load(server.port, server.predict_path, body_file, c, args.seconds) for c in CONCURRENCY}
         rss = server.rss_kib()
         served = 1 + warm["requests"] + sum(v["requests"] for v in levels.values())
-        log = {"requests_served": served, **predlog_counters(server)} if side == "keel" else None
+        log = {"requests_served": served, **predlog_counters(server)} if side in ("keel", "keel-nowal") else None
     finally:
         server.stop()
     return {"ready_s": ready_s, "first_prediction_s": first_s, "rss_kib_after_load": rss, "levels": levels, "predlog": log}
@@ -500,7 +510,7 @@ def ratios(s: dict[str, dict[str, float]]) -> dict[str, float]:
     """Targets as ratios in Keel's favour (MLflow / Keel; Keel / MLflow for throughput), and what the
     prediction log costs (Keel with it / without it; without / with for throughput)."""
     out: dict[str, float] = {}
-    k, m, nolog = s.get("keel"), s.get("mlflow"), s.get("keel-nolog")
+    k, m, nolog, nowal = s.get("keel"), s.get("mlflow"), s.get("keel-nolog"), s.get("keel-nowal")
     if k and m:
         out["p50_mlflow_over_keel"] = m["p50_us"] / k["p50_us"]
         out["p99_mlflow_over_keel"] = m["p99_us"] / k["p99_us"]
@@ -511,6 +521,10 @@ def ratios(s: dict[str, dict[str, float]]) -> dict[str, float]:
         out["p50_log_on_over_off"] = k["p50_us"] / nolog["p50_us"]
         out["p99_log_on_over_off"] = k["p99_us"] / nolog["p99_us"]
         out.update({f"rps_{c}_log_off_over_on": nolog[f"rps_{c}"] / k[f"rps_{c}"] for c in CONCURRENCY})
+    if k and nowal:
+        out["p50_wal_on_over_off"] = k["p50_us"] / nowal["p50_us"]
+        out["p99_wal_on_over_off"] = k["p99_us"] / nowal["p99_us"]
+        out.update({f"rps_{c}_wal_off_over_on": nowal[f"rps_{c}"] / k[f"rps_{c}"] for c in CONCURRENCY})
     return out
 
 
@@ -520,7 +534,7 @@ TARGETS = {  # ratio name -> the least it must be
     "rps_32_keel_over_mlflow": 3.0,
     "ready_mlflow_over_keel": 2.0,
 }
-COLUMNS = {"keel": "Keel", "mlflow": "MLflow", "bare": "bare", "keel-nolog": "Keel, no log"}
+COLUMNS = {"keel": "Keel", "keel-nowal": "Keel, no WAL", "mlflow": "MLflow", "bare": "bare", "keel-nolog": "Keel, no log"}
 
 
 def print_table(s: dict[str, dict[str, float]], r: dict[str, float], batch: dict[str, dict[str, Any]],
@@ -542,10 +556,10 @@ def print_table(s: dict[str, dict[str, float]], r: dict[str, float], batch: dict
         *((f"throughput, {c} client{'s' if c > 1 else ''}", f"rps_{c}", rate, f"rps_{c}_keel_over_mlflow") for c in CONCURRENCY),
     ]  # fmt: skip
     sides = [side for side in COLUMNS if side in s]
-    print(f"\n{'single-row predictions':<28}" + "".join(f"{COLUMNS[x]:>13}" for x in sides)
+    print(f"\n{'single-row predictions':<28}" + "".join(f"{COLUMNS[x]:>14}" for x in sides)
           + (f"{'Keel vs MLflow':>16}{'target':>12}" if "p50_mlflow_over_keel" in r else ""))  # fmt: skip
     for label, key, fmt, ratio_key in rows:
-        line = f"{label:<28}" + "".join(f"{fmt(s[x][key]):>13}" for x in sides)
+        line = f"{label:<28}" + "".join(f"{fmt(s[x][key]):>14}" for x in sides)
         if ratio_key in r:
             target = TARGETS.get(ratio_key)
             verdict = "" if target is None else (f">= {target:g}x " + ("ok" if r[ratio_key] >= target else "MISS"))
@@ -557,10 +571,15 @@ def print_table(s: dict[str, dict[str, float]], r: dict[str, float], batch: dict
     if "p50_log_on_over_off" in r:
         print(f"prediction log (Keel / Keel, no log): p50 {r['p50_log_on_over_off']:.2f}x, p99 {r['p99_log_on_over_off']:.2f}x, "
               "throughput " + ", ".join(f"{c}: {1 / r[f'rps_{c}_log_off_over_on']:.2f}x" for c in CONCURRENCY))  # fmt: skip
-    for rep in runs.get("keel", []):
-        log = rep["predlog"] or {}
-        if log.get("dropped_total"):
-            print(f"warning: Keel's prediction log dropped {log['dropped_total']:,.0f} of {log['requests_served']:,} rows")
+    if "p50_wal_on_over_off" in r:
+        print(f"write-ahead file (Keel / Keel, no WAL): p50 {r['p50_wal_on_over_off']:.2f}x, p99 {r['p99_wal_on_over_off']:.2f}x, "
+              "throughput " + ", ".join(f"{c}: {1 / r[f'rps_{c}_wal_off_over_on']:.2f}x" for c in CONCURRENCY))  # fmt: skip
+    for side in ("keel", "keel-nowal"):
+        for rep in runs.get(side, []):
+            log = rep["predlog"] or {}
+            if log.get("dropped_total"):
+                print(f"warning: {COLUMNS[side]}'s prediction log dropped {log['dropped_total']:,.0f} of "
+                      f"{log['requests_served']:,} rows")  # fmt: skip
     for side, b in batch.items():
         print(f"batch ({COLUMNS[side]}): {b['rows']:,} rows ({b['csv_bytes'] / 1e6:.0f} MB CSV) in {b['seconds']:.1f} s = "
               f"{b['rows_per_s']:,.0f} rows/s; server RSS {b['rss_before_kib'] / 1024:.0f} MiB before, "
@@ -577,7 +596,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--skip-batch", action="store_true")
     p.add_argument("--only", choices=SERVERS, action="append", help="measure only this server (repeatable; no ratios)")
     p.add_argument("--no-json", action="store_true", help="print the table only")
+    p.add_argument("--wal-sync-ms", type=float, default=None,
+                   help="KEEL_PREDLOG_WAL_SYNC_MS for the Keel server (default: the setting's default)")
     a = p.parse_args()
+    if a.wal_sync_ms is not None:
+        os.environ["BENCH_WAL_SYNC_MS"] = str(a.wal_sync_ms)
     defaults = {"repeats": (1, 3), "seconds": (1.0, 4.0), "warmup": (0.5, 1.0), "batch_rows": (100_000, 1_000_000)}
     for key, pair in defaults.items():
         if getattr(a, key) is None:

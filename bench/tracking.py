@@ -3,6 +3,9 @@
     1. metric points  log N points of one series in one run, one call per point, then end the run
                       (MLflow anchors: fluent `mlflow.log_metric` per point, and `MlflowClient.log_batch`
                       in chunks of 1,000, MLflow's batch limit)
+                      equal durability: Keel with KEEL_SQLITE_SYNCHRONOUS=full and a commit per point
+                      (`run.log_metric` + `run.flush()`), against the same per-point `mlflow.log_metric`:
+                      both commit and sync every point (MLflow's SQLite runs synchronous=FULL)
     2. create runs    R runs, each with 10 params and 10 metrics (each tool's dict APIs)
     3. search runs    `metrics.m0 > 0.5` ordered by `metrics.m1` desc, limit 100, over those runs
                       (MLflow anchor: `MlflowClient.search_runs`, which returns entities as Keel does;
@@ -30,6 +33,7 @@ from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Metric  # noqa: E402
 
 import keel  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
 quiet_mlflow()  # again: importing mlflow configures its own loggers
 
@@ -56,7 +60,7 @@ def main() -> None:
     expected_names = [f"run-{i:04d}" for i in expected]
 
     t: dict[str, list[float]] = {k: [] for k in (
-        "keel_points", "mlflow_points", "mlflow_points_batch", "keel_runs", "mlflow_runs",
+        "keel_points", "keel_points_durable", "mlflow_points", "mlflow_points_batch", "keel_runs", "mlflow_runs",
         "keel_search", "mlflow_search", "mlflow_search_df")}  # fmt: skip
     print(f"tracking: {args.points} points, {args.runs} runs, {args.searches} searches, {args.repeats} repeats", flush=True)
     for rep in range(args.repeats):
@@ -79,7 +83,21 @@ def main() -> None:
                             run.log_metric("loss", v, step=step)
                         run.end()
                     assert len(ws.runs.metric_history(run.id, "loss")) == args.points
+                    # Equal durability: every point its own commit, synced as MLflow's are.
+                    with keel.Workspace(keel.Settings(home=Path(kdir, "full"), sqlite_synchronous="full")) as durable:
+                        with durable._meta.engine.connect() as conn:
+                            report.checks["keel_durable_pragma_synchronous"] = conn.execute(text("PRAGMA synchronous")).scalar()
+                        run = durable.runs.start("points")
+                        with stopwatch(t["keel_points_durable"]):
+                            for step, v in enumerate(values):
+                                run.log_metric("loss", v, step=step)
+                                run.flush()
+                            run.end()
+                        assert len(durable.runs.metric_history(run.id, "loss")) == args.points
                 else:
+                    store = client._tracking_client.store  # type: ignore[attr-defined]
+                    with store.engine.connect() as conn:  # MLflow's own engine: its durability setting
+                        report.checks["mlflow_pragma_synchronous"] = conn.execute(text("PRAGMA synchronous")).scalar()
                     mrun = mlflow.start_run(experiment_id=exp_points)
                     with stopwatch(t["mlflow_points"]):
                         for step, v in enumerate(values):
@@ -145,6 +163,10 @@ def main() -> None:
     n, r = args.points, args.runs
     report.add(f"log {n:,} metric points (per-call log_metric)", t["keel_points"], t["mlflow_points"], unit="total",
                note="MLflow: fluent mlflow.log_metric per point, one SQLite commit each; Keel: run.log_metric (buffered)")
+    report.add(f"log {n:,} metric points, equal durability (commit + sync per point)", t["keel_points_durable"],
+               t["mlflow_points"], unit="total",
+               note="Both commit and fsync every point: Keel KEEL_SQLITE_SYNCHRONOUS=full, run.log_metric + run.flush() "
+                    "per point; MLflow fluent mlflow.log_metric per point (its SQLite runs synchronous=FULL)")
     report.add(f"log {n:,} metric points (MLflow log_batch)", t["keel_points"], t["mlflow_points_batch"], unit="total",
                note=f"MLflow: MlflowClient.log_batch, {MLFLOW_BATCH} metrics per call (its limit); Keel: same per-call loop as above")
     report.add(f"create {r:,} runs x 10 params + 10 metrics", t["keel_runs"], t["mlflow_runs"], unit="total",

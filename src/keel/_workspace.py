@@ -55,9 +55,9 @@ class Workspace:
             settings = settings.with_changes(**changes) if changes else settings
         self.settings = settings
         self._blobs = BlobStore(settings.resolved_artifacts_url, settings.artifacts_options)
-        self._meta = MetadataStore(settings.resolved_store_url)
+        self._meta = MetadataStore(settings.resolved_store_url, sqlite_synchronous=settings.sqlite_synchronous)
         author = settings.resolved_author
-        self.datasets = Datasets(self._meta, self._blobs, author=author)
+        self.datasets = Datasets(self._meta, self._blobs, author=author, max_columns=settings.dataset_max_columns)
         self.runs = Runs(
             self._meta,
             self._blobs,
@@ -65,7 +65,10 @@ class Workspace:
             buffer_points=settings.metric_buffer_points,
             datasets_get=self.datasets.get,
             dataset_id=self.datasets.version_id,
+            heartbeat_timeout_s=settings.run_heartbeat_timeout_s,
+            remote_timeout_s=settings.run_remote_timeout_s,
         )
+        self.runs.check_lost()  # runs left running by a process that died are marked killed
         self.models = Models(
             self._meta,
             self._blobs,
@@ -83,6 +86,10 @@ class Workspace:
             retention_days=settings.predlog_retention_days,
             buffer_rows=settings.predlog_buffer_rows,
             flush_s=settings.predlog_flush_s,
+            wal_dir=settings.home.absolute() / "predlog",  # answered rows, until written: replayed after a crash
+            wal=settings.predlog_wal != "off",
+            wal_wait_for_sync=settings.predlog_wal == "sync",
+            wal_sync_ms=settings.predlog_wal_sync_ms,
         )
         self.monitoring = Monitoring(  # drift, quality and performance checks, and their alerts
             self._meta,
@@ -183,6 +190,7 @@ class Workspace:
 
     def close(self) -> None:
         self.jobs.close()
+        self.runs.close()
         self._meta.close()
 
     def __enter__(self) -> Workspace:

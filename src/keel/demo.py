@@ -244,8 +244,7 @@ def _candidates(numeric: list[str], categorical: list[str]) -> list[tuple[str, A
         ]),
         LogisticRegression(C=1.0, max_iter=1000),
     )  # fmt: skip
-    # Boosted trees take missing values natively and split ordinal codes well enough. (Not
-    # categorical_features=: sklearn then stores a functools.partial, which keel's safe loader refuses.)
+    # Boosted trees take missing values natively and split ordinal codes well enough.
     codes = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan, encoded_missing_value=np.nan)
     boosted = make_pipeline(
         ColumnTransformer([("cat", codes, categorical)], remainder="passthrough"),

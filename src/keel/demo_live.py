@@ -244,8 +244,11 @@ def _wave(http: Any, server: _Server, model: str, label: str, rows: pd.DataFrame
     feedback = [{"id": i, "label": str(label)} for i, label in zip(ids, outcomes, strict=True)]
     http.post(f"/api/v1/models/{model}/feedback", json={"feedback": feedback}).raise_for_status()
     answer = http.post(f"/api/v1/models/{model}/monitor/run")
-    answer.raise_for_status()
-    body = answer.json()
+    answer.raise_for_status()  # 202: the check runs as a job
+    job = _finished(http, answer.json())
+    body = http.get(job["run_url"]).json()
+    alerts = {a["id"]: a for a in http.get("/api/v1/alerts", params={"model": model, "status": "all"}).json()}
+    body["alerts"] = [alerts[i] for i in job["result"]["alerts"] if i in alerts]
     psi = {v["feature"]: v["value"] for v in body["values"] if v["metric"] == "psi" and v["value"] is not None}
     top = max(psi, key=lambda f: psi[f]) if psi else "-"
     auc = next((v["value"] for v in body["values"] if v["metric"] == "roc_auc" and v["feature"] == ""), None)
@@ -254,6 +257,23 @@ def _wave(http: Any, server: _Server, model: str, label: str, rows: pd.DataFrame
         drifted=tuple(body["drifted_features"]), top_feature=top, top_psi=psi.get(top, 0.0), roc_auc=auc,
         alerts=tuple(a["title"] for a in body["alerts"]),
     )  # fmt: skip
+
+
+def _finished(http: Any, job: dict[str, Any], *, timeout_s: float = 600.0) -> dict[str, Any]:
+    """Poll a job the server answered 202 with until it finished; raise if it failed."""
+    from keel.errors import KeelError
+
+    deadline = time.monotonic() + timeout_s
+    while job["status"] in ("queued", "running"):
+        if time.monotonic() > deadline:
+            raise KeelError(f"job {job['id']} ({job['kind']}) still {job['status']} after {timeout_s:g} s")
+        time.sleep(0.1)
+        answer = http.get(job["url"])
+        answer.raise_for_status()
+        job = answer.json()
+    if job["status"] != "succeeded":
+        raise KeelError(f"job {job['id']} ({job['kind']}) failed: {job['error']}")
+    return job
 
 
 def _fmt(value: float | None) -> str:

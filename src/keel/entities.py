@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 __all__ = [
@@ -295,19 +297,31 @@ class OrderBy:
 
 
 class Role(StrEnum):
-    """API roles, each including the ones before it."""
+    """API roles. `predictor` and `reader` are separate: a service that asks for predictions cannot
+    read training data, artifacts or the prediction log, and a dashboard user cannot predict.
+    `writer` holds both, `admin` everything."""
 
-    READER = "reader"  # read datasets, runs, models, the dashboard
-    PREDICTOR = "predictor"  # reader + call prediction endpoints
-    WRITER = "writer"  # predictor + upload datasets, register, write runs
-    ADMIN = "admin"  # writer + move aliases, manage tokens
+    READER = "reader"  # read datasets, runs, models, artifacts, the prediction log, the dashboard
+    PREDICTOR = "predictor"  # call prediction endpoints; feedback on its own predictions
+    WRITER = "writer"  # reader + predictor + upload datasets, register, write runs
+    ADMIN = "admin"  # writer + move aliases, configure monitors, manage tokens
 
     @property
     def rank(self) -> int:
+        """Position in the declared order (for sorting); not a permission: use allows()."""
         return list(Role).index(self)
 
     def allows(self, needed: Role) -> bool:
-        return self.rank >= needed.rank
+        """Whether this role may do what `needed` may."""
+        return needed in _GRANTS[self]
+
+
+_GRANTS: Mapping[Role, frozenset[Role]] = MappingProxyType({
+    Role.READER: frozenset({Role.READER}),
+    Role.PREDICTOR: frozenset({Role.PREDICTOR}),
+    Role.WRITER: frozenset({Role.READER, Role.PREDICTOR, Role.WRITER}),
+    Role.ADMIN: frozenset(Role),
+})
 
 
 @dataclass(frozen=True)

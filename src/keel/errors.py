@@ -5,10 +5,11 @@
     ├── ConflictError                        the write collides with existing state
     ├── InvalidInputError (ValueError)       an argument or payload is malformed
     │   ├── SignatureError                   model input does not match the version's signature
+    │   ├── InvalidModelError                a model artifact that does not load, is not fitted or cannot predict
     │   └── NotFittedError (AttributeError)  fit() has not been called yet
     ├── ConfigError (ValueError)             a KEEL_* variable has an unusable value
     ├── MissingDependencyError (ImportError) an optional extra is not installed
-    ├── UnsafeLoadError (PermissionError)    loading would unpickle without trusted=True
+    ├── UnsafeLoadError (PermissionError)    loading would run code of the file's choosing without trusted=True
     ├── CorruptArtifactError                 stored bytes no longer match their SHA-256
     ├── SchemaVersionError                   the workspace was written by a newer keel
     ├── StoreUnavailableError (ConnectionError) the metadata or artifact store cannot be reached
@@ -27,6 +28,7 @@ __all__ = [
     "InvalidInputError",
     "SignatureError",
     "NotFittedError",
+    "InvalidModelError",
     "ConfigError",
     "MissingDependencyError",
     "UnsafeLoadError",
@@ -74,6 +76,10 @@ class SignatureError(InvalidInputError):
         self.mistyped = mistyped  # (column, expected, got)
 
 
+class InvalidModelError(InvalidInputError):
+    """A model artifact that does not load under the trust rules, is not fitted, or fails on its input example."""
+
+
 class NotFittedError(InvalidInputError, AttributeError):
     """fit() has not been called yet."""
 
@@ -87,7 +93,7 @@ class MissingDependencyError(KeelError, ImportError):
 
 
 class UnsafeLoadError(KeelError, PermissionError):
-    """Loading this artifact would run pickle; pass trusted=True if you trust its source."""
+    """Loading this artifact could run code it names (pickle, functions); pass trusted=True if you trust its source."""
 
 
 class CorruptArtifactError(KeelError):

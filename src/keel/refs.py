@@ -15,7 +15,11 @@ from dataclasses import dataclass
 
 from keel.errors import InvalidInputError
 
-__all__ = ["Ref", "parse_ref", "check_name"]
+__all__ = ["Ref", "parse_ref", "check_name", "MAX_VERSION"]
+
+# Database drivers bind integers in at most 64 bits (Python's sqlite3 raises OverflowError past
+# them): a larger number names no version, so it is refused here instead of failing in the store.
+MAX_VERSION = 2**63 - 1
 
 # Used with fullmatch: `$` would also accept a trailing newline ("credit\n").
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -72,7 +76,12 @@ def parse_ref(text: str, *, hashes: bool = False) -> Ref:
     if not sep or selector == "latest":
         return Ref(name)
     if _VERSION.fullmatch(selector):
-        version = int(selector)
+        # Checked on the digits, before int(): a 5,000-digit selector must not reach int() at all.
+        digits = selector.lstrip("0")
+        if len(digits) > len(str(MAX_VERSION)) or (digits and int(digits) > MAX_VERSION):
+            hint = "; a hash prefix of decimal digits needs 'sha256:' before it" if hashes else ""
+            raise InvalidInputError(f"Reference {text!r}: a version is at most {MAX_VERSION}{hint}")
+        version = int(digits or "0")
         if version < 1:
             raise InvalidInputError(f"Reference {text!r}: versions start at 1")
         return Ref(name, version=version)

@@ -44,13 +44,34 @@ class Settings:
     log_level: str = "WARNING"
     metric_buffer_points: int = 5000  # metric points buffered per run before a batch write
     gc_grace_s: int = 3600  # keel gc keeps unreferenced blobs younger than this (writes in flight)
+    # A running run whose process cannot be checked (another host, or no /proc) is marked killed
+    # once its heartbeat (refreshed every 30 s while the process lives) is this old; a run created
+    # over HTTP, which only its client's writes keep alive, once it had no write for `run_remote_timeout_s`.
+    run_heartbeat_timeout_s: int = 600
+    run_remote_timeout_s: int = 86400
+    # Columns a table dataset may have (wide enough for gene-expression matrices); wider ones are
+    # refused before they are parsed, since every column is profiled and stored.
+    dataset_max_columns: int = 25_000
     server_host: str = "127.0.0.1"
     server_port: int = 8080
+    # Extra names the server answers to in the Host header, comma-separated (loopback names and the
+    # bound address are always accepted): anything else is refused, which stops DNS rebinding.
+    server_allowed_hosts: str = ""
+    # SQLite's durability: 'normal' (WAL; a commit survives a crash of the application, not of the
+    # OS) or 'full' (each commit is synced to disk, as MLflow does; slower).
+    sqlite_synchronous: str = "normal"
     # The prediction log of `keel serve`: rows buffered in memory (a crash loses at most these;
     # past them, new rows are dropped and counted), seconds between writes, days kept (0: forever).
     predlog_buffer_rows: int = 10000
     predlog_flush_s: float = 2.0
     predlog_retention_days: int = 90
+    # Answered predictions are appended to a write-ahead file under <home>/predlog before their ids
+    # are returned ('on': they survive a crash of the server process), synced to disk in the background
+    # at most every `predlog_wal_sync_ms` milliseconds (an OS crash loses at most that window), and
+    # replayed into the log at the next start. 'sync': each answer also waits for its sync (survives
+    # an OS crash; costs the disk's sync latency). 'off': no write-ahead file (the buffer is lost in a crash).
+    predlog_wal: str = "on"
+    predlog_wal_sync_ms: float = 5.0
     # Jobs (retraining, batch scoring): 'local' runs them in background threads of the process that
     # claims them; 'ray' sends them to Ray (`ray_address`, empty: a local Ray instance).
     executor: str = "local"
@@ -66,6 +87,11 @@ class Settings:
             )
         if self.gc_grace_s < 0:
             raise ConfigError(f"gc_grace_s (KEEL_GC_GRACE_S) must be >= 0, got {self.gc_grace_s}")
+        for name in ("run_heartbeat_timeout_s", "run_remote_timeout_s"):
+            if getattr(self, name) < 60:  # a live run beats every 30 s: a shorter limit would kill live runs
+                raise ConfigError(f"{name} (KEEL_{name.upper()}) must be >= 60 seconds, got {getattr(self, name)}")
+        if self.dataset_max_columns < 1:
+            raise ConfigError(f"dataset_max_columns (KEEL_DATASET_MAX_COLUMNS) must be >= 1, got {self.dataset_max_columns}")
         if self.predlog_buffer_rows < 1:
             raise ConfigError(f"predlog_buffer_rows (KEEL_PREDLOG_BUFFER_ROWS) must be >= 1, got {self.predlog_buffer_rows}")
         if not self.predlog_flush_s > 0:
@@ -75,6 +101,16 @@ class Settings:
                 f"predlog_retention_days (KEEL_PREDLOG_RETENTION_DAYS) must be >= 0 (0 keeps everything), "
                 f"got {self.predlog_retention_days}"
             )
+        object.__setattr__(self, "sqlite_synchronous", str(self.sqlite_synchronous).lower())
+        if self.sqlite_synchronous not in ("normal", "full"):
+            raise ConfigError(
+                f"sqlite_synchronous (KEEL_SQLITE_SYNCHRONOUS) must be 'normal' or 'full', got {self.sqlite_synchronous!r}"
+            )
+        object.__setattr__(self, "predlog_wal", str(self.predlog_wal).lower())
+        if self.predlog_wal not in ("on", "sync", "off"):
+            raise ConfigError(f"predlog_wal (KEEL_PREDLOG_WAL) must be 'on', 'sync' or 'off', got {self.predlog_wal!r}")
+        if not self.predlog_wal_sync_ms >= 0:
+            raise ConfigError(f"predlog_wal_sync_ms (KEEL_PREDLOG_WAL_SYNC_MS) must be >= 0, got {self.predlog_wal_sync_ms}")
         if self.executor not in ("local", "ray"):
             raise ConfigError(f"executor (KEEL_EXECUTOR) must be 'local' or 'ray', got {self.executor!r}")
         if self.executor_workers < 1:

@@ -98,7 +98,7 @@ def _open(template: tuple[Path, dict[str, Any]], dest: Path) -> keel.Workspace:
 def site(template: tuple[Path, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """A read-only site without tokens: the TestClient is a local client, so it acts as admin."""
     ws = _open(template, tmp_path_factory.mktemp("dashboard-site") / "ws")
-    with TestClient(create_app(ws)) as client:
+    with TestClient(create_app(ws), base_url="http://127.0.0.1") as client:
         yield client
     ws.close()
 
@@ -288,7 +288,7 @@ def test_pages_work_on_an_empty_workspace_a_folder_dataset_and_a_model_without_r
     from sklearn.dummy import DummyClassifier
 
     with keel.Workspace(Settings(home=tmp_path / "ws", author="tester")) as w:
-        with TestClient(create_app(w)) as client:
+        with TestClient(create_app(w), base_url="http://127.0.0.1") as client:
             for url in ("/", "/datasets", "/runs", "/models", "/runs/compare"):
                 assert "No " in _page(client, url) or "Pick at least two runs" in _page(client, url), url
             images = tmp_path / "images"
@@ -349,7 +349,7 @@ def test_overview_and_model_page_show_health_and_the_alerts_page_lists_alerts(si
 
 def test_a_reader_sees_alerts_without_action_buttons(ws: keel.Workspace) -> None:
     reader, _ = ws.tokens.create("viewer", "reader")
-    with TestClient(create_app(ws)) as client:
+    with TestClient(create_app(ws), base_url="http://127.0.0.1") as client:
         page = _page(client, f"/models/{MODEL}/monitoring", headers={"Authorization": f"Bearer {reader}"})
         assert "mean radius drifted" in page and "data-action" not in page
 
@@ -360,7 +360,7 @@ def test_model_page_shows_the_retraining_timeline(ws: keel.Workspace) -> None:
                                       "estimator": {"class": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 5000}}})  # fmt: skip
     promoted = ws.retraining.train(project)
     ws.retraining.rollback(MODEL, reason="pager")
-    with TestClient(create_app(ws)) as client:
+    with TestClient(create_app(ws), base_url="http://127.0.0.1") as client:
         text = _page(client, f"/models/{MODEL}")
     timeline = text.split('id="timeline"', 1)[1].split("</table>", 1)[0]
     rows = re.findall(r'<tr class="outcome-(\w+)">', timeline)
@@ -373,7 +373,7 @@ def test_admin_sees_promote_buttons_and_a_reader_does_not(ws: keel.Workspace) ->
     admin, _ = ws.tokens.create("ops", "admin")
     reader, _ = ws.tokens.create("viewer", "reader")
     ws.models.set_alias(MODEL, "champion", version=2, reason="better auc")
-    with TestClient(create_app(ws)) as client:
+    with TestClient(create_app(ws), base_url="http://127.0.0.1") as client:
         as_admin = _page(client, f"/models/{MODEL}", headers={"Authorization": f"Bearer {admin}"})
         assert re.search(r'data-alias="champion"\s+data-version="1" data-reason="set from the dashboard">Set champion', as_admin)
         assert 'id="rollback"' in as_admin and 'data-version="1"' in as_admin.split('id="rollback"', 1)[1][:200]
@@ -385,7 +385,7 @@ def test_admin_sees_promote_buttons_and_a_reader_does_not(ws: keel.Workspace) ->
 
 def test_pages_send_browsers_without_a_token_to_login(ws: keel.Workspace) -> None:
     ws.tokens.create("ops", "admin")
-    with TestClient(create_app(ws), follow_redirects=False) as client:
+    with TestClient(create_app(ws), follow_redirects=False, base_url="http://127.0.0.1") as client:
         response = client.get("/runs?filter=metrics.auc%20%3E%200.5")
         assert response.status_code == 303
         assert response.headers["location"] == "/login?next=%2Fruns%3Ffilter%3Dmetrics.auc%2520%253E%25200.5"
@@ -399,7 +399,7 @@ def test_pages_send_browsers_without_a_token_to_login(ws: keel.Workspace) -> Non
 
 def test_login_sets_an_http_only_strict_cookie_that_opens_pages(ws: keel.Workspace) -> None:
     token, _ = ws.tokens.create("viewer", "reader")
-    with TestClient(create_app(ws), follow_redirects=False) as client:
+    with TestClient(create_app(ws), follow_redirects=False, base_url="http://127.0.0.1") as client:
         response = client.post("/login", data={"token": token, "next": f"/models/{MODEL}"})
         assert response.status_code == 303 and response.headers["location"] == f"/models/{MODEL}"
         cookie = response.headers["set-cookie"]
@@ -415,7 +415,7 @@ def test_login_sets_an_http_only_strict_cookie_that_opens_pages(ws: keel.Workspa
 
 def test_login_rejects_unknown_tokens_and_foreign_redirects(ws: keel.Workspace) -> None:
     token, _ = ws.tokens.create("viewer", "reader")
-    with TestClient(create_app(ws), follow_redirects=False) as client:
+    with TestClient(create_app(ws), follow_redirects=False, base_url="http://127.0.0.1") as client:
         bad = client.post("/login", data={"token": "keel_0000_nope", "next": "/"})
         assert bad.status_code == 401 and "unknown or revoked" in bad.text and "set-cookie" not in bad.headers
         for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
@@ -461,7 +461,7 @@ def test_explain_page_highlights_words_and_draws_pixel_heat_maps(tmp_path: Path)
         w.models.register("reviews", text_model, trained_on=w.datasets.add("reviews", frame), X=frame[["review"]])
         image_model = LogisticRegression(max_iter=3000).fit(pixels.drop(columns="digit"), pixels["digit"])
         w.models.register("digits", image_model, trained_on=w.datasets.add("digits", pixels), X=pixels.drop(columns="digit"))
-        with TestClient(create_app(w)) as client:
+        with TestClient(create_app(w), base_url="http://127.0.0.1") as client:
             page = _page(client, "/models/reviews/explain?row=0")
             words = re.findall(r'<span class="word" style="background: rgba\((\d+), [^"]*" title="([^"]+)">(\w+)</span>', page)
             assert words and {w_ for _, _, w_ in words} <= {"great", "tasty", "food", "awful", "bland", "service", "slow"}

@@ -70,3 +70,18 @@ def test_mistakes_are_one_line_errors(home: Path) -> None:
     assert_one_line_error(keel_cli(home, "monitor", "run", "nope"), code=1, contains="nope")
     assert_one_line_error(keel_cli(home, "monitor", "watch", "credit", "--reference", "missing@1"), code=1, contains="missing")
     assert keel_json(home, "monitor", "show", "credit")["runs"] == []
+
+
+def test_a_failing_monitor_is_a_one_line_error_and_show_says_since_when(home: Path) -> None:
+    """`keel monitor run` still checks here and waits; a failure raises the monitor-failing alert."""
+    code, _, err = keel_cli(home, "monitor", "watch", "credit", "--reference", "credit@1", "--target", "no-such-column")
+    assert code == 0, err
+    with keel.Workspace(Settings(home=home, author="tester")) as ws:  # written by an older Keel, before validation
+        store = ws.monitoring._meta.monitors
+        store.save_monitor("credit", {**store.get_monitor("credit")[0], "thresholds": "x"})
+    assert_one_line_error(keel_cli(home, "monitor", "run", "credit"), code=1, contains="thresholds must be an object")
+    code, out, err = keel_cli(home, "monitor", "show", "credit")
+    assert code == 0, err
+    assert "failing since" in out and "(1 failed check, alert #" in out and "thresholds must be an object" in out
+    shown = keel_json(home, "monitor", "show", "credit")
+    assert shown["failing"]["rule"] == "monitor-failing" and shown["runs"] == []

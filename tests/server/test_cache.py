@@ -28,7 +28,7 @@ def test_alias_moved_by_another_process_is_served_within_the_alias_cache_time(re
     rows = records(cancer, 1)
     other = keel.Workspace(served_ws.settings)  # another process, as far as the server's Workspace can tell
     try:
-        with TestClient(app) as c:
+        with TestClient(app, base_url="http://127.0.0.1") as c:
             assert c.post(PREDICT, json=rows).json()["version"] == 1
             other.models.set_alias("tumor", "champion", version=2)
             moved = time.monotonic()
@@ -49,7 +49,7 @@ def test_fresh_aliases_and_loaded_versions_are_served_without_a_store_query(
     app = create_app(served_ws)
     app.state.cache.alias_cache_s = 60.0
     rows = records(cancer, 1)
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         assert c.post(PREDICT, json=rows).json()["version"] == 1
         assert c.post(f"{PREDICT}?version=2", json=rows).json()["version"] == 2
         asked: list[str] = []

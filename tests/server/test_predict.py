@@ -55,7 +55,7 @@ def test_predict_rejects_bad_columns_with_422_naming_the_column(records: Any, cl
 
 
 def test_predict_rejects_malformed_bodies(client: Any) -> None:
-    assert client.post("/api/v1/models/tumor/predict", content=b"{not json").status_code == 400
+    assert client.post("/api/v1/models/tumor/predict", content=b"{not json", headers={"content-type": "application/json"}).status_code == 400
     assert client.post("/api/v1/models/tumor/predict", json=[]).status_code == 422
     assert client.post("/api/v1/models/tumor/predict", json=[1, 2]).status_code == 422
 
@@ -100,7 +100,7 @@ def test_model_cache_is_bounded(records: Any, served_ws: keel.Workspace, cancer:
     from keel.server import create_app
 
     app = create_app(served_ws, max_models=1)
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         for v in (1, 2, 1):
             assert c.post(f"/api/v1/models/tumor/predict?version={v}", json=records(cancer, 1)).status_code == 200
         assert len(app.state.cache) == 1
@@ -137,7 +137,7 @@ def test_upload_limit_gives_413_and_stores_nothing(served_ws: keel.Workspace, ca
 
     from keel.server import create_app
 
-    with TestClient(create_app(served_ws, max_upload_bytes=1000)) as c:
+    with TestClient(create_app(served_ws, max_upload_bytes=1000), base_url="http://127.0.0.1") as c:
         r = c.post("/api/v1/datasets/big", content=cancer.to_csv(index=False), headers={"content-type": "text/csv"})
         assert r.status_code == 413
     assert [d.name for d in served_ws.datasets.list()] == ["cancer"]

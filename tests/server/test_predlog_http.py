@@ -17,7 +17,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def _serve(app: Any) -> Any:
     from fastapi.testclient import TestClient
 
-    return TestClient(app)
+    return TestClient(app, base_url="http://127.0.0.1")
 
 
 def test_every_prediction_served_is_in_the_log_after_shutdown(app: Any, served_ws: keel.Workspace, cancer: pd.DataFrame,
@@ -137,6 +137,27 @@ def test_metrics_count_logged_and_dropped_predictions(client: Any, app: Any, can
     assert "keel_predictions_dropped_total 0.0" in text
 
 
+def test_rows_the_store_refuses_are_counted_as_dropped_in_metrics_and_warned_about(
+    client: Any, app: Any, cancer: pd.DataFrame, records: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("disk on fire")
+
+    app.state.predlog.sink = type("Broken", (), {"write": staticmethod(broken)})()
+    assert client.post("/api/v1/models/tumor/predict", json=records(cancer, 2)).status_code == 200
+    X = cancer.drop(columns="target").head(3)  # batch scoring writes in the request's thread
+    assert client.post("/api/v1/models/tumor/predict/batch", content=X.to_csv(index=False),
+                       headers={"content-type": "text/csv"}).status_code == 200  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="keel.monitoring.predlog"):
+        app.state.predlog.flush()
+        app.state.predlog._warn_dropped(force=True)
+    text = client.get("/metrics").text
+    assert "keel_predictions_dropped_total 5.0" in text and "keel_predictions_logged_total 0.0" in text
+    assert any("5 rows dropped" in r.getMessage() for r in caplog.records)
+
+
 def test_a_real_server_stopped_cleanly_loses_no_prediction(served_ws: keel.Workspace, cancer: pd.DataFrame,
                                                            records: Any) -> None:  # fmt: skip
     import threading
@@ -167,3 +188,48 @@ def test_a_real_server_stopped_cleanly_loses_no_prediction(served_ws: keel.Works
     thread.join(timeout=30)
     assert not thread.is_alive()
     assert sorted(served_ws.predictions.window("tumor")["__id"]) == sorted(ids)
+
+
+@pytest.mark.parametrize("wal", ["on", "off"])
+def test_every_answered_prediction_survives_kill_9_of_the_server(served_ws: keel.Workspace, cancer: pd.DataFrame,
+                                                                 records: Any, wal: str) -> None:  # fmt: skip
+    """`keel serve` answers predictions, then dies with SIGKILL before writing its buffer (flushes
+    every hour): with the write-ahead file every returned id is in the log once the workspace's
+    next logger starts, and takes feedback; without it (KEEL_PREDLOG_WAL=off) they are lost."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
+    env.update(PYTHONUNBUFFERED="1", KEEL_PREDLOG_FLUSH_S="3600", KEEL_PREDLOG_WAL=wal)
+    keel_bin = str(Path(sys.executable).parent / "keel")
+    proc = subprocess.Popen([keel_bin, "--workspace", str(served_ws.settings.home), "serve", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        deadline, url = time.monotonic() + 90, None
+        while url is None and time.monotonic() < deadline and (line := proc.stdout.readline()):
+            if "Dashboard: http://" in line:
+                url = line.split("Dashboard: ")[1].split()[0].rstrip("/")
+        assert url is not None, "keel serve did not start"
+        ids: list[str] = []
+        with httpx.Client(base_url=url, timeout=30) as http:
+            for i in range(40):
+                r = http.post("/api/v1/models/tumor/predict", json=records(cancer.iloc[i:], 1 + i % 3))
+                assert r.status_code == 200, r.text
+                ids += [p["id"] for p in r.json()["predictions"]]
+    finally:
+        proc.kill()  # SIGKILL: no shutdown, no flush
+        proc.wait(30)
+    assert served_ws.predictions.count("tumor") == 0  # nothing was written before the kill
+    served_ws.predictions.logger().close()  # what the next `keel serve` does first: replay the dead server's file
+    logged = set(served_ws.predictions.window("tumor")["__id"])
+    if wal == "off":
+        assert not logged & set(ids)  # the guarantee KEEL_PREDLOG_WAL=off gives up
+        return
+    assert logged == set(ids) and len(ids) == 79
+    assert served_ws.predictions.feedback("tumor", {i: n % 2 for n, i in enumerate(ids)}) == 79

@@ -45,7 +45,7 @@ def test_a_shadow_challenger_scores_live_traffic_silently_then_is_judged_on_it(w
 
     X = data.drop(columns="target")
     app = create_app(ws)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         answer = client.post("/api/v1/models/tumor/predict", json={"records": X.head(200).to_dict(orient="records")}).json()
         assert answer["version"] == 1  # the champion answers; the challenger only listens
         ids = [p["id"] for p in answer["predictions"]]

@@ -81,3 +81,22 @@ def test_check_name_refuses_invalid_names_and_says_what_is_allowed(name: str) ->
 def test_str_of_a_ref_parses_back_to_the_same_ref(text: str) -> None:
     ref = parse_ref(text, hashes=True)
     assert parse_ref(str(ref), hashes=True) == ref
+
+
+@pytest.mark.parametrize("hashes", [False, True])
+def test_version_above_int64_is_refused_naming_the_limit(hashes: bool) -> None:
+    # Regression: 'credit@99999999999999999999' parsed to an int the database driver cannot bind
+    # (OverflowError, a 500 over HTTP) instead of a clear input error.
+    with pytest.raises(InvalidInputError, match="at most 9223372036854775807"):
+        parse_ref("credit@99999999999999999999", hashes=hashes)
+    with pytest.raises(InvalidInputError, match="at most"):
+        parse_ref("credit@9223372036854775808")
+    with pytest.raises(InvalidInputError, match="at most"):
+        parse_ref("credit@" + "9" * 5000)  # more digits than int() parses by default
+
+
+def test_largest_int64_version_and_leading_zeros_parse() -> None:
+    assert parse_ref("credit@9223372036854775807") == Ref("credit", version=2**63 - 1)
+    assert parse_ref("credit@" + "0" * 5000 + "7") == Ref("credit", version=7)
+    with pytest.raises(InvalidInputError, match="versions start at 1"):
+        parse_ref("credit@000")

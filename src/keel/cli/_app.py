@@ -11,7 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from keel.cli import alerts, data, explain, jobs, models, monitor, retrain, runs, serve
-from keel.cli._common import JSON_OPTION, State, err, escape, open_workspace, out, print_json, size, state
+from keel.cli._common import JSON_OPTION, State, err, escape, open_workspace, out, print_json, size, state, to_jsonable
 from keel.errors import KeelError
 
 __all__ = ["app", "main"]
@@ -167,10 +167,14 @@ def gc(
 ) -> None:
     """Delete artifacts that no metadata points at (left by failed or interrupted writes)."""
     ws = open_workspace(ctx)
+    # Runs left running by a process that died are marked killed (opening the workspace checked
+    # already; gc checks again, and says which it found).
+    ws.runs.mark_lost()
+    killed = ws.runs.marked_killed
     with err().status("Collecting unreferenced artifacts..."):
         report = ws.gc(dry_run=dry_run, grace_s=grace_s)
     if as_json:
-        print_json(report)
+        print_json({**to_jsonable(report), "killed_runs": list(killed)})
         return
     verb = "Would delete" if dry_run else "Deleted"
     out().print(
@@ -178,6 +182,9 @@ def gc(
         f"({size(report.freed_bytes)}); kept {report.kept_young} younger than the grace period; "
         f"{report.referenced} referenced."
     )
+    if killed:
+        out().print(f"Marked {len(killed)} run{'s' if len(killed) != 1 else ''} killed (their process is gone): "
+                    f"{', '.join(k[:8] for k in killed)}", markup=False)  # fmt: skip
 
 
 @app.command()

@@ -44,7 +44,8 @@ def watch(
 
 @app.command("run")
 def run(ctx: typer.Context, name: str = typer.Argument(..., help="The model to check."), as_json: bool = JSON_OPTION) -> None:
-    """Check the newest window of a model's traffic now: drift, quality, performance; raise alerts."""
+    """Check the newest window of a model's traffic now, here, waiting for it: drift, quality,
+    performance; raise alerts. (Over HTTP a check is a job: POST .../monitor/run answers 202.)"""
     ws = open_workspace(ctx)
     with err().status(f"Checking {name}..."):
         result = ws.monitoring.run(name)
@@ -57,17 +58,21 @@ def run(ctx: typer.Context, name: str = typer.Argument(..., help="The model to c
 
 @app.command("show")
 def show(ctx: typer.Context, name: str = typer.Argument(...), limit: int = typer.Option(10, "--limit", min=1), as_json: bool = JSON_OPTION) -> None:
-    """The monitor's settings and its recent checks."""
+    """The monitor's settings, whether it is failing (since when, and why), and its recent checks."""
     ws = open_workspace(ctx)
-    config = ws.monitoring.config(name)
+    config = ws.monitoring.config(name, strict=False)
+    failing = ws.monitoring.failing(name)
     runs = ws.monitoring.runs(name, limit=limit)
     if as_json:
-        print_json({"config": config, "runs": runs})
+        print_json({"config": config, "failing": failing, "runs": runs})
         return
     from rich.table import Table
 
     out().print(f"[bold]{escape(name)}[/] monitor: window "
                 f"{config.window_rows or ''}{' rows' if config.window_rows else f'{config.window_s:g} s'}, every {config.schedule_s:g} s")  # fmt: skip
+    if failing is not None:
+        out().print(f"[bold red]failing since {failing.opened_at:%Y-%m-%d %H:%M:%S} UTC[/] ({failing.count} failed check{'s' if failing.count != 1 else ''}, "
+                    f"alert #{failing.id}): {escape(str(failing.evidence.get('error') or failing.title))}")  # fmt: skip
     table = Table("checked", "version", "rows", "labelled", "drifted features")
     for r in runs:
         table.add_row(r.started_at.strftime("%Y-%m-%d %H:%M:%S"), str(r.model_version), str(r.rows), str(r.labelled_rows),

@@ -49,7 +49,7 @@ def _runs_table(runs: list[Run]) -> None:
     t = table(*columns, title=title)
     for r in runs:
         duration = "-" if r.duration_s is None else f"{r.duration_s:.1f}s"
-        status = styled(r.status.value, {"finished": "green", "failed": "red"}.get(r.status.value, ""))
+        status = styled(r.status.value, {"finished": "green", "failed": "red", "killed": "red"}.get(r.status.value, ""))
         t.add_row(
             r.id[:8], *([r.experiment] if show_experiment else []), r.name, status, when(r.started_at, short=True),
             *([duration] if show_duration else []), *(number(r.metrics.get(k)) for k in keys),

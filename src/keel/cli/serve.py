@@ -12,7 +12,8 @@ token_app = typer.Typer(help="Create, list and revoke API tokens (roles: reader,
                         no_args_is_help=True)  # fmt: skip
 
 
-def serve_workspace(ws: Any, *, host: str, port: int, log_format: str, announce: bool = True) -> None:
+def serve_workspace(ws: Any, *, host: str, port: int, log_format: str, announce: bool = True,
+                    allowed_hosts: str | None = None) -> None:  # fmt: skip
     """Serve `ws` until Ctrl-C, printing the dashboard address once the server listens."""
     from keel.server import serve
 
@@ -22,7 +23,7 @@ def serve_workspace(ws: Any, *, host: str, port: int, log_format: str, announce:
             out().print(f"Dashboard: [bold]http://{shown}:{p}/[/]   API docs: http://{shown}:{p}/docs   (Ctrl-C stops)")
 
     try:
-        serve(ws, host=host, port=port, log_format=log_format, on_ready=ready)
+        serve(ws, host=host, port=port, log_format=log_format, on_ready=ready, allowed_hosts=allowed_hosts)
     except KeyboardInterrupt:
         pass
 
@@ -32,12 +33,16 @@ def serve_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. Any non-loopback address needs API tokens."),
     port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port to listen on."),
     log_format: str = typer.Option("text", "--log-format", help="text or json (one JSON object per line, with request ids)."),
+    allowed_hosts: str | None = typer.Option(None, "--allowed-hosts", show_default=False,
+                                      help="Names clients reach the server by (Host header), comma-separated; "
+                                           "loopback names and --host are always allowed, '*' allows any. "
+                                           "Default: KEEL_SERVER_ALLOWED_HOSTS."),
 ) -> None:
     """Serve the workspace over HTTP: REST API, predictions, dashboard, /metrics, /healthz, /readyz."""
     if log_format not in ("text", "json"):
         raise typer.BadParameter(f"must be text or json, got {log_format!r}", param_hint="--log-format")
     ws = open_workspace(ctx, create=True)
-    serve_workspace(ws, host=host, port=port, log_format=log_format)
+    serve_workspace(ws, host=host, port=port, log_format=log_format, allowed_hosts=allowed_hosts)
 
 
 @token_app.command("create")

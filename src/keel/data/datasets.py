@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from keel.data.diff import diff_tables
 from keel.data.profile import column_schema, profile_table
-from keel.data.tables import index_columns, parquet_bytes, read_parquet, to_arrow, to_pandas
+from keel.data.tables import DEFAULT_MAX_COLUMNS, index_columns, parquet_bytes, read_parquet, to_arrow, to_pandas
 from keel.entities import DatasetDiff, DatasetSummary, DatasetVersion
 from keel.errors import InvalidInputError, NotFoundError
 from keel.refs import Ref, check_name, parse_ref
@@ -32,10 +32,18 @@ _FILES_SCHEMA = pa.schema([("path", pa.string()), ("size_bytes", pa.int64()), ("
 class Datasets:
     """The datasets of one workspace: `ws.datasets`."""
 
-    def __init__(self, meta: MetadataStore, blobs: BlobStore, *, author: str) -> None:
+    def __init__(
+        self, meta: MetadataStore, blobs: BlobStore, *, author: str, max_columns: int = DEFAULT_MAX_COLUMNS
+    ) -> None:
         self._meta = meta
         self._blobs = blobs
         self._author = author
+        self._max_columns = max_columns
+
+    def check_name(self, name: str) -> str:
+        """`name` if it can name a dataset; InvalidInputError otherwise. Cheap: the server calls
+        it before it reads an upload, so a bad name is refused without spooling the body."""
+        return check_name(name, what="dataset name")
 
     # -- add ------------------------------------------------------------------------------
     def add(
@@ -52,7 +60,8 @@ class Datasets:
         `source`: a pandas DataFrame, an Arrow table, a CSV/TSV/Parquet path or a folder of files.
         Writes the content blob(s) before the metadata that points at them, so a failed add
         leaves no version behind (only blobs that `ws.gc()` removes). Raises InvalidInputError
-        for a source it cannot store, NotFoundError for a missing path or `parent` version.
+        for a source it cannot store (including one with more columns than the workspace's
+        `dataset_max_columns`), NotFoundError for a missing path or `parent` version.
 
         >>> v = ws.datasets.add("credit", frame)          # doctest: +SKIP
         >>> v.ref, v.digest[:15]                          # doctest: +SKIP
@@ -62,7 +71,7 @@ class Datasets:
         tags = {str(k): str(v) for k, v in (tags or {}).items()}
         if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
             return self._add_folder(name, Path(source), description=description, tags=tags, parent=parent)
-        table = to_arrow(source)
+        table = to_arrow(source, max_columns=self._max_columns)
         described = _data_columns(table)
         if described.num_columns == 0:
             raise InvalidInputError(f"Dataset {name!r}: the table has no columns")

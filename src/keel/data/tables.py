@@ -13,6 +13,9 @@ import base64
 import io
 import json
 import os
+import re
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,25 +28,123 @@ from keel.errors import InvalidInputError, NotFoundError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["to_arrow", "parquet_bytes", "read_parquet", "to_pandas", "TABLE_SUFFIXES"]
+__all__ = [
+    "to_arrow",
+    "parquet_bytes",
+    "read_parquet",
+    "to_pandas",
+    "duplicate_names",
+    "TABLE_SUFFIXES",
+    "DEFAULT_MAX_COLUMNS",
+]
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+# Wide enough for gene-expression matrices (about 20,000 genes) and one-hot feature sets; past it a
+# dataset is more likely a transposed file or an attack on the server (every column is profiled).
+DEFAULT_MAX_COLUMNS = 25_000
+_HEADER_SCAN_BYTES = 8 << 20  # how far `_csv_header_width` reads before leaving the count to pyarrow
 _SCHEMA_KEY = b"keel.arrow_schema"
 _DICTIONARIES_KEY = b"keel.dictionaries"
 _OBJECT_NAN_KEY = b"keel.object_nan_columns"  # object columns whose missing values were NaN, not None
 
 
-def to_arrow(source: Any) -> pa.Table:
+def to_arrow(source: Any, *, max_columns: int | None = None) -> pa.Table:
     """A pandas DataFrame, Arrow table, or CSV/TSV/Parquet path as an Arrow table.
 
-    Raises InvalidInputError for other sources, unreadable files and duplicate column names,
-    NotFoundError for a path that does not exist.
+    Raises InvalidInputError for other sources, unreadable files, duplicate column names and
+    (when `max_columns` is given) more columns than that; a file's header is counted before the
+    file is parsed, so a very wide file is refused without reading it. NotFoundError for a path
+    that does not exist.
     """
+    if max_columns is not None:
+        _check_width(*_declared_width(source), max_columns)
     table = _to_arrow(source)
-    duplicates = sorted({n for n in table.column_names if table.column_names.count(n) > 1})
+    if max_columns is not None:
+        _check_width(table.num_columns, True, max_columns)
+    duplicates = duplicate_names(table.schema.names)
     if duplicates:
-        raise InvalidInputError(f"Column names must be unique; repeated: {duplicates[:5]!r}. Rename them first.")
+        raise InvalidInputError(
+            f"Column names must be unique; repeated: {duplicates[:5]!r}"
+            f"{f' and {len(duplicates) - 5} more' if len(duplicates) > 5 else ''}. Rename them first."
+        )
     return table
+
+
+def duplicate_names(names: Iterable[str]) -> list[str]:
+    """The names that occur more than once, sorted; linear in the number of names.
+
+    (`Table.column_names` builds a new list on every access: counting with it per column took
+    minutes for 10,000 columns.)
+    """
+    return sorted(n for n, count in Counter(names).items() if count > 1)
+
+
+def _check_width(width: int | None, exact: bool, max_columns: int) -> None:
+    if width is not None and width > max_columns:
+        raise InvalidInputError(
+            f"The table has {'' if exact else 'at least '}{width:,} columns; a dataset holds at most "
+            f"{max_columns:,} (setting dataset_max_columns, KEEL_DATASET_MAX_COLUMNS). "
+            "Select or reshape the columns first."
+        )
+
+
+def _declared_width(source: Any) -> tuple[int | None, bool]:
+    """The column count a source declares before it is parsed, and whether it is exact rather than
+    a lower bound; (None, False) when it declares none."""
+    if isinstance(source, (pa.Table, pa.RecordBatch)):
+        return source.num_columns, True
+    if hasattr(source, "columns") and hasattr(source, "shape"):  # a pandas DataFrame
+        return len(source.columns), True
+    if not isinstance(source, (str, os.PathLike)) or not Path(source).is_file():
+        return None, False  # `_to_arrow` says what is wrong with it
+    path = Path(source)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv"):
+            return _csv_header_width(path, b"\t" if suffix == ".tsv" else b",")
+        if suffix in (".parquet", ".pq"):
+            return int(pq.read_metadata(path).num_columns), True
+    except (pa.ArrowInvalid, OSError):
+        pass  # unreadable: `_to_arrow` raises with pyarrow's own message
+    return None, False
+
+
+def _csv_header_width(path: Path, delimiter: bytes) -> tuple[int, bool]:
+    """The number of fields in a CSV's header row, read in chunks without parsing the rest, and
+    whether the header ended within the first `_HEADER_SCAN_BYTES` (else the count is a lower bound).
+
+    Follows pyarrow's default dialect: a field that starts with '"' is quoted, '""' inside it is
+    one quote, delimiters and newlines inside quotes belong to the field, a quote elsewhere is an
+    ordinary character, and empty lines before the header are skipped. Only delimiters, quotes and
+    newlines are visited (a regex skips the rest), so a header of 100,000 names takes milliseconds.
+    """
+    special = re.compile(b"[" + re.escape(delimiter) + b'"\r\n]')
+    width, field_start, quoted, closing = 1, 0, False, -1  # closing: where a quote ended a quoted field
+    with open(path, "rb") as fh:
+        offset = field_start = 3 if fh.read(3) == b"\xef\xbb\xbf" else 0  # skip a UTF-8 byte-order mark
+        fh.seek(offset)
+        while offset < _HEADER_SCAN_BYTES and (chunk := fh.read(1 << 16)):
+            for m in special.finditer(chunk):
+                pos, c = offset + m.start(), m.group()
+                if closing >= 0:
+                    closing, was = -1, closing
+                    if c == b'"' and pos == was + 1:  # '""': a literal quote, the field is still quoted
+                        quoted = True
+                        continue
+                if quoted:
+                    if c == b'"':
+                        quoted, closing = False, pos
+                elif c == b'"':
+                    quoted = pos == field_start
+                elif c == delimiter:
+                    width += 1
+                    field_start = pos + 1
+                elif width == 1 and pos == field_start:  # an empty line before the header
+                    field_start = pos + 1
+                else:
+                    return width, True
+            offset += len(chunk)
+    return width, offset < _HEADER_SCAN_BYTES  # the file ended: the header is all there was
 
 
 def _to_arrow(source: Any) -> pa.Table:
@@ -211,9 +312,10 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
         return frame
     index_fields = index_columns(table)
     nan_columns = set(json.loads((table.schema.metadata or {}).get(_OBJECT_NAN_KEY, b"[]")))
+    types = {f.name: f.type for f in table.schema}  # once: `table.column_names` is rebuilt per access
     for entry in meta.get("columns", []):
         name, field_name = entry.get("name"), entry.get("field_name")
-        if entry.get("numpy_type") != "object" or not _is_string_or_null(table, field_name):
+        if entry.get("numpy_type") != "object" or not _is_string_or_null(types.get(field_name)):
             continue
         column = table.column(field_name)
         values = column.to_numpy(zero_copy_only=False)  # str objects and None
@@ -234,10 +336,9 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
-def _is_string_or_null(table: pa.Table, field_name: Any) -> bool:
-    if not isinstance(field_name, str) or field_name not in table.column_names:
+def _is_string_or_null(t: pa.DataType | None) -> bool:
+    if t is None:
         return False
-    t = table.schema.field(field_name).type
     return bool(
         pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t) or pa.types.is_null(t)
     )

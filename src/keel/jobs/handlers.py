@@ -38,6 +38,15 @@ def batch_explain(ws: Any, payload: dict[str, Any]) -> dict[str, Any]:
     return run(ws, payload)
 
 
+def monitor(ws: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    """One monitor check of payload['model'] (what `POST /models/{name}/monitor/run` queues); the
+    result names the stored check (`run`), whose values `GET .../monitor/runs/{run}` gives."""
+    result = ws.monitoring.run(payload["model"])
+    return {"model": payload["model"], "run": result.run.id, "model_version": result.run.model_version,
+            "rows": result.run.rows, "drifted_features": list(result.drifted_features),
+            "alerts": [a.id for a in result.alerts]}  # fmt: skip
+
+
 HANDLERS: dict[str, Callable[[Any, dict[str, Any]], dict[str, Any]]] = {
-    "retrain": retrain, "batch_score": batch_score, "tune": tune, "batch_explain": batch_explain,
+    "retrain": retrain, "batch_score": batch_score, "tune": tune, "batch_explain": batch_explain, "monitor": monitor,
 }  # fmt: skip

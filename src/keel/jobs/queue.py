@@ -82,13 +82,21 @@ class Jobs:
             raise InvalidInputError(f"Unknown job kind {kind!r}; known: {', '.join(sorted(HANDLERS))}")
         return self._store.enqueue(kind, payload, author=self._author, dedup_key=dedup_key, max_attempts=max_attempts)
 
+    def start(self, kind: str, payload: dict[str, Any], *, dedup_key: str | None = None) -> tuple[Job, bool]:
+        """Queue a job and start it on the executor here now, without waiting; returns (job,
+        created). With `dedup_key`, the active job of that key is returned instead (and started
+        here if it is still queued)."""
+        job, created = self.enqueue(kind, payload, dedup_key=dedup_key)
+        with self._lock:
+            for j in self._store.claim(self.worker, limit=1, ids=(job.id,)):
+                self._running[j.id] = self.executor.submit(run_job, self._factory, j.id)
+                job = j
+        return job, created
+
     def run(self, kind: str, payload: dict[str, Any], *, timeout: float | None = None) -> Job:
         """Queue a job, start it on the executor here and wait for it: the job path, synchronously."""
-        job, _ = self.enqueue(kind, payload)
+        job, _ = self.start(kind, payload)
         with self._lock:
-            claimed = self._store.claim(self.worker, limit=1, ids=(job.id,))
-            for j in claimed:
-                self._running[j.id] = self.executor.submit(run_job, self._factory, j.id)
             future = self._running.get(job.id)
         if future is not None:
             try:

@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from keel.entities import Alert, AlertChannel, AlertDelivery, AlertRule, AlertSeverity, AlertStatus
-from keel.errors import InvalidInputError
+from keel.errors import ConflictError, InvalidInputError
 from keel.monitoring import channels as _channels
 from keel.refs import check_name
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Alerts", "DEFAULT_RULES", "FEATURE_METRICS", "MODEL_METRICS", "OPS", "RETRY_DELAYS_S"]
+__all__ = ["Alerts", "DEFAULT_RULES", "FAILING_RULE", "FEATURE_METRICS", "MODEL_METRICS", "OPS", "RETRY_DELAYS_S"]
 
 FEATURE_METRICS = frozenset(
     {"psi", "js_distance", "ks_stat", "ks_pvalue", "wasserstein_norm", "drift", "missing_rate", "out_of_range_rate",
@@ -38,7 +38,7 @@ FEATURE_METRICS = frozenset(
 MODEL_METRICS = frozenset(
     {"prediction_psi", "prediction_js_distance", "multivariate_auc", "drifted_share", "schema_violation_rate",
      "accuracy", "roc_auc", "f1", "log_loss", "ece", "mae", "rmse", "r2", "accuracy_drop", "roc_auc_drop", "f1_drop",
-     "rmse_increase", "rows", "served_rows", "labelled_rows", "retraining_failed"}
+     "rmse_increase", "rows", "served_rows", "labelled_rows", "retraining_failed", "monitor_failing"}
 )  # fmt: skip
 # Performance on a handful of labels is noise: rules on these metrics fire only when the check
 # saw at least MIN_LABELLED_ROWS labelled predictions (when it reports `labelled_rows` at all).
@@ -87,7 +87,9 @@ DEFAULT_RULES = (
     _Default("accuracy-drop", "accuracy_drop", ">", 0.05, "warning", 6 * _HOUR, ("classification",)),
     _Default("rmse-increase", "rmse_increase", ">", 0.1, "critical", _HOUR, ("regression",)),
     _Default("retraining-failed", "retraining_failed", ">=", 1.0, "critical", _HOUR),
+    _Default("monitor-failing", "monitor_failing", ">=", 1.0, "critical", 6 * _HOUR),
 )
+FAILING_RULE = "monitor-failing"  # fires while a model's monitor checks fail; one alert per episode
 
 _STATUS_FILTERS: dict[str, tuple[str, ...] | None] = {
     "open": ("open",),
@@ -200,7 +202,8 @@ class Alerts:
         'classification') add `auc-drop` roc_auc_drop > 0.05 (critical) and `accuracy-drop`
         accuracy_drop > 0.05 (warning); regressors add `rmse-increase` rmse_increase > 0.1
         (RMSE 10 % above the reference's, critical). `retraining-failed` (critical) fires when an
-        automated retraining of the model fails. Idempotent; to silence a default, disable
+        automated retraining of the model fails, `monitor-failing` (critical, every 6 h) while its
+        monitor checks fail (see `monitor_failing`). Idempotent; to silence a default, disable
         it rather than removing it, or the next call adds it again.
         """
         have = {r.name for r in self.rules(model)}
@@ -211,6 +214,32 @@ class Alerts:
             added.append(self.add_rule(model, d.name, metric=d.metric, op=d.op, threshold=d.threshold,
                                        severity=d.severity, cooldown_s=d.cooldown_s))  # fmt: skip
         return added
+
+    def monitor_failing(self, model: str, error: str, *, traceback: Iterable[str] = ()) -> Alert | None:
+        """Raise `model`'s one 'monitor-failing' alert, or update it while it is active (count,
+        last seen, latest cause; notified again only after its rule's cooldown): its opened time
+        is when the checks began to fail. The rule is added if the model lacks it; None when it
+        is disabled."""
+        if FAILING_RULE not in {r.name for r in self.rules(model)}:
+            d = next(d for d in DEFAULT_RULES if d.name == FAILING_RULE)
+            try:
+                self.add_rule(model, d.name, metric=d.metric, op=d.op, threshold=d.threshold, severity=d.severity,
+                              cooldown_s=d.cooldown_s)  # fmt: skip
+            except ConflictError:  # added meanwhile by another check
+                pass
+        fired = self.evaluate(model, [("", "monitor_failing", 1.0)], context={"error": error[:2000], "traceback": list(traceback)})
+        return next((a for a in fired if a.rule == FAILING_RULE), None)
+
+    def monitor_recovered(self, model: str, *, run_id: int) -> list[Alert]:
+        """Resolve `model`'s active 'monitor-failing' alert, noting the check that succeeded."""
+        return [self.resolve(a.id, note=f"monitor check #{run_id} succeeded") for a in self._failing(model)]
+
+    def failing(self, model: str) -> Alert | None:
+        """`model`'s active 'monitor-failing' alert, or None."""
+        return next(iter(self._failing(model)), None)
+
+    def _failing(self, model: str) -> list[Alert]:
+        return [a for a in self._store.list_alerts(model=model, statuses=_STATUS_FILTERS["active"]) if a.rule == FAILING_RULE]
 
     # -- channels ------------------------------------------------------------------------------
     def add_channel(self, name: str, kind: str, **config: Any) -> AlertChannel:
@@ -345,6 +374,8 @@ def _title(model: str, rule: AlertRule, feature: str, value: float, evidence: di
         return f"{model}: {feature} drifted ({'; '.join(str(r) for r in reasons)})"
     if rule.metric == "retraining_failed":
         return f"{model}: retraining failed: {str(evidence.get('error') or 'see the evidence')[:300]}"
+    if rule.metric == "monitor_failing":
+        return f"{model}: monitor failing: {str(evidence.get('error') or 'see the evidence')[:300]}"
     what = f"{rule.metric} of {feature}" if feature else rule.metric
     return f"{model}: {what} is {value:.4g} ({rule.op} {rule.threshold:g})"
 

@@ -3,11 +3,13 @@
 Two objects:
 
 - `PredictionLogger`, what a server calls once per request. `log()` appends to a bounded
-  in-memory buffer under a lock and returns; a background thread writes the buffer every
-  `flush_interval_s` seconds, or sooner once it holds `flush_rows` rows. When the buffer is full
-  because the writer is behind, new rows are dropped and counted in `dropped`, so a slow store never
-  slows a request. `close()` writes everything: a clean stop loses nothing, a crash loses at most
-  the buffer (`max_buffer_rows`, plus the batch being written).
+  in-memory buffer under a lock; a background thread writes the buffer every `flush_interval_s`
+  seconds, or sooner once it holds `flush_rows` rows. With a write-ahead file (`predwal.py`, the
+  default of `ws.predictions.logger()`) each request is appended to it first and `log()` returns
+  once a sync covered it: a crash then loses nothing answered, the next logger replays the file;
+  rows past the buffer spill to that file instead of being dropped. Without one, a full buffer
+  drops new rows (counted in `dropped`, warned about), and a crash loses the buffer. Either way a
+  slow store never slows a request. `close()` writes everything: a clean stop loses nothing.
 - `PredictionLog` (`ws.predictions`), the log itself: Parquet segments (content-addressed blobs)
   indexed by model, version and time in the metadata store; windows of it as DataFrames;
   feedback (true labels by prediction id); retention; export of a slice as a dataset version.
@@ -39,6 +41,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -47,7 +50,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from keel.data.tables import parquet_bytes, read_parquet, to_arrow
-from keel.errors import InvalidInputError, KeelError, NotFoundError, StoreUnavailableError
+from keel.errors import AccessDeniedError, InvalidInputError, KeelError, NotFoundError, StoreUnavailableError
+from keel.monitoring.predwal import PredictionWal, orphans
 from keel.refs import check_name
 
 if TYPE_CHECKING:
@@ -122,16 +126,24 @@ class _Entry(NamedTuple):
     at_ms: int
     latency_ms: float | None
     error: str | None
+    by: str | None = None  # who asked: the API token's prefix, or the principal's name
+    wal_file: int = -1  # where its write-ahead record is: file id and index in the file
+    wal_seq: int = -1
 
 
 class PredictionLogger:
     """Buffer served predictions in memory and write them in batches from a background thread.
 
-    `log()` never waits for I/O. Rows past `max_buffer_rows` (while the writer is still writing
-    the previous batch) are dropped and counted in `dropped`; `logged` counts rows written.
-    A single request larger than the whole buffer is still kept, alone, when the buffer is empty.
-    `maintenance` (retention, compaction), when given, runs every `maintenance_interval_s` seconds
-    on a thread of its own, so that it never delays a write.
+    `log()` never waits for the store. With a write-ahead file (`wal`, a factory of
+    `keel.monitoring.predwal.PredictionWal`) each request is first appended to it, and `log()`
+    (or `await log_async()`) returns once a sync covered the append: an answered prediction then
+    survives a crash of the process, replayed at the next start. Rows past `max_buffer_rows` (the
+    writer is behind) then spill: they stay in the write-ahead file only, and the writer reads
+    them back. Without one, such rows are dropped; every dropped row (buffer full, or a write the
+    store refused) is counted in `dropped` and reported in a rate-limited warning. `logged` counts
+    rows written. A single request larger than the whole buffer is still kept, alone, when the
+    buffer is empty. `maintenance` (retention, compaction), when given, runs every
+    `maintenance_interval_s` seconds on a thread of its own, so that it never delays a write.
 
     >>> log = ws.predictions.logger()                                            # doctest: +SKIP
     >>> log.log("churn", 3, [{"tenure": 4}], predictions=[1], ids=["..."])       # doctest: +SKIP
@@ -147,6 +159,9 @@ class PredictionLogger:
         flush_rows: int | None = None,
         maintenance: Callable[[], object] | None = None,
         maintenance_interval_s: float = 600.0,
+        wal: Callable[[], PredictionWal] | None = None,
+        wait_for_sync: bool = False,
+        warn_interval_s: float = 10.0,
     ) -> None:
         if max_buffer_rows < 1:
             raise InvalidInputError(f"max_buffer_rows must be >= 1, got {max_buffer_rows}")
@@ -156,26 +171,46 @@ class PredictionLogger:
         self.max_buffer_rows = max_buffer_rows
         self.flush_interval_s = flush_interval_s
         # Write well before the buffer is full, so that rows arriving during a write find room.
-        self.flush_rows = max(1, max_buffer_rows // 2) if flush_rows is None else max(1, min(flush_rows, max_buffer_rows))
+        self.flush_rows = max(1, max_buffer_rows // 4) if flush_rows is None else max(1, min(flush_rows, max_buffer_rows))
         self.maintenance = maintenance
         self.maintenance_interval_s = maintenance_interval_s
+        self.warn_interval_s = warn_interval_s
         self.logged = 0  # rows written to the sink
-        self.dropped = 0  # rows lost: buffer full, or the sink refused them
+        self.dropped = 0  # rows lost: buffer full without a write-ahead file, or the sink refused them
         self._pending: list[_Entry] = []
         self._pending_rows = 0
-        self._lock = threading.Lock()  # guards the buffer and the counters; held for microseconds
+        self._lock = threading.Lock()  # guards the buffer, the counters and the write-ahead appends; held for microseconds
         self._write_lock = threading.Lock()  # one batch written at a time
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._stop: threading.Event | None = None  # the running writer's own: a restarted writer gets a new one
         self._maintaining: threading.Thread | None = None
         self._warned_dropped = 0
+        self._warned_at = -float("inf")
         self._next_maintenance = time.monotonic() + maintenance_interval_s
+        self._wal_factory = wal
+        # False: an answer waits for the append (a system call) only, which survives a crash of the
+        # process; the syncer makes it survive an OS crash within sync_ms. True: it waits for the sync.
+        self.wait_for_sync = wait_for_sync
+        self._wal: PredictionWal | None = None
+        self._wal_refs: dict[int, int] = {}  # write-ahead file -> its entries not yet in the sink
+        self._spilled: dict[int, list[int]] = {}  # write-ahead file -> records of entries kept only there
+        self._spilled_rows = 0
 
     @property
     def pending(self) -> int:
-        """Rows buffered, not yet handed to the writer."""
-        return self._pending_rows
+        """Rows waiting to be written: buffered, and spilled to the write-ahead file."""
+        return self._pending_rows + self._spilled_rows
+
+    @property
+    def spilled(self) -> int:
+        """Rows past the buffer, kept in the write-ahead file only until the writer catches up."""
+        return self._spilled_rows
+
+    @property
+    def wal(self) -> PredictionWal | None:
+        """The write-ahead file in use, if any (opened by the first `log()`)."""
+        return self._wal
 
     def new_ids(self, n: int) -> tuple[list[str], int]:
         """`n` prediction ids for a request being served now, and its time in ms (see `log(at_ms=)`)."""
@@ -194,32 +229,110 @@ class PredictionLogger:
         latency_ms: float | None = None,
         error: str | None = None,
         at_ms: int | None = None,
+        by: str | None = None,
+        durable: bool = True,
     ) -> bool:
-        """Buffer one request's rows; return False when they were dropped (buffer full).
+        """Buffer one request's rows; return False when they were dropped (buffer full, no write-ahead file).
 
-        `ids` and `at_ms` come from `new_ids()`; without them fresh ones are made.
+        `ids` and `at_ms` come from `new_ids()`; without them fresh ones are made. `by` names who
+        asked (kept in the column `__by`). With a write-ahead file and `durable`, this blocks until
+        the rows are synced to it (a few ms at most); on the event loop use `log_async()`.
         """
+        kept, ticket = self._log(model_name, version, records, predictions, probabilities, classes, ids, latency_ms,
+                                 error, at_ms, by)  # fmt: skip
+        if ticket > 0 and durable and self.wait_for_sync and self._wal is not None:
+            self._wal.wait(ticket)
+        return kept
+
+    async def log_async(
+        self,
+        model_name: str,
+        version: int,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        predictions: Any = None,
+        probabilities: Any = None,
+        classes: Sequence[Any] | None = None,
+        ids: Sequence[str] | None = None,
+        latency_ms: float | None = None,
+        error: str | None = None,
+        at_ms: int | None = None,
+        by: str | None = None,
+    ) -> bool:
+        """`log()` for the event loop: awaits the write-ahead sync without blocking the loop.
+        Raises StoreUnavailableError when the write-ahead file cannot be written or synced (the rows
+        are still buffered; only the crash guarantee is missing)."""
+        kept, ticket = self._log(model_name, version, records, predictions, probabilities, classes, ids, latency_ms,
+                                 error, at_ms, by)  # fmt: skip
+        wal = self._wal
+        if ticket > 0 and self.wait_for_sync and wal is not None:
+            try:
+                await wal.wait_async(ticket)
+            except OSError as exc:
+                raise StoreUnavailableError(
+                    f"The prediction was not made durable: syncing the prediction log's write-ahead file failed ({exc}). "
+                    "Free disk space under the workspace's predlog/ folder, or set KEEL_PREDLOG_WAL=off to serve "
+                    "without the crash guarantee."
+                ) from exc
+        elif ticket < 0:
+            raise StoreUnavailableError(
+                "The prediction was not made durable: appending to the prediction log's write-ahead file failed "
+                "(see the server log). Free disk space under the workspace's predlog/ folder, or set "
+                "KEEL_PREDLOG_WAL=off to serve without the crash guarantee."
+            )
+        return kept
+
+    def _log(self, model_name: str, version: int, records: Sequence[Mapping[str, Any]], predictions: Any,
+             probabilities: Any, classes: Sequence[Any] | None, ids: Sequence[str] | None, latency_ms: float | None,
+             error: str | None, at_ms: int | None, by: str | None) -> tuple[bool, int]:  # fmt: skip
+        """Buffer (or spill, or drop) one request; return (kept, write-ahead ticket: 0 none, -1 failed)."""
         n = len(records)
         if ids is None:
             ids, at_ms = new_prediction_ids(n, at_ms)
         elif at_ms is None:
             at_ms = prediction_id_time(ids[0]) if n else None
             at_ms = time.time_ns() // 1_000_000 if at_ms is None else at_ms
-        entry = _Entry(model_name, version, records, predictions, probabilities, classes, ids, at_ms, latency_ms, error)
+        entry = _Entry(model_name, version, records, predictions, probabilities, classes, ids, at_ms, latency_ms, error, by)
+        payload = _encode(entry) if self._wal_factory is not None else None  # outside the lock: the costly part
+        ticket = 0
         with self._lock:
-            if self._pending_rows and self._pending_rows + n > self.max_buffer_rows:
+            fits = not (self._pending_rows and self._pending_rows + n > self.max_buffer_rows)
+            if payload is not None:
+                try:
+                    if self._wal is None or self._wal.closed:
+                        self._wal = self._wal_factory()  # type: ignore[misc]
+                        self._wal_refs = {}
+                    file_id, seq, ticket = self._wal.append(payload)
+                except OSError as exc:
+                    ticket = -1
+                    logger.error("prediction log: appending to the write-ahead file failed (%s); "
+                                 "%d rows are kept in memory only", exc, n)  # fmt: skip
+                else:
+                    self._wal_refs[file_id] = self._wal_refs.get(file_id, 0) + 1
+                    entry = entry._replace(wal_file=file_id, wal_seq=seq)
+                    if not fits:  # in the write-ahead file already: the writer reads it back from there
+                        self._spilled.setdefault(file_id, []).append(seq)
+                        self._spilled_rows += n
+                        self._wake.set()
+                        self._start_writer()
+                        return True, ticket
+            if not fits:
                 self.dropped += n
-                return False
-            self._pending.append(entry)
-            self._pending_rows += n
-            wake = self._pending_rows >= self.flush_rows
-            if self._thread is None:
-                self._stop = threading.Event()
-                self._thread = threading.Thread(target=self._run, args=(self._stop,), name="keel-predlog", daemon=True)
-                self._thread.start()
+                wake = True
+            else:
+                self._pending.append(entry)
+                self._pending_rows += n
+                wake = self._pending_rows >= self.flush_rows
+            self._start_writer()
         if wake:
             self._wake.set()
-        return True
+        return fits, ticket
+
+    def _start_writer(self) -> None:
+        if self._thread is None:  # under self._lock
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._run, args=(self._stop,), name="keel-predlog", daemon=True)
+            self._thread.start()
 
     def write_frame(
         self,
@@ -233,6 +346,7 @@ class PredictionLogger:
         ids: Sequence[str],
         at_ms: int,
         latency_ms: float | None = None,
+        by: str | None = None,
     ) -> bool:
         """Write a scored DataFrame chunk to the sink now, in the caller's thread (batch scoring,
         where a chunk is larger than the buffer); return False when the write failed (counted in `dropped`)."""
@@ -246,6 +360,8 @@ class PredictionLogger:
                 "__latency_ms": pa.array([latency_ms] * n, pa.float64()),
                 "__error": pa.nulls(n, pa.string()),
             }
+            if by is not None:
+                columns["__by"] = pa.array([by] * n, pa.string())
             columns.update({c: table.column(c) for c in table.column_names if not c.startswith("__")})
             columns["__prediction"] = _column(_tolist(predictions))
             if probabilities is not None and classes:
@@ -262,14 +378,52 @@ class PredictionLogger:
         return True
 
     def flush(self) -> int:
-        """Write every buffered row now; return how many were written. Waits for a write in progress."""
+        """Write every buffered and spilled row now; return how many were written. Waits for a write in progress."""
         with self._write_lock:
             with self._lock:
                 batch, self._pending, self._pending_rows = self._pending, [], 0
-            return self._write(batch)
+                spilled, self._spilled, self._spilled_rows = self._spilled, {}, 0
+                if self._wal is not None and not self._wal.closed:
+                    # Every entry of the files before the new one is now in `batch` or `spilled`:
+                    # each such file is deleted once they are written.
+                    current = self._wal.rotate()
+                    for file_id in [f for f, refs in self._wal_refs.items() if refs == 0 and f != current]:
+                        self._release(file_id)
+            written = self._write(batch)
+            for file_id, seqs in sorted(spilled.items()):
+                written += self._write_spilled(file_id, seqs)
+            return written
+
+    def _write_spilled(self, file_id: int, seqs: list[int]) -> int:
+        """Read spilled entries back from their write-ahead file and write them, a buffer's worth at a time."""
+        assert self._wal is not None
+        wanted = set(seqs)
+        try:
+            records = self._wal.records(file_id)
+        except OSError as exc:
+            rows = len(wanted)
+            logger.error("prediction log: reading spilled rows back from %s failed (%s); they stay there for the next start",
+                         self._wal.path(file_id), exc)  # fmt: skip
+            with self._lock:
+                self.dropped += rows
+            return 0
+        written = 0
+        chunk: list[_Entry] = []
+        chunk_rows = 0
+        for seq, payload in enumerate(records):
+            if seq not in wanted:
+                continue
+            entry = _decode(payload)._replace(wal_file=file_id, wal_seq=seq)
+            chunk.append(entry)
+            chunk_rows += len(entry.records)
+            if chunk_rows >= self.max_buffer_rows:
+                written += self._write(chunk)
+                chunk, chunk_rows = [], 0
+        return written + self._write(chunk)
 
     def close(self) -> None:
-        """Write everything and stop the writer thread. A later `log()` starts it again."""
+        """Write everything and stop the writer thread. A later `log()` starts it again.
+        The write-ahead file is removed, unless it holds rows the store refused (replayed at the next start)."""
         with self._lock:
             thread, stop, self._thread, self._stop = self._thread, self._stop, None, None
         if thread is not None and stop is not None:
@@ -277,6 +431,16 @@ class PredictionLogger:
             self._wake.set()
             thread.join()
         self.flush()  # rows logged while the thread was stopping
+        self._warn_dropped(force=True)
+        with self._lock:
+            wal, self._wal = self._wal, None
+            keep = {f for f, refs in self._wal_refs.items() if refs > 0}
+            self._wal_refs = {}
+        if wal is not None:
+            if keep:
+                logger.warning("prediction log: write-ahead files %s keep rows that could not be written; the next "
+                               "start replays them", ", ".join(str(wal.path(f)) for f in sorted(keep)))  # fmt: skip
+            wal.close(keep=keep)
 
     # -- the writer thread ----------------------------------------------------------------------
     def _run(self, stop: threading.Event) -> None:
@@ -285,10 +449,7 @@ class PredictionLogger:
             self._wake.clear()
             stopping = stop.is_set()
             self.flush()
-            if self.dropped > self._warned_dropped:
-                logger.warning("prediction log: %d rows dropped so far (buffer of %d rows full, or writes failing)",
-                               self.dropped, self.max_buffer_rows)  # fmt: skip
-                self._warned_dropped = self.dropped
+            self._warn_dropped()
             if stopping:
                 return
             if self.maintenance is not None and time.monotonic() >= self._next_maintenance:
@@ -297,6 +458,16 @@ class PredictionLogger:
                     # on a thread of its own: a long retention or compaction pass never delays a write
                     self._maintaining = threading.Thread(target=self._maintain, name="keel-predlog-maintenance", daemon=True)
                     self._maintaining.start()
+
+    def _warn_dropped(self, *, force: bool = False) -> None:
+        """A warning with the counts whenever rows were dropped, at most every `warn_interval_s` seconds."""
+        dropped = self.dropped
+        if dropped > self._warned_dropped and (force or time.monotonic() - self._warned_at >= self.warn_interval_s):
+            logger.warning("prediction log: %d rows dropped (%d since the last warning; buffer of %d rows full without "
+                           "a write-ahead file, or writes failing); %d written", dropped, dropped - self._warned_dropped,
+                           self.max_buffer_rows, self.logged)  # fmt: skip
+            self._warned_dropped = dropped
+            self._warned_at = time.monotonic()
 
     def _maintain(self) -> None:
         assert self.maintenance is not None
@@ -319,24 +490,81 @@ class PredictionLogger:
                     logger.error("prediction log: the store is unavailable (%s); %d rows lost", exc, rows)
                 continue
             except Exception:  # a background thread: whatever the sink raised, count and report the loss
-                logger.exception("prediction log: writing %d rows of %s@%s failed; they are lost", rows, model_name, version)
+                kept = self._wal is not None and all(e.wal_file >= 0 for e in entries)
+                logger.exception("prediction log: writing %d rows of %s@%s failed; %s", rows, model_name, version,
+                                 "they stay in the write-ahead file for the next start" if kept else "they are lost")  # fmt: skip
                 with self._lock:
-                    self.dropped += rows
+                    self.dropped += rows  # not in the log while this process runs
                 continue
             written += rows
             with self._lock:
                 self.logged += rows
+                for e in entries:
+                    self._unref(e.wal_file)
         return written
 
+    def _unref(self, file_id: int) -> None:
+        """An entry of write-ahead file `file_id` is in the sink (under self._lock)."""
+        if file_id < 0 or file_id not in self._wal_refs:
+            return
+        self._wal_refs[file_id] -= 1
+        if self._wal_refs[file_id] == 0 and self._wal is not None and file_id != self._wal.current:
+            self._release(file_id)
+
+    def _release(self, file_id: int) -> None:
+        assert self._wal is not None
+        del self._wal_refs[file_id]
+        try:
+            self._wal.remove(file_id)
+        except OSError as exc:  # its rows are in the log: a replay would skip them
+            logger.warning("prediction log: removing the written write-ahead file %s failed: %s", self._wal.path(file_id), exc)
+
     def _requeue(self, entries: list[_Entry], rows: int) -> bool:
-        """Put rows whose write failed back in front of the buffer, if they fit; else count them lost."""
+        """Put rows whose write failed back in front of the buffer, if they fit (or spill them to
+        their write-ahead file); else count them lost."""
         with self._lock:
-            if self._pending_rows + rows > self.max_buffer_rows or self._thread is None:  # closing: no later write
-                self.dropped += rows
-                return False
-            self._pending[:0] = entries
-            self._pending_rows += rows
-            return True
+            closing = self._thread is None  # no later write
+            if not closing and self._pending_rows + rows <= self.max_buffer_rows:
+                self._pending[:0] = entries
+                self._pending_rows += rows
+                return True
+            if not closing and self._wal is not None and all(e.wal_file >= 0 for e in entries):
+                for e in entries:
+                    self._spilled.setdefault(e.wal_file, []).append(e.wal_seq)
+                self._spilled_rows += rows
+                return True
+            self.dropped += rows
+            return False
+
+
+def _encode(entry: _Entry) -> bytes:
+    """One request as a write-ahead record: JSON of its fields (arrays as lists)."""
+    doc = {
+        "m": entry.model_name, "v": entry.version, "r": list(entry.records), "i": list(entry.ids), "t": entry.at_ms,
+        "l": entry.latency_ms, "e": entry.error, "b": entry.by,
+        "p": None if entry.predictions is None else _tolist(entry.predictions),
+        "q": None if entry.probabilities is None else np.asarray(entry.probabilities, dtype=float).tolist(),
+        "c": None if entry.classes is None else _tolist(entry.classes),
+    }  # fmt: skip
+    try:
+        import orjson
+    except ImportError:  # pragma: no cover - the server extra brings orjson
+        return json.dumps(doc, default=_json_default).encode()
+    return orjson.dumps(doc, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _decode(payload: bytes) -> _Entry:
+    doc = json.loads(payload)
+    return _Entry(doc["m"], int(doc["v"]), doc["r"], doc["p"], doc["q"], doc["c"], doc["i"], int(doc["t"]), doc["l"],
+                  doc["e"], doc.get("b"))  # fmt: skip
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)  # dates and other objects: as text, as a JSON-encoded log column would keep them
 
 
 def _groups(batch: list[_Entry]) -> dict[tuple[str, int, bool], list[_Entry]]:
@@ -371,6 +599,8 @@ def entries_table(entries: Sequence[_Entry]) -> pa.Table:
         "__latency_ms": pa.array(latency, pa.float64()),
         "__error": pa.array(errors, pa.string()),
     }
+    if any(e.by is not None for e in entries):  # who asked: feedback from below the writer role must match
+        columns["__by"] = pa.array([e.by for e in entries for _ in e.records], pa.string())
     for name in inputs:
         if not isinstance(name, str) or name.startswith("__"):
             continue  # the log's own namespace; such inputs are refused by any signature anyway
@@ -454,6 +684,10 @@ class PredictionLog:
         retention_days: int = 90,
         buffer_rows: int = 10_000,
         flush_s: float = 2.0,
+        wal_dir: Path | None = None,
+        wal: bool = True,
+        wal_sync_ms: float = 5.0,
+        wal_wait_for_sync: bool = False,
     ) -> None:
         self._meta = meta
         self._blobs = blobs
@@ -461,16 +695,76 @@ class PredictionLog:
         self.retention_days = retention_days
         self.buffer_rows = buffer_rows
         self.flush_s = flush_s
+        self.wal_dir = None if wal_dir is None else Path(wal_dir)
+        self.wal = wal and wal_dir is not None
+        self.wal_sync_ms = wal_sync_ms
+        self.wal_wait_for_sync = wal_wait_for_sync
 
     def logger(self, *, max_buffer_rows: int | None = None, flush_interval_s: float | None = None) -> PredictionLogger:
         """A buffered writer into this log (what `keel serve` uses), sized by the `predlog_*` settings;
-        it also runs retention and compaction every 10 minutes. Close it to write its last rows."""
+        it also runs retention and compaction every 10 minutes. Close it to write its last rows.
+
+        First it replays the write-ahead files that dead processes left (`replay()`); with
+        `predlog_wal` on, it writes one of its own, so that answered rows survive a crash.
+        """
+        self.replay()
+        factory = None
+        if self.wal and self.wal_dir is not None:
+            wal_dir, sync_ms = self.wal_dir, self.wal_sync_ms
+            paced = not self.wal_wait_for_sync  # nobody waits for a sync: one every sync_ms covers all
+            factory = lambda: PredictionWal(wal_dir, sync_ms=sync_ms, paced=paced)  # noqa: E731 - opened by the first log()
         return PredictionLogger(
             self,
             max_buffer_rows=self.buffer_rows if max_buffer_rows is None else max_buffer_rows,
             flush_interval_s=self.flush_s if flush_interval_s is None else flush_interval_s,
             maintenance=self.maintain,
+            wal=factory,
+            wait_for_sync=self.wal_wait_for_sync,
         )
+
+    def replay(self) -> int:
+        """Write into the log the rows of write-ahead files left by processes that died (a crash,
+        `kill -9`), exactly once: rows whose id is already in the log are skipped. Return how many
+        rows were written. Files of live processes (their lock is held) are left alone; a file
+        that cannot be written stays for the next try, renamed `*.failed` when its rows are refused."""
+        if self.wal_dir is None:
+            return 0
+        total = 0
+        for orphan in orphans(self.wal_dir):
+            keep: list[Path] = []
+            for path in orphan.files:
+                try:
+                    total += self._replay_file(path)
+                except StoreUnavailableError as exc:
+                    logger.warning("prediction log: replaying %s failed (%s); the next start tries again", path, exc)
+                    keep.append(path)
+                except Exception:  # a file whose rows the log refuses: keep it aside, never block the start
+                    logger.exception("prediction log: the rows of %s cannot be written; kept as %s.failed", path, path.name)
+                    path.rename(path.with_name(path.name + ".failed"))
+            orphan.done(keep=tuple(keep))
+        return total
+
+    def _replay_file(self, path: Path) -> int:
+        from keel.monitoring.predwal import read_records
+
+        records, torn = read_records(path)
+        if torn:
+            logger.warning("prediction log: ignored %d bytes of a torn or corrupt record at the end of %s", torn, path)
+        entries = [_decode(r) for r in records]
+        written = 0
+        for (model_name, version, _), group in _groups(entries).items():
+            known = self._known_ids(model_name, {i for e in group for i in e.ids})
+            fresh = [e for e in group if not known.issuperset(e.ids)]
+            if not fresh:
+                continue  # written before the crash, and the file not yet deleted
+            table = entries_table(fresh)
+            if known:
+                table = table.filter(pc.invert(pc.is_in(table.column("__id"), value_set=pa.array(sorted(known), pa.string()))))
+            self.write(model_name, version, table)
+            written += table.num_rows
+        if written:
+            logger.info("prediction log: replayed %d rows from %s", written, path)
+        return written
 
     # -- write ---------------------------------------------------------------------------------
     def write(self, model_name: str, version: int, frame: Any) -> PredictionSegment | None:
@@ -557,30 +851,48 @@ class PredictionLog:
         return table.select(columns) if columns else table
 
     # -- feedback ------------------------------------------------------------------------------
-    def feedback(self, model_name: str, items: Iterable[tuple[str, Any]] | Mapping[str, Any]) -> int:
+    def feedback(self, model_name: str, items: Iterable[tuple[str, Any]] | Mapping[str, Any], *,
+                 made_by: str | None = None) -> int:  # fmt: skip
         """Record true labels (or values) for logged predictions: {prediction_id: label} or pairs.
 
         All or nothing: any id that `model_name` never logged raises NotFoundError naming it, and
-        nothing is stored. A second label for an id replaces the first (corrections are allowed);
-        within one call the last one wins. Returns how many labels were stored.
+        nothing is stored. With `made_by` (what a server passes for a caller below the writer role),
+        any id whose prediction was not logged with that `__by` raises AccessDeniedError naming it,
+        and nothing is stored. A second label for an id replaces the first (corrections are
+        allowed); within one call the last one wins. Returns how many labels were stored.
         """
         values = _feedback_values(items)
         if not values:
             return 0
-        unknown = sorted(set(values) - self._known_ids(model_name, set(values)))
+        makers = self._makers(model_name, set(values))
+        unknown = sorted(set(values) - set(makers))
         if unknown:
-            shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
             raise NotFoundError(
-                f"Model {model_name!r} has no logged prediction with id {shown}; no feedback was stored. "
+                f"Model {model_name!r} has no logged prediction with id {_shown(unknown)}; no feedback was stored. "
                 "Use the ids the predict endpoint returned; a server writes them to the log within seconds."
             )
+        if made_by is not None:
+            foreign = sorted(i for i in values if makers[i] != made_by)
+            if foreign:
+                raise AccessDeniedError(
+                    f"Predictions {_shown(foreign)} of {model_name!r} were not made by token {made_by!r}; no feedback was "
+                    "stored. A token may label the predictions it asked for; labelling others' needs the writer role."
+                )
         stored = self._meta.predictions.save_feedback(model_name, values)
         logger.debug("feedback: %d labels for %s", stored, model_name)
         return stored
 
+    def makers(self, model_name: str, ids: Iterable[str]) -> dict[str, str | None]:
+        """{prediction id: who asked for it (the `__by` column; None when not recorded)} for those
+        of `ids` that `model_name` logged."""
+        return self._makers(model_name, set(ids))
+
     def _known_ids(self, model_name: str, wanted: set[str]) -> set[str]:
-        """The ids of `wanted` that are in the log. Keel ids carry their time, so only the segments
-        spanning those times are read; any other id means reading every segment of the model."""
+        return set(self._makers(model_name, wanted))
+
+    def _makers(self, model_name: str, wanted: set[str]) -> dict[str, str | None]:
+        """Who made each id of `wanted` that is in the log. Keel ids carry their time, so only the
+        segments spanning those times are read; any other id means reading every segment of the model."""
         times = {i: prediction_id_time(i) for i in wanted}
         timed = sorted({t for t in times.values() if t is not None})
         untimed = any(t is None for t in times.values())
@@ -593,9 +905,12 @@ class PredictionLog:
                     if _spans_any(timed, _ms(s.first_at), _ms(s.last_at))]  # fmt: skip
         else:
             segs = []
-        known: set[str] = set()
+        known: dict[str, str | None] = {}
         for seg in segs:
-            known.update(i for i in self._read(seg, ["__id"]).column("__id").to_pylist() if i in wanted)
+            table = self._read(seg)
+            ids = table.column("__id").to_pylist()
+            by = table.column("__by").to_pylist() if "__by" in table.column_names else [None] * len(ids)
+            known.update((i, b) for i, b in zip(ids, by, strict=True) if i in wanted)
             if len(known) == len(wanted):
                 break
         return known
@@ -817,7 +1132,8 @@ def _concat(parts: list[pa.Table]) -> pd.DataFrame:
 def _decoded(table: pa.Table) -> pd.DataFrame:
     frame = table.to_pandas().astype(object)
     for name in _json_columns(table):
-        frame[name] = [None if v is None else json.loads(v) for v in frame[name]]
+        # From Arrow, not from the frame: pandas 3 reads a missing string as NaN, not None.
+        frame[name] = [None if v is None else json.loads(v) for v in table.column(name).to_pylist()]
     return frame
 
 
@@ -865,6 +1181,10 @@ def _feedback_values(items: Iterable[tuple[str, Any]] | Mapping[str, Any]) -> di
             raise InvalidInputError(f"The label for prediction {prediction_id} is not a JSON value: {value!r}") from None
         out[prediction_id] = value
     return out
+
+
+def _shown(ids: list[str]) -> str:
+    return ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
 
 
 def _span(since: datetime | None, until: datetime | None) -> str:

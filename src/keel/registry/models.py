@@ -5,16 +5,18 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import operator
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from keel.entities import AliasEvent, DatasetVersion, Lineage, ModelVersion, RegisteredModel, Run, Signature
-from keel.errors import InvalidInputError, UserCodeError
-from keel.refs import check_name, parse_ref
-from keel.registry.flavors import LightGBMClassifierModel, flavor_for, get_flavor
+from keel.errors import InvalidInputError, InvalidModelError, KeelError, UnsafeLoadError, UserCodeError
+from keel.refs import MAX_VERSION, check_name, parse_ref
+from keel.registry.flavors import Flavor, LightGBMClassifierModel, flavor_for, get_flavor
 from keel.registry.signature import (
     NumericRecords,
     infer_signature,
@@ -174,6 +176,81 @@ def params_of(model: Any) -> dict[str, str]:
     return out
 
 
+def _validate(
+    name: str,
+    flavor: Flavor,
+    data: bytes,
+    model: Any,
+    *,
+    signature: Signature | None,
+    example: list[dict[str, Any]] | None,
+    trusted: bool,
+) -> None:
+    """Refuse a version serving could never use: bytes that do not load, an unfitted model, one that fails on its example.
+
+    `model` is the live object when the caller registered one: a scikit-learn model's saved bytes
+    are then only audited (cheap, and cached for serving's load) instead of loaded a second time.
+    """
+    what = f"Cannot register {name}: the {flavor.name} artifact"
+    # Bytes from elsewhere are checked as served (labels and probabilities); a live object only
+    # predicts, which halves the cost of the check (registering 200 versions stays cheap).
+    served = model is None
+    try:
+        if model is None or flavor.name in ("lightgbm", "xgboost"):
+            # Boosters are served through keel's own wrappers, so predict as they will (loading is cheap).
+            model = flavor.load(data, trusted=trusted)
+        else:
+            flavor.audit(data, trusted=trusted)
+    except UnsafeLoadError as exc:
+        raise InvalidModelError(
+            f"{what} would not load where models load untrusted (the server, keel models predict): {exc} "
+            "From Python, register(..., trusted=True) stores it anyway; it then loads only with trusted=True."
+        ) from exc
+    except InvalidModelError as exc:
+        raise InvalidModelError(f"{what} is malformed: {exc}") from exc
+    except (KeelError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - each format's parser fails in its own way on bad bytes
+        raise InvalidModelError(f"{what} does not load: {type(exc).__name__}: {exc}") from exc
+    _check_fitted(name, model)
+    if not example:
+        return
+    provisional = ModelVersion(
+        name=name, version=0, flavor=flavor.name, digest="", size_bytes=len(data), signature=signature,
+        input_example=example, metrics={}, params={}, tags={}, description="", run_id=None, datasets=(),
+        aliases=(), created_at=datetime.now(timezone.utc), author="",
+    )  # fmt: skip
+    try:
+        loaded = LoadedModel(provisional, model)
+        labels, proba = loaded.predict_and_proba(example) if served else (loaded.predict(example), None)
+    except Exception as exc:  # noqa: BLE001 - whatever the model raises, it cannot serve
+        raise InvalidModelError(
+            f"Cannot register {name}: the model fails on its input example ({len(example)} rows): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if len(labels) != len(example) or (proba is not None and len(proba) != len(example)):
+        raise InvalidModelError(
+            f"Cannot register {name}: the model gave {len(labels)} predictions for the {len(example)} rows of its input example"
+        )
+
+
+def _check_fitted(name: str, model: Any) -> None:
+    try:
+        from sklearn.base import BaseEstimator
+        from sklearn.exceptions import NotFittedError
+        from sklearn.utils.validation import check_is_fitted
+    except ImportError:  # pragma: no cover - scikit-learn is a dependency
+        return
+    if not isinstance(model, BaseEstimator):
+        return  # boosters, keel's LightGBM wrappers, functions: fitted by construction
+    try:
+        check_is_fitted(model)
+    except NotFittedError as exc:
+        raise InvalidModelError(
+            f"Cannot register {name}: the {type(model).__name__} is not fitted ({exc}). Call fit() before registering it."
+        ) from exc
+
+
 class Models:
     """The model registry of one workspace: `ws.models`."""
 
@@ -227,6 +304,7 @@ class Models:
         tags: dict[str, Any] | None = None,
         description: str = "",
         flavor: str | None = None,
+        trusted: bool = False,
     ) -> ModelVersion:
         """Save `model` as the next version of `name`, linked to its run and training data.
 
@@ -237,6 +315,12 @@ class Models:
         transaction, so a failed register leaves no version (only a blob that `ws.gc()` removes).
         The format is the model's flavour (see keel.registry.flavors); `flavor='pickle'` must
         be asked for by name. Raises NotFoundError for an unknown run or dataset.
+
+        The version is checked before anything is stored (InvalidModelError if not): its saved
+        bytes must load untrusted, as the server loads them (a scikit-learn model holding a
+        function or a type of your own needs `trusted=True` here, and then loads only with
+        trusted=True), it must be fitted, and it must predict on the first rows of `X`. A
+        'callable' or 'pickle' model is your own code: it always loads with trusted=True only.
 
         >>> mv = ws.models.register("credit-risk", est, run=run, X=X_train)   # doctest: +SKIP
         >>> mv.ref                                                           # doctest: +SKIP
@@ -259,6 +343,11 @@ class Models:
                 signature = signature_from_schema(model, [str(n) for n in names], datasets[0].columns)
         if signature is None and chosen.name not in ("callable", "pickle"):
             logger.warning("model %s registered without a signature: pass X= to validate predict() input", name)
+        data = chosen.save(model)
+        example = input_example(X) if X is not None else None
+        # Pickle and callables are code the caller handed over in-process; their loads need trusted=True anyway.
+        _validate(name, chosen, data, model, signature=signature, example=example,
+                  trusted=trusted or chosen.name in ("callable", "pickle"))  # fmt: skip
         importance = None
         if self._measure is not None and signature is not None and X is not None:
             try:
@@ -267,10 +356,10 @@ class Models:
                 logger.exception("global importance of the new version of %s not computed at registration", name)
         return self._store(
             name,
-            chosen.save(model),
+            data,
             flavor=chosen.name,
             signature=signature,
-            input_example=input_example(X) if X is not None else None,
+            input_example=example,
             metrics=_finite_metrics(metrics) if metrics is not None else None,
             params={str(k): str(v) for k, v in params.items()} if params is not None else params_of(model),
             tags=tags,
@@ -294,10 +383,14 @@ class Models:
         description: str = "",
         run: ActiveRun | Run | str | None = None,
         trained_on: str | DatasetVersion | Iterable[str | DatasetVersion] | None = None,
+        trusted: bool = False,
     ) -> ModelVersion:
         """Register a version from bytes a flavour saved elsewhere (how keel.Client registers over HTTP).
 
-        The bytes are stored as given and only parsed at load(), with the flavour's safety checks.
+        The bytes are stored as given once they pass register()'s checks: they load with the
+        flavour's safety rules (untrusted, as the server loads them, unless `trusted=True`; the
+        HTTP API never passes it, so a 'pickle' or 'callable' artifact is refused there), the
+        model is fitted, and it predicts on `input_example`. InvalidModelError otherwise.
         """
         check_name(name, what="model name")
         chosen = get_flavor(flavor)
@@ -313,6 +406,7 @@ class Models:
         ):
             raise InvalidInputError("input_example must be a list of records (dicts)")
         run_record, datasets = self._lineage_of(run, trained_on)
+        _validate(name, chosen, bytes(data), None, signature=signature, example=input_example, trusted=trusted)
         return self._store(
             name,
             bytes(data),
@@ -395,6 +489,13 @@ class Models:
 
         >>> ws.models.set_alias("credit-risk", "champion", version=4, reason="AUC +0.01")  # doctest: +SKIP
         """
+        try:
+            number = -1 if isinstance(version, bool) else operator.index(version)  # numpy integers too
+        except TypeError:
+            number = -1
+        if not 1 <= number <= MAX_VERSION:
+            raise InvalidInputError(f"version must be an integer from 1 to {MAX_VERSION}, got {version!r}")
+        version = number
         event = self._meta.models.set_alias(
             check_name(name, what="model name"), alias, version, author=self._author, reason=reason
         )

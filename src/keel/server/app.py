@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from importlib.resources import files
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from keel.errors import ConfigError, KeelError
@@ -17,6 +18,7 @@ from keel.server import errors
 from keel.entities import Role
 from keel.server.auth import Authenticator, Principal, is_loopback, need
 from keel.server.cache import ModelCache, ShadowTable
+from keel.server.guard import CatchAll, HostPolicy, Limits, RequestGuard
 from keel.server.observability import Metrics, ObservabilityMiddleware
 
 logger = logging.getLogger(__name__)
@@ -43,22 +45,30 @@ def create_app(
     max_models: int = 8,
     max_upload_bytes: int = 2 << 30,
     max_json_bytes: int = 16 << 20,
+    max_small_json_bytes: int = 1 << 20,
     token_cache_s: float = 2.0,
     monitor_tick_s: float | None = None,
+    bind_host: str | None = None,
+    allowed_hosts: str | Iterable[str] | None = None,
 ) -> FastAPI:
     """The application for workspace `ws`. `require_auth` forces tokens even on loopback.
 
     `monitor_tick_s` starts the monitor scheduler: every that many seconds it runs the monitors
     whose schedule has elapsed (`keel serve` sets it; tests run checks on demand).
+    Request bodies: uploads up to `max_upload_bytes`, /predict JSON up to `max_json_bytes`, every
+    other write up to `max_small_json_bytes`. The Host header must name this server: a loopback
+    name, `bind_host` (the address `keel serve` binds) or one of `allowed_hosts` (default: the
+    `server_allowed_hosts` setting; '*' accepts any) -- see keel.server.guard.HostPolicy.
     """
     from keel._version import __version__
 
-    app = FastAPIOffline(
+    app = FastAPI(
         title="Keel",
         version=__version__,
         description="Datasets, runs, models and predictions of one Keel workspace.",
-        docs_url="/docs",
+        docs_url=None,  # served below, behind the reader role once tokens exist
         redoc_url=None,
+        openapi_url=None,
     )
     metrics = Metrics()
     app.state.ws = ws
@@ -96,6 +106,7 @@ def create_app(
         app.include_router(dashboard.router)
 
     app.mount("/static", StaticFiles(directory=str(files("keel.server") / "static")), name="static")
+    _add_docs(app)
     @app.get("/metrics", include_in_schema=False)
     async def metrics_endpoint(request: Request, _: Principal = Depends(need(Role.READER))) -> Response:
         """Prometheus text format; needs the reader role once tokens exist."""
@@ -108,12 +119,38 @@ def create_app(
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"])
-    async def readyz(request: Request) -> JSONResponse:
+    async def readyz(request: Request, _: Principal = Depends(need(Role.READER))) -> JSONResponse:
+        """Ready to serve, with the schema revision: needs the reader role once tokens exist (/healthz does not)."""
         try:
             revision = await run_in_threadpool(lambda: request.app.state.ws.schema_revision)
         except KeelError as exc:
             return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
         return JSONResponse({"status": "ready", "schema": revision, "models_cached": len(request.app.state.cache)})
 
+    if allowed_hosts is None:
+        allowed_hosts = getattr(getattr(ws, "settings", None), "server_allowed_hosts", "")
+    # Starlette runs the last added outermost: Observability -> RequestGuard -> CatchAll -> routes.
+    app.add_middleware(CatchAll)
+    app.add_middleware(RequestGuard, hosts=HostPolicy.for_bind(bind_host, allowed_hosts),
+                       limits=Limits(upload=max_upload_bytes, json=max_json_bytes, small_json=max_small_json_bytes))  # fmt: skip
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI from vendored files, no CDN) and /openapi.json, both for readers."""
+    app.mount("/static-offline-docs", StaticFiles(directory=str(files("fastapi_offline") / "static")), name="static-offline-docs")
+    reader = Depends(need(Role.READER))
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(_: Principal = reader) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(_: Principal = reader) -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title="Keel - Swagger UI",
+            swagger_js_url="/static-offline-docs/swagger-ui-bundle.js",
+            swagger_css_url="/static-offline-docs/swagger-ui.css",
+            swagger_favicon_url="/static/favicon.svg",
+        )  # fmt: skip

@@ -2,8 +2,10 @@
 
 - No active token and a loopback bind: every local client acts as admin; remote clients get 403.
 - Once any token exists (or `require_auth`), every request needs `Authorization: Bearer <token>`
-  (the dashboard keeps it in an HttpOnly cookie): no token or an unknown one is 401, a role too
-  low for the endpoint is 403.
+  (the dashboard keeps it in an HttpOnly cookie): no token or an unknown one is 401, a role
+  without the endpoint's permission is 403 (`Role.allows`: reader and predictor are separate,
+  writer holds both, admin everything).
+Host, origin, media type and body size are checked before this, in keel.server.guard.
 Token look-ups are cached for `cache_s` seconds, so revoking takes effect within that time.
 """
 

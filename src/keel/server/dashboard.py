@@ -253,7 +253,7 @@ def dataset_diff(name: str, request: Request, a: str | None = None, b: str | Non
     latest = versions[-1].version
     b = b or str(latest)
     if not a:  # the version before b
-        a = str(int(b) - 1) if b.isdigit() and int(b) > 1 else str(versions[0].version)
+        a = str(int(b) - 1) if b.isascii() and b.isdigit() and len(b) <= 19 and int(b) > 1 else str(versions[0].version)
     diff = ws.datasets.diff(f"{name}@{a}", f"{name}@{b}")
     changes = sorted(diff.columns, key=lambda c: -c.value if math.isfinite(c.value) else math.inf)
     top = changes[:15]

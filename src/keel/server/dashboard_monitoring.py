@@ -1,6 +1,7 @@
 """Dashboard pages of monitoring: a model's drift, quality and performance over time, and alerts.
 
-`/models/{name}/monitoring`: the monitor's settings and health, open alerts (acknowledge and
+`/models/{name}/monitoring`: the monitor's settings and health ("failing since ..." with the
+cause while its checks fail), open alerts (acknowledge and
 resolve buttons for writers, through the JSON API), drift per feature over the recent checks,
 reference against current distributions of the most drifted features, performance and data
 quality over time, and the checks themselves. `/alerts`: every model's alerts. `health()` gives
@@ -101,7 +102,8 @@ def model_monitoring(name: str, request: Request, who: Principal = reader) -> HT
     ws = _ws(request)
     ws.models.versions(name)  # a friendly 404 for an unknown model
     mon = ws.monitoring
-    config = mon.config(name)
+    config = mon.config(name, strict=False)  # stored settings that no longer validate: defaults here, the cause below
+    failing = mon.failing(name)
     watched = any(n == name for n, _, _ in mon.monitors())
     runs = mon.runs(name, limit=CHECKS)
     latest = runs[0] if runs else None
@@ -146,7 +148,7 @@ def model_monitoring(name: str, request: Request, who: Principal = reader) -> HT
         charts={k: dump(v) for k, v in charts.items() if v.get("datasets")},
         distributions=dump(_distributions(latest, top)), alerts=alerts,
         can_act=who.role.allows(Role.WRITER), performance_keys=PERFORMANCE.get(kind, ()), quality_keys=QUALITY,
-        reference_performance=reference_performance,
+        reference_performance=reference_performance, failing=failing,
     )  # fmt: skip
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from keel.server.app import check_bind, create_app
@@ -21,8 +23,13 @@ def serve(
     workers_threads: int | None = None,
     on_ready: Any = None,
     monitor_tick_s: float | None = 10.0,
+    allowed_hosts: str | None = None,
 ) -> None:
-    """Serve `ws` until interrupted. Binding a non-loopback host requires API tokens."""
+    """Serve `ws` until interrupted. Binding a non-loopback host requires API tokens.
+
+    Requests must name this server in their Host header: a loopback name, `host`, or one of
+    `allowed_hosts` (comma-separated; default: the `server_allowed_hosts` setting).
+    """
     import uvicorn
 
     require_auth = check_bind(ws, host)
@@ -33,10 +40,32 @@ def serve(
             s.bind((host, 0))
             port = int(s.getsockname()[1])
     configure_logging(log_level, log_format)
-    app = create_app(ws, require_auth=require_auth, monitor_tick_s=monitor_tick_s)
+    app = create_app(ws, require_auth=require_auth, monitor_tick_s=monitor_tick_s, bind_host=host, allowed_hosts=allowed_hosts)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     logger.info("serving %s on http://%s:%s (auth %s)", ws, host, port, "required" if require_auth else "when tokens exist")
     if on_ready is not None:
         app.router.on_startup.append(lambda: on_ready(host, port))
-    server.run()
+    with _sigterm_stops_cleanly(server):
+        server.run()
+
+
+@contextlib.contextmanager
+def _sigterm_stops_cleanly(server: Any) -> Iterator[None]:
+    """SIGTERM stops the server gracefully and `serve` returns: the process exits 0, not -15.
+
+    uvicorn (0.29 and later) shuts down on SIGTERM, then raises the signal again under the handler
+    that was installed before it started, so that handler decides how the process ends; Python's
+    default one killed the process after the clean stop. This one asks the server to stop instead.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, server.handle_exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,5 +1,9 @@
 """The background loop of `keel serve` (keel.jobs.scheduler.tick every few seconds: due monitors,
-due retraining queued as jobs, queued jobs started), and the monitors' latest values as gauges."""
+due retraining queued as jobs, queued jobs started), and the monitors' latest values as gauges.
+
+Checks also run as jobs (`POST .../monitor/run`), in `keel worker` or from the CLI, each with a
+workspace of its own: so each tick reads the newest stored check of every monitor whose last
+check changed, whoever ran it, rather than only the results of its own checks."""
 
 from __future__ import annotations
 
@@ -25,11 +29,27 @@ class MonitorGauges:
         self.gauge = Gauge("keel_monitor_value", "Latest value of a monitor statistic", ["model", "feature", "metric"],
                            registry=registry)  # fmt: skip
         self.open_alerts = Gauge("keel_alerts_open", "Open alerts", ["model"], registry=registry)
+        self._exported: dict[str, int] = {}  # model -> id of the check its gauges show
 
     def update(self, model: str, values: list[tuple[str, str, float | None]]) -> None:
         for feature, metric, value in values:
             if metric in EXPORTED and value is not None and math.isfinite(value):
                 self.gauge.labels(model, feature, metric).set(value)
+
+    def refresh(self, ws: Any) -> None:
+        """Gauges of the newest stored check of every monitor not exported yet, and open alerts."""
+        for name, _config, last in ws.monitoring.monitors():
+            if last is None:
+                continue
+            latest = ws.monitoring.latest(name)
+            if latest is not None and self._exported.get(name) != latest[0].id:
+                self.update(name, latest[1])
+                self._exported[name] = latest[0].id
+        counts: dict[str, int] = {}
+        for alert in ws.monitoring.alerts.list(status="open"):
+            counts[alert.model] = counts.get(alert.model, 0) + 1
+        for name in {*counts, *self._exported}:
+            self.open_alerts.labels(name).set(counts.get(name, 0))
 
 
 class MonitorScheduler:
@@ -51,16 +71,15 @@ class MonitorScheduler:
             self.tick()
 
     def tick(self) -> int:
-        """Due monitors, then due retraining (queued as jobs), then queued jobs started here."""
+        """Due monitors, then due retraining (queued as jobs), then queued jobs started here; then
+        the gauges of every check stored since the last tick."""
         from keel.jobs.scheduler import tick
 
         results = tick(self.ws)["monitors"]
-        for r in results:
-            self.gauges.update(r.run.model, r.values)
-            try:
-                self.gauges.open_alerts.labels(r.run.model).set(len(self.ws.monitoring.alerts.list(model=r.run.model, status="open")))
-            except Exception:
-                logger.exception("counting open alerts failed")
+        try:
+            self.gauges.refresh(self.ws)
+        except Exception:  # the loop must survive a broken store
+            logger.exception("updating the monitor gauges failed")
         return len(results)
 
     def stop(self) -> None:

@@ -18,6 +18,7 @@ _FORMATS = {
     "application/x-parquet": ".parquet",
     "application/parquet": ".parquet",
 }
+TABLE_TYPES = frozenset(_FORMATS)  # the Content-Types a table upload may declare
 
 
 def suffix_for(request: Request, fmt: str | None) -> str:

@@ -39,9 +39,9 @@ __all__ = [
 class MetadataStore:
     """The metadata store of one workspace: an engine and one store per aggregate."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, sqlite_synchronous: str = "normal") -> None:
         self.url = url
-        self.engine = open_engine(url)
+        self.engine = open_engine(url, sqlite_synchronous=sqlite_synchronous)
         self.datasets = DatasetStore(self.engine)
         self.alerts = AlertStore(self.engine)
         self.runs = RunStore(self.engine)

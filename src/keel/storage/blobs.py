@@ -205,7 +205,9 @@ class BlobStore:
         """
         dest = Path(dest)
         h = hashlib.sha256()
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
+        # Beside `dest` (so the rename is atomic) but never longer than 38 bytes: a name built from
+        # `dest.name` passed the 255-byte limit of a file name for names of 220 bytes and more.
+        tmp = dest.parent / f".{uuid.uuid4().hex}.part"
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             with self.fs.open(self._path(digest), "rb") as src, open(tmp, "wb") as out:
@@ -221,7 +223,7 @@ class BlobStore:
         except OSError as exc:
             raise StoreUnavailableError(f"Copying artifact {digest} to {str(dest)!r} failed: {exc}") from exc
         finally:
-            tmp.unlink(missing_ok=True)
+            _remove_quietly(tmp)  # an error here must not hide the one that got us here
         return dest
 
     # -- maintenance ----------------------------------------------------------------------
@@ -275,6 +277,13 @@ def _corrupt(digest: str, actual: str, url: str) -> CorruptArtifactError:
         f"Artifact {digest} in {url} is corrupted: its content now hashes to {actual}. "
         "Restore it from a backup, or add or register the item again."
     )
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        logger.warning("could not remove the temporary file %s", path, exc_info=True)
 
 
 def _discard(out: Any) -> None:

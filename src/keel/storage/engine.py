@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from importlib.resources import files
@@ -27,8 +28,11 @@ def mask_url(url: str) -> str:
     return mask_password(url)
 
 
-def open_engine(url: str, *, upgrade: bool = True) -> Engine:
+def open_engine(url: str, *, upgrade: bool = True, sqlite_synchronous: str = "normal") -> Engine:
     """Create an engine for `url`, check it answers, and migrate its schema to head.
+
+    `sqlite_synchronous` (SQLite only): 'normal' (WAL: a commit survives a crash of the process,
+    not of the OS or a power loss) or 'full' (every commit is synced to disk before it returns).
 
     Raises StoreUnavailableError when the server cannot be reached, ConfigError for an
     unusable URL and SchemaVersionError when the store was written by a newer keel.
@@ -40,6 +44,8 @@ def open_engine(url: str, *, upgrade: bool = True) -> Engine:
     if parsed.drivername == "postgresql":
         # SQLAlchemy's default PostgreSQL driver is psycopg2; the 'postgres' extra installs psycopg 3.
         parsed = parsed.set(drivername="postgresql+psycopg")
+    if sqlite_synchronous not in _SYNCHRONOUS:
+        raise ConfigError(f"sqlite_synchronous must be one of {', '.join(_SYNCHRONOUS)}, got {sqlite_synchronous!r}")
     kwargs: dict[str, Any] = {}
     is_sqlite = parsed.get_backend_name() == "sqlite"
     if is_sqlite:
@@ -63,7 +69,7 @@ def open_engine(url: str, *, upgrade: bool = True) -> Engine:
             f"No driver for store URL {mask_url(url)!r} ({exc}); for PostgreSQL: pip install 'keelml[postgres]'"
         ) from exc
     if is_sqlite:
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", functools.partial(_sqlite_pragmas, synchronous=_SYNCHRONOUS[sqlite_synchronous]))
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -102,11 +108,16 @@ def _wal(cur: Any) -> None:
             delay = min(delay * 2, 0.5)
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+# PRAGMA synchronous per setting. In WAL mode NORMAL syncs only at checkpoints: a commit survives a
+# crash of the process (it is in the WAL file) but not of the OS; FULL syncs the WAL on every commit.
+_SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any, *, synchronous: str = "NORMAL") -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA busy_timeout=30000")
     _wal(cur)
-    cur.execute("PRAGMA synchronous=NORMAL")  # durable across app crashes; WAL keeps it consistent
+    cur.execute(f"PRAGMA synchronous={synchronous}")  # one of _SYNCHRONOUS's values, never user text
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 

@@ -122,6 +122,13 @@ class MonitorStore(Transactional):
             ).all()
         return [_run(r) for r in rows]
 
+    def run(self, run_id: int) -> MonitorRun:
+        with self.connect() as conn:
+            row = conn.execute(select(mr).where(mr.c.id == run_id)).first()
+        if row is None:
+            raise NotFoundError(f"No monitor check #{run_id}")
+        return _run(row)
+
     def values(self, run_id: int) -> list[tuple[str, str, float | None]]:
         with self.connect() as conn:
             rows = conn.execute(select(mv.c.feature, mv.c.metric, mv.c.value).where(mv.c.run_id == run_id)).all()

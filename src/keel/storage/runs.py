@@ -8,6 +8,7 @@ import math
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +38,7 @@ from keel.errors import ConflictError, InvalidInputError, NotFoundError
 from keel.storage import schema as s
 from keel.storage._common import Transactional, now, upsert, utc
 
-__all__ = ["RunStore"]
+__all__ = ["RunStore", "RunOwner"]
 
 _ATTRIBUTES = {
     "name": s.runs.c.name,
@@ -71,6 +72,18 @@ def _same_param(stored: str, new: str) -> bool:
     return a is not None and a == b
 
 
+@dataclass(frozen=True)
+class RunOwner:
+    """A running run and what tells whether it is alive: its last heartbeat and owning process."""
+
+    run_id: str
+    started_at: datetime
+    heartbeat_at: datetime  # its start when it never beat
+    host: str | None  # None for a run driven over HTTP: no local process owns it
+    pid: int | None
+    token: str | None  # identifies the process beyond its pid (see keel.tracking._liveness)
+
+
 class RunStore(Transactional):
     # -- writes ---------------------------------------------------------------------------
     def create(
@@ -86,8 +99,15 @@ class RunStore(Transactional):
         params: dict[str, str] | None = None,
         tags: dict[str, str] | None = None,
         input_ids: Iterable[int] = (),
+        owner_host: str | None = None,
+        owner_pid: int | None = None,
+        owner_token: str | None = None,
     ) -> None:
-        """Create a running run with its first params, tags and inputs, in one transaction."""
+        """Create a running run with its first params, tags and inputs, in one transaction.
+
+        Its heartbeat starts at `started_at`; owner_* name the process that runs it (None: no
+        local process, a run kept alive by writes over the API).
+        """
         with self.begin() as conn:
             exp_id = conn.execute(_EXPERIMENT_ID, {"name": experiment}).scalar()
             if exp_id is None:
@@ -103,6 +123,10 @@ class RunStore(Transactional):
                     "code_version": code_version,
                     "environment": environment,
                     "author": author,
+                    "heartbeat_at": started_at,
+                    "owner_host": owner_host,
+                    "owner_pid": owner_pid,
+                    "owner_token": owner_token,
                 },
             )
             if params:
@@ -121,12 +145,18 @@ class RunStore(Transactional):
         conn.execute(ins.values(name=name, created_at=now()).on_conflict_do_nothing(index_elements=["name"]))
         return int(conn.execute(select(s.experiments.c.id).where(s.experiments.c.name == name)).scalar_one())
 
-    def log_params(self, run_id: str, params: dict[str, str]) -> None:
-        """Record params; logging a param again with a different value is a ConflictError."""
-        if not params:
+    def log_params(self, run_id: str, params: dict[str, str], *, touch_at: datetime | None = None) -> None:
+        """Record params; logging a param again with a different value is a ConflictError.
+
+        `touch_at` (here and in the other writes): also move the run's heartbeat to that time.
+        """
+        if not params and touch_at is None:
             return
         with self.begin() as conn:
             self._require(conn, run_id)
+            _touch(conn, run_id, touch_at)
+            if not params:
+                return
             stored = dict(
                 conn.execute(
                     select(s.run_params.c.key, s.run_params.c.value).where(
@@ -148,26 +178,32 @@ class RunStore(Transactional):
             if new:
                 conn.execute(s.run_params.insert(), new)
 
-    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        if not tags:
+    def set_tags(self, run_id: str, tags: dict[str, str], *, touch_at: datetime | None = None) -> None:
+        if not tags and touch_at is None:
             return
         with self.begin() as conn:
             self._require(conn, run_id)
+            _touch(conn, run_id, touch_at)
             upsert(conn, s.run_tags, [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()], ["run_id", "key"], ["value"])
 
-    def log_metric_points(self, run_id: str, points: Sequence[tuple[str, float, int, float]]) -> None:
+    def log_metric_points(
+        self, run_id: str, points: Sequence[tuple[str, float, int, float]], *, touch_at: datetime | None = None
+    ) -> None:
         """Write a batch of (key, value, step, timestamp) in one transaction."""
-        if not points:
+        if not points and touch_at is None:
             return
         with self.begin() as conn:
-            _write_points(conn, run_id, points)
+            _touch(conn, run_id, touch_at)
+            if points:
+                _write_points(conn, run_id, points)
 
-    def add_inputs(self, run_id: str, dataset_version_ids: Iterable[int]) -> None:
+    def add_inputs(self, run_id: str, dataset_version_ids: Iterable[int], *, touch_at: datetime | None = None) -> None:
         ids = sorted(set(dataset_version_ids))
-        if not ids:
+        if not ids and touch_at is None:
             return
         with self.begin() as conn:
             self._require(conn, run_id)
+            _touch(conn, run_id, touch_at)
             have = set(
                 conn.execute(select(s.run_inputs.c.dataset_version_id).where(s.run_inputs.c.run_id == run_id)).scalars()
             )
@@ -202,6 +238,70 @@ class RunStore(Transactional):
             if points:
                 _write_points(conn, run_id, points)
             conn.execute(_FINISH, {"run_id": run_id, "new_status": status.value, "at": ended_at})
+
+    # -- liveness -------------------------------------------------------------------------
+    def heartbeat(self, run_ids: Sequence[str], at: datetime) -> set[str]:
+        """Move the heartbeat of the running runs `run_ids` to `at` in one statement; return those of
+        `run_ids` that are no longer running (ended, or marked killed by another process)."""
+        if not run_ids:
+            return set()
+        with self.begin() as conn:
+            beat = conn.execute(_HEARTBEAT, {"ids": list(run_ids), "at": at})
+            if beat.rowcount == len(run_ids):
+                return set()
+            running = conn.execute(_STILL_RUNNING, {"ids": list(run_ids)}).scalars()
+            return set(run_ids) - set(running)
+
+    def release(self, run_id: str, at: datetime) -> None:
+        """Let go of a running run: no local process owns it any more; its heartbeat is now `at`."""
+        with self.begin() as conn:
+            conn.execute(
+                s.runs.update()
+                .where(s.runs.c.id == run_id, s.runs.c.status == RunStatus.RUNNING.value)
+                .values(heartbeat_at=at, owner_host=None, owner_pid=None, owner_token=None)
+            )
+
+    def running_owners(self) -> list[RunOwner]:
+        """Every running run with its heartbeat and owner (for the check of which are still alive)."""
+        r = s.runs.c
+        q = select(r.id, r.started_at, r.heartbeat_at, r.owner_host, r.owner_pid, r.owner_token).where(
+            r.status == RunStatus.RUNNING.value
+        )
+        with self.connect() as conn:
+            return [
+                RunOwner(row.id, utc(row.started_at), utc(row.heartbeat_at or row.started_at), row.owner_host,  # type: ignore[arg-type]
+                         row.owner_pid, row.owner_token)  # fmt: skip
+                for row in conn.execute(q)
+            ]
+
+    def mark_killed(
+        self,
+        owner: RunOwner,
+        reason: str,
+        *,
+        silent_since: datetime | None = None,
+    ) -> bool:
+        """Mark a running run killed, ended at its last heartbeat, with `reason` in its tag
+        'keel.killed_reason'; return whether it was.
+
+        Only if nothing changed since `owner` was read: the same owning process and, with
+        `silent_since`, a heartbeat still older than that (a run that beat meanwhile is alive).
+        """
+        r = s.runs.c
+        last = func.coalesce(r.heartbeat_at, r.started_at)
+        cond = [r.id == owner.run_id, r.status == RunStatus.RUNNING.value,
+                r.owner_pid.is_(None) if owner.pid is None else r.owner_pid == owner.pid,
+                r.owner_token.is_(None) if owner.token is None else r.owner_token == owner.token]  # fmt: skip
+        if silent_since is not None:
+            cond.append(last < silent_since)
+        with self.begin() as conn:
+            done = conn.execute(
+                s.runs.update().where(*cond).values(status=RunStatus.KILLED.value, ended_at=last)
+            ).rowcount
+            if done:
+                upsert(conn, s.run_tags, [{"run_id": owner.run_id, "key": _KILLED_TAG, "value": reason}],
+                       ["run_id", "key"], ["value"])  # fmt: skip
+            return bool(done)
 
     def next_steps(self, run_id: str, keys: Sequence[str]) -> dict[str, int]:
         """For each metric key, one past its highest stored step (keys without points are left out)."""
@@ -340,6 +440,23 @@ _FINISH = (
     .where(s.runs.c.id == bindparam("run_id"), s.runs.c.status == RunStatus.RUNNING.value)
     .values(status=bindparam("new_status"), ended_at=bindparam("at"))
 )
+
+
+_HEARTBEAT = (
+    s.runs.update()
+    .where(s.runs.c.id.in_(bindparam("ids", expanding=True)), s.runs.c.status == RunStatus.RUNNING.value)
+    .values(heartbeat_at=bindparam("at"))
+)
+_STILL_RUNNING = select(s.runs.c.id).where(
+    s.runs.c.id.in_(bindparam("ids", expanding=True)), s.runs.c.status == RunStatus.RUNNING.value
+)
+_KILLED_TAG = "keel.killed_reason"
+
+
+def _touch(conn: Connection, run_id: str, at: datetime | None) -> None:
+    """Move a running run's heartbeat to `at` (a write over the API is its sign of life)."""
+    if at is not None:
+        conn.execute(_HEARTBEAT, {"ids": [run_id], "at": at})
 
 
 def _latest_upsert(dialect: str) -> Any:

@@ -83,7 +83,15 @@ runs = Table(
     Column("code_version", String(80), nullable=True),
     Column("environment", JSON, nullable=False),
     Column("author", String(128), nullable=False),
+    # Liveness of a running run (0009): the process that runs it refreshes heartbeat_at; owner_* name
+    # that process (host, pid, and a token of boot, pid namespace and process start that tells a
+    # reused pid apart) or are NULL for a run driven over HTTP, kept alive by its client's writes.
+    Column("heartbeat_at", Timestamp, nullable=True),
+    Column("owner_host", String(255), nullable=True),
+    Column("owner_pid", Integer, nullable=True),
+    Column("owner_token", String(128), nullable=True),
     Index("ix_runs_experiment_id_started_at", "experiment_id", "started_at"),
+    Index("ix_runs_status", "status"),  # finds the running runs to check without a scan
 )
 
 run_params = Table(

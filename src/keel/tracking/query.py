@@ -27,7 +27,14 @@ from datetime import datetime
 from keel.entities import BoolOp, Comparison, OrderBy, RunStatus
 from keel.errors import InvalidInputError
 
-__all__ = ["parse_filter", "parse_order_by"]
+__all__ = ["parse_filter", "parse_order_by", "MAX_TERMS", "MAX_DEPTH", "MAX_ORDER_KEYS"]
+
+# Each comparison and each order key becomes one semi-join or join, and the parser recurses per
+# parenthesis: thousands of terms exhausted the stack (RecursionError), and SQLite joins at most
+# 64 tables in one query. These limits keep every search inside both, with room to spare.
+MAX_TERMS = 50
+MAX_DEPTH = 32
+MAX_ORDER_KEYS = 8
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -85,6 +92,8 @@ class _Parser:
         self.text = text
         self.toks = _tokens(text)
         self.i = 0
+        self.terms = 0
+        self.depth = 0
 
     def peek(self) -> tuple[str, str] | None:
         return self.toks[self.i] if self.i < len(self.toks) else None
@@ -117,7 +126,11 @@ class _Parser:
     def term(self) -> Comparison | BoolOp:
         kind, value = self.take()
         if kind == "lparen":
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise InvalidInputError(f"The filter nests parentheses more than {MAX_DEPTH} deep; simplify it")
             inner = self.expr()
+            self.depth -= 1
             tok = self.peek()
             if tok is None or tok[0] != "rparen":
                 raise InvalidInputError(f"Missing ')' in the filter {self.text!r}")
@@ -125,6 +138,11 @@ class _Parser:
             return inner
         if kind not in ("field", "word"):
             raise InvalidInputError(f"Expected a field such as metrics.auc, got {value!r}")
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise InvalidInputError(
+                f"The filter has more than {MAX_TERMS} comparisons: use at most {MAX_TERMS}, or split the search"
+            )
         fkind, key = _field(kind, value)
         op_kind, op = self.take()
         if op_kind == "word" and op.lower() == "like":
@@ -190,6 +208,8 @@ def parse_order_by(items: str | list[str] | tuple[str, ...] | None) -> list[Orde
         return []
     if isinstance(items, str):
         items = [p for p in items.split(",") if p.strip()]
+    if len(items) > MAX_ORDER_KEYS:
+        raise InvalidInputError(f"Cannot order by {len(items)} fields: give at most {MAX_ORDER_KEYS}")
     out = []
     for item in items:
         words = item.strip().split()

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from keel.entities import DatasetVersion, MetricPoint, Run, RunStatus
 from keel.errors import InvalidInputError, NotFoundError
 from keel.refs import check_name
+from keel.tracking._liveness import Heartbeat, kill_reason, this_process
 from keel.tracking.query import parse_filter, parse_order_by
 
 if TYPE_CHECKING:
@@ -251,6 +252,19 @@ def _finite(value: Any, what: str, kind: str) -> float:
     return number
 
 
+# Steps are stored as 64-bit integers, and the series' next step (step + 1) must fit too.
+_STEP_MIN, _STEP_MAX = -(2**63), 2**63 - 2
+
+
+def _step(key: Any, step: Any) -> int:
+    if not _is_integer(step):
+        raise InvalidInputError(f"The step of metric {key!r} must be an integer, got {step!r}")
+    at = int(step)
+    if not _STEP_MIN <= at <= _STEP_MAX:
+        raise InvalidInputError(f"The step of metric {key!r} must be between {_STEP_MIN} and {_STEP_MAX}, got {at}")
+    return at
+
+
 def _is_integer(value: Any) -> bool:
     if isinstance(value, bool):
         return False
@@ -342,9 +356,9 @@ class ActiveRun:
         # The training loop's hot path: a finite float for a key this run already checked.
         fast = type(value) is float and math.isfinite(value) and key in self._next_step
         number = value if fast else _metric_value(key, value)
-        if step is not None and type(step) is not int and not _is_integer(step):
-            raise InvalidInputError(f"The step of metric {key!r} must be an integer, got {step!r}")
-        ts = _now_ts() if timestamp is None else _timestamp(timestamp)
+        if step is not None and not (type(step) is int and 0 <= step < 1 << 62):  # the usual step: no further checks
+            step = _step(key, step)
+        ts = _now_ts() if timestamp is None else _timestamp(timestamp, key)
         with self._lock:
             last = self._next_step.get(key, 0)
             at = last if step is None else int(step)
@@ -417,6 +431,7 @@ class ActiveRun:
             ended_at = datetime.now(UTC)
             self._drain(lambda batch: self._runs._meta.runs.finish(self.id, status, ended_at, batch))
             self._ended = True
+            self._runs._heartbeat.discard(self.id)
             atexit.unregister(self._end_at_exit)
 
     @property
@@ -427,9 +442,13 @@ class ActiveRun:
         """Flush, then let go of the run: it stays running, this process no longer ends it at exit.
 
         For runs driven from elsewhere (the HTTP API): log to them with ws.runs.log_params(run_id, ...)
-        and end them with ws.runs.end(run_id). This ActiveRun refuses further logging.
+        and end them with ws.runs.end(run_id). This ActiveRun refuses further logging. From then on
+        the run is alive as long as it is written to: after settings.run_remote_timeout_s without a
+        write it is marked killed.
         """
         self.flush()
+        self._runs._meta.runs.release(self.id, datetime.now(UTC))
+        self._runs._heartbeat.discard(self.id)
         self._detached = True
         atexit.unregister(self._end_at_exit)
 
@@ -461,6 +480,10 @@ class ActiveRun:
             self._close(RunStatus.FAILED)
 
 
+_CHECK_EVERY_S = 60.0  # list()/search() look for runs whose process died at most this often
+_EPSILON = timedelta(microseconds=1)  # "no newer heartbeat than the one read" as a strict comparison
+
+
 def _run_status(value: RunStatus | str) -> RunStatus:
     try:
         return RunStatus(value)
@@ -472,8 +495,22 @@ def _now_ts() -> float:
     return time.time()
 
 
-def _timestamp(value: Any) -> float:
-    return _finite(value, "A metric timestamp", "seconds since the epoch")
+# Metric timestamps are seconds since the epoch: from 1970-01-01 to the end of 9999-12-31, the
+# range a datetime can show. Outside it a value is a mistake (often milliseconds), not a time.
+_MIN_TIMESTAMP = 0.0
+_MAX_TIMESTAMP = 253402300800.0  # 10000-01-01T00:00:00Z, excluded
+
+
+def _timestamp(value: Any, key: Any = None) -> float:
+    what = "A metric timestamp" if key is None else f"The timestamp of metric {key!r}"
+    ts = _finite(value, what, "seconds since the epoch")
+    if not _MIN_TIMESTAMP <= ts < _MAX_TIMESTAMP:
+        hint = "; it looks like milliseconds: divide by 1000" if _MIN_TIMESTAMP <= ts / 1000 < _MAX_TIMESTAMP else ""
+        raise InvalidInputError(
+            f"{what} must be seconds since the epoch between 0 (1970-01-01) and {_MAX_TIMESTAMP:.0f} "
+            f"(10000-01-01, excluded), got {value!r}{hint}"
+        )
+    return ts
 
 
 class Runs:
@@ -488,6 +525,8 @@ class Runs:
         buffer_points: int,
         datasets_get: Callable[[Any], DatasetVersion],
         dataset_id: Callable[[DatasetVersion], int],
+        heartbeat_timeout_s: float = 600,
+        remote_timeout_s: float = 86400,
     ) -> None:
         self._meta = meta
         self._blobs = blobs
@@ -496,6 +535,12 @@ class Runs:
         self._datasets_get = datasets_get
         self._dataset_id = dataset_id
         self._environment: dict[str, str] | None = None
+        self._heartbeat_timeout_s = heartbeat_timeout_s
+        self._remote_timeout_s = remote_timeout_s
+        self._heartbeat = Heartbeat(lambda ids: meta.runs.heartbeat(ids, datetime.now(UTC)))
+        self._checked_at: float | None = None  # time.monotonic() of the last mark_lost()
+        self._marked_killed: list[str] = []  # by mark_lost(), since this workspace opened
+        self._checking = threading.Lock()  # one check at a time (a server reads from many threads)
 
     def start(
         self,
@@ -531,6 +576,7 @@ class Runs:
             self._environment = _environment()
         run_id = uuid.uuid4().hex
         name = name or f"{experiment}-{run_id[:8]}"
+        me = this_process()
         self._meta.runs.create(
             run_id=run_id,
             experiment=experiment,
@@ -542,18 +588,22 @@ class Runs:
             params=param_text,
             tags=tag_text,
             input_ids=[self._dataset_id(v) for v in versions],
+            owner_host=me.host,
+            owner_pid=me.pid,
+            owner_token=me.token,
         )
         run = ActiveRun(self, run_id, experiment=experiment, name=name, buffer_points=self._buffer_points)
+        self._heartbeat.add(run_id)
         return run
 
     # -- writes by run id (what the HTTP API and ActiveRun-less callers use) ----------------------
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         """Record params of a running run; a param keeps its first value (another is a ConflictError)."""
-        self._meta.runs.log_params(self._running(run_id), _params_text(params))
+        self._meta.runs.log_params(self._running(run_id), _params_text(params), touch_at=datetime.now(UTC))
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         """Set tags of a run (also of an ended one: tags are annotations)."""
-        self._meta.runs.set_tags(self._meta.runs.resolve_id(run_id), _tags_text(tags))
+        self._meta.runs.set_tags(self._meta.runs.resolve_id(run_id), _tags_text(tags), touch_at=datetime.now(UTC))
 
     def log_metric_points(
         self, run_id: str, points: Iterable[tuple[str, float, int | None, float | None]]
@@ -561,14 +611,13 @@ class Runs:
         """Write (key, value, step, timestamp) points of a running run in one transaction; return how many.
 
         A step of None continues the series after its highest stored step; a timestamp of None is now.
+        Like every write by run id, it is the run's heartbeat (see ActiveRun.detach).
         """
         full = self._running(run_id)
         given: list[tuple[str, float, int | None, float]] = []
         for key, value, step, timestamp in points:
             number = _metric_value(key, value)
-            if step is not None and not _is_integer(step):
-                raise InvalidInputError(f"The step of metric {key!r} must be an integer, got {step!r}")
-            given.append((key, number, None if step is None else int(step), _now_ts() if timestamp is None else _timestamp(timestamp)))
+            given.append((key, number, None if step is None else _step(key, step), _now_ts() if timestamp is None else _timestamp(timestamp, key)))
         unstepped = sorted({key for key, _, step, _ in given if step is None})
         next_step = self._meta.runs.next_steps(full, unstepped) if unstepped else {}
         rows: list[tuple[str, float, int, float]] = []
@@ -576,14 +625,14 @@ class Runs:
             at = next_step.get(key, 0) if step is None else step
             next_step[key] = max(next_step.get(key, 0), at + 1)
             rows.append((key, number, at, ts))
-        self._meta.runs.log_metric_points(full, rows)
+        self._meta.runs.log_metric_points(full, rows, touch_at=datetime.now(UTC))
         return len(rows)
 
     def log_inputs(self, run_id: str, datasets: Iterable[str | DatasetVersion]) -> list[DatasetVersion]:
         """Record dataset versions a running run read (lineage); return them."""
         full = self._running(run_id)
         versions = [self._datasets_get(d) for d in ([datasets] if isinstance(datasets, str) else datasets)]
-        self._meta.runs.add_inputs(full, [self._dataset_id(v) for v in versions])
+        self._meta.runs.add_inputs(full, [self._dataset_id(v) for v in versions], touch_at=datetime.now(UTC))
         return versions
 
     def end(self, run_id: str, status: RunStatus | str = RunStatus.FINISHED) -> Run:
@@ -591,7 +640,64 @@ class Runs:
         status = _run_status(status)
         full = self._meta.runs.resolve_id(run_id)
         self._meta.runs.finish(full, status, datetime.now(UTC))
+        self._heartbeat.discard(full)
         return self.get(full)
+
+    # -- liveness -----------------------------------------------------------------------------
+    def mark_lost(self) -> list[str]:
+        """Mark killed the running runs whose process is gone; return their ids.
+
+        A run owned by a process of this machine (same boot and pid namespace, on Linux) is killed
+        as soon as that process is gone. Any other owned run once its heartbeat is older than
+        settings.run_heartbeat_timeout_s; a run driven over HTTP once it had no write for
+        settings.run_remote_timeout_s. Its end time is its last heartbeat, its reason the tag
+        'keel.killed_reason'. Runs at the workspace's open, at `keel gc`, and at most once a
+        minute from list() and search().
+        """
+        with self._checking:
+            return self._mark_lost()
+
+    def _mark_lost(self) -> list[str]:
+        self._checked_at = time.monotonic()
+        me, now = this_process(), datetime.now(UTC)
+        killed = []
+        for owner in self._meta.runs.running_owners():
+            verdict = kill_reason(
+                host=owner.host, pid=owner.pid, token=owner.token, heartbeat_at=owner.heartbeat_at, now=now, me=me,
+                timeout_s=self._heartbeat_timeout_s, remote_timeout_s=self._remote_timeout_s,
+            )  # fmt: skip
+            if verdict is None:
+                continue
+            reason, by_heartbeat = verdict
+            # A verdict from the heartbeat holds only if no beat came since it was read.
+            if self._meta.runs.mark_killed(owner, reason, silent_since=owner.heartbeat_at + _EPSILON if by_heartbeat else None):
+                logger.warning("run %s marked killed: %s", owner.run_id, reason)
+                killed.append(owner.run_id)
+        self._marked_killed += killed
+        return killed
+
+    @property
+    def marked_killed(self) -> tuple[str, ...]:
+        """Ids of the runs this workspace marked killed since it opened (the open checks first)."""
+        return tuple(self._marked_killed)
+
+    def check_lost(self) -> None:
+        """mark_lost() when a minute passed since the last check, so long-lived readers (the server,
+        the dashboard) show runs whose process died; a failed check never fails the read."""
+        if self._checked_at is not None and time.monotonic() - self._checked_at < _CHECK_EVERY_S:
+            return
+        if not self._checking.acquire(blocking=False):
+            return  # another thread is checking right now
+        try:
+            self._mark_lost()
+        except Exception:  # noqa: BLE001 - the read goes on; the next one checks again
+            logger.warning("could not check for runs whose process is gone", exc_info=True)
+        finally:
+            self._checking.release()
+
+    def close(self) -> None:
+        """Stop the heartbeat of this workspace's live runs (Workspace.close())."""
+        self._heartbeat.close()
 
     def _running(self, run_id: str) -> str:
         run = self.get(run_id)
@@ -606,6 +712,7 @@ class Runs:
 
     def list(self, *, experiment: str | None = None, limit: int = 100) -> list[Run]:
         """The newest runs first."""
+        self.check_lost()
         return self._meta.runs.list(experiment=experiment, limit=limit)
 
     def search(
@@ -622,6 +729,7 @@ class Runs:
         """
         if limit < 1:
             raise InvalidInputError(f"limit must be >= 1, got {limit}")
+        self.check_lost()
         return self._meta.runs.search(
             parse_filter(filter), order_by=parse_order_by(order_by), experiment=experiment, limit=limit
         )

@@ -430,6 +430,28 @@ def test_materialize_recreates_the_folder_byte_for_byte(ws: keel.Workspace, digi
     assert copies == originals
 
 
+@pytest.mark.parametrize("length", [220, 250, 255])
+def test_a_file_with_a_name_near_the_255_byte_limit_is_stored_and_materialized(
+    ws: keel.Workspace, tmp_path: Path, length: int
+) -> None:
+    # The temporary name used to be `.<name>.<uuid>.part`: 40 bytes longer than the file's own.
+    root = tmp_path / "long"
+    root.mkdir()
+    name = "x" * (length - 4) + ".txt"
+    (root / name).write_bytes(b"long name")
+    (root / "short.txt").write_bytes(b"short")
+    ws.datasets.add("long", root)
+    out = ws.datasets.materialize("long", tmp_path / "out")
+    assert (out / name).read_bytes() == b"long name" and (out / "short.txt").read_bytes() == b"short"
+    assert sorted(p.name for p in out.iterdir()) == sorted([name, "short.txt"])  # no temporary file left
+
+
+def test_a_failed_copy_reports_its_own_error_not_the_cleanup_one(ws: keel.Workspace, tmp_path: Path) -> None:
+    digest = ws._blobs.put_bytes(b"payload")
+    with pytest.raises(keel.StoreUnavailableError, match="Copying artifact"):
+        ws._blobs.get_file(digest, tmp_path / ("y" * 300))  # a name no file system allows
+
+
 def test_materialize_table_writes_a_parquet_file(ws: keel.Workspace, credit: pd.DataFrame, tmp_path: Path) -> None:
     ws.datasets.add("credit", credit)
     out = ws.datasets.materialize("credit", tmp_path / "out")

@@ -261,3 +261,45 @@ def test_one_broken_monitor_does_not_stop_the_others(mws: keel.Workspace) -> Non
     serve(ws, "syn", world(1000, seed=1))
     results = ws.monitoring.run_due()
     assert [r.run.model for r in results] == ["syn"]
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"window_rows": "x"}, "window_rows must be a whole number"),
+        ({"window_rows": float("nan")}, "window_rows must be a whole number"),
+        ({"window_rows": True}, "window_rows must be a whole number"),
+        ({"window_rows": 10**30}, "window_rows must be at most"),
+        ({"window_s": float("inf"), "window_rows": None}, "window_s must be a finite number"),
+        ({"window_s": 1e308, "window_rows": None}, "window_s must be at most"),
+        ({"schedule_s": 1e308}, "schedule_s must be at most"),
+        ({"schedule_s": float("nan")}, "schedule_s must be a finite number"),
+        ({"schedule_s": "60"}, "schedule_s must be a finite number"),
+        ({"min_rows": 2.5}, "min_rows must be a whole number"),
+        ({"multivariate": "yes"}, "multivariate must be true or false"),
+        ({"reference": 3}, "reference must be a non-empty string"),
+        ({"target": ""}, "target must be a non-empty string"),
+        ({"alias": ["champion"]}, "Invalid alias"),
+        ({"thresholds": "x"}, "thresholds must be an object"),
+        ({"thresholds": {"psi": "high"}}, "thresholds.psi must be a finite number"),
+        ({"thresholds": {"psi": float("nan")}}, "thresholds.psi must be a finite number"),
+        ({"thresholds": {"pis": 0.3}}, "thresholds: unknown name.*pis"),
+        ({"thresholds": {"noise_quantile": 2.0}}, "thresholds: .*noise_quantile"),
+        ({"model": "other"}, "Unknown monitor setting.*model"),
+        ({"self": 1}, "Unknown monitor setting.*self"),
+    ],
+)
+def test_every_monitor_setting_is_validated_for_python_callers_and_nothing_is_stored(
+    mws: keel.Workspace, given: dict[str, Any], message: str
+) -> None:
+    """Before: 'x' thresholds were stored and every later check failed; NaN became null; 1e308 passed."""
+    before = mws.monitoring._meta.monitors.get_monitor("syn")
+    with pytest.raises(InvalidInputError, match=message):
+        mws.monitoring.watch("syn", **given)
+    assert mws.monitoring._meta.monitors.get_monitor("syn") == before
+
+
+def test_valid_thresholds_are_kept_and_used(mws: keel.Workspace) -> None:
+    config = mws.monitoring.watch("syn", thresholds={"psi": 0.5, "ks_stat": None}, schedule_s=86_400)
+    assert config.thresholds == {"psi": 0.5, "ks_stat": None} and config.schedule_s == 86_400
+    assert mws.monitoring.config("syn").thresholds == {"psi": 0.5, "ks_stat": None}

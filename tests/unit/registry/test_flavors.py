@@ -19,7 +19,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import keel
-from keel.errors import InvalidInputError, UnsafeLoadError, UserCodeError
+from keel.errors import InvalidInputError, InvalidModelError, UnsafeLoadError, UserCodeError
 from keel.registry import get_flavor
 
 
@@ -89,7 +89,10 @@ def test_sklearn_estimator_fitted_on_an_array_predicts_the_same(ws: keel.Workspa
 def test_skops_file_with_an_unknown_custom_type_needs_trusted(ws: keel.Workspace) -> None:
     X = np.arange(12.0).reshape(6, 2)
     pipe = Pipeline([("add", AddOne()), ("clf", LogisticRegression())]).fit(X, [0, 1] * 3)
-    ws.models.register("custom", pipe, X=X)
+    with pytest.raises(InvalidModelError, match=r"AddOne.*register\(\.\.\., trusted=True\)"):
+        ws.models.register("custom", pipe, X=X)  # the server could never load it
+    assert ws.models.list() == []
+    ws.models.register("custom", pipe, X=X, trusted=True)
     with pytest.raises(UnsafeLoadError, match=r"AddOne.*trusted=True"):
         ws.models.load("custom")
     np.testing.assert_array_equal(ws.models.load("custom", trusted=True).predict(X), pipe.predict(X))

@@ -277,3 +277,16 @@ def test_runs_and_versions_read_back_whole_from_either_store(any_ws: keel.Worksp
         any_ws.models.get("risk@champ")
     with pytest.raises(NotFoundError, match="no version 3"):
         any_ws.models.get("risk@3")
+
+
+def test_an_alias_version_beyond_64_bits_is_refused_and_the_alias_stays(ws: keel.Workspace) -> None:
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    X = np.arange(20.0).reshape(10, 2)
+    ws.models.register("lin", LinearRegression().fit(X, X[:, 0]), X=X)
+    ws.models.set_alias("lin", "champion", version=np.int64(1))
+    for bad in (2**64, 0, True, "1", 1.5):
+        with pytest.raises(keel.InvalidInputError, match="version must be an integer"):
+            ws.models.set_alias("lin", "champion", version=bad)  # type: ignore[arg-type]
+    assert ws.models.get("lin@champion").version == 1

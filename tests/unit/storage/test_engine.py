@@ -196,3 +196,55 @@ def test_workspace_repr_masks_the_store_password(tmp_path: Path) -> None:
     ws = keel.Workspace.__new__(keel.Workspace)
     ws.settings = Settings(home=tmp_path, store_url="postgresql://keel:s3cret@db/keel")
     assert "s3cret" not in repr(ws) and "s3cret" not in ws.store_url
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, 1), ("normal", 1), ("full", 2), ("FULL", 2)])
+def test_sqlite_synchronous_follows_the_setting(tmp_path: Path, setting: str | None, expected: int) -> None:
+    settings = Settings(home=tmp_path) if setting is None else Settings(home=tmp_path, sqlite_synchronous=setting)
+    with keel.Workspace(settings) as ws:
+        with ws._meta.engine.connect() as conn:  # a pragma of each connection: every new one gets it
+            assert conn.execute(text("PRAGMA synchronous")).scalar() == expected
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        ws._meta.engine.dispose()
+        with ws._meta.engine.connect() as conn:
+            assert conn.execute(text("PRAGMA synchronous")).scalar() == expected
+
+
+def test_sqlite_synchronous_is_read_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KEEL_SQLITE_SYNCHRONOUS", "full")
+    with keel.Workspace(home=str(tmp_path)) as ws, ws._meta.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 2
+
+
+def test_unknown_sqlite_synchronous_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="sqlite_synchronous"):
+        Settings(home=tmp_path, sqlite_synchronous="off")
+    with pytest.raises(ConfigError, match="sqlite_synchronous"):
+        open_engine(f"sqlite:///{tmp_path / 'x.db'}", sqlite_synchronous="off")
+
+
+def test_upgrading_to_0009_starts_the_heartbeat_of_running_runs_at_their_start(store_url: str, tmp_path: Path) -> None:
+    engine = create_engine(store_url)
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0008")
+        conn.execute(text("INSERT INTO experiments (id, name, created_at) VALUES (1, 'old', :t)"), {"t": "2026-01-01 00:00:00"})
+        for run_id, status, started in [("a" * 32, "running", "2026-01-01 10:00:00"), ("b" * 32, "finished", "2026-01-01 11:00:00")]:
+            conn.execute(
+                text("INSERT INTO runs (id, experiment_id, name, status, started_at, environment, author) "
+                     "VALUES (:id, 1, :id, :status, :started, '{}', 'old-keel')"),  # fmt: skip
+                {"id": run_id, "status": status, "started": started},
+            )
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0009")
+    with engine.connect() as conn:
+        rows = {r.id: r for r in conn.execute(text("SELECT id, started_at, heartbeat_at FROM runs"))}
+        owners = conn.execute(text("SELECT owner_host, owner_pid, owner_token FROM runs")).all()
+    assert rows["a" * 32].heartbeat_at == rows["a" * 32].started_at and rows["b" * 32].heartbeat_at is None
+    assert set(owners) == {(None, None, None)}
+    engine.dispose()
+
+    # Opened, the orphan of long ago is judged by that heartbeat: no owner, so the API's limit (a day).
+    with keel.Workspace(Settings(home=tmp_path / "ws", store_url=store_url, author="tester")) as ws:
+        old = ws.runs.get("a" * 32)
+        assert old.status.value == "killed" and old.ended_at == old.started_at
+        assert ws.runs.get("b" * 32).status.value == "finished"

@@ -182,3 +182,25 @@ def test_search_issues_the_same_few_statements_however_many_runs_match(ws: keel.
     found = ws.runs.search("metrics.auc >= 0.5 and params.i < 30", order_by="metrics.auc desc")
     assert [r.params["i"] for r in found] == [str(i) for i in range(29, 19, -1)]
     assert len(statements) <= 6  # the query plus one per kind of run detail, not one per run
+
+
+def test_filter_term_and_nesting_limits_are_clear_errors(ws: keel.Workspace) -> None:
+    # Regression: 2,000 'and' terms raised RecursionError (a 500 over HTTP).
+    many = " and ".join(["metrics.auc > 0.5"] * 2000)
+    with pytest.raises(InvalidInputError, match="more than 50 comparisons"):
+        parse_filter(many)
+    with pytest.raises(InvalidInputError, match="more than 50 comparisons"):
+        ws.runs.search(many)
+    with pytest.raises(InvalidInputError, match="at most 8"):
+        parse_order_by(",".join(f"metrics.m{i}" for i in range(9)))
+    deep = "(" * 40 + "metrics.auc > 0.5" + ")" * 40
+    with pytest.raises(InvalidInputError, match="32 deep"):
+        parse_filter(deep)
+    # At the limits, the search still runs in SQL (SQLite joins at most 64 tables).
+    with ws.runs.start("e", params={"p": 1}) as run:
+        run.log_metric("auc", 0.9)
+    order = ",".join([f"metrics.m{i}" for i in range(4)] + [f"params.q{i}" for i in range(4)])
+    for term in ("metrics.auc > 0.5", "params.p = 1"):
+        for op in (" and ", " or "):
+            found = ws.runs.search("(" * 32 + op.join([term] * 50) + ")" * 32, order_by=order, experiment="e")
+            assert [r.id for r in found] == [run.id]

@@ -377,3 +377,54 @@ def test_a_detached_run_is_logged_to_and_ended_by_id(ws: keel.Workspace, credit:
         ws.runs.log_metric_points(active.id, [("loss", 0.1, None, None)])
     with pytest.raises(InvalidInputError, match="must be finite"):
         ws.runs.log_metric_points(ws.runs.start().id, [("loss", float("nan"), 0, None)])
+
+
+# -- metric timestamps: seconds since the epoch, 1970-01-01 to 9999-12-31 ------------------------
+@pytest.mark.parametrize(
+    ("timestamp", "match"),
+    [
+        (1e300, "between 0 .1970-01-01. and 253402300800"),
+        (-1e300, "between 0"),
+        (-1.0, "between 0"),
+        (253402300800.0, "between 0"),  # 10000-01-01: one past the range
+        (1.7e12, "looks like milliseconds"),  # a time in milliseconds, as MLflow takes them
+        (float("inf"), "must be finite"),
+        (float("nan"), "must be finite"),
+        ("noon", "seconds since the epoch"),
+    ],
+)
+def test_a_metric_timestamp_outside_the_calendar_is_refused_naming_key_and_value(
+    ws: keel.Workspace, timestamp: object, match: str
+) -> None:
+    with ws.runs.start() as run:
+        run.log_metric("loss", 0.5, step=0)
+        run.flush()
+        with pytest.raises(InvalidInputError, match=match) as info:
+            run.log_metric("loss", 0.1, step=1, timestamp=timestamp)  # type: ignore[arg-type]
+        assert "'loss'" in str(info.value)
+    run_id = ws.runs.start().id
+    with pytest.raises(InvalidInputError, match=match) as info:
+        ws.runs.log_metric_points(run_id, [("auc", 0.7, 0, 12.0), ("auc", 0.8, 1, timestamp)])  # type: ignore[list-item]
+    assert "'auc'" in str(info.value)
+    assert [p.step for p in ws.runs.metric_history(run.id)] == [0]  # nothing of a refused call is stored
+    assert ws.runs.metric_history(run_id) == []
+
+
+@pytest.mark.parametrize("timestamp", [0.0, 1.5, 1_767_225_600.25, 253402300799.999])
+def test_metric_timestamps_inside_the_range_are_kept(ws: keel.Workspace, timestamp: float) -> None:
+    run = ws.runs.start()
+    ws.runs.log_metric_points(run.id, [("auc", 0.7, 0, timestamp)])
+    run.log_metric("loss", 0.5, timestamp=timestamp)
+    run.end()
+    assert {p.timestamp for p in ws.runs.metric_history(run.id)} == {timestamp}
+
+
+def test_steps_outside_64_bits_are_refused_by_name(ws: keel.Workspace) -> None:
+    with ws.runs.start("steps") as run:
+        with pytest.raises(keel.InvalidInputError, match="step of metric 'loss'"):
+            run.log_metric("loss", 1.0, step=2**63)
+        run.log_metric("loss", 1.0, step=2**63 - 2)  # the largest: its next step still fits
+        run.log_metric("loss", 2.0, step=-5)
+        with pytest.raises(keel.InvalidInputError, match="step of metric 'acc'"):
+            ws.runs.log_metric_points(run.id, [("acc", 0.5, 2**64, None)])
+    assert [p.step for p in ws.runs.metric_history(run.id, "loss")] == [-5, 2**63 - 2]

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from keel.entities import Role, RunStatus
 from keel.errors import InvalidInputError
 from keel.server.auth import Principal, need
-from keel.server.schemas import AliasMove, MetricBatch, RunCreate, RunEnd, dump
+from keel.server.errors import ERROR_RESPONSES
+from keel.server.schemas import MAX_INPUTS, AliasMove, MetricBatch, Params, Ref, RunCreate, RunEnd, dump
 from keel.server.uploads import spool_body, suffix_for
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
 
 reader = Depends(need(Role.READER))
 writer = Depends(need(Role.WRITER))
@@ -60,13 +62,22 @@ async def upload_dataset(
     _: Principal = writer,
 ) -> dict[str, Any]:
     """Upload a CSV or Parquet file as a new version (the body is the file's bytes)."""
+    from fastapi.responses import JSONResponse
+
+    ws = _ws(request)
+    ws.datasets.check_name(name)  # before the body is read: a bad name costs no upload
     suffix = suffix_for(request, format)
     path = await spool_body(request, suffix=suffix, max_bytes=request.app.state.max_upload_bytes)
+
+    def add() -> JSONResponse:
+        # Parsing, profiling and encoding the answer (a profile per column: megabytes for a wide
+        # table) all run here, in a worker thread, never on the event loop that serves other clients.
+        return JSONResponse(dump(ws.datasets.add(name, path, description=description)), status_code=201)
+
     try:
-        version = await run_in_threadpool(_ws(request).datasets.add, name, path, description=description)
+        return await run_in_threadpool(add)  # type: ignore[return-value]  # the annotation documents the body
     finally:
         path.unlink(missing_ok=True)
-    return dump(version)  # type: ignore[no-any-return]
 
 
 @router.get("/datasets/{ref}/download", tags=["datasets"])
@@ -102,7 +113,10 @@ def _cleanup(folder: Path) -> None:
 # -- runs ---------------------------------------------------------------------------------------
 @router.get("/runs", tags=["runs"])
 def list_runs(
-    request: Request, experiment: str | None = None, limit: int = Query(default=100, ge=1, le=10_000), _: Principal = reader
+    request: Request,
+    experiment: str | None = Query(default=None, max_length=128),
+    limit: int = Query(default=100, ge=1, le=10_000),
+    _: Principal = reader,
 ) -> list[dict[str, Any]]:
     return dump(_ws(request).runs.list(experiment=experiment, limit=limit))  # type: ignore[no-any-return]
 
@@ -110,9 +124,11 @@ def list_runs(
 @router.get("/runs/search", tags=["runs"])
 def search_runs(
     request: Request,
-    filter: str | None = Query(default=None, description="e.g. metrics.auc > 0.8 and params.max_depth = 6"),
-    order_by: str | None = Query(default=None, description="e.g. metrics.auc desc"),
-    experiment: str | None = None,
+    filter: str | None = Query(
+        default=None, max_length=100_000, description="e.g. metrics.auc > 0.8 and params.max_depth = 6 (at most 50 comparisons)"
+    ),
+    order_by: str | None = Query(default=None, max_length=2_000, description="e.g. metrics.auc desc (at most 8 fields)"),
+    experiment: str | None = Query(default=None, max_length=128),
     limit: int = Query(default=100, ge=1, le=10_000),
     _: Principal = reader,
 ) -> list[dict[str, Any]]:
@@ -149,13 +165,13 @@ def create_run(body: RunCreate, request: Request, _: Principal = writer) -> dict
 
 
 @router.post("/runs/{run_id}/params", tags=["runs"])
-def log_params(run_id: str, body: dict[str, Any], request: Request, _: Principal = writer) -> dict[str, str]:
+def log_params(run_id: str, body: Params, request: Request, _: Principal = writer) -> dict[str, str]:
     _ws(request).runs.log_params(run_id, body)
     return {"status": "ok"}
 
 
 @router.post("/runs/{run_id}/tags", tags=["runs"])
-def set_tags(run_id: str, body: dict[str, Any], request: Request, _: Principal = writer) -> dict[str, str]:
+def set_tags(run_id: str, body: Params, request: Request, _: Principal = writer) -> dict[str, str]:
     _ws(request).runs.set_tags(run_id, body)
     return {"status": "ok"}
 
@@ -167,17 +183,13 @@ def log_metrics(run_id: str, body: MetricBatch, request: Request, _: Principal =
 
 
 @router.post("/runs/{run_id}/inputs", tags=["runs"])
-def log_inputs(run_id: str, body: list[str], request: Request, _: Principal = writer) -> dict[str, Any]:
+def log_inputs(run_id: str, body: Annotated[list[Ref], Field(max_length=MAX_INPUTS)], request: Request, _: Principal = writer) -> dict[str, Any]:
     return {"inputs": [v.ref for v in _ws(request).runs.log_inputs(run_id, body)]}
 
 
 @router.post("/runs/{run_id}/end", tags=["runs"])
 def end_run(run_id: str, body: RunEnd, request: Request, _: Principal = writer) -> dict[str, Any]:
-    try:
-        status = RunStatus(body.status)
-    except ValueError:
-        raise InvalidInputError(f"status must be one of {', '.join(s.value for s in RunStatus)}") from None
-    return dump(_ws(request).runs.end(run_id, status))  # type: ignore[no-any-return]
+    return dump(_ws(request).runs.end(run_id, RunStatus(body.status)))  # type: ignore[no-any-return]
 
 
 # -- models -------------------------------------------------------------------------------------
@@ -216,7 +228,7 @@ def move_alias(name: str, alias: str, body: AliasMove, request: Request, who: Pr
 
 
 @router.delete("/models/{name}/aliases/{alias}", tags=["models"])
-def delete_alias(name: str, alias: str, request: Request, reason: str = "", who: Principal = admin) -> dict[str, Any]:
+def delete_alias(name: str, alias: str, request: Request, reason: str = Query(default="", max_length=2000), who: Principal = admin) -> dict[str, Any]:
     return dump(_ws(request).models.delete_alias(name, alias, reason=reason or f"removed over the API by {who.name}"))  # type: ignore[no-any-return]
 
 

@@ -26,9 +26,10 @@ from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from keel.entities import Role
-from keel.errors import InvalidInputError, NotFoundError, SignatureError
+from keel.errors import AccessDeniedError, InvalidInputError, NotFoundError, SignatureError
 from keel.server.auth import Principal, need
 from keel.server.errors import HTTPProblem
+from keel.server.schemas import INT64_MAX
 from keel.server.uploads import spool_body, suffix_for
 
 logger = logging.getLogger(__name__)
@@ -106,10 +107,10 @@ async def predict(
     name: str,
     request: Request,
     alias: str | None = Query(default=None),
-    version: int | None = Query(default=None, ge=1),
+    version: int | None = Query(default=None, ge=1, le=INT64_MAX),
     explain: bool = Query(default=False, description="Add attributions (SHAP) and reason codes to each prediction."),
     top: int = Query(default=3, ge=1, le=50, description="Reason codes per prediction, with explain=true."),
-    _: Principal = predictor,
+    who: Principal = predictor,
 ) -> Response:
     """Predict for JSON records; answers with the champion unless ?alias= or ?version= says otherwise.
 
@@ -117,6 +118,8 @@ async def predict(
     input column (additive: base + attributions = the model output in `space`) and reason codes.
 
     Each prediction has an `id`: send it back with the true label to /models/{name}/feedback.
+    The answer comes once the request is in the prediction log's write-ahead file (unless
+    KEEL_PREDLOG_WAL=off): a returned id survives a crash of the server.
     """
     raw = await request.body()
     if len(raw) > request.app.state.max_json_bytes:
@@ -133,12 +136,14 @@ async def predict(
     try:
         result, preds, probabilities = await _score(request, model, records, ids)
     except SignatureError as exc:  # refused requests are logged too: they are the schema-violation rate
-        predlog.log(model.name, model.version, records, ids=ids, at_ms=at_ms,
-                    latency_ms=(time.perf_counter() - start) * 1000, error=str(exc))  # fmt: skip
+        predlog.log(model.name, model.version, records, ids=ids, at_ms=at_ms, by=maker(who), durable=False,
+                    latency_ms=(time.perf_counter() - start) * 1000, error=str(exc))  # no id is returned: no need to wait
         raise
     elapsed = time.perf_counter() - start
-    predlog.log(model.name, model.version, records, predictions=preds, probabilities=probabilities,
-                classes=model.classes, ids=ids, at_ms=at_ms, latency_ms=elapsed * 1000)  # fmt: skip
+    # Waits (without blocking the loop) for the write-ahead sync that covers these rows: an id
+    # is returned only once it survives a crash.
+    await predlog.log_async(model.name, model.version, records, predictions=preds, probabilities=probabilities,
+                            classes=model.classes, ids=ids, at_ms=at_ms, latency_ms=elapsed * 1000, by=maker(who))  # fmt: skip
     if explain:
         await run_in_threadpool(_add_explanations, request.app, model, records, result, top)
     metrics = request.app.state.metrics
@@ -181,7 +186,7 @@ def _shadow_score(app: Any, name: str, version: int, records: list[dict[str, Any
         preds, probabilities = challenger.predict_and_proba(records)
         app.state.predlog.log(f"{name}.shadow", version, records, predictions=preds, probabilities=probabilities,
                               classes=challenger.classes, ids=ids, at_ms=at_ms,
-                              latency_ms=(time.perf_counter() - start) * 1000)  # fmt: skip
+                              latency_ms=(time.perf_counter() - start) * 1000, durable=False)  # fmt: skip
     except Exception:  # the shadow never affects the answer; a failure is only logged
         logger.exception("shadow scoring of %s v%d failed", name, version)
 
@@ -210,7 +215,7 @@ def _iter_batches(path: Path, suffix: str, rows: int) -> Iterator[Any]:
         yield pa.Table.from_batches(pending).to_pandas()
 
 
-def score_file(model: Any, src: Path, suffix: str, predlog: Any) -> tuple[Path, int]:
+def score_file(model: Any, src: Path, suffix: str, predlog: Any, by: str | None = None) -> tuple[Path, int]:
     """Score a CSV/Parquet file chunk by chunk into a CSV file; memory stays bounded by the chunk.
 
     Each chunk goes to the prediction log as it is scored, in this thread: a chunk is larger than
@@ -233,7 +238,7 @@ def score_file(model: Any, src: Path, suffix: str, predlog: Any) -> tuple[Path, 
                 cols += [proba[:, i] for i in range(proba.shape[1])]
             writer.writerows(zip(*cols, strict=True))
             predlog.write_frame(model.name, model.version, frame, predictions=preds, probabilities=proba,
-                                classes=model.classes, ids=ids, at_ms=at_ms, latency_ms=latency_ms)  # fmt: skip
+                                classes=model.classes, ids=ids, at_ms=at_ms, latency_ms=latency_ms, by=by)  # fmt: skip
             total += len(frame)
     return Path(name), total
 
@@ -244,16 +249,16 @@ async def predict_batch(
     request: Request,
     background: BackgroundTasks,
     alias: str | None = Query(default=None),
-    version: int | None = Query(default=None, ge=1),
+    version: int | None = Query(default=None, ge=1, le=INT64_MAX),
     format: str | None = Query(default=None, description="csv, tsv or parquet (default: from Content-Type)"),
-    _: Principal = predictor,
+    who: Principal = predictor,
 ) -> Response:
     """Score an uploaded CSV or Parquet file in chunks; answers with a CSV file of predictions."""
     suffix = suffix_for(request, format)
     model = await run_in_threadpool(resolve, request, name, alias, version)
     src = await spool_body(request, suffix=suffix, max_bytes=request.app.state.max_upload_bytes)
     try:
-        out, rows = await run_in_threadpool(score_file, model, src, suffix, request.app.state.predlog)
+        out, rows = await run_in_threadpool(score_file, model, src, suffix, request.app.state.predlog, maker(who))
     except (ValueError, KeyError) as exc:
         if isinstance(exc, InvalidInputError):
             raise
@@ -277,26 +282,37 @@ class FeedbackRequest(BaseModel):
 
 
 @router.post("/models/{name}/feedback", tags=["predict"])
-async def feedback(name: str, body: FeedbackRequest, request: Request, _: Principal = predictor) -> dict[str, Any]:
+async def feedback(name: str, body: FeedbackRequest, request: Request, who: Principal = predictor) -> dict[str, Any]:
     """Record true labels for served predictions: `{"feedback": [{"id": ..., "label": ...}]}`.
 
-    Needs the predictor role: whoever may ask for predictions may report how they turned out.
-    All or nothing: an id the model never served answers 404 naming it, and nothing is stored.
-    A second label for an id replaces the first.
+    Needs the predictor role, for the predictions its own token asked for (whoever may ask for
+    predictions may report how they turned out); labelling another token's predictions needs
+    the writer role (403 naming the ids). All or nothing: an id the model never served answers
+    404 naming it, and nothing is stored. A second label for an id replaces the first.
     """
     pairs = [(item.id, item.label) for item in body.feedback]
-    stored = await run_in_threadpool(_store_feedback, request, name, pairs)
+    made_by = None if who.role.allows(Role.WRITER) else maker(who)  # below writer: only its own predictions
+    stored = await run_in_threadpool(_store_feedback, request, name, pairs, made_by)
     return {"model": name, "stored": stored}
 
 
-def _store_feedback(request: Request, name: str, pairs: list[tuple[str, Any]]) -> int:
+def maker(who: Principal) -> str:
+    """What the log's `__by` column records for a caller: its token's prefix (unique per token),
+    or the principal's name without a token (local no-token mode: 'local')."""
+    return who.token_prefix or who.name
+
+
+def _store_feedback(request: Request, name: str, pairs: list[tuple[str, Any]], made_by: str | None) -> int:
     log = request.app.state.ws.predictions
     try:
-        return int(log.feedback(name, pairs))
-    except NotFoundError:
-        # The predictions may still be in the server's buffer: write it, then look again.
-        request.app.state.predlog.flush()
-        return int(log.feedback(name, pairs))
+        try:
+            return int(log.feedback(name, pairs, made_by=made_by))
+        except NotFoundError:
+            # The predictions may still be in the server's buffer: write it, then look again.
+            request.app.state.predlog.flush()
+            return int(log.feedback(name, pairs, made_by=made_by))
+    except AccessDeniedError as exc:
+        raise HTTPProblem(403, str(exc), field="feedback") from None
 
 
 @router.get("/models/{name}/predictions", tags=["predict"])
@@ -304,7 +320,7 @@ def recent_predictions(
     name: str,
     request: Request,
     limit: int = Query(default=100, ge=1, le=10_000),
-    version: int | None = Query(default=None, ge=1),
+    version: int | None = Query(default=None, ge=1, le=INT64_MAX),
     _: Principal = reader,
 ) -> Response:
     """The newest logged predictions of a model, newest first, with their labels (`__label`) if any.
@@ -344,5 +360,8 @@ class PredictionLogCollector:
                                   value=self.predlog.logged)  # fmt: skip
         yield CounterMetricFamily("keel_predictions_dropped", "Predictions not logged: buffer full or write failed",
                                   value=self.predlog.dropped)  # fmt: skip
-        yield GaugeMetricFamily("keel_predictions_log_pending", "Predictions buffered, not yet written",
+        yield GaugeMetricFamily("keel_predictions_log_pending", "Predictions buffered or spilled, not yet written",
                                 value=self.predlog.pending)  # fmt: skip
+        yield GaugeMetricFamily("keel_predictions_log_spilled",
+                                "Predictions past the buffer, kept in the write-ahead file until written",
+                                value=getattr(self.predlog, "spilled", 0))  # fmt: skip
