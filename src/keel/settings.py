@@ -67,11 +67,12 @@ class Settings:
     predlog_retention_days: int = 90
     # Answered predictions are appended to a write-ahead file under <home>/predlog before their ids
     # are returned ('on': they survive a crash of the server process), synced to disk in the background
-    # at most every `predlog_wal_sync_ms` milliseconds (an OS crash loses at most that window), and
+    # at most every `predlog_wal_sync_ms` milliseconds (an OS crash loses at most that window; like
+    # PostgreSQL's asynchronous commit, whose WAL writer flushes every 200 ms), and
     # replayed into the log at the next start. 'sync': each answer also waits for its sync (survives
     # an OS crash; costs the disk's sync latency). 'off': no write-ahead file (the buffer is lost in a crash).
     predlog_wal: str = "on"
-    predlog_wal_sync_ms: float = 5.0
+    predlog_wal_sync_ms: float = 100.0
     # Jobs (retraining, batch scoring): 'local' runs them in background threads of the process that
     # claims them; 'ray' sends them to Ray (`ray_address`, empty: a local Ray instance).
     executor: str = "local"

@@ -686,7 +686,7 @@ class PredictionLog:
         flush_s: float = 2.0,
         wal_dir: Path | None = None,
         wal: bool = True,
-        wal_sync_ms: float = 5.0,
+        wal_sync_ms: float = 100.0,
         wal_wait_for_sync: bool = False,
     ) -> None:
         self._meta = meta
