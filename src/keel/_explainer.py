@@ -49,14 +49,23 @@ class Context:
 
 
 def context(ws: Any, info: Any, *, background_rows: int = 200) -> Context:
+    """The background sample comes from the version's training dataset, else from the sample it
+    was registered with (X=); typical values from all of X, else the dataset's profile, else the sample."""
     from keel.explain import typical_values
     from keel.registry.signature import validate_input
 
     if info.signature is None:
         raise InvalidInputError(f"{info.ref} has no signature; explanations need its input columns (register it with X=...)")
+    columns = list(info.signature.column_names)
+    stored = ws.models.training_sample(info)
     train = _training_sample(ws, info, background_rows)
+    if train is None and stored is not None and set(columns) <= set(stored[0].columns):
+        train = _subsample(stored[0][columns], background_rows)
     background = validate_input(train, info.signature) if train is not None else None
-    typical = typical_values(train[list(info.signature.column_names)]) if train is not None else {}
+    typical = typical_values(train[columns]) if train is not None else {}
+    typical.update(_profile_typical(ws, info, columns))
+    if stored is not None:
+        typical.update({c: v for c, v in stored[1].items() if c in columns})
     return Context(background, typical, _display(ws, info.name))
 
 
@@ -90,8 +99,37 @@ def _training_sample(ws: Any, info: Any, rows: int) -> pd.DataFrame | None:
     columns = [c for c in info.signature.column_names if c in frame.columns]
     if len(columns) < len(info.signature.column_names):
         return None
-    frame = frame[columns].dropna() if frame[columns].isna().any().any() and len(frame[columns].dropna()) >= 10 else frame[columns]
+    return _subsample(frame[columns], rows)
+
+
+def _subsample(frame: pd.DataFrame, rows: int) -> pd.DataFrame:
+    """`rows` seeded rows of `frame`, complete ones where it has at least 10 (maskers and means need values)."""
+    frame = frame.dropna() if frame.isna().any().any() and len(frame.dropna()) >= 10 else frame
     return frame.sample(n=min(rows, len(frame)), random_state=0)
+
+
+def _profile_typical(ws: Any, info: Any, columns: list[str]) -> dict[str, Any]:
+    """Typical values over the whole training dataset, from its stored profile: the median of a
+    numeric column, the most frequent category or boolean value (a 200-row sample's median is off)."""
+    from keel.errors import NotFoundError
+
+    if not info.datasets:
+        return {}
+    try:
+        profile = ws.datasets.get(info.datasets[0]).profile or {}
+    except NotFoundError:
+        return {}
+    out: dict[str, Any] = {}
+    for column in columns:
+        entry = profile.get("columns", {}).get(column) or {}
+        median = (entry.get("quantiles") or {}).get("p50")
+        if entry.get("kind") == "numeric" and median is not None:
+            out[column] = float(median)
+        elif entry.get("kind") == "categorical" and entry.get("top"):
+            out[column] = entry["top"][0]["value"]
+        elif entry.get("kind") == "boolean" and entry.get("true", 0) + entry.get("false", 0):
+            out[column] = entry.get("true", 0) > entry.get("false", 0)
+    return out
 
 
 def _display(ws: Any, model: str) -> dict[str, dict[str, str]]:
@@ -124,7 +162,7 @@ def explain_lime(ws: Any, model: str, row: Any, *, target: Any = None, top: int 
                          top=top, seed=seed, seeds=seeds, num_samples=num_samples)  # fmt: skip
     ctx = context(ws, info)
     if ctx.background is None:
-        raise InvalidInputError(f"{info.ref} has no training dataset in its lineage; LIME samples around it")
+        raise InvalidInputError(f"{info.ref} has no training data to sample around: register it with X=... or trained_on=...")
     return lime_tabular(loaded, X, ctx.background, target=target, classes=classes, top=top, seed=seed, seeds=seeds,
                         num_samples=num_samples)  # fmt: skip
 
@@ -153,10 +191,11 @@ def measure_importance(model: Any, X: Any) -> dict[str, Any] | None:
 
     from keel.explain import explain_model
     from keel.explain.attributions import kind_of
+    from keel.registry.sample import spread
 
     if not isinstance(X, pd.DataFrame) or X.empty or kind_of(model) is None:
         return None
-    sample = X.iloc[:: -(-len(X) // IMPORTANCE_ROWS)] if len(X) > IMPORTANCE_ROWS else X  # evenly spread rows
+    sample = spread(X, IMPORTANCE_ROWS)
     try:
         e = explain_model(model, sample, background=sample)
     except (ImportError, InvalidInputError, ValueError):  # shap not installed, or a pipeline it cannot fold: later
@@ -178,7 +217,7 @@ def importance(ws: Any, model: str) -> dict[str, Any]:
         return stored
     ctx = context(ws, info, background_rows=IMPORTANCE_ROWS)
     if ctx.background is None:
-        raise InvalidInputError(f"{info.ref} has no training dataset in its lineage to measure importance on")
+        raise InvalidInputError(f"{info.ref} has no training data to measure importance on: register it with X=... or trained_on=...")
     e = explain_rows(ws.models.load(info), ctx.background, ctx).explanation
     ws._meta.importance.save(info.name, info.version, _record(e, len(ctx.background)))
     return dict(ws._meta.importance.get(info.name, info.version) or {})

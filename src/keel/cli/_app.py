@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from pathlib import Path
@@ -35,6 +36,12 @@ class KeelGroup(TyperGroup):
     Both `main()` and test runners (`CliRunner.invoke(app, ...)`) go through `main` here, so
     they see the same errors and exit codes.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        root_option = next((p for p in self.params if p.name == "workspace"), None)
+        if root_option is not None:
+            _accept_workspace(self, root_option)
 
     def main(
         self,
@@ -79,6 +86,25 @@ def _run(group: TyperGroup, args: Any, prog_name: str, complete_var: str | None,
     # Without standalone mode, click returns the exit code of ctx.exit(n) / --help, or the
     # command's return value (our commands return None).
     return result if isinstance(result, int) else 0
+
+
+def _accept_workspace(group: Any, root_option: Any) -> None:
+    """`keel serve --workspace W` as well as `keel --workspace W serve`: every command and group
+    below the root takes the root's option too. Its copy sets the State the root made (the value
+    nearest the command wins) instead of reaching the command's function."""
+
+    def nearer(ctx: Any, param: Any, value: Any) -> Any:
+        if value is not None:
+            ctx.ensure_object(State).workspace = value
+        return value
+
+    for command in group.commands.values():
+        if not any("--workspace" in p.opts for p in command.params):  # demo has its own
+            option = copy.copy(root_option)
+            option.expose_value, option.callback = False, nearer
+            command.params.append(option)
+        if hasattr(command, "commands"):
+            _accept_workspace(command, root_option)
 
 
 def _silence_stdout() -> None:

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import sys
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -118,7 +119,7 @@ _PIPE_WIDTH = 160  # rich assumes 80 columns when stdout is not a terminal; tabl
 def out() -> Console:
     """A console on stdout (resolved at each call, so redirected streams are honoured)."""
     console = Console(highlight=False)
-    if not console.is_terminal:
+    if not console.is_terminal and not os.environ.get("COLUMNS", "").isdigit():  # an explicit COLUMNS wins
         console.width = _PIPE_WIDTH
     return console
 
@@ -158,14 +159,48 @@ def print_json(value: Any) -> None:
 
 
 # Free text wraps in a narrow terminal; ids, refs, numbers and times stay on one line.
-_WRAPPING = {"description", "reason", "summary", "details", "trained on", "aliases", "value", "categories", "name"}
+_WRAPPING = {"description", "reason", "summary", "details", "trained on", "aliases", "value", "categories", "name",
+             "title", "model", "error", "result / error", "why", "settings", "condition"}  # fmt: skip
+# What a reader types back (`keel alerts ack 12`) or decides by is never shrunk to "…".
+_WHOLE = {"id", "status", "severity", "version", "row", "outcome", "last seen"}
+_FREE_TEXT_MIN = 10  # cells a wrapping column keeps when a narrow table must be squeezed
 
 
 class _DataTable(Table):
-    """A table whose string cells are data, never rich markup: a description "[draft]" stays."""
+    """A table whose string cells are data, never rich markup: a description "[draft]" stays.
+
+    Columns in _WHOLE keep the width of their widest cell (and header) in a narrow terminal.
+    """
 
     def add_row(self, *renderables: Any, **kwargs: Any) -> None:
-        super().add_row(*(Text(r) if isinstance(r, str) else r for r in renderables), **kwargs)
+        cells = [Text(r) if isinstance(r, str) else r for r in renderables]
+        for column, cell in zip(self.columns, cells):
+            if column.header in _WHOLE and isinstance(cell, Text):
+                column.min_width = max(column.min_width or len(str(column.header)), cell.cell_len)
+        super().add_row(*cells, **kwargs)
+
+    def _calculate_column_widths(self, console: Any, options: Any) -> list[int]:
+        # When wrapping the free-text columns does not make the table fit, rich cuts every column
+        # evenly, ids too, and may leave the free text no room at all (a column's min_width does
+        # not survive that). So: whole columns get their width back, free text keeps a few cells,
+        # and the room comes from the widest of the other columns, one cell at a time.
+        widths = super()._calculate_column_widths(console, options)
+        pad = self._get_padding_width
+        floors = {i: c.min_width + pad(i) for i, c in enumerate(self.columns) if c.min_width}
+        for i, column in enumerate(self.columns):
+            if i not in floors:
+                natural = self._measure_column(console, options, column).maximum
+                floors[i] = pad(i) + 1 if column.no_wrap else min(natural, pad(i) + _FREE_TEXT_MIN)
+            widths[i] = max(widths[i], floors[i])
+        over = sum(widths) - options.max_width
+        while over > 0:
+            shrinkable = [i for i in range(len(widths)) if widths[i] > floors[i]]
+            if not shrinkable:
+                break  # the line runs past the terminal's edge rather than hide an id
+            # Free text first (it folds, losing nothing), then the others (cut with "…").
+            widths[max(shrinkable, key=lambda i: (not self.columns[i].no_wrap, widths[i] - floors[i]))] -= 1
+            over -= 1
+        return widths
 
 
 def styled(text: str, style: str) -> Text:
@@ -178,7 +213,8 @@ def table(*columns: str, title: str | None = None) -> Table:
     t = _DataTable(title=title, box=box.SIMPLE_HEAD, title_justify="left", title_style="bold", pad_edge=False)
     for c in columns:
         name = c.removesuffix(">")
-        t.add_column(name, justify="right" if c.endswith(">") else "left", no_wrap=name not in _WRAPPING)
+        wraps = name in _WRAPPING  # a word too long for the column folds, rather than end in "…"
+        t.add_column(name, justify="right" if c.endswith(">") else "left", no_wrap=not wraps, overflow="fold" if wraps else "ellipsis")
     return t
 
 

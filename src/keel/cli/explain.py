@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from keel.cli._common import JSON_OPTION, err, escape, open_workspace, out, print_json, table
-from keel.cli.models import read_rows
+from keel.cli.models import DROP_EXTRA_OPTION, read_rows, without_extra_columns
 from keel.errors import InvalidInputError
 
 
@@ -22,12 +22,15 @@ def explain(
     lime: bool = typer.Option(False, "--lime", help="LIME instead of SHAP: local weights and a stability score over 5 seeds."),
     seed: int = typer.Option(0, "--seed", min=0, help="LIME's seed."),
     text_column: str | None = typer.Option(None, "--text-column", help="With --lime: explain the words of this text column."),
+    drop_extra: bool = DROP_EXTRA_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Why a model predicts what it does: per-row attributions (SHAP) and reason codes, or LIME."""
     ws = open_workspace(ctx)
     info = ws.models.get(ref)
     rows = read_rows(path, info.signature)
+    if drop_extra:
+        rows = without_extra_columns(rows, info.signature, info.ref)
     if text_column is not None and not lime:
         raise InvalidInputError("--text-column goes with --lime (SHAP explains text columns per word already)")
     if lime:

@@ -33,6 +33,10 @@ app = typer.Typer(help="The model registry: list, show, alias, history, predict.
 
 _SHOWN_METRICS = 3
 _SHOWN_PREDICTIONS = 20  # rows printed without --output; the rest are counted
+DROP_EXTRA_OPTION = typer.Option(
+    True, "--drop-extra/--no-drop-extra",
+    help="Drop the file's columns the model does not take, with a note (default), or refuse the file.",
+)  # fmt: skip
 
 
 @app.command("list")
@@ -192,9 +196,14 @@ def predict(
         None, "--output", "-o", dir_okay=False, help="Write every prediction here (.csv, .parquet, .json or .jsonl)."
     ),
     trusted: bool = typer.Option(False, "--trusted", help="Allow loading a pickled model (only if you trust its source)."),
+    drop_extra: bool = DROP_EXTRA_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Predict (with class probabilities, for classifiers) for every row of FILE."""
+    """Predict (with class probabilities, for classifiers) for every row of FILE.
+
+    Columns the model does not take (the target of the file it was trained on, an id) are dropped
+    with a note on stderr; --no-drop-extra refuses them instead.
+    """
     from keel.registry import predictions_frame
 
     if output is not None:
@@ -206,6 +215,8 @@ def predict(
         except UnsafeLoadError as exc:
             raise UnsafeLoadError(f"{exc} On the command line: --trusted.") from exc
         frame = read_rows(file, model.signature)
+    if drop_extra:
+        frame = without_extra_columns(frame, model.signature, model.ref)
     with err().status(f"Predicting {len(frame):,} rows with {model.ref}..."):
         result = predictions_frame(model, frame)
     if output is not None:
@@ -224,6 +235,23 @@ def predict(
     out().print(t)
     if len(result) > _SHOWN_PREDICTIONS:
         out().print(f"... {len(result) - _SHOWN_PREDICTIONS:,} more rows: use --output FILE or --json for all")
+
+
+def without_extra_columns(frame: pd.DataFrame, signature: Signature | None, ref: str) -> pd.DataFrame:
+    """The frame without the columns the signature does not name, saying on stderr which were dropped:
+    scoring the very file a model was trained on (target included) works at the first try."""
+    if signature is None:
+        return frame
+    names = set(signature.column_names)
+    extra = [str(c) for c in frame.columns if c not in names]
+    if not extra:
+        return frame
+    err().print(
+        f"note: dropped {len(extra)} column{'s' if len(extra) > 1 else ''} {ref} does not take: {', '.join(extra)} "
+        "(--no-drop-extra refuses them)",
+        markup=False, highlight=False, soft_wrap=True,
+    )  # fmt: skip
+    return frame.drop(columns=extra)
 
 
 def read_rows(path: Path, signature: Signature | None) -> pd.DataFrame:

@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from keel.cli._common import JSON_OPTION, err, escape, open_workspace, out, print_json
+from keel.errors import KeelError
 
 app = typer.Typer(help="Watch models in production: drift, data quality and performance checks.", no_args_is_help=True)
 
@@ -48,7 +49,16 @@ def run(ctx: typer.Context, name: str = typer.Argument(..., help="The model to c
     performance; raise alerts. (Over HTTP a check is a job: POST .../monitor/run answers 202.)"""
     ws = open_workspace(ctx)
     with err().status(f"Checking {name}..."):
-        result = ws.monitoring.run(name)
+        try:
+            result = ws.monitoring.run(name)
+        except KeelError:
+            raise
+        except Exception as exc:
+            # Not Keel's own error: a library deep in the check failed on this model's data. The
+            # check has raised the monitor-failing alert with the traceback; say it in one line.
+            cause = " ".join(f"{type(exc).__name__}: {exc}".split())
+            raise KeelError(f"the check of {name} failed ({cause}); 'keel monitor show {name}' "
+                            "and its monitor-failing alert have the details") from exc  # fmt: skip
     if as_json:
         print_json({"run": result.run, "values": [{"feature": f, "metric": m, "value": v} for f, m, v in result.values],
                     "drifted_features": result.drifted_features, "alerts": result.alerts})  # fmt: skip

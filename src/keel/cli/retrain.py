@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from keel.cli._common import JSON_OPTION, err, escape, open_workspace, out, print_json, table, when
+from keel.cli._common import JSON_OPTION, err, escape, open_workspace, out, print_json, styled, table, when
 from keel.entities import RetrainDecision
 from keel.errors import KeelError
 from keel.retraining.gate import summary
@@ -120,7 +120,7 @@ def timeline(
         return
     t = table("when", "trigger", "outcome", "version>", "champion>", "why")
     for d in decisions:
-        t.add_row(when(d.at, short=True), d.trigger, f"[{_COLORS.get(d.outcome, 'white')}]{d.outcome}[/]",
+        t.add_row(when(d.at, short=True), d.trigger, styled(d.outcome, _COLORS.get(d.outcome, "white")),
                   _v(d.version), _v(d.champion_version), escape(summary(d)))  # fmt: skip
     out().print(t)
 

@@ -82,11 +82,15 @@ def search(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Runs matching a filter on metrics, params, tags and attributes, run in SQL."""
-    runs = open_workspace(ctx).runs.search(filter, order_by=order_by or None, limit=limit, experiment=experiment)
+    ws = open_workspace(ctx)
+    runs = ws.runs.search(filter, order_by=order_by or None, limit=limit, experiment=experiment)
     if as_json:
         print_json(runs)
         return
     _runs_table(runs)
+    if not runs:  # a misspelt key matches nothing, silently: name it, and the nearest that exist
+        for hint in ws.runs.search_hints(filter, experiment=experiment):
+            out().print(hint, markup=False)
 
 
 @app.command("show")

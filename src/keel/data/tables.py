@@ -5,6 +5,15 @@ plain numbers, string dictionaries come back with `string` values whatever they 
 `parquet_bytes` therefore also stores the Arrow schema and every column's dictionary in the file's
 key-value metadata, and `read_parquet` puts them back. pandas 3 reads every Arrow string column
 as its `str` dtype; `to_pandas` gives `object` columns back to frames that had them.
+
+CSV has one spelling for a missing value, the empty cell, and Keel reads it as missing in every
+column type (pyarrow alone reads it as "" in text columns, which made the empty cell a category of
+its own). So a genuine empty string cannot survive a CSV: it comes back missing; Parquet keeps it.
+Other null spellings ("NA", "NULL", "NaN", ...) make a numeric column's cell missing, as pyarrow
+reads them, but stay text in a text column (a country code "NA" is data). `write_csv` writes what
+`read_csv` reads back with the same values, nulls and types, for int64, float64, bool, string,
+date32 and timestamp[ns] columns; narrower numbers, categoricals, decimals and other timestamp
+units come back as their CSV-inferred type (use Parquet to keep those).
 """
 
 from __future__ import annotations
@@ -30,6 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "to_arrow",
+    "read_csv",
+    "write_csv",
     "parquet_bytes",
     "read_parquet",
     "to_pandas",
@@ -179,10 +190,7 @@ def _to_arrow(source: Any) -> pa.Table:
             raise InvalidInputError(f"{str(path)!r} is not a table: expected .csv, .tsv, .parquet or a folder")
         try:
             if suffix in (".csv", ".tsv"):
-                import pyarrow.csv as pacsv
-
-                opts = pacsv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ",")
-                return pacsv.read_csv(path, parse_options=opts)
+                return read_csv(path, delimiter="\t" if suffix == ".tsv" else ",")
             return read_parquet(path)
         except (pa.ArrowInvalid, OSError) as exc:
             raise InvalidInputError(f"Cannot read {str(path)!r} as a {suffix[1:]} table: {exc}") from exc
@@ -190,6 +198,60 @@ def _to_arrow(source: Any) -> pa.Table:
         f"Cannot make a dataset from {type(source).__name__}: give a DataFrame, an Arrow table, "
         "a CSV/Parquet path or a folder"
     )
+
+
+def read_csv(path: str | os.PathLike[str], *, delimiter: str = ",") -> pa.Table:
+    """A CSV/TSV file as Arrow, every empty cell a missing value whatever the column's type.
+
+    In a one-column file an empty cell is an empty line, so there empty lines are rows (pyarrow
+    skips them by default, which lost the missing values of a one-column download).
+    Raises pyarrow's ArrowInvalid for a file it cannot parse (`to_arrow` words it for users).
+    """
+    import pyarrow.csv as pacsv
+
+    width, exact = _csv_header_width(Path(path), delimiter.encode())
+    parse = pacsv.ParseOptions(delimiter=delimiter, ignore_empty_lines=not (exact and width == 1))
+    return empty_text_as_missing(pacsv.read_csv(path, parse_options=parse))
+
+
+def empty_text_as_missing(table: pa.Table) -> pa.Table:
+    """`table` with the empty strings of its text (and binary) columns made null.
+
+    Done after parsing rather than with pyarrow's `strings_can_be_null`, which would also make
+    "NA", "NULL", "n/a"... missing in text columns, where they can be real values.
+    """
+    columns, changed = [], False
+    for field, col in zip(table.schema, table.columns, strict=True):
+        t = field.type
+        if (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)) and len(col):
+            empty = pc.equal(pc.binary_length(col), 0)
+            if pc.any(empty).as_py():
+                col = pc.if_else(empty, pa.scalar(None, t), col)
+                changed = True
+        columns.append(col)
+    return pa.Table.from_arrays(columns, schema=table.schema) if changed else table
+
+
+def write_csv(table: pa.Table, path: str | os.PathLike[str]) -> None:
+    """`table` as CSV that `read_csv` reads back with the same values, nulls and (common) types.
+
+    A null is written as an empty cell. A float column whose values are all whole numbers would be
+    written "1", "2" and read back as integers, so its values are written "1.0", "2.0".
+    """
+    import pyarrow.csv as pacsv
+
+    columns = [
+        _whole_floats_with_point(col) if pa.types.is_floating(col.type) else col for col in table.columns
+    ]
+    pacsv.write_csv(pa.Table.from_arrays(columns, names=table.column_names), path)
+
+
+def _whole_floats_with_point(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    text = pc.cast(col, pa.string())  # shortest text that reads back as the same float64
+    looks_integer = pc.match_substring_regex(text, r"^-?[0-9]+$")
+    if not pc.all(pc.fill_null(looks_integer, True)).as_py():
+        return col  # some value already reads as a float ("2.5", "1e+20", "inf"): the column does
+    return pc.binary_join_element_wise(text, pa.scalar(".0"), "")
 
 
 def _object_nan_columns(frame: pd.DataFrame) -> list[str]:

@@ -189,10 +189,17 @@ def _tree(model: Any, X: Any, index: int, classes: list[Any] | None) -> tuple[np
         import xgboost
 
         booster = model.get_booster() if hasattr(model, "get_booster") else model
-        contrib = np.asarray(booster.predict(xgboost.DMatrix(X), pred_contribs=True))
+        matrix = xgboost.DMatrix(X)
+        # XGBoost computes contributions and margins in float32: their float32 sums miss the
+        # margin by ~5e-6. Take both in float64 and let the base value absorb the rounding
+        # (it moves by that much from row to row), so base + sum(values) is the model's output.
+        contrib = np.asarray(booster.predict(matrix, pred_contribs=True), dtype=np.float64)
+        margin = np.asarray(booster.predict(matrix, output_margin=True), dtype=np.float64)
         block = contrib[:, index, :] if contrib.ndim == 3 else contrib
+        output = margin[:, index] if margin.ndim == 2 else margin
         sign = _binary_sign(classes, index, 1 if contrib.ndim == 2 else contrib.shape[1])
-        return sign * block[:, :-1], sign * block[:, -1], "margin" if classes else "value", "tree (XGBoost exact TreeSHAP)"
+        values = sign * block[:, :-1]
+        return values, sign * output - values.sum(axis=1), "margin" if classes else "value", "tree (XGBoost exact TreeSHAP)"
     import shap
 
     result = shap.TreeExplainer(model)(np.asarray(X, dtype=np.float64) if not isinstance(X, pd.DataFrame) else X, check_additivity=False)

@@ -10,7 +10,8 @@
 Drift decisions use effect sizes (`DriftThresholds`), never p-values: with a million rows a
 p-value flags differences nobody cares about. The KS p-value is reported beside the statistics as
 evidence only. Small windows get one safeguard: a threshold below what sampling noise alone reaches
-at the window's size is raised to that level (see DriftThresholds.noise_quantile). A window is
+at the window's size is raised to that level, set so that a check of unchanged data flags no
+feature at all with probability DriftThresholds.noise_quantile (see there). A window is
 binned against the stored profile; the reference rows are never read again (keel.monitoring._drift
 has the numerics).
 """
@@ -29,6 +30,8 @@ import pandas as pd
 from keel.errors import InvalidInputError
 from keel.monitoring._drift import (
     categorical_distances,
+    histogram_noise,
+    wasserstein_quantile,
     categorical_profile,
     column_kind,
     label_codes,
@@ -69,11 +72,16 @@ class DriftThresholds:
     `js_distance` (Jensen-Shannon, base 2) does; `ks_stat`, when set, adds a numeric rule.
 
     Small windows are noisy: with 1,000 rows on each side and no drift at all, the Wasserstein
-    distance passes 0.1 standard deviation for 3-5% of features. So each threshold is raised, where
-    needed, to the level the statistic stays below with probability `noise_quantile` when nothing
-    drifted, computed in closed form from the two sizes and the number of bins (chi-square for PSI
-    and Jensen-Shannon, the Brownian-bridge limit for Wasserstein, Kolmogorov for KS). From a few
-    thousand rows on the thresholds above apply as they are; None turns the guard off.
+    distance passes 0.1 standard deviation for 3-5% of features, and at 100 rows PSI passes 0.2
+    for most features with rare bins. So each threshold is raised, where needed, to a noise floor:
+    the level sampling noise alone reaches with probability at most (1 - noise_quantile) / R,
+    where R counts the rules of the whole report (Bonferroni), so that a check of unchanged data
+    flags no feature at all with probability at least `noise_quantile`, whatever the window's size
+    and the number of features. The floors come from the two sizes and the reference's bins: the
+    exact distribution of PSI and Jensen-Shannon over binomial window counts (scaled by 1 +
+    n_window / n_reference for the reference's own noise; never below the chi-square limit), the
+    Brownian-bridge limit for Wasserstein, Kolmogorov for KS. From a few thousand rows on the
+    thresholds above apply as they are; None turns the guard off.
 
     The report as a whole drifts when at least `share` of its features do (Evidently's default).
     """
@@ -82,7 +90,7 @@ class DriftThresholds:
     wasserstein_norm: float = 0.1
     js_distance: float = 0.1
     ks_stat: float | None = None
-    noise_quantile: float | None = 0.999
+    noise_quantile: float | None = 0.99
     share: float = 0.5
 
     def __post_init__(self) -> None:
@@ -238,6 +246,9 @@ def drift_report(reference: dict[str, Any], window: pd.DataFrame, *, thresholds:
     rows = len(window)
     features: list[FeatureDrift] = []
     skipped = [f"{name}: not in the window" for name in profiles if name not in window.columns]
+    rules = sum(len(_rules(profile["kind"] == "numeric", thresholds)) for name, profile in profiles.items() if name in window.columns)
+    # Bonferroni: each rule may fire on noise alone with this probability, the report with 1 - q.
+    alpha = None if thresholds.noise_quantile is None else (1.0 - thresholds.noise_quantile) / max(rules, 1)
     for name, profile in profiles.items():
         if name not in window.columns:
             continue
@@ -247,7 +258,7 @@ def drift_report(reference: dict[str, Any], window: pd.DataFrame, *, thresholds:
             stats = numeric_distances(profile, values)
         else:
             stats = categorical_distances(profile, series)
-        features.append(_feature_drift(name, profile, stats, rows, thresholds))
+        features.append(_feature_drift(name, profile, stats, rows, thresholds, alpha))
     drifted = tuple(fd.feature for fd in features if fd.drifted)
     share = len(drifted) / len(features) if features else 0.0
     return DriftReport(
@@ -261,7 +272,18 @@ def drift_report(reference: dict[str, Any], window: pd.DataFrame, *, thresholds:
     )
 
 
-def _feature_drift(name: str, profile: dict[str, Any], stats: dict[str, Any], rows: int, thresholds: DriftThresholds) -> FeatureDrift:
+def _rules(numeric: bool, thresholds: DriftThresholds) -> list[tuple[str, float]]:
+    """(statistic, threshold) of each rule deciding a feature's drift."""
+    rules = [("psi", thresholds.psi)]
+    rules += [("wasserstein_norm", thresholds.wasserstein_norm)] if numeric else [("js_distance", thresholds.js_distance)]
+    if numeric and thresholds.ks_stat is not None:
+        rules.append(("ks_stat", thresholds.ks_stat))
+    return rules
+
+
+def _feature_drift(
+    name: str, profile: dict[str, Any], stats: dict[str, Any], rows: int, thresholds: DriftThresholds, alpha: float | None
+) -> FeatureDrift:
     numeric = profile["kind"] == "numeric"
     n = int(stats["n"])
     nan = math.nan
@@ -273,12 +295,8 @@ def _feature_drift(name: str, profile: dict[str, Any], stats: dict[str, Any], ro
     elif profile["n"] == 0:
         reasons.append("no values in the reference")
     else:
-        rules = [("psi", thresholds.psi)]
-        rules += [("wasserstein_norm", thresholds.wasserstein_norm)] if numeric else [("js_distance", thresholds.js_distance)]
-        if numeric and thresholds.ks_stat is not None:
-            rules.append(("ks_stat", thresholds.ks_stat))
-        floors = _noise_floors(int(profile["n"]), n, len(stats["shares"]), stats.get("wasserstein_noise", 0.0), thresholds.noise_quantile)
-        for key, threshold in rules:
+        floors = _noise_floors(int(profile["n"]), n, stats["ref_counts"], stats.get("wasserstein_null"), alpha, thresholds)
+        for key, threshold in _rules(numeric, thresholds):
             limit = max(threshold, floors[key])
             limits.append((key, limit))
             if values[key] >= limit:
@@ -309,25 +327,44 @@ def _feature_drift(name: str, profile: dict[str, Any], stats: dict[str, Any], ro
     )
 
 
-def _noise_floors(n_ref: int, n_cur: int, buckets: int, wasserstein_scale: float, quantile: float | None) -> dict[str, float]:
-    """Each statistic's `quantile` when both samples come from one distribution (asymptotics).
+def _noise_floors(
+    n_ref: int,
+    n_cur: int,
+    ref_counts: tuple[float, ...],
+    wasserstein_null: tuple[np.ndarray, np.ndarray] | None,
+    alpha: float | None,
+    thresholds: DriftThresholds,
+) -> dict[str, float]:
+    """The level each statistic passes with probability at most `alpha` when both samples come
+    from one distribution.
 
-    PSI ~ chi2(k - 1) * (1/n_ref + 1/n_cur); squared JS distance (bits) ~ the same / (8 ln 2);
-    Wasserstein-1 / std ~ |N(0, 1)|-like terms of total scale `wasserstein_scale` * sqrt(1/n_ref +
-    1/n_cur) (bounded by the two-sided normal quantile); KS ~ Kolmogorov / sqrt(n_eff).
+    PSI ~ chi2(k - 1) * (1/n_ref + 1/n_cur) and squared JS distance (bits) ~ the same / (8 ln 2)
+    in the limit; where that limit could matter (a floor within 10x of the threshold) the window
+    side's exact distribution (`histogram_noise`) replaces it when higher, which it is for small
+    windows and rare bins. Wasserstein-1 / std ~ the Brownian-bridge limit's quantile
+    (`wasserstein_quantile`) * sqrt(1/n_ref + 1/n_cur); KS ~ Kolmogorov / sqrt(n_eff) (the DKW
+    bound).
     """
-    if quantile is None:
+    if alpha is None:
         return {"psi": 0.0, "js_distance": 0.0, "wasserstein_norm": 0.0, "ks_stat": 0.0}
     size = 1.0 / n_ref + 1.0 / n_cur
+    buckets = sum(1 for c in ref_counts if c > 0)
     dof = max(buckets - 1, 1)
-    z = NormalDist().inv_cdf(quantile)
+    z = NormalDist().inv_cdf(1.0 - alpha)
     # Wilson-Hilferty: the chi-square quantile from the normal one (within ~1% from 1 dof up).
     chi2 = dof * max(1.0 - 2.0 / (9.0 * dof) + z * math.sqrt(2.0 / (9.0 * dof)), 0.0) ** 3
+    psi_floor, js_squared = chi2 * size, chi2 * size / (8.0 * math.log(2.0))
+    if psi_floor > thresholds.psi / 10 or math.sqrt(js_squared) > thresholds.js_distance / 10:
+        # The exact window-side quantile, grown by the reference's share of the noise (the ratio
+        # the chi-square limit has between one-sample and two-sample noise).
+        exact_psi, exact_js = histogram_noise(tuple(float(c) for c in ref_counts), n_cur, alpha)
+        psi_floor = max(psi_floor, exact_psi * n_cur * size)
+        js_squared = max(js_squared, exact_js * n_cur * size)
     return {
-        "psi": chi2 * size,
-        "js_distance": math.sqrt(chi2 * size / (8.0 * math.log(2.0))),
-        "wasserstein_norm": NormalDist().inv_cdf(0.5 + quantile / 2.0) * math.sqrt(size) * wasserstein_scale,
-        "ks_stat": math.sqrt(math.log(2.0 / (1.0 - quantile)) / 2.0 * size),
+        "psi": psi_floor,
+        "js_distance": math.sqrt(js_squared),
+        "wasserstein_norm": wasserstein_quantile(wasserstein_null, alpha) * math.sqrt(size) if wasserstein_null is not None else 0.0,
+        "ks_stat": math.sqrt(math.log(2.0 / alpha) / 2.0 * size),
     }
 
 

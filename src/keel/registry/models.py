@@ -17,9 +17,12 @@ from keel.entities import AliasEvent, DatasetVersion, Lineage, ModelVersion, Reg
 from keel.errors import InvalidInputError, InvalidModelError, KeelError, UnsafeLoadError, UserCodeError
 from keel.refs import MAX_VERSION, check_name, parse_ref
 from keel.registry.flavors import Flavor, LightGBMClassifierModel, flavor_for, get_flavor
+from keel.registry.sample import read_sample, sample_bytes
 from keel.registry.signature import (
     NumericRecords,
+    extra_columns,
     infer_signature,
+    missing_values_error,
     input_example,
     signature_from_schema,
     to_frame,
@@ -89,15 +92,29 @@ class LoadedModel:
     def has_proba(self) -> bool:
         return hasattr(self.model, "predict_proba") and self.classes is not None
 
-    def prepare(self, X: Any) -> Any:
-        """The input validated and coerced to what the model was trained on."""
+    def extra_columns(self, X: Any) -> tuple[str, ...]:
+        """The columns of `X` the signature does not name: what predict(X, extra='ignore') drops."""
+        return () if self.info.signature is None else extra_columns(X, self.info.signature)
+
+    def prepare(self, X: Any, *, extra: str = "error") -> Any:
+        """The input validated and coerced to what the model was trained on.
+
+        `extra='ignore'` drops columns the signature does not name (a target left in the file, an
+        id) instead of refusing them; extra_columns(X) says which.
+        """
+        if extra != "error" and extra != "ignore":
+            raise InvalidInputError(f"extra must be 'error' or 'ignore', got {extra!r}")
         if self.info.signature is None:
             return to_frame(X, None) if not isinstance(X, np.ndarray) else X
         if self._numeric is not None and isinstance(X, (list, dict)):
             array = self._numeric.to_array(X)
             if array is not None:
                 return array if self._numeric_as_array else self._numeric.to_frame(array)
-        frame = validate_input(X, self.info.signature)
+        if extra == "ignore" and logger.isEnabledFor(logging.INFO):
+            dropped = extra_columns(X, self.info.signature)
+            if dropped:
+                logger.info("%s: dropped input columns it does not take: %s", self.ref, ", ".join(dropped))
+        frame = validate_input(X, self.info.signature, extra=extra)
         if self.info.flavor == "callable":
             return frame
         names = getattr(self.model, "feature_names_in_", None)
@@ -105,41 +122,57 @@ class LoadedModel:
             return frame.to_numpy()  # fitted on an array: column names would only draw warnings
         return frame
 
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: Any, *, extra: str = "error") -> np.ndarray:
         """Predictions for the rows of `X` (DataFrame, records, dict of columns or array).
 
-        Raises SignatureError naming missing, unexpected and mistyped columns.
+        Raises SignatureError naming missing, unexpected and mistyped columns, or the columns with
+        missing values when the model does not accept them. `extra='ignore'` drops the columns the
+        signature does not name instead (extra_columns(X) says which; they are logged at INFO).
         """
-        data = self.prepare(X)
+        data = self.prepare(X, extra=extra)
         if self.info.flavor == "callable":
             try:
                 return np.asarray(self.model(data))
             except Exception as exc:  # user code: wrap whatever it raised
                 raise UserCodeError(f"The model function of {self.ref} raised {type(exc).__name__}: {exc}") from exc
-        return np.asarray(self.model.predict(data))
+        return np.asarray(self._call(self.model.predict, data))
 
-    def predict_proba(self, X: Any) -> np.ndarray:
+    def predict_proba(self, X: Any, *, extra: str = "error") -> np.ndarray:
         """Class probabilities, one column per class in `classes` order; input checked as in predict()."""
         if not hasattr(self.model, "predict_proba"):
             raise InvalidInputError(
                 f"{self.ref} ({self.flavor}, {self.info.signature.output if self.info.signature else 'no signature'}) "
                 "does not give class probabilities; use predict()"
             )
-        return np.asarray(self.model.predict_proba(self.prepare(X)))
+        return np.asarray(self._call(self.model.predict_proba, self.prepare(X, extra=extra)))
 
-    def predict_and_proba(self, X: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    def predict_and_proba(self, X: Any, *, extra: str = "error") -> tuple[np.ndarray, np.ndarray | None]:
         """predict() and, where `has_proba`, predict_proba() for the same rows, checking the input once.
 
         A LightGBM classifier's labels are the classes of highest probability (what its predict()
         computes), so its trees run once instead of twice.
         """
         if not self.has_proba:
-            return self.predict(X), None
-        data = self.prepare(X)
-        proba = np.asarray(self.model.predict_proba(data))
+            return self.predict(X, extra=extra), None
+        data = self.prepare(X, extra=extra)
+        proba = np.asarray(self._call(self.model.predict_proba, data))
         if isinstance(self.model, LightGBMClassifierModel) and self.model.classes_ is not None:
             return self.model.classes_[np.argmax(proba, axis=1)], proba
-        return np.asarray(self.model.predict(data)), proba
+        return np.asarray(self._call(self.model.predict, data)), proba
+
+    def _call(self, method: Callable[[Any], Any], data: Any) -> Any:
+        """method(data), with scikit-learn's 'Input X contains NaN' (a 70-line traceback from deep
+        inside the estimator) turned into a SignatureError naming the columns with missing values.
+        Checked only after the model refused: the hot path pays nothing."""
+        try:
+            return method(data)
+        except ValueError as exc:
+            if isinstance(exc, KeelError) or "nan" not in str(exc).lower():
+                raise
+            error = missing_values_error(data, self.info.signature, self.ref)
+            if error is None:
+                raise
+            raise error from exc
 
     def __repr__(self) -> str:
         return f"LoadedModel({self.ref!r}, flavor={self.flavor!r})"
@@ -354,6 +387,12 @@ class Models:
                 importance = self._measure(model, X)
             except Exception:  # noqa: BLE001 - importance is computed again on request; registering goes on
                 logger.exception("global importance of the new version of %s not computed at registration", name)
+        sample = None
+        if signature is not None and X is not None:
+            try:  # explanations' background and typical values when no training dataset is linked
+                sample = self._blobs.put_bytes(sample_bytes(X, signature))  # before the row that points at it
+            except Exception:  # noqa: BLE001 - a version without a sample explains from its dataset; registering goes on
+                logger.exception("training sample of the new version of %s not stored at registration", name)
         return self._store(
             name,
             data,
@@ -367,6 +406,7 @@ class Models:
             run=run_record,
             datasets=datasets,
             importance=importance,
+            training_sample=sample,
         )
 
     def register_artifact(
@@ -458,6 +498,7 @@ class Models:
         run: Run | None,
         datasets: list[DatasetVersion],
         importance: dict[str, Any] | None = None,
+        training_sample: str | None = None,
     ) -> ModelVersion:
         digest = self._blobs.put_bytes(data)  # the artifact exists before any row points at it
         version = self._meta.models.create_version(
@@ -475,6 +516,7 @@ class Models:
             dataset_version_ids=[self._dataset_id(d) for d in datasets],
             author=self._author,
             importance=importance,
+            training_sample=training_sample,
         )
         self._changed()
         logger.info("registered %s (%s, %s bytes)", version.ref, flavor, len(data))
@@ -530,6 +572,14 @@ class Models:
     def versions(self, name: str) -> list[ModelVersion]:
         return self._meta.models.versions(check_name(name, what="model name"))
 
+    def training_sample(self, ref: str | ModelVersion) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+        """The sample of its training input a version was registered with (up to SAMPLE_ROWS evenly
+        spread rows of X, and the typical value of each column over all of X), or None when it was
+        registered without X."""
+        version = self.get(ref)
+        digest = self._meta.importance.training_sample(version.name, version.version)
+        return None if digest is None else read_sample(self._blobs.get_bytes(digest))
+
     def artifact_bytes(self, ref: str | ModelVersion) -> bytes:
         """The version's saved model, verified against its SHA-256 (CorruptArtifactError if not)."""
         return self._blobs.get_bytes(self.get(ref).digest)
@@ -558,9 +608,9 @@ class Models:
         self._meta.models.set_description(name, description)
 
 
-def predictions_frame(model: LoadedModel, X: Any) -> pd.DataFrame:
+def predictions_frame(model: LoadedModel, X: Any, *, extra: str = "error") -> pd.DataFrame:
     """Predictions (and class probabilities where they apply) as a DataFrame, one row per input row."""
-    labels, proba = model.predict_and_proba(X)
+    labels, proba = model.predict_and_proba(X, extra=extra)
     out = pd.DataFrame({"prediction": labels})
     if proba is not None:
         for i, c in enumerate(model.classes or ()):

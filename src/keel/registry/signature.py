@@ -9,9 +9,22 @@ import numpy as np
 import pandas as pd
 
 from keel.entities import ColumnSchema, ColumnSpec, Signature
-from keel.errors import SignatureError
+from keel.errors import InvalidInputError, SignatureError
 
-__all__ = ["infer_signature", "signature_from_schema", "validate_input", "to_frame", "input_example", "NumericRecords"]
+__all__ = [
+    "infer_signature",
+    "signature_from_schema",
+    "validate_input",
+    "extra_columns",
+    "missing_values_error",
+    "to_frame",
+    "input_example",
+    "NumericRecords",
+    "EXTRA_POLICIES",
+]
+
+# What predict does with input columns the signature does not name: refuse them, or drop them.
+EXTRA_POLICIES = ("error", "ignore")
 
 
 def _column_type(s: pd.Series) -> ColumnSpec:
@@ -163,8 +176,11 @@ def _coerce(s: pd.Series, spec: ColumnSpec) -> pd.Series | None:
     if spec.type in ("integer", "float"):
         if kind in ("integer", "float", "boolean"):
             out = pd.to_numeric(s, errors="coerce") if kind != "boolean" else s.astype("int64")
-            if spec.type == "integer" and not out.isna().any() and np.all(np.mod(out, 1) == 0):
-                return out.astype("int64")
+            if spec.type == "integer":
+                if _fractions(out):  # 30.5 years is not an integer: the model never saw one
+                    return None
+                if not out.isna().any():
+                    return out.astype("int64")
             return out.astype("float64")
         return None
     if spec.type == "boolean":
@@ -193,16 +209,76 @@ def _coerce(s: pd.Series, spec: ColumnSpec) -> pd.Series | None:
     return None
 
 
-def validate_input(X: Any, signature: Signature) -> pd.DataFrame:
+def _fractions(values: pd.Series) -> bool:
+    """Whether any present value is not a whole number."""
+    present = values.dropna()
+    return bool(len(present)) and not bool(np.all(np.mod(present.to_numpy(dtype=np.float64), 1) == 0))
+
+
+def _got(s: pd.Series, spec: ColumnSpec) -> str:
+    """What a column that does not fit `spec` holds, for the error: its kind, and a fractional value
+    when an integer column holds one."""
+    kind = _kind_of(s)
+    if spec.type == "integer" and kind in ("integer", "float"):
+        values = pd.to_numeric(s, errors="coerce").dropna()
+        fractional = values[np.mod(values.to_numpy(dtype=np.float64), 1) != 0]
+        if len(fractional):
+            return f"{kind} ({fractional.iloc[0]:g})"
+    return kind
+
+
+def extra_columns(X: Any, signature: Signature) -> tuple[str, ...]:
+    """The columns of `X` that the signature does not name (what extra='ignore' drops), in input order."""
+    names = set(signature.column_names)
+    if isinstance(X, list) and X and all(isinstance(r, dict) for r in X):
+        seen: dict[str, None] = {}
+        for record in X:
+            seen.update(dict.fromkeys(str(k) for k in record if k not in names))
+        return tuple(seen)
+    if isinstance(X, dict):
+        return tuple(str(k) for k in X if k not in names)
+    if isinstance(X, pd.DataFrame):
+        return tuple(str(c) for c in X.columns if c not in names)
+    return ()  # an array: its columns are the signature's by position
+
+
+def missing_values_error(data: Any, signature: Signature | None, model: str) -> SignatureError | None:
+    """The error for input the model refused because some values are missing (NaN), naming those
+    columns; None when `data` has no missing value (the model failed for another reason)."""
+    if isinstance(data, np.ndarray) and data.ndim == 2 and data.dtype.kind == "f":
+        names = signature.column_names if signature is not None and len(signature.inputs) == data.shape[1] else None
+        flags = np.isnan(data).any(axis=0)
+        columns = [names[i] if names else f"x{i}" for i in np.flatnonzero(flags)]
+    elif isinstance(data, pd.DataFrame):
+        columns = [str(c) for c in data.columns[data.isna().any(axis=0).to_numpy()]]
+    else:
+        return None
+    if not columns:
+        return None
+    types = {c.name: c.type for c in signature.inputs} if signature is not None else {}
+    return SignatureError(
+        f"{model} does not accept missing values, and column{'s' if len(columns) > 1 else ''} "
+        f"{', '.join(columns)} {'have' if len(columns) > 1 else 'has'} some: fill them in, or register a model "
+        "that handles them (an imputer in a pipeline, or a model like LightGBM)",
+        # Reported as mistyped (the HTTP answer lists them under 'mistyped'): a present value was expected.
+        mistyped=tuple((c, f"{types.get(c, 'a value')} without missing values", "missing") for c in columns),
+    )
+
+
+def validate_input(X: Any, signature: Signature, *, extra: str = "error") -> pd.DataFrame:
     """Check `X` against the signature; return it as a DataFrame in the signature's column order and types.
 
-    Raises SignatureError naming every missing, extra and mistyped column.
+    Raises SignatureError naming every missing, extra and mistyped column (an integer column
+    holding 30.5 is mistyped). With `extra='ignore'`, columns the signature does not name are
+    dropped instead of refused (extra_columns() says which).
     """
+    if extra not in EXTRA_POLICIES:
+        raise InvalidInputError(f"extra must be one of {', '.join(EXTRA_POLICIES)}, got {extra!r}")
     frame = to_frame(X, signature)
     names = signature.column_names
     given = [str(c) for c in frame.columns]
     missing = tuple(n for n in names if n not in given)
-    extra = tuple(c for c in given if c not in names)
+    extra_given = tuple(c for c in given if c not in names) if extra == "error" else ()
     mistyped: list[tuple[str, str, str]] = []
     out: dict[str, pd.Series] = {}
     for spec in signature.inputs:
@@ -210,21 +286,21 @@ def validate_input(X: Any, signature: Signature) -> pd.DataFrame:
             continue
         coerced = _coerce(frame[spec.name], spec)
         if coerced is None:
-            mistyped.append((spec.name, spec.type, _kind_of(frame[spec.name])))
+            mistyped.append((spec.name, spec.type, _got(frame[spec.name], spec)))
         else:
             out[spec.name] = coerced
-    if missing or extra or mistyped:
+    if missing or extra_given or mistyped:
         parts = []
         if missing:
             parts.append(f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
-        if extra:
-            parts.append(f"unexpected column{'s' if len(extra) > 1 else ''} {', '.join(extra)}")
+        if extra_given:
+            parts.append(f"unexpected column{'s' if len(extra_given) > 1 else ''} {', '.join(extra_given)}")
         for name, want, got in mistyped:
             parts.append(f"column {name} should be {want} but is {got}")
         raise SignatureError(
             "Input does not match the model signature: " + "; ".join(parts),
             missing=missing,
-            extra=extra,
+            extra=extra_given,
             mistyped=tuple(mistyped),
         )
     return pd.DataFrame(out, index=frame.index)
@@ -250,6 +326,7 @@ class NumericRecords:
         self.names = signature.column_names
         self._keys = frozenset(self.names)
         self._integer = [i for i, c in enumerate(signature.inputs) if c.type == "integer"]
+        self._has_integer = bool(self._integer)
 
     @staticmethod
     def applies(signature: Signature) -> bool:
@@ -271,6 +348,11 @@ class NumericRecords:
                 t = type(v)
                 if not (t is float or v is None or (t is int and -_EXACT_INT <= v <= _EXACT_INT)):
                     return None
+            if self._has_integer:  # 30.5 in an integer column: validate_input refuses it by name
+                for i in self._integer:
+                    v = row[i]
+                    if type(v) is float and not v.is_integer():
+                        return None
             rows.append(row)
         return np.array(rows, dtype=np.float64)
 

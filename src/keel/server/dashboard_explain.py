@@ -35,7 +35,8 @@ def _sample(request: Request, name: str, version: int | None) -> tuple[Any, Any]
     if key not in cache:
         ctx = context(ws, info, background_rows=SAMPLE_ROWS)
         if ctx.background is None:
-            raise InvalidInputError(f"{info.ref} has no training dataset in its lineage to explain; use ws.explain(ref, rows)")
+            raise InvalidInputError(f"{info.ref} has no training sample to explain (no linked dataset, and it was "
+                                    "registered without X=); use ws.explain(ref, rows)")
         cache[key] = (ctx.background, explain_rows(ws.models.load(info), ctx.background, ctx, top=5))
         while len(cache) > 8:
             cache.pop(next(iter(cache)))

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from keel.errors import ConflictError
 from keel.server.app import check_bind, create_app
 from keel.server.observability import configure_logging
 
@@ -33,21 +34,39 @@ def serve(
     import uvicorn
 
     require_auth = check_bind(ws, host)
-    if port == 0:  # pick a free port now, so the address we announce is the one we bind
-        import socket
+    # Listen before the app starts: a busy port fails here, as one error, before on_ready announces
+    # an address; and port 0's free port is the one announced.
+    sock = _listen(host, port)
+    with sock:
+        port = int(sock.getsockname()[1])
+        configure_logging(log_level, log_format)
+        app = create_app(ws, require_auth=require_auth, monitor_tick_s=monitor_tick_s, bind_host=host, allowed_hosts=allowed_hosts)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+        server = uvicorn.Server(config)
+        logger.info("serving %s on http://%s:%s (auth %s)", ws, host, port, "required" if require_auth else "when tokens exist")
+        if on_ready is not None:
+            app.router.on_startup.append(lambda: on_ready(host, port))
+        with _sigterm_stops_cleanly(server):
+            server.run(sockets=[sock])
 
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-            s.bind((host, 0))
-            port = int(s.getsockname()[1])
-    configure_logging(log_level, log_format)
-    app = create_app(ws, require_auth=require_auth, monitor_tick_s=monitor_tick_s, bind_host=host, allowed_hosts=allowed_hosts)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    logger.info("serving %s on http://%s:%s (auth %s)", ws, host, port, "required" if require_auth else "when tokens exist")
-    if on_ready is not None:
-        app.router.on_startup.append(lambda: on_ready(host, port))
-    with _sigterm_stops_cleanly(server):
-        server.run()
+
+def _listen(host: str, port: int) -> Any:
+    """A socket bound to (host, port) and listening, as uvicorn would make it."""
+    import errno
+    import socket
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)  # uvicorn's default backlog
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConflictError(f"Port {port} on {host} is already in use: stop what listens there, or pick another "
+                                "port with --port (0 picks a free one)") from exc  # fmt: skip
+        raise
+    return sock
 
 
 @contextlib.contextmanager

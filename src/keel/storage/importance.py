@@ -1,4 +1,5 @@
-"""Global importance of model versions: one row per version, written once."""
+"""What explaining a model version needs, kept with it: its global importance (one row per
+version, written once) and the training sample it was registered with (a blob the version owns)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,15 @@ from keel.errors import ConflictError
 from keel.storage import schema as s
 from keel.storage._common import Transactional, now
 
-__all__ = ["ImportanceStore", "importance_row"]
+__all__ = ["ImportanceStore", "importance_row", "sample_owner"]
 
 t = s.model_importance
+
+
+def sample_owner(version_id: int) -> str:
+    """The blob_refs owner of a version's training sample: the version's own owner plus a role, so
+    that `gc` keeps the sample and the explainer finds it without a column of its own."""
+    return f"model_version:{version_id}:training_sample"
 
 
 def importance_row(model: str, version: int, record: dict[str, Any], created_at: Any) -> dict[str, Any]:
@@ -37,3 +44,14 @@ class ImportanceStore(Transactional):
             return None
         return {"importance": row.importance, "method": row.method, "space": row.space, "rows": row.rows,
                 "created_at": row.created_at.isoformat()}  # fmt: skip
+
+    def training_sample(self, model: str, version: int) -> str | None:
+        """The digest of the training sample stored when the version was registered with X, if any."""
+        mv, rm, refs = s.model_versions, s.registered_models, s.blob_refs
+        with self.connect() as conn:
+            version_id = conn.execute(
+                select(mv.c.id).join(rm, rm.c.id == mv.c.model_id).where(rm.c.name == model, mv.c.version == version)
+            ).scalar()
+            if version_id is None:
+                return None
+            return conn.execute(select(refs.c.digest).where(refs.c.owner == sample_owner(version_id))).scalar()

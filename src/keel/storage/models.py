@@ -13,7 +13,7 @@ from keel.errors import InvalidInputError, NotFoundError
 from keel.refs import Ref, check_name
 from keel.storage import schema as s
 from keel.storage._common import Transactional, now, retry_conflicts, upsert, utc
-from keel.storage.importance import importance_row
+from keel.storage.importance import importance_row, sample_owner
 
 __all__ = ["ModelStore"]
 
@@ -41,9 +41,10 @@ class ModelStore(Transactional):
         author: str,
         extra_blobs: list[str] | None = None,
         importance: dict[str, Any] | None = None,
+        training_sample: str | None = None,
     ) -> ModelVersion:
         """The next version of `name`, with its lineage, blob references and (when given) its global
-        importance ({"importance", "method", "space", "rows"}), in one transaction."""
+        importance ({"importance", "method", "space", "rows"}) and training sample's digest, in one transaction."""
         with self.begin() as conn:
             ts = now()
             model_id = conn.execute(select(rm.c.id).where(rm.c.name == name)).scalar()
@@ -79,10 +80,10 @@ class ModelStore(Transactional):
                     [{"model_version_id": row_id, "dataset_version_id": i} for i in sorted(set(dataset_version_ids))],
                 )
             owner = f"model_version:{row_id}"
-            conn.execute(
-                s.blob_refs.insert(),
-                [{"digest": d, "owner": owner} for d in sorted({digest, *(extra_blobs or [])})],
-            )
+            refs = [{"digest": d, "owner": owner} for d in sorted({digest, *(extra_blobs or [])})]
+            if training_sample is not None:
+                refs.append({"digest": training_sample, "owner": sample_owner(row_id)})
+            conn.execute(s.blob_refs.insert(), refs)
             if importance is not None:
                 conn.execute(s.model_importance.insert(), importance_row(name, version, importance, ts))
             conn.execute(rm.update().where(rm.c.id == model_id).values(updated_at=ts))

@@ -420,6 +420,16 @@ class RunStore(Transactional):
         with self.connect() as conn:
             return [MetricPoint(r.key, r.value, r.step, r.timestamp) for r in conn.execute(q)]
 
+    def keys(self, kind: str, *, experiment: str | None = None) -> list[str]:
+        """The distinct metric or param keys ('metrics' or 'params') any run (of `experiment`) has."""
+        t = s.latest_metrics if kind == "metrics" else s.run_params
+        q = select(t.c.key).distinct().order_by(t.c.key)
+        if experiment is not None:
+            q = (q.join(s.runs, s.runs.c.id == t.c.run_id).join(s.experiments, s.experiments.c.id == s.runs.c.experiment_id)
+                 .where(s.experiments.c.name == experiment))  # fmt: skip
+        with self.connect() as conn:
+            return [r[0] for r in conn.execute(q)]
+
     def experiments(self) -> list[tuple[str, int]]:
         q = (
             select(s.experiments.c.name, func.count(s.runs.c.id))

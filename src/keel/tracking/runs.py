@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import difflib
 import logging
 import math
 import os
@@ -19,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from keel.entities import DatasetVersion, MetricPoint, Run, RunStatus
+from keel.entities import BoolOp, Comparison, DatasetVersion, MetricPoint, Run, RunStatus
 from keel.errors import InvalidInputError, NotFoundError
 from keel.refs import check_name
 from keel.tracking._liveness import Heartbeat, kill_reason, this_process
@@ -733,6 +734,41 @@ class Runs:
         return self._meta.runs.search(
             parse_filter(filter), order_by=parse_order_by(order_by), experiment=experiment, limit=limit
         )
+
+    def search_hints(self, filter: str | None, *, experiment: str | None = None) -> list[str]:
+        """Why `search(filter)` may find nothing: a sentence for each metric or param the filter
+        names that no run (of `experiment`) has, with the nearest names that exist (a typo's fix).
+
+        >>> ws.runs.search_hints("metrics.acuracy > 0.7")  # doctest: +SKIP
+        ["No run has a metric 'acuracy'; did you mean 'accuracy'?"]
+        """
+        hints: list[str] = []
+        nodes: list[Comparison | BoolOp] = [] if (where := parse_filter(filter)) is None else [where]
+        known: dict[str, list[str]] = {}
+        while nodes:
+            node = nodes.pop(0)
+            if isinstance(node, BoolOp):
+                nodes.extend(node.terms)
+                continue
+            if node.kind not in ("metrics", "params"):
+                continue
+            if node.kind not in known:
+                known[node.kind] = self._meta.runs.keys(node.kind, experiment=experiment)
+            keys, what = known[node.kind], node.kind.removesuffix("s")
+            if node.key in keys:
+                continue
+            close = difflib.get_close_matches(node.key, keys, n=3, cutoff=0.6)
+            if close:
+                advice = f"did you mean {' or '.join(repr(k) for k in close)}?"
+            elif keys:
+                advice = f"the {node.kind} logged are {', '.join(keys[:10])}{', ...' if len(keys) > 10 else ''}"
+            else:
+                advice = f"no run has logged any {what} yet"
+            scope = f" of experiment {experiment!r}" if experiment is not None else ""
+            hint = f"No run{scope} has a {what} {node.key!r}; {advice}"
+            if hint not in hints:
+                hints.append(hint)
+        return hints
 
     def reading(self, dataset: str | DatasetVersion) -> list[Run]:
         """Every run that read this dataset version, newest first (lineage, walked backwards)."""

@@ -49,7 +49,16 @@ def test_xgboost_native_treeshap_equals_shap_and_adds_up(data: tuple[pd.DataFram
     model = xgboost.XGBClassifier(n_estimators=30, max_depth=3).fit(X, y)
     e = explain_model(model, X.head(50))
     np.testing.assert_allclose(e.values, shap.TreeExplainer(model)(X.head(50)).values, atol=1e-6)
-    np.testing.assert_allclose(e.outputs, model.predict(X.head(50), output_margin=True), atol=1e-5)  # float32 trees
+    # Additive to 1e-6 in float64 (XGBoost's float32 sums missed the margin by 5e-6): a deeper, longer model, all rows.
+    deep = xgboost.XGBClassifier(n_estimators=100, max_depth=5).fit(X, y)
+    full = explain_model(deep, X)
+    assert full.values.dtype == np.float64 and full.base_values.dtype == np.float64
+    np.testing.assert_allclose(full.base_values + full.values.sum(axis=1), deep.predict(X, output_margin=True), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(full.outputs, deep.predict(X, output_margin=True), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(full.base_values, full.base_values[0], atol=1e-4)  # still the expected value, up to rounding
+    multi = xgboost.XGBClassifier(n_estimators=30, max_depth=3).fit(X, pd.cut(X.iloc[:, 0], 3, labels=False))
+    m = explain_model(multi, X.head(50), target=1)
+    np.testing.assert_allclose(m.outputs, multi.predict(X.head(50), output_margin=True)[:, 1], rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("make", [

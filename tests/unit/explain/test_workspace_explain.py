@@ -56,7 +56,10 @@ def test_a_model_without_training_data_or_signature_says_what_is_missing(ws: kee
 
     frame = cancer()
     X = frame[["mean_radius", "mean_texture"]]
-    ws.models.register("knn", KNeighborsClassifier().fit(X, frame["target"]), X=X)
+    from keel.registry.signature import infer_signature
+
+    model = KNeighborsClassifier().fit(X, frame["target"])
+    ws.models.register("knn", model, signature=infer_signature(model, X))  # with X=, a sample of it is stored
     with pytest.raises(InvalidInputError, match="background"):
         ws.explain("knn@1", X.head(2))
     with pytest.raises(keel.SignatureError):

@@ -214,7 +214,7 @@ def test_a_busy_spinning_producer_thread_loses_no_row(ws: keel.Workspace) -> Non
     t.join(60)
     dropped = log.dropped
     log.close()
-    assert len(sent) >= 5_000 and dropped == 0 == log.dropped
+    assert len(sent) >= 5_000 and dropped == 0 == log.dropped  # 5,000: even a very slow machine gets there in 30 s
     assert log.logged == len(sent) == ws.predictions.count("m")
 
 

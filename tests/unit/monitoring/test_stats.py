@@ -462,3 +462,36 @@ def test_label_shift_lowers_accuracy_and_auc() -> None:
     assert shifted["accuracy"] < same["accuracy"] - 0.1
     assert shifted["roc_auc"] < same["roc_auc"] - 0.1
     assert shifted["log_loss"] > same["log_loss"]
+
+
+# -- representation of the same values (issue 11) ---------------------------------------------
+@pytest.mark.parametrize("side", ["window", "reference"])
+def test_a_float32_round_trip_of_discrete_values_is_not_drift(side: str) -> None:
+    # 0.1, 0.2, 0.3 and 0.7 are not float32 numbers: cast, each lands a hair beside the
+    # reference's grid value, and used to change bins (PSI 3.6 on an unchanged distribution).
+    rng = np.random.default_rng(0)
+    values = np.array([0.1, 0.2, 0.3, 0.7])
+    reference_values, window_values = rng.choice(values, 5000), rng.choice(values, 1000)
+    exact = drift_report(build_reference(pd.DataFrame({"x": reference_values})), pd.DataFrame({"x": window_values})).feature("x")
+    if side == "window":
+        window_values = window_values.astype(np.float32)
+    else:
+        reference_values = reference_values.astype(np.float32)
+    cast = drift_report(build_reference(pd.DataFrame({"x": reference_values})), pd.DataFrame({"x": window_values})).feature("x")
+    assert not cast.drifted, cast.reasons
+    assert cast.psi == pytest.approx(exact.psi, abs=1e-9)
+    assert cast.js_distance == pytest.approx(exact.js_distance, abs=1e-9)
+    assert cast.ks_stat == pytest.approx(exact.ks_stat, abs=1e-9)
+    assert cast.wasserstein_norm == pytest.approx(exact.wasserstein_norm, rel=1e-5)
+
+
+def test_snapping_to_the_grid_leaves_continuous_values_alone() -> None:
+    # Far from zero a relative float32 tolerance is wide (here 1e6 * 6e-8 = 0.06 of a standard
+    # deviation): snapping is also capped by a tiny share of the gap to the neighbouring grid
+    # values, so a continuous window moved by less than the tolerance still shows the move.
+    rng = np.random.default_rng(1)
+    reference_values = rng.normal(1e6, 1.0, 2000)
+    reference = build_reference(pd.DataFrame({"x": reference_values}), quantile_points=2001)
+    fd = drift_report(reference, pd.DataFrame({"x": reference_values + 0.05})).feature("x")
+    assert fd.wasserstein_norm == pytest.approx(0.05 / reference_values.std(ddof=1), rel=1e-3)
+    assert fd.ks_stat is not None and fd.ks_stat > 0.01

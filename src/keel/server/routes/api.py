@@ -93,10 +93,10 @@ def download_dataset(
         path = ws.datasets.materialize(version, tmp) / f"{version.name}.parquet"
         media = "application/vnd.apache.parquet"
     elif format == "csv":
-        import pyarrow.csv as pacsv
+        from keel.data.tables import write_csv  # nulls as empty cells, floats that read back as floats
 
         path = tmp / f"{version.name}.csv"
-        pacsv.write_csv(ws.datasets.load(version, format="arrow"), path)
+        write_csv(ws.datasets.load(version, format="arrow"), path)
         media = "text/csv"
     else:
         raise InvalidInputError(f"format must be parquet or csv, got {format!r}")

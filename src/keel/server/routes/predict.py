@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import os
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import quote
 
 import numpy as np
 import orjson
@@ -69,6 +71,84 @@ def _records(body: Any) -> list[dict[str, Any]]:
     return body
 
 
+# -- the documented shapes of /predict (the route reads the raw body: serving stays ~1 ms) ---------------
+# A real request and answer of the demo's credit-risk model, so that /docs' "Try it out" works on `keel demo`.
+_EXAMPLE_RECORD = {"Seniority": 9, "Home": "rent", "Time": 60, "Age": 30, "Marital": "married", "Records": "no",
+                   "Job": "freelance", "Expenses": 73, "Income": 129.0, "Assets": 0.0, "Debt": 0.0, "Amount": 800,
+                   "Price": 846}  # fmt: skip
+_RECORDS_SCHEMA = {
+    "type": "array",
+    "minItems": 1,
+    "items": {"type": "object", "additionalProperties": True, "description": "One row: {column: value}"},
+}
+PREDICT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The rows to score, one JSON object of column: value each, with the model's input columns "
+        "(GET /api/v1/models/{name}/versions/{version} shows its signature). A single record, or a bare list, works too.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "anyOf": [
+                        {"type": "object", "required": ["records"], "properties": {"records": _RECORDS_SCHEMA},
+                         "title": "Records"},
+                        {**_RECORDS_SCHEMA, "title": "List of records"},
+                        {"type": "object", "additionalProperties": True, "title": "One record"},
+                    ]
+                },  # fmt: skip
+                "example": {"records": [_EXAMPLE_RECORD]},
+            }
+        },
+    }
+}
+
+
+class Prediction(BaseModel):
+    id: str = Field(description="The prediction id: send it back with the true label to /models/{name}/feedback")
+    prediction: Any = Field(description="The predicted class or value")
+    probabilities: dict[str, float] | None = Field(default=None, description="Per class, for classifiers")
+    explanation: dict[str, Any] | None = Field(default=None, description="With ?explain=true: attributions and reasons")
+
+
+class PredictResponse(BaseModel):
+    model: str = Field(description="The model name")
+    version: int = Field(description="The version that answered (the champion unless ?alias= or ?version=)")
+    predictions: list[Prediction] = Field(description="One per record, in order")
+    dropped_columns: list[str] | None = Field(
+        default=None, description="With ?extra=ignore: the input columns the model does not take, dropped"
+    )
+
+
+PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": PredictResponse,
+        "description": "One prediction per record",
+        "content": {"application/json": {"example": {
+            "model": "credit-risk", "version": 2,
+            "predictions": [{"id": "0192c3a4b5d6e7f8a9b0c1d2e3f4a5b6", "prediction": "good",
+                             "probabilities": {"bad": 0.1342, "good": 0.8658}}],
+        }}},  # fmt: skip
+    }
+}
+DROPPED_HEADER = "X-Keel-Dropped-Columns"
+
+
+def _dropped_header(dropped: list[str]) -> str:
+    """The dropped columns as a header value: percent-encoded (headers are Latin-1, one line), at most 50 names."""
+    shown = ", ".join(dropped[:50]) + (f", and {len(dropped) - 50} more" if len(dropped) > 50 else "")
+    return quote(shown, safe=" ,")
+
+
+def _drop_extra(model: Any, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The records without the columns the model does not take, and those columns' names. The log,
+    the shadow and the explanations then see only the model's columns (never a target left in)."""
+    dropped = list(model.extra_columns(records))
+    if not dropped:
+        return records, dropped
+    gone = set(dropped)
+    return [{k: v for k, v in r.items() if k not in gone} for r in records], dropped
+
+
 def _plain(values: np.ndarray) -> list[Any]:
     return list(values.tolist())  # numpy scalars -> Python numbers / strings
 
@@ -102,7 +182,7 @@ def _timed_score(model: Any, records: list[dict[str, Any]], ids: list[str]) -> t
     return score(model, records, ids), time.thread_time() - start
 
 
-@router.post("/models/{name}/predict", tags=["predict"])
+@router.post("/models/{name}/predict", tags=["predict"], openapi_extra=PREDICT_BODY, responses=PREDICT_RESPONSES)
 async def predict(
     name: str,
     request: Request,
@@ -110,6 +190,11 @@ async def predict(
     version: int | None = Query(default=None, ge=1, le=INT64_MAX),
     explain: bool = Query(default=False, description="Add attributions (SHAP) and reason codes to each prediction."),
     top: int = Query(default=3, ge=1, le=50, description="Reason codes per prediction, with explain=true."),
+    extra: Literal["error", "ignore"] = Query(
+        default="error",
+        description="Input columns the model does not take (a target left in): 'error' refuses them (422), "
+        "'ignore' drops them and names them in `dropped_columns` and the X-Keel-Dropped-Columns header.",
+    ),
     who: Principal = predictor,
 ) -> Response:
     """Predict for JSON records; answers with the champion unless ?alias= or ?version= says otherwise.
@@ -130,6 +215,9 @@ async def predict(
         raise HTTPProblem(400, "The body is not valid JSON", field="body") from None
     records = _records(body)
     model = await _model_for(request, name, alias, version)
+    dropped: list[str] | None = None
+    if extra == "ignore":
+        records, dropped = _drop_extra(model, records)
     predlog = request.app.state.predlog
     ids, at_ms = predlog.new_ids(len(records))
     start = time.perf_counter()
@@ -138,6 +226,9 @@ async def predict(
     except SignatureError as exc:  # refused requests are logged too: they are the schema-violation rate
         predlog.log(model.name, model.version, records, ids=ids, at_ms=at_ms, by=maker(who), durable=False,
                     latency_ms=(time.perf_counter() - start) * 1000, error=str(exc))  # no id is returned: no need to wait
+        if exc.extra:  # say how to send the training file's rows as they are
+            raise SignatureError(f"{exc}; send ?extra=ignore to drop the columns the model does not take",
+                                 missing=exc.missing, extra=exc.extra, mistyped=exc.mistyped) from None  # fmt: skip
         raise
     elapsed = time.perf_counter() - start
     # Waits (without blocking the loop) for the write-ahead sync that covers these rows: an id
@@ -154,7 +245,11 @@ async def predict(
         shadow_version = await request.app.state.shadows.version(name)
         if shadow_version is not None and shadow_version != model.version:
             background = BackgroundTask(_shadow_score, request.app, name, shadow_version, records, ids, at_ms)
-    return Response(orjson.dumps(result), media_type="application/json", background=background)
+    headers = None
+    if dropped is not None:
+        result["dropped_columns"] = dropped
+        headers = {DROPPED_HEADER: _dropped_header(dropped)} if dropped else None
+    return Response(orjson.dumps(result), media_type="application/json", background=background, headers=headers)
 
 
 def _add_explanations(app: Any, model: Any, records: list[dict[str, Any]], result: dict[str, Any], top: int) -> None:
@@ -196,6 +291,8 @@ def _iter_batches(path: Path, suffix: str, rows: int) -> Iterator[Any]:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
+    from keel.data.tables import empty_text_as_missing  # an empty cell is missing, as when the data was added
+
     if suffix == ".parquet":
         pf = pq.ParquetFile(path)
         for batch in pf.iter_batches(batch_size=rows):
@@ -209,26 +306,35 @@ def _iter_batches(path: Path, suffix: str, rows: int) -> Iterator[Any]:
         pending.append(batch)
         count += batch.num_rows
         if count >= rows:
-            yield pa.Table.from_batches(pending).to_pandas()
+            yield empty_text_as_missing(pa.Table.from_batches(pending)).to_pandas()
             pending, count = [], 0
     if pending:
-        yield pa.Table.from_batches(pending).to_pandas()
+        yield empty_text_as_missing(pa.Table.from_batches(pending)).to_pandas()
 
 
-def score_file(model: Any, src: Path, suffix: str, predlog: Any, by: str | None = None) -> tuple[Path, int]:
+def score_file(
+    model: Any, src: Path, suffix: str, predlog: Any, by: str | None = None, *, extra: str = "ignore"
+) -> tuple[Path, int, list[str]]:
     """Score a CSV/Parquet file chunk by chunk into a CSV file; memory stays bounded by the chunk.
 
     Each chunk goes to the prediction log as it is scored, in this thread: a chunk is larger than
-    the log's buffer, and a file-scoring request is long anyway.
+    the log's buffer, and a file-scoring request is long anyway. With `extra='ignore'` the columns
+    the model does not take (the training file's target) are dropped and returned.
     """
     fd, name = tempfile.mkstemp(prefix="keel-scored-", suffix=".csv")
     total = 0
+    dropped: dict[str, None] = {}
     classes = [str(c) for c in (model.classes or ())]
     with os.fdopen(fd, "w", newline="") as fh:
         writer = csv.writer(fh)
         header = ["row", "id", "prediction"] + ([f"proba_{c}" for c in classes] if model.has_proba else [])
         writer.writerow(header)
         for frame in _iter_batches(src, suffix, BATCH_CHUNK_ROWS):
+            if extra == "ignore":
+                gone = model.extra_columns(frame)
+                if gone:
+                    frame = frame.drop(columns=list(gone))
+                    dropped.update(dict.fromkeys(gone))
             ids, at_ms = predlog.new_ids(len(frame))
             start = time.perf_counter()
             preds, proba = model.predict_and_proba(frame)
@@ -240,7 +346,7 @@ def score_file(model: Any, src: Path, suffix: str, predlog: Any, by: str | None 
             predlog.write_frame(model.name, model.version, frame, predictions=preds, probabilities=proba,
                                 classes=model.classes, ids=ids, at_ms=at_ms, latency_ms=latency_ms, by=by)  # fmt: skip
             total += len(frame)
-    return Path(name), total
+    return Path(name), total, list(dropped)
 
 
 @router.post("/models/{name}/predict/batch", tags=["predict"])
@@ -251,6 +357,11 @@ async def predict_batch(
     alias: str | None = Query(default=None),
     version: int | None = Query(default=None, ge=1, le=INT64_MAX),
     format: str | None = Query(default=None, description="csv, tsv or parquet (default: from Content-Type)"),
+    extra: Literal["error", "ignore"] = Query(
+        default="ignore",
+        description="Columns the model does not take (the training file's target): 'ignore' drops them and names "
+        "them in the X-Keel-Dropped-Columns header, 'error' refuses the file (422).",
+    ),
     who: Principal = predictor,
 ) -> Response:
     """Score an uploaded CSV or Parquet file in chunks; answers with a CSV file of predictions."""
@@ -258,7 +369,9 @@ async def predict_batch(
     model = await run_in_threadpool(resolve, request, name, alias, version)
     src = await spool_body(request, suffix=suffix, max_bytes=request.app.state.max_upload_bytes)
     try:
-        out, rows = await run_in_threadpool(score_file, model, src, suffix, request.app.state.predlog, maker(who))
+        out, rows, dropped = await run_in_threadpool(
+            lambda: score_file(model, src, suffix, request.app.state.predlog, maker(who), extra=extra)
+        )
     except (ValueError, KeyError) as exc:
         if isinstance(exc, InvalidInputError):
             raise
@@ -267,8 +380,10 @@ async def predict_batch(
         src.unlink(missing_ok=True)
     request.app.state.metrics.predictions.labels(model.name, str(model.version)).inc(rows)
     background.add_task(out.unlink, missing_ok=True)
-    return FileResponse(out, media_type="text/csv", filename=f"{name}-v{model.version}-predictions.csv",
-                        headers={"X-Keel-Model": model.ref, "X-Keel-Rows": str(rows)})  # fmt: skip
+    headers = {"X-Keel-Model": model.ref, "X-Keel-Rows": str(rows)}
+    if dropped:
+        headers[DROPPED_HEADER] = _dropped_header(dropped)
+    return FileResponse(out, media_type="text/csv", filename=f"{name}-v{model.version}-predictions.csv", headers=headers)
 
 
 # -- the prediction log ------------------------------------------------------------------------------
@@ -292,8 +407,53 @@ async def feedback(name: str, body: FeedbackRequest, request: Request, who: Prin
     """
     pairs = [(item.id, item.label) for item in body.feedback]
     made_by = None if who.role.allows(Role.WRITER) else maker(who)  # below writer: only its own predictions
-    stored = await run_in_threadpool(_store_feedback, request, name, pairs, made_by)
+    stored = await run_in_threadpool(_check_and_store_feedback, request, name, pairs, made_by)
     return {"model": name, "stored": stored}
+
+
+def _check_and_store_feedback(request: Request, name: str, pairs: list[tuple[str, Any]], made_by: str | None) -> int:
+    _check_labels(request.app.state.ws, name, pairs)
+    return _store_feedback(request, name, pairs, made_by)
+
+
+def _label_fits(label: Any, signature: Any) -> bool:
+    """Whether `label` can be a true answer of a version with this signature: one of a classifier's
+    classes ('1' matches the class 1, as JSON clients send it either way), a regressor's finite number."""
+    if signature.output == "classification" and signature.classes:
+        return any(label == c or str(label) == str(c) for c in signature.classes)
+    if signature.output == "regression":
+        return type(label) in (int, float) and math.isfinite(label)
+    return True  # no known kind: anything JSON goes
+
+
+def _check_labels(ws: Any, name: str, pairs: list[tuple[str, Any]]) -> None:
+    """422 naming the first labels that fit no version of the model (a 'maybe' for a good/bad
+    classifier, text for a regressor); nothing is stored then. A label is checked against every
+    version's signature, since the ids may come from any of them; versions without one accept anything."""
+    try:
+        signatures = [v.signature for v in ws.models.versions(name) if v.signature is not None]
+    except NotFoundError:
+        return  # no such model: the log's own check answers 404 naming the ids
+    if not signatures:
+        return
+    # A missing label is the log's to refuse (400: "send a value"); here, labels that are there but wrong.
+    bad = [(i, label) for i, label in pairs if label is not None and not any(_label_fits(label, sig) for sig in signatures)]
+    if not bad:
+        return
+    classes: dict[str, None] = {}
+    for sig in signatures:
+        if sig.output == "classification" and sig.classes:
+            classes.update(dict.fromkeys(str(c) for c in sig.classes))
+    regression = any(sig.output == "regression" for sig in signatures)
+    wanted = " or ".join(
+        ([f"one of its classes ({', '.join(classes)})"] if classes else []) + (["a finite number"] if regression else [])
+    )
+    shown = "; ".join(f"{label!r} for prediction {i}" for i, label in bad[:5]) + (
+        f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+    )
+    raise HTTPProblem(
+        422, f"Labels that {name!r} cannot have: {shown}. A label is {wanted}; no feedback was stored.", field="feedback"
+    )
 
 
 def maker(who: Principal) -> str:
