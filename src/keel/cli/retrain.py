@@ -147,6 +147,9 @@ def _print(d: RetrainDecision) -> None:
     data = ev.get("data")
     if data:
         console.print(f"  data      {escape(data['dataset'])}: {data['train_rows']:,} rows to train, {data['holdout_rows']:,} held out")
+    if ev.get("columns", {}).get("ignored"):  # a new column in the data is left out, not trained on
+        console.print(f"  columns   ignored (the {escape(ev['columns']['features_from'])} does not use them): "
+                      f"{escape(', '.join(ev['columns']['ignored']))}")  # fmt: skip
     metrics = ev.get("metrics")
     if metrics:
         challenger, champion = metrics.get("challenger") or {}, metrics.get("champion") or {}

@@ -57,7 +57,7 @@ def judge(
     else:
         gain = _gain(primary, challenger[primary], champion[primary])
         ok = gain >= gate.min_improvement
-        verb = "improves" if gain > 0 else "does not improve"
+        verb = "improves" if gain > 0 else "matches the champion" if ok else "does not improve"  # a tie passes at min_improvement 0
         reasons.append(f"{primary} {verb}: {challenger[primary]:.4f} vs {champion[primary]:.4f} "
                        f"({gain:+.4f}, needs {gate.min_improvement:+.4f})")  # fmt: skip
         checks["primary"] = {"passed": ok, "metric": primary, "challenger": challenger[primary], "champion": champion[primary],

@@ -10,12 +10,11 @@ a gate and a monitor measure the same thing.
 
 from __future__ import annotations
 
-import importlib
 import math
 from typing import TYPE_CHECKING, Any
 
 from keel.errors import InvalidInputError
-from keel.retraining.project import Project, ProjectError
+from keel.retraining.project import Project, ProjectError, resolve
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,26 +22,15 @@ if TYPE_CHECKING:
 __all__ = ["split", "features_target", "fit", "evaluate", "output_kind", "resolve"]
 
 
-def resolve(path: str, what: str) -> Any:
-    """Import 'pkg.module.Name' or 'pkg.module:function'."""
-    module_name, _, attr = path.partition(":") if ":" in path else path.rpartition(".")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ProjectError(f"{what} {path!r}: cannot import {module_name!r} ({exc})") from None
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ProjectError(f"{what} {path!r}: {module_name!r} has no {attr!r}") from None
-
-
-def features_target(project: Project, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    """The project's features and target from `frame` (rows without a target dropped)."""
+def features_target(project: Project, frame: pd.DataFrame, features: tuple[str, ...] | None = None) -> tuple[pd.DataFrame, pd.Series]:
+    """The features and target from `frame` (rows without a target dropped): `features`, else the
+    project's declared ones, else every column but the target."""
     data = project.data
     if data.target not in frame.columns:
         raise InvalidInputError(f"{project.source}: data.target: {data.target!r} is not a column of the dataset; columns: "
                                 f"{', '.join(map(str, frame.columns))}")  # fmt: skip
-    features = list(data.features) if data.features else [c for c in frame.columns if c != data.target]
+    features = features or data.features
+    features = list(features) if features else [c for c in frame.columns if c != data.target]
     missing = [f for f in features if f not in frame.columns]
     if missing:
         raise InvalidInputError(f"{project.source}: data.features: not in the dataset: {', '.join(missing)}")
@@ -50,12 +38,12 @@ def features_target(project: Project, frame: pd.DataFrame) -> tuple[pd.DataFrame
     return labelled[features], labelled[data.target]
 
 
-def split(project: Project, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
+def split(project: Project, frame: pd.DataFrame, features: tuple[str, ...] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
     """Features and target of `frame`, split at random into train and holdout as the project says."""
     from sklearn.model_selection import train_test_split
 
     data = project.data
-    X, y = features_target(project, frame)
+    X, y = features_target(project, frame, features)
     if len(X) < 10:
         raise InvalidInputError(f"{project.source}: data.dataset: only {len(X)} rows with a target; need at least 10")
     stratify = None

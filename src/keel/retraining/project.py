@@ -20,8 +20,9 @@ gate:
   tolerance: {accuracy: 0.01}     # other metrics may be worse by at most this
   checks: [my_pkg.checks:fair]    # optional: callables that may veto a promotion
   approval: false                 # true: a passing challenger waits for `keel models approve`
-  shadow_rows: 500                # optional: first score live requests silently until 500 of them have
-                                  #   true labels, and judge both models on those
+  shadow_rows: 500                # optional: a challenger first scores live requests silently until 500
+                                  #   of them have true labels, and both models are judged on those (the
+                                  #   first version, with no champion to shadow, is promoted directly)
 monitoring: {window_rows: 1000, schedule_s: 300}
 retraining:
   triggers: [alert, new_data, schedule, manual]
@@ -37,11 +38,14 @@ tuning:                           # optional: `keel tune NAME` searches these, t
 ```
 
 Every wrong key or value raises `ProjectError` naming its location (`keel.yaml: gate.tolerance.accuracy:
-expected a number >= 0, got 'high'`). Parsing is pure: nothing is imported or read but the file.
+expected a number >= 0, got 'high'`). `Project.from_dict` is pure (a stored project parses even where
+its modules are absent); `load_project` and `Retraining.train` also import every path the project
+names (`check_imports`), so a misspelt class or check fails at once, not after a training.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -51,7 +55,7 @@ from typing import Any
 from keel.errors import InvalidInputError
 from keel.refs import check_name
 
-__all__ = ["Project", "ProjectError", "Tuning", "load_project", "HIGHER_IS_BETTER", "LOWER_IS_BETTER", "TRIGGERS"]
+__all__ = ["Project", "ProjectError", "Tuning", "load_project", "check_imports", "resolve", "HIGHER_IS_BETTER", "LOWER_IS_BETTER", "TRIGGERS"]
 
 HIGHER_IS_BETTER = frozenset({"roc_auc", "accuracy", "f1", "r2"})
 LOWER_IS_BETTER = frozenset({"log_loss", "ece", "mae", "rmse"})
@@ -179,7 +183,38 @@ def load_project(path: str | Path) -> Project:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         raise ProjectError(f"{p}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
-    return _parse(raw, p.name)
+    return check_imports(_parse(raw, p.name))
+
+
+def resolve(path: str, what: str) -> Any:
+    """Import 'pkg.module.Name' or 'pkg.module:function'."""
+    module_name, _, attr = path.partition(":") if ":" in path else path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ProjectError(f"{what} {path!r}: cannot import {module_name!r} ({exc})") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ProjectError(f"{what} {path!r}: {module_name!r} has no {attr!r}") from None
+
+
+def check_imports(project: Project) -> Project:
+    """`project`, once every class, recipe and check it names imports; else a ProjectError naming
+    the location and the path (`keel.yaml: gate.checks[0]: 'my_pkg.checks:fair': cannot import ...`)."""
+    at = _At(project.source)
+    paths = [(at / "estimator" / "class", project.estimator.cls), (at / "estimator" / "entry_point", project.estimator.entry_point)]
+    paths += [(at / "gate" / "checks" / i, path) for i, path in enumerate(project.gate.checks)]
+    for where, path in paths:
+        if path is None:
+            continue
+        try:
+            found = resolve(path, "")
+        except ProjectError as exc:
+            raise where.fail(f"{str(exc).strip()}; install the package that provides it, or fix the path") from None
+        if not callable(found):
+            raise where.fail(f"{path!r} is a {type(found).__name__}, not a class or function")
+    return project
 
 
 # -- parsing ------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from keel.entities import DatasetVersion, ModelVersion, RetrainDecision
 from keel.errors import InvalidInputError, KeelError, NotFoundError
 from keel.retraining.gate import Verdict, judge
 from keel.retraining.pipeline import evaluate, features_target, fit, output_kind, resolve, split
-from keel.retraining.project import Project, load_project
+from keel.retraining.project import Project, check_imports, load_project
 from keel.retraining.triggers import AUTOMATIC, CYCLE_TRIGGERS, Due, due
 from keel.retraining.tuning import search, with_params
 
@@ -76,8 +76,7 @@ class Retraining:
     def train(self, project: Project | str | Path, *, dataset: str | None = None, trigger: str = "manual",
               detail: dict[str, Any] | None = None) -> RetrainDecision:  # fmt: skip
         """Store the project and run one cycle. `project` is a Project or the path of a keel.yaml."""
-        if not isinstance(project, Project):
-            project = load_project(project)
+        project = load_project(project) if not isinstance(project, Project) else check_imports(project)
         self.save(project)
         return self._cycle(project, trigger, detail or {}, dataset)
 
@@ -104,11 +103,12 @@ class Retraining:
         try:
             data, fresh = self._training_data(project, dataset, evidence)
             frame = self._datasets.load(data)
+            features = self._features(project, champion, data, frame, evidence)
             if fresh is None:  # a random holdout of the training data
-                X_train, X_test, y_train, y_test = split(project, frame)
+                X_train, X_test, y_train, y_test = split(project, frame, features)
                 holdout = {"test_fraction": project.data.split.test_fraction, "seed": project.data.split.seed}
             else:  # the newest labelled production rows: data neither model has seen
-                (X_train, y_train), (X_test, y_test) = features_target(project, frame), features_target(project, fresh)
+                (X_train, y_train), (X_test, y_test) = features_target(project, frame, features), features_target(project, fresh, features)
                 holdout = {"newest_production_rows": len(fresh)}
             evidence["data"] = {"dataset": data.ref, "rows": len(frame) + (0 if fresh is None else len(fresh)),
                                 "train_rows": len(X_train), "holdout_rows": len(X_test), "split": holdout}  # fmt: skip
@@ -137,6 +137,11 @@ class Retraining:
         evidence["metrics"] = {"challenger": metrics, "champion": champion_metrics}
         evidence["gate"] = {"passed": verdict.passed, "reasons": list(verdict.reasons), "checks": verdict.checks}
         outcome = self._outcome(project, verdict, candidate, champion)
+        if outcome == "shadowing":  # say which way shadow mode went, in the words of the outcome
+            evidence["gate"]["reasons"].append(f"shadowing: v{candidate.version} scores live traffic silently beside the champion "
+                                               f"until {project.gate.shadow_rows} labelled requests, then the gate decides on them")  # fmt: skip
+        elif project.gate.shadow_rows and champion is None and outcome == "promoted":
+            evidence["gate"]["reasons"].append("no shadow mode for the first version: there is no champion to shadow")
         decision = self._store.record(model=name, version=candidate.version, champion_version=champion.version if champion else None,
                                       trigger=trigger, outcome=outcome, evidence=_jsonable(evidence), run_id=run_id,
                                       author=self._author)  # fmt: skip
@@ -344,6 +349,36 @@ class Retraining:
                                      description=f"{base.ref} plus {len(train_rows)} labelled production rows of {production.ref}",
                                      tags={"base": base.ref, "production": production.ref})  # fmt: skip
         return version, fresh
+
+    def _features(self, project: Project, champion: ModelVersion | None, data: DatasetVersion, frame: pd.DataFrame,
+                  evidence: dict[str, Any]) -> tuple[str, ...] | None:  # fmt: skip
+        """The columns to train on: the project's declared features, else the champion's (so that a
+        new dataset version's extra column neither changes the model's inputs nor breaks the holdout
+        of production rows that never had it), else every column but the target (None).
+
+        Columns left out are reported in the evidence; a feature the dataset lost fails the cycle
+        here, before any training.
+        """
+        target = project.data.target
+        if project.data.features:
+            features, origin = project.data.features, "project"
+        elif champion is not None and champion.signature is not None:
+            features, origin = champion.signature.column_names, f"champion {champion.ref}"
+        else:
+            features, origin = None, "dataset"
+        ignored = [str(c) for c in frame.columns if c != target and (features is not None and c not in features)]
+        evidence["columns"] = {"features_from": origin, "ignored": ignored}
+        if features is None:
+            return None
+        missing = [f for f in features if f not in frame.columns]
+        if missing:
+            fix = ("put them back, or remove them from data.features" if origin == "project" else
+                   "put them back, or declare data.features in the project without them")  # fmt: skip
+            raise InvalidInputError(f"{data.ref} lacks the feature(s) {', '.join(missing)} that the {origin} uses; {fix}")
+        if ignored:
+            logger.warning("retraining %s: %s has columns the %s does not use, ignored: %s",
+                           project.model, data.ref, origin, ", ".join(ignored))  # fmt: skip
+        return tuple(features)
 
     def _score_champion(self, champion: ModelVersion | None, X: pd.DataFrame, y: pd.Series, project: Project, kind: str,
                         evidence: dict[str, Any]) -> dict[str, float] | None:  # fmt: skip

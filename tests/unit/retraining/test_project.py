@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from keel.retraining import Project, ProjectError, load_project
+
+from . import gate_checks
+
+CHECKS = gate_checks.__name__  # importable by name, as a project file would name it
 
 EXAMPLE = """\
 model: credit-risk
@@ -25,7 +31,7 @@ evaluation:
 gate:
   min_improvement: 0.002
   tolerance: {accuracy: 0.01, log_loss: 0.02}
-  checks: ["my_checks:fair"]
+  checks: ["CHECKS:allow"]
   approval: true
 monitoring:
   window_rows: 1000
@@ -38,7 +44,7 @@ retraining:
   schedule: "0 3 * * 1-5"
   debounce_s: 600
   data: reference+production
-"""
+""".replace("CHECKS", CHECKS)
 
 
 def base() -> dict[str, Any]:
@@ -53,7 +59,7 @@ def test_the_documented_example_parses_and_round_trips(tmp_path: Path) -> None:
     assert (p.data.split.test_fraction, p.data.split.seed) == (0.2, 7)
     assert p.estimator.cls == "sklearn.ensemble.HistGradientBoostingClassifier" and p.estimator.params["max_iter"] == 200
     assert p.evaluation.primary == "roc_auc" and p.gate.tolerance == {"accuracy": 0.01, "log_loss": 0.02}
-    assert p.gate.approval is True and p.gate.checks == ("my_checks:fair",)
+    assert p.gate.approval is True and p.gate.checks == (f"{CHECKS}:allow",)
     assert p.monitoring == {"window_rows": 1000, "schedule_s": 300.0}
     assert p.alert_rules[0]["feature"] == "Income"
     assert p.retraining.triggers == ("alert", "new_data", "schedule", "manual") and p.retraining.schedule == "0 3 * * 1-5"
@@ -114,3 +120,19 @@ def test_file_errors_name_the_file_and_the_yaml_position(tmp_path: Path) -> None
     bad.write_text("- just\n- a list\n")
     with pytest.raises(ProjectError, match="keel.yaml: top level: expected a mapping, got list"):
         load_project(bad)
+
+
+@pytest.mark.parametrize(
+    ("where", "line", "message"),
+    [
+        ("gate.checks[0]", f'  checks: ["{CHECKS}:allow"]', "'my_pkg.checks:fair': cannot import 'my_pkg.checks'"),
+        ("estimator.class", "  class: sklearn.ensemble.HistGradientBoostingClassifier", "'sklearn.ensemble.Nope': 'sklearn.ensemble' has no 'Nope'"),
+    ],
+)
+def test_every_import_path_is_resolved_when_the_file_is_parsed(tmp_path: Path, where: str, line: str, message: str) -> None:
+    replacement = {"gate.checks[0]": '  checks: ["my_pkg.checks:fair"]', "estimator.class": "  class: sklearn.ensemble.Nope"}[where]
+    path = tmp_path / "keel.yaml"
+    path.write_text(EXAMPLE.replace(line, replacement))
+    with pytest.raises(ProjectError, match=re.escape(f"keel.yaml: {where}: {message}")):
+        load_project(path)  # at once: before any data is read or any model trained
+    assert Project.from_dict(yaml.safe_load(path.read_text())).model == "credit-risk"  # a stored project stays readable
