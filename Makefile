@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-dev
 PIP := $(VENV)/bin/pip --disable-pip-version-check
 
-.PHONY: demo test lint bench bench-drift clean
+.PHONY: demo test format lint bench bench-drift clean
 
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
@@ -18,7 +18,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest
+
+# Reformat and fix import order before a commit (make test checks both).
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix src tests bench
+	$(VENV)/bin/ruff format src tests bench
 
 # Benchmarks against MLflow live in their own environment: MLflow is never a dependency of keel.
 BENCH_VENV := .venv-bench

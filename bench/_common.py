@@ -54,9 +54,13 @@ def parse_args(description: str, sizes: dict[str, tuple[int, int]], repeats: tup
     """--quick picks the first of each (quick, full) pair; every size can be set by hand."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="small counts for a smoke test (seconds, not minutes)")
-    parser.add_argument("--repeats", type=int, default=None, help=f"repeats per benchmark (default {repeats[1]}, quick {repeats[0]})")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help=f"repeats per benchmark (default {repeats[1]}, quick {repeats[0]})"
+    )
     for name, (quick, full) in sizes.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None, help=f"default {full}, quick {quick}")
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", type=int, default=None, help=f"default {full}, quick {quick}"
+        )
     parser.add_argument("--no-json", action="store_true", help="print the table only")
     args = parser.parse_args()
     pick = 0 if args.quick else 1
@@ -144,8 +148,12 @@ def _keel_source() -> dict[str, Any]:
     """The commit of the keel checkout measured, and whether src/ had uncommitted changes."""
     repo = Path(__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=repo, capture_output=True, text=True, timeout=10)
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"], cwd=repo, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "src_dirty": None}
     if head.returncode != 0:
@@ -177,24 +185,31 @@ class Report:
             "note": note,
         }
         self.rows.append(row)
-        print(f"  {label}: keel {_fmt(k)}  mlflow {_fmt(m)}  ratio {row['ratio']:.1f}x (goal 10x"
-              f"{'' if row['ratio'] >= 10 else ': missed'})", flush=True)  # fmt: skip
+        print(
+            f"  {label}: keel {_fmt(k)}  mlflow {_fmt(m)}  ratio {row['ratio']:.1f}x (goal 10x"
+            f"{'' if row['ratio'] >= 10 else ': missed'})",
+            flush=True,
+        )
         return row
 
     def print_table(self) -> None:
         info = self.machine
         print()
         src = info["keel_source"]
-        print(f"{self.name}: {info['date']}, {info['cpus_usable']} usable CPUs ({info['cpu_model']}), "
-              f"Python {info['python']}, keel {info['packages']['keelml']} at {src['commit']}"
-              f"{' + uncommitted src changes' if src['src_dirty'] else ''}, MLflow {info['packages']['mlflow']}, "
-              f"repeats={self.args.repeats}{' (quick)' if self.args.quick else ''}")  # fmt: skip
+        print(
+            f"{self.name}: {info['date']}, {info['cpus_usable']} usable CPUs ({info['cpu_model']}), "
+            f"Python {info['python']}, keel {info['packages']['keelml']} at {src['commit']}"
+            f"{' + uncommitted src changes' if src['src_dirty'] else ''}, MLflow {info['packages']['mlflow']}, "
+            f"repeats={self.args.repeats}{' (quick)' if self.args.quick else ''}"
+        )
         width = max(len(r["benchmark"]) for r in self.rows)
         print(f"{'benchmark':<{width}}  {'unit':<10} {'Keel':>10} {'MLflow':>10} {'MLflow/Keel':>12}")
         for r in self.rows:
             flag = "" if r["ratio"] >= 10 else "  (goal 10x: missed)"
-            print(f"{r['benchmark']:<{width}}  {r['unit']:<10} {_fmt(r['keel_s']):>10} {_fmt(r['mlflow_s']):>10} "
-                  f"{r['ratio']:>11.1f}x{flag}")  # fmt: skip
+            print(
+                f"{r['benchmark']:<{width}}  {r['unit']:<10} {_fmt(r['keel_s']):>10} {_fmt(r['mlflow_s']):>10} "
+                f"{r['ratio']:>11.1f}x{flag}"
+            )
         for key, value in self.checks.items():
             print(f"check {key}: {value}")
 

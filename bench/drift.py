@@ -190,7 +190,9 @@ def child(tool: str, rows: int, repeats: int, memory: bool) -> dict[str, Any]:
         times, mems = [], []
         snapshot = None
         for _ in range(repeats):
-            s, mem, snapshot = _measured(lambda: Report([DataDriftPreset()]).run(current_data=current, reference_data=reference))
+            s, mem, snapshot = _measured(
+                lambda: Report([DataDriftPreset()]).run(current_data=current, reference_data=reference)
+            )
             times.append(s)
             mems.append(mem)
         out.update(run_s=times, run_mib=max(mems))
@@ -224,7 +226,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20,000 rows, 1 repeat (about a minute)")
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="rows per table (default 100000 1000000)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed Evidently calls per size (default 3; Keel: at least 5)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed Evidently calls per size (default 3; Keel: at least 5)"
+    )
     parser.add_argument("--no-json", action="store_true", help="print the table only")
     parser.add_argument("--child", choices=["keel", "evidently"], help=argparse.SUPPRESS)
     parser.add_argument("--rows", type=int, help=argparse.SUPPRESS)
@@ -250,7 +254,11 @@ def main() -> None:
             got[tool] = run_child(tool, rows, repeats)
             mem[tool] = run_child(tool, rows, 1, memory=True)
         keel, ev = got["keel"], got["evidently"]
-        check, full, ev_s = statistics.median(keel["check_s"]), statistics.median(keel["full_s"]), statistics.median(ev["run_s"])
+        check, full, ev_s = (
+            statistics.median(keel["check_s"]),
+            statistics.median(keel["full_s"]),
+            statistics.median(ev["run_s"]),
+        )
         results.append(
             {
                 "rows": rows,
@@ -316,23 +324,31 @@ def print_table(results: list[dict[str, Any]], machine: dict[str, Any], repeats:
     pk = machine["packages"]
     src = machine["keel_source"]
     print()
-    print(f"drift: {machine['date']}, {machine['cpus_usable']} usable CPUs ({machine['cpu_model']}), Python {machine['python']}, "
-          f"keel {pk['keelml']} at {src['commit']}{' + uncommitted src changes' if src['src_dirty'] else ''}, "
-          f"Evidently {pk['evidently']}, pandas {pk['pandas']}, numpy {pk['numpy']}, "
-          f"threads {machine['threads']}, medians of {repeats} Evidently and {max(repeats, 5)} Keel calls"
-          f"{' (quick)' if quick else ''}")  # fmt: skip
-    head = f"{'rows x 20 cols':>14}  {'Keel check':>10}  {'Keel full':>10}  {'Evidently':>10}  {'Ev/check':>9}  {'Ev/full':>8}  " \
-           f"{'MiB check':>9}  {'MiB full':>8}  {'MiB Ev':>7}  same drifted set"  # fmt: skip
+    print(
+        f"drift: {machine['date']}, {machine['cpus_usable']} usable CPUs ({machine['cpu_model']}), Python {machine['python']}, "
+        f"keel {pk['keelml']} at {src['commit']}{' + uncommitted src changes' if src['src_dirty'] else ''}, "
+        f"Evidently {pk['evidently']}, pandas {pk['pandas']}, numpy {pk['numpy']}, "
+        f"threads {machine['threads']}, medians of {repeats} Evidently and {max(repeats, 5)} Keel calls"
+        f"{' (quick)' if quick else ''}"
+    )
+    head = (
+        f"{'rows x 20 cols':>14}  {'Keel check':>10}  {'Keel full':>10}  {'Evidently':>10}  {'Ev/check':>9}  {'Ev/full':>8}  "
+        f"{'MiB check':>9}  {'MiB full':>8}  {'MiB Ev':>7}  same drifted set"
+    )
     print(head)
     for r in results:
         flags = ("" if r["ratio_check"] >= 50 else " (<50x)", "" if r["ratio_full"] >= 10 else " (<10x)")
-        print(f"{r['rows']:>14,}  {fmt_s(r['keel_check_s']):>10}  {fmt_s(r['keel_full_s']):>10}  {fmt_s(r['evidently_s']):>10}  "
-              f"{r['ratio_check']:>8.0f}x{flags[0]}  {r['ratio_full']:>7.0f}x{flags[1]}  {r['keel_check_mib']:>9.1f}  "
-              f"{r['keel_full_mib']:>8.1f}  {r['evidently_mib']:>7.0f}  {r['same_decisions']}")  # fmt: skip
+        print(
+            f"{r['rows']:>14,}  {fmt_s(r['keel_check_s']):>10}  {fmt_s(r['keel_full_s']):>10}  {fmt_s(r['evidently_s']):>10}  "
+            f"{r['ratio_check']:>8.0f}x{flags[0]}  {r['ratio_full']:>7.0f}x{flags[1]}  {r['keel_check_mib']:>9.1f}  "
+            f"{r['keel_full_mib']:>8.1f}  {r['evidently_mib']:>7.0f}  {r['same_decisions']}"
+        )
     for r in results:
-        print(f"  {r['rows']:,} rows: Keel drifted {r['keel_drifted']}; Evidently drifted {r['evidently_drifted']}; "
-              f"injected {r['expected_drifted']}; normed Wasserstein, largest |Keel - Evidently| "
-              f"{r['wasserstein_max_abs_diff']:.1e}")  # fmt: skip
+        print(
+            f"  {r['rows']:,} rows: Keel drifted {r['keel_drifted']}; Evidently drifted {r['evidently_drifted']}; "
+            f"injected {r['expected_drifted']}; normed Wasserstein, largest |Keel - Evidently| "
+            f"{r['wasserstein_max_abs_diff']:.1e}"
+        )
 
 
 if __name__ == "__main__":

@@ -62,10 +62,15 @@ def main() -> None:
         models = [LogisticRegression(C=0.05 * (i + 1), max_iter=300).fit(X, y) for i in range(args.versions)]
     champion = models[-1]
 
-    t: dict[str, list[float]] = {k: [] for k in ("keel_register", "mlflow_register", "keel_load", "mlflow_load", "mlflow_load_pyfunc")}
+    t: dict[str, list[float]] = {
+        k: [] for k in ("keel_register", "mlflow_register", "keel_load", "mlflow_load", "mlflow_load_pyfunc")
+    }
     print(f"registry: {args.versions} versions, {args.loads} loads, {args.repeats} repeats", flush=True)
     for rep in range(args.repeats):
-        with tempfile.TemporaryDirectory(prefix="keel-bench-") as kdir, tempfile.TemporaryDirectory(prefix="mlflow-bench-") as mdir:
+        with (
+            tempfile.TemporaryDirectory(prefix="keel-bench-") as kdir,
+            tempfile.TemporaryDirectory(prefix="mlflow-bench-") as mdir,
+        ):
             ws = keel.Workspace(home=kdir)
             mlflow.set_tracking_uri(f"sqlite:///{mdir}/mlflow.db")
             mlflow.set_registry_uri(f"sqlite:///{mdir}/mlflow.db")
@@ -87,14 +92,22 @@ def main() -> None:
                     ws.models.set_alias(NAME, ALIAS, version=version)
                 else:
                     with mlflow.start_run(experiment_id=exp):
-                        mlflow.sklearn.log_model(champion, name="model", registered_model_name="warm-up",
-                                                 pip_requirements=PIP_REQUIREMENTS, input_example=example)  # fmt: skip
+                        mlflow.sklearn.log_model(
+                            champion,
+                            name="model",
+                            registered_model_name="warm-up",
+                            pip_requirements=PIP_REQUIREMENTS,
+                            input_example=example,
+                        )
                         with stopwatch(t["mlflow_register"]):
                             for est in models:
                                 mlflow.sklearn.log_model(
-                                    est, name="model", registered_model_name=NAME,
-                                    pip_requirements=PIP_REQUIREMENTS, input_example=example,
-                                )  # fmt: skip
+                                    est,
+                                    name="model",
+                                    registered_model_name=NAME,
+                                    pip_requirements=PIP_REQUIREMENTS,
+                                    input_example=example,
+                                )
                     versions = client.search_model_versions(f"name='{NAME}'", max_results=10_000)
                     version = max(int(v.version) for v in versions)
                     assert version == args.versions and len(versions) == args.versions, (version, len(versions))
@@ -106,8 +119,11 @@ def main() -> None:
             got_keel = ws.models.load(f"{NAME}@{ALIAS}").predict_proba(X)
             got_mlflow = mlflow.sklearn.load_model(uri).predict_proba(X)
             got_pyfunc = np.asarray(mlflow.pyfunc.load_model(uri).predict(X))
-            if not (np.allclose(got_keel, want) and np.allclose(got_mlflow, want)
-                    and np.array_equal(got_pyfunc, champion.predict(X))):  # fmt: skip
+            if not (
+                np.allclose(got_keel, want)
+                and np.allclose(got_mlflow, want)
+                and np.array_equal(got_pyfunc, champion.predict(X))
+            ):
                 raise SystemExit("A loaded champion does not predict like the fitted model")
             report.checks["loaded_champion_predicts_like_fitted_model"] = True
             for side in sides:
@@ -115,18 +131,35 @@ def main() -> None:
                     t["keel_load"].append(median(time_calls(lambda: ws.models.load(f"{NAME}@{ALIAS}"), args.loads)))
                 else:
                     t["mlflow_load"].append(median(time_calls(lambda: mlflow.sklearn.load_model(uri), args.loads)))
-                    t["mlflow_load_pyfunc"].append(median(time_calls(lambda: mlflow.pyfunc.load_model(uri), args.loads)))
+                    t["mlflow_load_pyfunc"].append(
+                        median(time_calls(lambda: mlflow.pyfunc.load_model(uri), args.loads))
+                    )
             ws.close()
         print(f"repeat {rep + 1}/{args.repeats} done", flush=True)
 
     v = args.versions
-    report.add(f"register {v} model versions", t["keel_register"], t["mlflow_register"], unit="total",
-               note="MLflow: mlflow.sklearn.log_model(registered_model_name=, pip_requirements=, input_example=) in a run; "
-                    "Keel: ws.models.register(run=, X=)")  # fmt: skip
-    report.add("load model by alias (sklearn flavour)", t["keel_load"], t["mlflow_load"], unit="per load",
-               note="MLflow: mlflow.sklearn.load_model('models:/name@champion'); Keel: ws.models.load('name@champion')")
-    report.add("load model by alias (pyfunc)", t["keel_load"], t["mlflow_load_pyfunc"], unit="per load",
-               note="MLflow: mlflow.pyfunc.load_model('models:/name@champion')")
+    report.add(
+        f"register {v} model versions",
+        t["keel_register"],
+        t["mlflow_register"],
+        unit="total",
+        note="MLflow: mlflow.sklearn.log_model(registered_model_name=, pip_requirements=, input_example=) in a run; "
+        "Keel: ws.models.register(run=, X=)",
+    )
+    report.add(
+        "load model by alias (sklearn flavour)",
+        t["keel_load"],
+        t["mlflow_load"],
+        unit="per load",
+        note="MLflow: mlflow.sklearn.load_model('models:/name@champion'); Keel: ws.models.load('name@champion')",
+    )
+    report.add(
+        "load model by alias (pyfunc)",
+        t["keel_load"],
+        t["mlflow_load_pyfunc"],
+        unit="per load",
+        note="MLflow: mlflow.pyfunc.load_model('models:/name@champion')",
+    )
     report.print_table()
     report.save()
 

@@ -46,12 +46,15 @@ def table(rows: int, seed: int = 0) -> pd.DataFrame:
 def project(model: str) -> Any:
     import keel
 
-    return keel.Project.from_dict({
-        "model": model, "data": {"dataset": "loans", "target": "status", "split": {"test_fraction": 0.25, "seed": 0}},
-        "estimator": {"class": "sklearn.ensemble.HistGradientBoostingClassifier", "params": PARAMS},
-        "evaluation": {"metrics": ["roc_auc", "accuracy", "log_loss"], "primary": "roc_auc"},
-        "retraining": {"triggers": ["alert"], "alert_rules": ["feature-drift"], "debounce_s": 0},
-    })  # fmt: skip
+    return keel.Project.from_dict(
+        {
+            "model": model,
+            "data": {"dataset": "loans", "target": "status", "split": {"test_fraction": 0.25, "seed": 0}},
+            "estimator": {"class": "sklearn.ensemble.HistGradientBoostingClassifier", "params": PARAMS},
+            "evaluation": {"metrics": ["roc_auc", "accuracy", "log_loss"], "primary": "roc_auc"},
+            "retraining": {"triggers": ["alert"], "alert_rules": ["feature-drift"], "debounce_s": 0},
+        }
+    )
 
 
 def bare_fit(frame: pd.DataFrame) -> float:
@@ -67,7 +70,7 @@ def bare_fit(frame: pd.DataFrame) -> float:
 
 def alert_to_champion(home: Path, executor: str, frame: pd.DataFrame) -> dict[str, float]:
     import keel
-    from keel.jobs.scheduler import tick
+    from keel.workspace.tick import tick
 
     settings = keel.Settings(home=home, author="bench", executor=executor, executor_workers=2)
     with keel.Workspace(settings) as ws:
@@ -111,9 +114,13 @@ def main() -> None:
             results["in-process"].append(alert_to_champion(Path(tmp) / "ws", "local", frame)["alert_to_champion_s"])
         if not args.no_ray:
             with tempfile.TemporaryDirectory() as tmp:
-                results["ray (2 workers)"].append(alert_to_champion(Path(tmp) / "ws", "ray", frame)["alert_to_champion_s"])
+                results["ray (2 workers)"].append(
+                    alert_to_champion(Path(tmp) / "ws", "ray", frame)["alert_to_champion_s"]
+                )
     bare = float(np.median(results["bare fit"]))
-    print(f"\nalert -> promoted champion, {rows:,} rows x 12 columns, HistGradientBoosting ({PARAMS['max_iter']} iterations)")
+    print(
+        f"\nalert -> promoted champion, {rows:,} rows x 12 columns, HistGradientBoosting ({PARAMS['max_iter']} iterations)"
+    )
     print(f"{'':<18}{'median s':>10}{'overhead over bare fit':>26}")
     for name, values in results.items():
         if not values:
@@ -124,8 +131,18 @@ def main() -> None:
     if not args.no_json:
         out = Path(__file__).with_name("results") / "retrain.json"
         out.parent.mkdir(exist_ok=True)
-        out.write_text(json.dumps({"rows": rows, "results": results, "python": platform.python_version(),
-                                   "cpus": os.cpu_count(), "at": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2))  # fmt: skip
+        out.write_text(
+            json.dumps(
+                {
+                    "rows": rows,
+                    "results": results,
+                    "python": platform.python_version(),
+                    "cpus": os.cpu_count(),
+                    "at": time.strftime("%Y-%m-%d %H:%M:%S"),
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -123,9 +123,13 @@ def keel_without_log_main(argv: list[str]) -> None:
     create_app = run.create_app
 
     def create_app_without_log(ws: Any, **kwargs: Any) -> Any:
+        from dataclasses import replace
+
+        from keel.server.state import state_of
+
         app = create_app(ws, **kwargs)
-        app.state.predlog.close()
-        app.state.predlog = _NoLog()
+        state_of(app).predlog.close()
+        replace(state_of(app), predlog=_NoLog()).install(app)
         return app
 
     run.create_app = create_app_without_log  # type: ignore[assignment]
@@ -166,8 +170,13 @@ async def _load(host: str, port: int, request: bytes, clients: int, seconds: flo
     deadline = start + int(seconds * 1e9)
     await asyncio.gather(*(_client(host, port, request, deadline, lat_ns, errors) for _ in range(clients)))
     elapsed = (time.perf_counter_ns() - start) / 1e9
-    return {"clients": clients, "requests": len(lat_ns), "elapsed_s": elapsed, "errors": errors[:5],
-            "latencies_us": [round(v / 1e3, 1) for v in lat_ns]}  # fmt: skip
+    return {
+        "clients": clients,
+        "requests": len(lat_ns),
+        "elapsed_s": elapsed,
+        "errors": errors[:5],
+        "latencies_us": [round(v / 1e3, 1) for v in lat_ns],
+    }
 
 
 def loadgen_main(argv: list[str]) -> None:
@@ -179,8 +188,10 @@ def loadgen_main(argv: list[str]) -> None:
     p.add_argument("--seconds", type=float, required=True)
     a = p.parse_args(argv)
     body = Path(a.body_file).read_bytes()
-    request = (f"POST {a.path} HTTP/1.1\r\nHost: 127.0.0.1:{a.port}\r\nContent-Type: application/json\r\n"
-               f"Content-Length: {len(body)}\r\n\r\n").encode() + body  # fmt: skip
+    request = (
+        f"POST {a.path} HTTP/1.1\r\nHost: 127.0.0.1:{a.port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
     try:
         import uvloop
 
@@ -194,8 +205,21 @@ def loadgen_main(argv: list[str]) -> None:
 
 
 def run_load(port: int, path: str, body_file: Path, clients: int, seconds: float) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--loadgen", "--port", str(port), "--path", path, "--body-file", str(body_file),
-           "--clients", str(clients), "--seconds", str(seconds)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--loadgen",
+        "--port",
+        str(port),
+        "--path",
+        path,
+        "--body-file",
+        str(body_file),
+        "--clients",
+        str(clients),
+        "--seconds",
+        str(seconds),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True)
     result: dict[str, Any] = json.loads(out.stdout)
     if result["errors"]:
@@ -253,8 +277,9 @@ def prepare(tmp: Path) -> dict[str, Any]:
     mlflow.set_tracking_uri(tracking_uri)
     exp = mlflow.create_experiment("serving", artifact_location=(tmp / "mlartifacts").as_uri())
     with mlflow.start_run(experiment_id=exp):
-        info = mlflow.lightgbm.log_model(est, name="model", input_example=X.head(5),
-                                         pip_requirements=[f"lightgbm=={metadata.version('lightgbm')}"])  # fmt: skip
+        info = mlflow.lightgbm.log_model(
+            est, name="model", input_example=X.head(5), pip_requirements=[f"lightgbm=={metadata.version('lightgbm')}"]
+        )
 
     booster_file = tmp / "model.txt"
     est.booster_.save_model(str(booster_file))
@@ -310,15 +335,47 @@ def server_command(side: str, setup: dict[str, Any], port: int) -> tuple[list[st
             env["KEEL_PREDLOG_WAL_SYNC_MS"] = os.environ["BENCH_WAL_SYNC_MS"]
         return [str(BIN / "keel"), "--workspace", str(setup["keel_home"]), "serve", "--port", str(port)], env
     if side == "keel-nolog":
-        return [sys.executable, __file__, "--keel-without-log", "--workspace", str(setup["keel_home"]),
-                "--port", str(port)], env  # fmt: skip
+        return [
+            sys.executable,
+            __file__,
+            "--keel-without-log",
+            "--workspace",
+            str(setup["keel_home"]),
+            "--port",
+            str(port),
+        ], env
     if side == "mlflow":
         env["MLFLOW_TRACKING_URI"] = setup["tracking_uri"]
-        return [str(BIN / "mlflow"), "models", "serve", "-m", setup["model_uri"], "--env-manager", "local",
-                "-h", "127.0.0.1", "-p", str(port)], env  # fmt: skip
+        return [
+            str(BIN / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            setup["model_uri"],
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ], env
     env["BARE_MODEL_FILE"] = str(setup["booster_file"])
-    return [sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH_DIR), "--factory", "serving:create_bare_app",
-            "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"], env  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--app-dir",
+        str(BENCH_DIR),
+        "--factory",
+        "serving:create_bare_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ], env
 
 
 class Server:
@@ -389,14 +446,19 @@ def check_answer(side: str, answer: Any, setup: dict[str, Any]) -> None:
     """Each server must give the fitted model's answer for the record we send."""
     if side.startswith("keel"):
         pred = answer["predictions"][0]
-        ok = pred["prediction"] == setup["expected_label"] and abs(pred["probabilities"]["1"] - setup["expected_proba"]) < 1e-9
+        ok = (
+            pred["prediction"] == setup["expected_label"]
+            and abs(pred["probabilities"]["1"] - setup["expected_proba"]) < 1e-9
+        )
     elif side == "mlflow":
         ok = int(answer["predictions"][0]) == setup["expected_label"]
     else:
         pred = answer["predictions"][0]
         ok = pred["prediction"] == setup["expected_label"] and abs(pred["probability"] - setup["expected_proba"]) < 1e-9
     if not ok:
-        raise SystemExit(f"{side} answered {answer!r}; expected label {setup['expected_label']}, p={setup['expected_proba']}")
+        raise SystemExit(
+            f"{side} answered {answer!r}; expected label {setup['expected_label']}, p={setup['expected_proba']}"
+        )
 
 
 def predlog_counters(server: Server) -> dict[str, float]:
@@ -429,7 +491,13 @@ def measure_server(side: str, setup: dict[str, Any], args: argparse.Namespace, l
         log = {"requests_served": served, **predlog_counters(server)} if side in ("keel", "keel-nowal") else None
     finally:
         server.stop()
-    return {"ready_s": ready_s, "first_prediction_s": first_s, "rss_kib_after_load": rss, "levels": levels, "predlog": log}
+    return {
+        "ready_s": ready_s,
+        "first_prediction_s": first_s,
+        "rss_kib_after_load": rss,
+        "levels": levels,
+        "predlog": log,
+    }
 
 
 # -- batch scoring ------------------------------------------------------------------------------
@@ -467,8 +535,10 @@ def measure_batch(side: str, setup: dict[str, Any], csv_path: Path, rows: int, l
         url = f"http://127.0.0.1:{server.port}/api/v1/models/{MODEL_NAME}/predict/batch"
         out_rows = 0
         start = time.perf_counter()
-        with open(csv_path, "rb") as fh, httpx.stream("POST", url, content=fh, headers={"content-type": "text/csv"},
-                                                      timeout=900) as resp:  # fmt: skip
+        with (
+            open(csv_path, "rb") as fh,
+            httpx.stream("POST", url, content=fh, headers={"content-type": "text/csv"}, timeout=900) as resp,
+        ):
             if resp.status_code != 200:
                 raise SystemExit(f"batch scoring answered {resp.status_code}: {resp.read()[:300]!r}")
             for line in resp.iter_lines():
@@ -482,8 +552,15 @@ def measure_batch(side: str, setup: dict[str, Any], csv_path: Path, rows: int, l
         server.stop()
     if out_rows - 1 != rows:
         raise SystemExit(f"batch scoring returned {out_rows - 1} rows for {rows}")
-    return {"rows": rows, "csv_bytes": csv_path.stat().st_size, "seconds": elapsed, "rows_per_s": rows / elapsed,
-            "rss_before_kib": rss_before, "peak_rss_kib": peak, "peak_rss_sampled_kib": max(sampled)}  # fmt: skip
+    return {
+        "rows": rows,
+        "csv_bytes": csv_path.stat().st_size,
+        "seconds": elapsed,
+        "rows_per_s": rows / elapsed,
+        "rss_before_kib": rss_before,
+        "peak_rss_kib": peak,
+        "peak_rss_sampled_kib": max(sampled),
+    }
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -534,11 +611,21 @@ TARGETS = {  # ratio name -> the least it must be
     "rps_32_keel_over_mlflow": 3.0,
     "ready_mlflow_over_keel": 2.0,
 }
-COLUMNS = {"keel": "Keel", "keel-nowal": "Keel, no WAL", "mlflow": "MLflow", "bare": "bare", "keel-nolog": "Keel, no log"}
+COLUMNS = {
+    "keel": "Keel",
+    "keel-nowal": "Keel, no WAL",
+    "mlflow": "MLflow",
+    "bare": "bare",
+    "keel-nolog": "Keel, no log",
+}
 
 
-def print_table(s: dict[str, dict[str, float]], r: dict[str, float], batch: dict[str, dict[str, Any]],
-                runs: dict[str, list[dict[str, Any]]]) -> None:  # fmt: skip
+def print_table(
+    s: dict[str, dict[str, float]],
+    r: dict[str, float],
+    batch: dict[str, dict[str, Any]],
+    runs: dict[str, list[dict[str, Any]]],
+) -> None:
     def ms(us: float) -> str:
         return f"{us / 1000:.2f} ms"
 
@@ -553,11 +640,17 @@ def print_table(s: dict[str, dict[str, float]], r: dict[str, float], batch: dict
         ("start to first prediction", "first_prediction_s", secs, "first_prediction_mlflow_over_keel"),
         ("latency p50, 1 client", "p50_us", ms, "p50_mlflow_over_keel"),
         ("latency p99, 1 client", "p99_us", ms, "p99_mlflow_over_keel"),
-        *((f"throughput, {c} client{'s' if c > 1 else ''}", f"rps_{c}", rate, f"rps_{c}_keel_over_mlflow") for c in CONCURRENCY),
-    ]  # fmt: skip
+        *(
+            (f"throughput, {c} client{'s' if c > 1 else ''}", f"rps_{c}", rate, f"rps_{c}_keel_over_mlflow")
+            for c in CONCURRENCY
+        ),
+    ]
     sides = [side for side in COLUMNS if side in s]
-    print(f"\n{'single-row predictions':<28}" + "".join(f"{COLUMNS[x]:>14}" for x in sides)
-          + (f"{'Keel vs MLflow':>16}{'target':>12}" if "p50_mlflow_over_keel" in r else ""))  # fmt: skip
+    print(
+        f"\n{'single-row predictions':<28}"
+        + "".join(f"{COLUMNS[x]:>14}" for x in sides)
+        + (f"{'Keel vs MLflow':>16}{'target':>12}" if "p50_mlflow_over_keel" in r else "")
+    )
     for label, key, fmt, ratio_key in rows:
         line = f"{label:<28}" + "".join(f"{fmt(s[x][key]):>14}" for x in sides)
         if ratio_key in r:
@@ -566,24 +659,34 @@ def print_table(s: dict[str, dict[str, float]], r: dict[str, float], batch: dict
             line += f"{r[ratio_key]:>15.2f}x{verdict:>12}"
         print(line)
     if "bare" in s and "mlflow" in s and "keel" in s:
-        print(f"bare floor: p50 {s['mlflow']['p50_us'] / s['bare']['p50_us']:.1f}x under MLflow's; "
-              f"Keel's p50 is {s['keel']['p50_us'] / s['bare']['p50_us']:.2f}x the floor's")  # fmt: skip
+        print(
+            f"bare floor: p50 {s['mlflow']['p50_us'] / s['bare']['p50_us']:.1f}x under MLflow's; "
+            f"Keel's p50 is {s['keel']['p50_us'] / s['bare']['p50_us']:.2f}x the floor's"
+        )
     if "p50_log_on_over_off" in r:
-        print(f"prediction log (Keel / Keel, no log): p50 {r['p50_log_on_over_off']:.2f}x, p99 {r['p99_log_on_over_off']:.2f}x, "
-              "throughput " + ", ".join(f"{c}: {1 / r[f'rps_{c}_log_off_over_on']:.2f}x" for c in CONCURRENCY))  # fmt: skip
+        print(
+            f"prediction log (Keel / Keel, no log): p50 {r['p50_log_on_over_off']:.2f}x, p99 {r['p99_log_on_over_off']:.2f}x, "
+            "throughput " + ", ".join(f"{c}: {1 / r[f'rps_{c}_log_off_over_on']:.2f}x" for c in CONCURRENCY)
+        )
     if "p50_wal_on_over_off" in r:
-        print(f"write-ahead file (Keel / Keel, no WAL): p50 {r['p50_wal_on_over_off']:.2f}x, p99 {r['p99_wal_on_over_off']:.2f}x, "
-              "throughput " + ", ".join(f"{c}: {1 / r[f'rps_{c}_wal_off_over_on']:.2f}x" for c in CONCURRENCY))  # fmt: skip
+        print(
+            f"write-ahead file (Keel / Keel, no WAL): p50 {r['p50_wal_on_over_off']:.2f}x, p99 {r['p99_wal_on_over_off']:.2f}x, "
+            "throughput " + ", ".join(f"{c}: {1 / r[f'rps_{c}_wal_off_over_on']:.2f}x" for c in CONCURRENCY)
+        )
     for side in ("keel", "keel-nowal"):
         for rep in runs.get(side, []):
             log = rep["predlog"] or {}
             if log.get("dropped_total"):
-                print(f"warning: {COLUMNS[side]}'s prediction log dropped {log['dropped_total']:,.0f} of "
-                      f"{log['requests_served']:,} rows")  # fmt: skip
+                print(
+                    f"warning: {COLUMNS[side]}'s prediction log dropped {log['dropped_total']:,.0f} of "
+                    f"{log['requests_served']:,} rows"
+                )
     for side, b in batch.items():
-        print(f"batch ({COLUMNS[side]}): {b['rows']:,} rows ({b['csv_bytes'] / 1e6:.0f} MB CSV) in {b['seconds']:.1f} s = "
-              f"{b['rows_per_s']:,.0f} rows/s; server RSS {b['rss_before_kib'] / 1024:.0f} MiB before, "
-              f"peak {b['peak_rss_kib'] / 1024:.0f} MiB during (sampled max {b['peak_rss_sampled_kib'] / 1024:.0f} MiB)")  # fmt: skip
+        print(
+            f"batch ({COLUMNS[side]}): {b['rows']:,} rows ({b['csv_bytes'] / 1e6:.0f} MB CSV) in {b['seconds']:.1f} s = "
+            f"{b['rows_per_s']:,.0f} rows/s; server RSS {b['rss_before_kib'] / 1024:.0f} MiB before, "
+            f"peak {b['peak_rss_kib'] / 1024:.0f} MiB during (sampled max {b['peak_rss_sampled_kib'] / 1024:.0f} MiB)"
+        )
 
 
 def parse_args() -> argparse.Namespace:
@@ -592,12 +695,18 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=None, help="fresh server starts per server (default 3, quick 1)")
     p.add_argument("--seconds", type=float, default=None, help="load per concurrency level (default 4, quick 1)")
     p.add_argument("--warmup", type=float, default=None, help="warm-up load before measuring (default 1, quick 0.5)")
-    p.add_argument("--batch-rows", type=int, default=None, help="rows in the batch CSV (default 1,000,000, quick 100,000)")
+    p.add_argument(
+        "--batch-rows", type=int, default=None, help="rows in the batch CSV (default 1,000,000, quick 100,000)"
+    )
     p.add_argument("--skip-batch", action="store_true")
     p.add_argument("--only", choices=SERVERS, action="append", help="measure only this server (repeatable; no ratios)")
     p.add_argument("--no-json", action="store_true", help="print the table only")
-    p.add_argument("--wal-sync-ms", type=float, default=None,
-                   help="KEEL_PREDLOG_WAL_SYNC_MS for the Keel server (default: the setting's default)")
+    p.add_argument(
+        "--wal-sync-ms",
+        type=float,
+        default=None,
+        help="KEEL_PREDLOG_WAL_SYNC_MS for the Keel server (default: the setting's default)",
+    )
     a = p.parse_args()
     if a.wal_sync_ms is not None:
         os.environ["BENCH_WAL_SYNC_MS"] = str(a.wal_sync_ms)
@@ -623,17 +732,22 @@ def main() -> None:
         log_dir = tmp / "logs"
         log_dir.mkdir()
         setup = prepare(tmp)
-        print(f"serving: {args.repeats} repeats x {len(servers)} servers, {args.seconds:g} s per level "
-              f"{CONCURRENCY}", flush=True)  # fmt: skip
+        print(
+            f"serving: {args.repeats} repeats x {len(servers)} servers, {args.seconds:g} s per level {CONCURRENCY}",
+            flush=True,
+        )
         for rep in range(args.repeats):
-            order = servers[rep % len(servers):] + servers[: rep % len(servers)]  # rotate who goes first
+            order = servers[rep % len(servers) :] + servers[: rep % len(servers)]  # rotate who goes first
             for side in order:
                 res = measure_server(side, setup, args, log_dir)
                 runs[side].append(res)
                 lv = res["levels"]
-                print(f"  repeat {rep + 1} {side:<10} ready {res['ready_s']:.2f} s, p50 {lv[1]['p50_us'] / 1000:.2f} ms, "
-                      f"p99 {lv[1]['p99_us'] / 1000:.2f} ms, " + ", ".join(f"{c}: {lv[c]['throughput_rps']:,.0f}/s" for c in CONCURRENCY),
-                      flush=True)  # fmt: skip
+                print(
+                    f"  repeat {rep + 1} {side:<10} ready {res['ready_s']:.2f} s, p50 {lv[1]['p50_us'] / 1000:.2f} ms, "
+                    f"p99 {lv[1]['p99_us'] / 1000:.2f} ms, "
+                    + ", ".join(f"{c}: {lv[c]['throughput_rps']:,.0f}/s" for c in CONCURRENCY),
+                    flush=True,
+                )
         if not args.skip_batch:
             csv_path = tmp / "batch.csv"
             write_batch_csv(setup["X"], args.batch_rows, csv_path)

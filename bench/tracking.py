@@ -1,18 +1,18 @@
 """Tracking benchmark: Keel vs MLflow, both on a fresh SQLite store, in one process.
 
-    1. metric points  log N points of one series in one run, one call per point, then end the run
-                      (MLflow anchors: fluent `mlflow.log_metric` per point, and `MlflowClient.log_batch`
-                      in chunks of 1,000, MLflow's batch limit)
-                      equal durability: Keel with KEEL_SQLITE_SYNCHRONOUS=full and a commit per point
-                      (`run.log_metric` + `run.flush()`), against the same per-point `mlflow.log_metric`:
-                      both commit and sync every point (MLflow's SQLite runs synchronous=FULL)
-    2. create runs    R runs, each with 10 params and 10 metrics (each tool's dict APIs)
-    3. search runs    `metrics.m0 > 0.5` ordered by `metrics.m1` desc, limit 100, over those runs
-                      (MLflow anchor: `MlflowClient.search_runs`, which returns entities as Keel does;
-                      the DataFrame-building `mlflow.search_runs` is reported as a second row)
+1. metric points  log N points of one series in one run, one call per point, then end the run
+                  (MLflow anchors: fluent `mlflow.log_metric` per point, and `MlflowClient.log_batch`
+                  in chunks of 1,000, MLflow's batch limit)
+                  equal durability: Keel with KEEL_SQLITE_SYNCHRONOUS=full and a commit per point
+                  (`run.log_metric` + `run.flush()`), against the same per-point `mlflow.log_metric`:
+                  both commit and sync every point (MLflow's SQLite runs synchronous=FULL)
+2. create runs    R runs, each with 10 params and 10 metrics (each tool's dict APIs)
+3. search runs    `metrics.m0 > 0.5` ordered by `metrics.m1` desc, limit 100, over those runs
+                  (MLflow anchor: `MlflowClient.search_runs`, which returns entities as Keel does;
+                  the DataFrame-building `mlflow.search_runs` is reported as a second row)
 
-    make bench                                         # full sizes, through .venv-bench
-    .venv-bench/bin/python bench/tracking.py --quick   # smoke test in seconds
+make bench                                         # full sizes, through .venv-bench
+.venv-bench/bin/python bench/tracking.py --quick   # smoke test in seconds
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ quiet_mlflow()
 import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Metric  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
 import keel  # noqa: E402
-from sqlalchemy import text  # noqa: E402
 
 quiet_mlflow()  # again: importing mlflow configures its own loggers
 
@@ -54,17 +54,34 @@ def main() -> None:
     values = [rng.random() for _ in range(args.points)]
     run_params = [{f"p{j}": rng.choice([0.01, 0.1, 1.0, 10.0]) * (j + 1) for j in range(10)} for _ in range(args.runs)]
     run_metrics = [{f"m{j}": rng.random() for j in range(10)} for _ in range(args.runs)]
-    expected = sorted(
-        (i for i in range(args.runs) if run_metrics[i]["m0"] > 0.5), key=lambda i: -run_metrics[i]["m1"]
-    )[:LIMIT]
+    expected = sorted((i for i in range(args.runs) if run_metrics[i]["m0"] > 0.5), key=lambda i: -run_metrics[i]["m1"])[
+        :LIMIT
+    ]
     expected_names = [f"run-{i:04d}" for i in expected]
 
-    t: dict[str, list[float]] = {k: [] for k in (
-        "keel_points", "keel_points_durable", "mlflow_points", "mlflow_points_batch", "keel_runs", "mlflow_runs",
-        "keel_search", "mlflow_search", "mlflow_search_df")}  # fmt: skip
-    print(f"tracking: {args.points} points, {args.runs} runs, {args.searches} searches, {args.repeats} repeats", flush=True)
+    t: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "keel_points",
+            "keel_points_durable",
+            "mlflow_points",
+            "mlflow_points_batch",
+            "keel_runs",
+            "mlflow_runs",
+            "keel_search",
+            "mlflow_search",
+            "mlflow_search_df",
+        )
+    }
+    print(
+        f"tracking: {args.points} points, {args.runs} runs, {args.searches} searches, {args.repeats} repeats",
+        flush=True,
+    )
     for rep in range(args.repeats):
-        with tempfile.TemporaryDirectory(prefix="keel-bench-") as kdir, tempfile.TemporaryDirectory(prefix="mlflow-bench-") as mdir:
+        with (
+            tempfile.TemporaryDirectory(prefix="keel-bench-") as kdir,
+            tempfile.TemporaryDirectory(prefix="mlflow-bench-") as mdir,
+        ):
             ws = keel.Workspace(home=kdir)
             mlflow.set_tracking_uri(f"sqlite:///{mdir}/mlflow.db")
             client = MlflowClient()
@@ -86,7 +103,9 @@ def main() -> None:
                     # Equal durability: every point its own commit, synced as MLflow's are.
                     with keel.Workspace(keel.Settings(home=Path(kdir, "full"), sqlite_synchronous="full")) as durable:
                         with durable._meta.engine.connect() as conn:
-                            report.checks["keel_durable_pragma_synchronous"] = conn.execute(text("PRAGMA synchronous")).scalar()
+                            report.checks["keel_durable_pragma_synchronous"] = conn.execute(
+                                text("PRAGMA synchronous")
+                            ).scalar()
                         run = durable.runs.start("points")
                         with stopwatch(t["keel_points_durable"]):
                             for step, v in enumerate(values):
@@ -108,7 +127,9 @@ def main() -> None:
                     with stopwatch(t["mlflow_points_batch"]):
                         for lo in range(0, len(values), MLFLOW_BATCH):
                             now_ms = int(time.time() * 1000)
-                            batch = [Metric("loss", v, now_ms, lo + i) for i, v in enumerate(values[lo : lo + MLFLOW_BATCH])]
+                            batch = [
+                                Metric("loss", v, now_ms, lo + i) for i, v in enumerate(values[lo : lo + MLFLOW_BATCH])
+                            ]
                             client.log_batch(run_id, metrics=batch)
                         client.set_terminated(run_id)
                     assert len(client.get_metric_history(run_id, "loss")) == args.points
@@ -132,18 +153,23 @@ def main() -> None:
                 return [r.name for r in ws.runs.search(FILTER, order_by=ORDER, limit=LIMIT, experiment="search")]
 
             def mlflow_search() -> list[str]:
-                found = client.search_runs([exp_search], filter_string=FILTER, order_by=["metrics.m1 DESC"], max_results=LIMIT)
+                found = client.search_runs(
+                    [exp_search], filter_string=FILTER, order_by=["metrics.m1 DESC"], max_results=LIMIT
+                )
                 return [r.info.run_name for r in found]
 
             def mlflow_search_df() -> list[str]:
-                frame = mlflow.search_runs(experiment_ids=[exp_search], filter_string=FILTER,
-                                           order_by=["metrics.m1 DESC"], max_results=LIMIT)  # fmt: skip
+                frame = mlflow.search_runs(
+                    experiment_ids=[exp_search], filter_string=FILTER, order_by=["metrics.m1 DESC"], max_results=LIMIT
+                )
                 return list(frame["tags.mlflow.runName"])
 
             results = {"keel": keel_search(), "mlflow": mlflow_search(), "mlflow_df": mlflow_search_df()}
             for label, names in results.items():
                 if names != expected_names:
-                    raise SystemExit(f"{label} search returned {len(names)} runs, not the {len(expected_names)} expected")
+                    raise SystemExit(
+                        f"{label} search returned {len(names)} runs, not the {len(expected_names)} expected"
+                    )
             n_all_keel = len(ws.runs.search(FILTER, limit=100_000, experiment="search"))
             n_all_mlflow = len(client.search_runs([exp_search], filter_string=FILTER, max_results=50_000))
             report.checks["search_matches_unlimited"] = {"keel": n_all_keel, "mlflow": n_all_mlflow}
@@ -161,20 +187,49 @@ def main() -> None:
         print(f"repeat {rep + 1}/{args.repeats} done", flush=True)
 
     n, r = args.points, args.runs
-    report.add(f"log {n:,} metric points (per-call log_metric)", t["keel_points"], t["mlflow_points"], unit="total",
-               note="MLflow: fluent mlflow.log_metric per point, one SQLite commit each; Keel: run.log_metric (buffered)")
-    report.add(f"log {n:,} metric points, equal durability (commit + sync per point)", t["keel_points_durable"],
-               t["mlflow_points"], unit="total",
-               note="Both commit and fsync every point: Keel KEEL_SQLITE_SYNCHRONOUS=full, run.log_metric + run.flush() "
-                    "per point; MLflow fluent mlflow.log_metric per point (its SQLite runs synchronous=FULL)")
-    report.add(f"log {n:,} metric points (MLflow log_batch)", t["keel_points"], t["mlflow_points_batch"], unit="total",
-               note=f"MLflow: MlflowClient.log_batch, {MLFLOW_BATCH} metrics per call (its limit); Keel: same per-call loop as above")
-    report.add(f"create {r:,} runs x 10 params + 10 metrics", t["keel_runs"], t["mlflow_runs"], unit="total",
-               note="MLflow: start_run + log_params + log_metrics + end_run; Keel: runs.start(params=) + log_metrics + end")
-    report.add(f"search {r:,} runs (filter, order, limit {LIMIT})", t["keel_search"], t["mlflow_search"], unit="per query",
-               note="MLflow: MlflowClient.search_runs (entities); Keel: ws.runs.search")
-    report.add(f"search {r:,} runs (mlflow.search_runs DataFrame)", t["keel_search"], t["mlflow_search_df"], unit="per query",
-               note="MLflow: fluent mlflow.search_runs, which also builds a pandas DataFrame")
+    report.add(
+        f"log {n:,} metric points (per-call log_metric)",
+        t["keel_points"],
+        t["mlflow_points"],
+        unit="total",
+        note="MLflow: fluent mlflow.log_metric per point, one SQLite commit each; Keel: run.log_metric (buffered)",
+    )
+    report.add(
+        f"log {n:,} metric points, equal durability (commit + sync per point)",
+        t["keel_points_durable"],
+        t["mlflow_points"],
+        unit="total",
+        note="Both commit and fsync every point: Keel KEEL_SQLITE_SYNCHRONOUS=full, run.log_metric + run.flush() "
+        "per point; MLflow fluent mlflow.log_metric per point (its SQLite runs synchronous=FULL)",
+    )
+    report.add(
+        f"log {n:,} metric points (MLflow log_batch)",
+        t["keel_points"],
+        t["mlflow_points_batch"],
+        unit="total",
+        note=f"MLflow: MlflowClient.log_batch, {MLFLOW_BATCH} metrics per call (its limit); Keel: same per-call loop as above",
+    )
+    report.add(
+        f"create {r:,} runs x 10 params + 10 metrics",
+        t["keel_runs"],
+        t["mlflow_runs"],
+        unit="total",
+        note="MLflow: start_run + log_params + log_metrics + end_run; Keel: runs.start(params=) + log_metrics + end",
+    )
+    report.add(
+        f"search {r:,} runs (filter, order, limit {LIMIT})",
+        t["keel_search"],
+        t["mlflow_search"],
+        unit="per query",
+        note="MLflow: MlflowClient.search_runs (entities); Keel: ws.runs.search",
+    )
+    report.add(
+        f"search {r:,} runs (mlflow.search_runs DataFrame)",
+        t["keel_search"],
+        t["mlflow_search_df"],
+        unit="per query",
+        note="MLflow: fluent mlflow.search_runs, which also builds a pandas DataFrame",
+    )
     report.print_table()
     report.save()
 

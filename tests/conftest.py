@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import glob
 import json
-import threading
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -85,17 +85,50 @@ def _start_postgres() -> tuple[str | None, str, object]:
         shutil.chown(tmp, "postgres")
     port = _free_port()
     try:
-        subprocess.run([*prefix, str(pgbin / "initdb"), "-D", f"{tmp}/data", "-U", "postgres", "--auth=trust",
-                        "--no-sync", "-E", "UTF8"], check=True, capture_output=True, timeout=120)  # fmt: skip
-        subprocess.run([*prefix, str(pgbin / "pg_ctl"), "-D", f"{tmp}/data", "-l", f"{tmp}/log", "-w", "-o",
-                        f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
-                        "start"], check=True, capture_output=True, timeout=120)  # fmt: skip
+        subprocess.run(
+            [
+                *prefix,
+                str(pgbin / "initdb"),
+                "-D",
+                f"{tmp}/data",
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        subprocess.run(
+            [
+                *prefix,
+                str(pgbin / "pg_ctl"),
+                "-D",
+                f"{tmp}/data",
+                "-l",
+                f"{tmp}/log",
+                "-w",
+                "-o",
+                f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     except (subprocess.SubprocessError, OSError) as exc:
         return None, f"PostgreSQL could not start: {exc}", None
 
     def stop() -> None:
-        subprocess.run([*prefix, str(pgbin / "pg_ctl"), "-D", f"{tmp}/data", "-m", "fast", "-w", "stop"],
-                       capture_output=True, timeout=60, check=False)  # fmt: skip
+        subprocess.run(
+            [*prefix, str(pgbin / "pg_ctl"), "-D", f"{tmp}/data", "-m", "fast", "-w", "stop"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
         shutil.rmtree(tmp, ignore_errors=True)
 
     return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", "", stop

@@ -1,11 +1,11 @@
 """Keel: a local-first machine-learning platform.
 
-    ws = keel.Workspace()                 versioned data, tracked runs, a model registry
-    ws.datasets   -> DatasetVersion       add, load ('credit@3'), diff
-    ws.runs       -> ActiveRun / Run      params, metric series, inputs; search in SQL
-    ws.models     -> ModelVersion         register with lineage, aliases, load ('credit-risk@champion')
-    ws.predictions, ws.monitoring         the prediction log; drift, quality, performance checks; alerts
-    ws.retraining -> RetrainDecision      keel.Project / keel.yaml: train, gate, promote, approve, roll back
+ws = keel.Workspace()                 versioned data, tracked runs, a model registry
+ws.datasets   -> DatasetVersion       add, load ('credit@3'), diff
+ws.runs       -> ActiveRun / Run      params, metric series, inputs; search in SQL
+ws.models     -> ModelVersion         register with lineage, aliases, load ('credit-risk@champion')
+ws.predictions, ws.monitoring         the prediction log; drift, quality, performance checks; alerts
+ws.retraining -> RetrainDecision      keel.Project / keel.yaml: train, gate, promote, approve, roll back
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from keel.errors import (
 from keel.settings import Settings
 
 if TYPE_CHECKING:
-    from keel._workspace import Workspace
     from keel.client import Client
+    from keel.workspace import Workspace
 
 from keel._version import __version__
 
@@ -61,7 +61,7 @@ def __getattr__(name: str) -> Any:
     # Workspace pulls in pandas, pyarrow and SQLAlchemy: load them on first use, so that
     # `import keel` and `keel --help` stay fast.
     if name == "Workspace":
-        from keel._workspace import Workspace
+        from keel.workspace import Workspace
 
         return Workspace
     if name == "Project":

@@ -15,7 +15,5 @@ def require(module: str, *, extra: str, purpose: str | None = None) -> ModuleTyp
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        what = purpose or f"This feature"
-        raise MissingDependencyError(
-            f"{what} needs '{module.split('.')[0]}': pip install 'keelml[{extra}]'"
-        ) from exc
+        what = purpose or "This feature"
+        raise MissingDependencyError(f"{what} needs '{module.split('.')[0]}': pip install 'keelml[{extra}]'") from exc

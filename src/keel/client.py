@@ -7,15 +7,15 @@
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import io
 import json
-import math
 import threading
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from keel import errors as e
 from keel.entities import (
@@ -34,15 +34,25 @@ from keel.entities import (
     RunStatus,
     Signature,
 )
+from keel.tracking import metric_point, params_text, tags_text
 
 __all__ = ["Client"]
+
+# The HTTP API takes steps from 0 to 2^53 (keel.server.schemas.MAX_STEP: exact in JavaScript too).
+_HTTP_MAX_STEP = 2**53
 
 
 def _dt(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
-def _entity(cls: type, data: dict[str, Any]) -> Any:
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_E = TypeVar("_E", bound="DataclassInstance")
+
+
+def _entity(cls: type[_E], data: dict[str, Any]) -> _E:
     """Rebuild a frozen entity from the server's JSON (the inverse of keel.server.schemas.dump)."""
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {k: v for k, v in data.items() if k in names}
@@ -129,24 +139,28 @@ class RemoteDatasets:
     def __init__(self, http: _Http) -> None:
         self._http = http
 
-    def add(self, name: str, source: Any, *, description: str = "", tags: dict[str, str] | None = None) -> DatasetVersion:
+    def add(
+        self, name: str, source: Any, *, description: str = "", tags: dict[str, str] | None = None
+    ) -> DatasetVersion:
         """Upload a table (DataFrame, Arrow table, CSV or Parquet path) as a new version."""
         from keel.data import to_arrow
         from keel.data.datasets import parquet_bytes
 
         data = self._http.json(
-            "POST", f"/api/v1/datasets/{name}", content=parquet_bytes(to_arrow(source)),
+            "POST",
+            f"/api/v1/datasets/{name}",
+            content=parquet_bytes(to_arrow(source)),
             params={"format": "parquet", "description": description},
-        )  # fmt: skip
-        return _entity(DatasetVersion, data)  # type: ignore[no-any-return]
+        )
+        return _entity(DatasetVersion, data)
 
     def get(self, ref: str) -> DatasetVersion:
-        return _entity(DatasetVersion, self._http.json("GET", f"/api/v1/datasets/{ref}"))  # type: ignore[no-any-return]
+        return _entity(DatasetVersion, self._http.json("GET", f"/api/v1/datasets/{ref}"))
 
     def list(self) -> list[DatasetSummary]:
         return [_entity(DatasetSummary, d) for d in self._http.json("GET", "/api/v1/datasets")]
 
-    def versions(self, name: str) -> list[DatasetVersion]:
+    def versions(self, name: str) -> builtins.list[DatasetVersion]:
         return [_entity(DatasetVersion, d) for d in self._http.json("GET", f"/api/v1/datasets/{name}/versions")]
 
     def load(self, ref: str, *, format: Literal["pandas", "arrow"] = "pandas") -> Any:
@@ -157,7 +171,7 @@ class RemoteDatasets:
         return table if format == "arrow" else table.to_pandas()
 
     def diff(self, a: str, b: str) -> DatasetDiff:
-        return _entity(DatasetDiff, self._http.json("GET", f"/api/v1/datasets/{a}/diff/{b}"))  # type: ignore[no-any-return]
+        return _entity(DatasetDiff, self._http.json("GET", f"/api/v1/datasets/{a}/diff/{b}"))
 
 
 class RemoteRun:
@@ -178,32 +192,27 @@ class RemoteRun:
         self.log_params({key: value})
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        self._http.json("POST", f"/api/v1/runs/{self.id}/params", json={str(k): str(v) for k, v in params.items()})
+        self._http.json("POST", f"/api/v1/runs/{self.id}/params", json=params_text(params))
 
     def set_tag(self, key: str, value: Any) -> None:
         self.set_tags({key: value})
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        self._http.json("POST", f"/api/v1/runs/{self.id}/tags", json={str(k): str(v) for k, v in tags.items()})
+        self._http.json("POST", f"/api/v1/runs/{self.id}/tags", json=tags_text(tags))
 
     def log_metric(self, key: str, value: float, *, step: int | None = None, timestamp: float | None = None) -> None:
-        # Checked here, as ActiveRun does, so a bad point fails at its call, not at the batch flush.
-        try:
-            number = float(value)
-        except (TypeError, ValueError) as exc:
-            raise e.InvalidInputError(f"Metric {key!r} must be a number, got {value!r}") from exc
-        if not math.isfinite(number):
-            raise e.InvalidInputError(f"Metric {key!r} must be finite, got {number}")
-        if not isinstance(key, str) or not key or len(key) > 250:
-            raise e.InvalidInputError(f"Metric key must be a non-empty string of at most 250 characters, got {key!r}")
-        if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
-            raise e.InvalidInputError(f"Metric {key!r}: step must be a non-negative int, got {step!r}")
-        value = number
+        # ActiveRun's checks (keel.tracking), so a bad point fails as it does locally, and at its
+        # call, not at the batch flush.
+        key, number, at, ts = metric_point(key, value, step, timestamp)
+        if at is not None and not 0 <= at <= _HTTP_MAX_STEP:
+            raise e.InvalidInputError(
+                f"The step of metric {key!r} must be between 0 and {_HTTP_MAX_STEP} over HTTP, got {at}"
+            )
         with self._lock:
-            if step is None:
-                step = self._next_step.get(key, 0)
-            self._next_step[key] = max(self._next_step.get(key, 0), int(step) + 1)
-            self._buffer.append({"key": key, "value": float(value), "step": int(step), "timestamp": timestamp})
+            if at is None:
+                at = self._next_step.get(key, 0)
+            self._next_step[key] = max(self._next_step.get(key, 0), at + 1)
+            self._buffer.append({"key": key, "value": number, "step": at, "timestamp": ts})
             full = len(self._buffer) >= self._buffer_points
         if full:
             self.flush()
@@ -226,13 +235,17 @@ class RemoteRun:
         if not self._ended:
             self.flush()
             self._ended = True
-            return _entity(Run, self._http.json("POST", f"/api/v1/runs/{self.id}/end", json={"status": RunStatus(status).value}))  # type: ignore[no-any-return]
-        return _entity(Run, self._http.json("GET", f"/api/v1/runs/{self.id}"))  # type: ignore[no-any-return]
+            return _entity(
+                Run, self._http.json("POST", f"/api/v1/runs/{self.id}/end", json={"status": RunStatus(status).value})
+            )
+        return _entity(Run, self._http.json("GET", f"/api/v1/runs/{self.id}"))
 
     def __enter__(self) -> RemoteRun:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             self.end(RunStatus.FINISHED)
         elif issubclass(exc_type, KeyboardInterrupt):
@@ -257,14 +270,14 @@ class RemoteRuns:
         body = {
             "experiment": experiment,
             "name": name,
-            "params": {str(k): str(v) for k, v in (params or {}).items()},
-            "tags": {str(k): str(v) for k, v in (tags or {}).items()},
+            "params": params_text(params or {}),
+            "tags": tags_text(tags or {}),
             "inputs": [i.ref if isinstance(i, DatasetVersion) else i for i in inputs or []],
         }
         return RemoteRun(self._http, _entity(Run, self._http.json("POST", "/api/v1/runs", json=body)))
 
     def get(self, run_id: str) -> Run:
-        return _entity(Run, self._http.json("GET", f"/api/v1/runs/{run_id}"))  # type: ignore[no-any-return]
+        return _entity(Run, self._http.json("GET", f"/api/v1/runs/{run_id}"))
 
     def list(self, *, experiment: str | None = None, limit: int = 100) -> list[Run]:
         params: dict[str, Any] = {"limit": limit}
@@ -273,9 +286,13 @@ class RemoteRuns:
         return [_entity(Run, r) for r in self._http.json("GET", "/api/v1/runs", params=params)]
 
     def search(
-        self, filter: str | None = None, *, order_by: str | list[str] | None = None, limit: int = 100,
+        self,
+        filter: str | None = None,
+        *,
+        order_by: str | builtins.list[str] | None = None,
+        limit: int = 100,
         experiment: str | None = None,
-    ) -> list[Run]:  # fmt: skip
+    ) -> builtins.list[Run]:
         params: dict[str, Any] = {"limit": limit}
         if filter:
             params["filter"] = filter
@@ -285,7 +302,7 @@ class RemoteRuns:
             params["experiment"] = experiment
         return [_entity(Run, r) for r in self._http.json("GET", "/api/v1/runs/search", params=params)]
 
-    def metric_history(self, run_id: str, key: str | None = None) -> list[MetricPoint]:
+    def metric_history(self, run_id: str, key: str | None = None) -> builtins.list[MetricPoint]:
         series = self._http.json("GET", f"/api/v1/runs/{run_id}/metrics", params={"key": key} if key else None)
         points = []
         for k, s in series.items():
@@ -293,7 +310,7 @@ class RemoteRuns:
                 points.append(MetricPoint(k, value, step, ts))
         return points
 
-    def experiments(self) -> list[tuple[str, int]]:
+    def experiments(self) -> builtins.list[tuple[str, int]]:
         return [(x["name"], x["runs"]) for x in self._http.json("GET", "/api/v1/experiments")]
 
 
@@ -340,17 +357,21 @@ class RemoteModels:
             "trained_on": [t.ref if isinstance(t, DatasetVersion) else t for t in trained],
         }
         data = chosen.save(model)
-        out = self._http.json("POST", f"/api/v1/models/{name}/versions", content=data,
-                              headers={"X-Keel-Meta": json.dumps(meta), "Content-Type": "application/octet-stream"})  # fmt: skip
-        return _entity(ModelVersion, out)  # type: ignore[no-any-return]
+        out = self._http.json(
+            "POST",
+            f"/api/v1/models/{name}/versions",
+            content=data,
+            headers={"X-Keel-Meta": json.dumps(meta), "Content-Type": "application/octet-stream"},
+        )
+        return _entity(ModelVersion, out)
 
     def get(self, ref: str) -> ModelVersion:
-        return _entity(ModelVersion, self._http.json("GET", f"/api/v1/models/{ref}"))  # type: ignore[no-any-return]
+        return _entity(ModelVersion, self._http.json("GET", f"/api/v1/models/{ref}"))
 
     def list(self) -> list[RegisteredModel]:
         return [_entity(RegisteredModel, m) for m in self._http.json("GET", "/api/v1/models")]
 
-    def versions(self, name: str) -> list[ModelVersion]:
+    def versions(self, name: str) -> builtins.list[ModelVersion]:
         return [_entity(ModelVersion, m) for m in self._http.json("GET", f"/api/v1/models/{name}/versions")]
 
     def load(self, ref: str, *, trusted: bool = False) -> Any:
@@ -358,7 +379,7 @@ class RemoteModels:
         import hashlib
 
         from keel.registry.flavors import get_flavor
-        from keel.registry.models import LoadedModel
+        from keel.registry.loaded import LoadedModel
 
         version = self.get(ref)
         data = self._http.request("GET", f"/api/v1/models/{version.ref}/artifact").content
@@ -367,19 +388,21 @@ class RemoteModels:
         return LoadedModel(version, get_flavor(version.flavor).load(data, trusted=trusted))
 
     def set_alias(self, name: str, alias: str, *, version: int, reason: str = "") -> AliasEvent:
-        out = self._http.json("PUT", f"/api/v1/models/{name}/aliases/{alias}", json={"version": version, "reason": reason})
-        return _entity(AliasEvent, out)  # type: ignore[no-any-return]
+        out = self._http.json(
+            "PUT", f"/api/v1/models/{name}/aliases/{alias}", json={"version": version, "reason": reason}
+        )
+        return _entity(AliasEvent, out)
 
     def delete_alias(self, name: str, alias: str, *, reason: str = "") -> AliasEvent:
         out = self._http.json("DELETE", f"/api/v1/models/{name}/aliases/{alias}", params={"reason": reason})
-        return _entity(AliasEvent, out)  # type: ignore[no-any-return]
+        return _entity(AliasEvent, out)
 
-    def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
+    def alias_history(self, name: str, alias: str | None = None) -> builtins.list[AliasEvent]:
         out = self._http.json("GET", f"/api/v1/models/{name}/aliases", params={"alias": alias} if alias else None)
         return [_entity(AliasEvent, a) for a in out["history"]]
 
     def lineage(self, ref: str) -> Lineage:
-        return _entity(Lineage, self._http.json("GET", f"/api/v1/models/{ref}/lineage"))  # type: ignore[no-any-return]
+        return _entity(Lineage, self._http.json("GET", f"/api/v1/models/{ref}/lineage"))
 
     def predict(
         self, name: str, records: Any, *, alias: str | None = None, version: int | None = None
@@ -392,7 +415,7 @@ class RemoteModels:
             params["alias"] = alias
         if version:
             params["version"] = version
-        return self._http.json("POST", f"/api/v1/models/{name}/predict", json={"records": records}, params=params)  # type: ignore[no-any-return]
+        return self._http.json("POST", f"/api/v1/models/{name}/predict", json={"records": records}, params=params)
 
 
 class Client:
@@ -410,7 +433,7 @@ class Client:
         self.models = RemoteModels(self._http)
 
     def health(self) -> dict[str, Any]:
-        return self._http.json("GET", "/readyz")  # type: ignore[no-any-return]
+        return self._http.json("GET", "/readyz")
 
     def close(self) -> None:
         self._http.client.close()

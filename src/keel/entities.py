@@ -316,12 +316,14 @@ class Role(StrEnum):
         return needed in _GRANTS[self]
 
 
-_GRANTS: Mapping[Role, frozenset[Role]] = MappingProxyType({
-    Role.READER: frozenset({Role.READER}),
-    Role.PREDICTOR: frozenset({Role.PREDICTOR}),
-    Role.WRITER: frozenset({Role.READER, Role.PREDICTOR, Role.WRITER}),
-    Role.ADMIN: frozenset(Role),
-})
+_GRANTS: Mapping[Role, frozenset[Role]] = MappingProxyType(
+    {
+        Role.READER: frozenset({Role.READER}),
+        Role.PREDICTOR: frozenset({Role.PREDICTOR}),
+        Role.WRITER: frozenset({Role.READER, Role.PREDICTOR, Role.WRITER}),
+        Role.ADMIN: frozenset(Role),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -354,6 +356,9 @@ class MonitorRun:
     rows: int
     labelled_rows: int
     summary: dict[str, Any]
+    # The version the monitor watches now, when this check was of another one (the champion moved
+    # since: a promotion or a rollback); None for a check of the version serving now.
+    superseded_by: int | None = None
 
 
 @dataclass(frozen=True)
@@ -371,6 +376,17 @@ class RetrainDecision:
     run_id: str | None
     author: str
     at: datetime
+
+    def summary(self) -> str:
+        """One line on why the decision went the way it did (timelines in the CLI and the dashboard)."""
+        ev = self.evidence
+        if self.outcome == "failed":
+            return str(ev.get("error", ""))[:200]
+        if self.trigger == "rollback":
+            return f"v{ev.get('from')} -> v{ev.get('to')}" + (f": {ev['reason']}" if ev.get("reason") else "")
+        if self.trigger == "approval":
+            return str(ev.get("reason") or "approved")
+        return "; ".join(ev.get("gate", {}).get("reasons", []))[:300]
 
 
 @dataclass(frozen=True)

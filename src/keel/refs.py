@@ -1,11 +1,11 @@
 """One reference grammar for the CLI, HTTP and Python.
 
-    name            the newest version
-    name@latest     the newest version
-    name@7          version 7
-    name@champion   whatever the alias 'champion' points at (models)
-    name@9f2c1ab    a content-hash prefix, at least 6 hex digits (datasets); 'sha256:' may prefix it,
-                    and must when the prefix is all decimal digits (name@123456 is version 123456)
+name            the newest version
+name@latest     the newest version
+name@7          version 7
+name@champion   whatever the alias 'champion' points at (models)
+name@9f2c1ab    a content-hash prefix, at least 6 hex digits (datasets); 'sha256:' may prefix it,
+                and must when the prefix is all decimal digits (name@123456 is version 123456)
 """
 
 from __future__ import annotations
@@ -15,7 +15,12 @@ from dataclasses import dataclass
 
 from keel.errors import InvalidInputError
 
-__all__ = ["Ref", "parse_ref", "check_name", "MAX_VERSION"]
+__all__ = ["Ref", "parse_ref", "check_name", "MAX_VERSION", "CHAMPION", "CHALLENGER"]
+
+# The aliases Keel itself moves: the version that serves (retraining promotes to it, monitors watch
+# it, the server answers with it), and a retraining's candidate before its gate.
+CHAMPION = "champion"
+CHALLENGER = "challenger"
 
 # Database drivers bind integers in at most 64 bits (Python's sqlite3 raises OverflowError past
 # them): a larger number names no version, so it is refused here instead of failing in the store.
@@ -32,8 +37,7 @@ def check_name(name: str, *, what: str = "name") -> str:
     """Return `name` if it is a valid dataset, model, experiment or alias name; raise otherwise."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidInputError(
-            f"Invalid {what} {name!r}: use 1-128 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
+            f"Invalid {what} {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     return name
 

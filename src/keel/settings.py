@@ -92,9 +92,13 @@ class Settings:
             if getattr(self, name) < 60:  # a live run beats every 30 s: a shorter limit would kill live runs
                 raise ConfigError(f"{name} (KEEL_{name.upper()}) must be >= 60 seconds, got {getattr(self, name)}")
         if self.dataset_max_columns < 1:
-            raise ConfigError(f"dataset_max_columns (KEEL_DATASET_MAX_COLUMNS) must be >= 1, got {self.dataset_max_columns}")
+            raise ConfigError(
+                f"dataset_max_columns (KEEL_DATASET_MAX_COLUMNS) must be >= 1, got {self.dataset_max_columns}"
+            )
         if self.predlog_buffer_rows < 1:
-            raise ConfigError(f"predlog_buffer_rows (KEEL_PREDLOG_BUFFER_ROWS) must be >= 1, got {self.predlog_buffer_rows}")
+            raise ConfigError(
+                f"predlog_buffer_rows (KEEL_PREDLOG_BUFFER_ROWS) must be >= 1, got {self.predlog_buffer_rows}"
+            )
         if not self.predlog_flush_s > 0:
             raise ConfigError(f"predlog_flush_s (KEEL_PREDLOG_FLUSH_S) must be > 0, got {self.predlog_flush_s}")
         if self.predlog_retention_days < 0:
@@ -111,7 +115,9 @@ class Settings:
         if self.predlog_wal not in ("on", "sync", "off"):
             raise ConfigError(f"predlog_wal (KEEL_PREDLOG_WAL) must be 'on', 'sync' or 'off', got {self.predlog_wal!r}")
         if not self.predlog_wal_sync_ms >= 0:
-            raise ConfigError(f"predlog_wal_sync_ms (KEEL_PREDLOG_WAL_SYNC_MS) must be >= 0, got {self.predlog_wal_sync_ms}")
+            raise ConfigError(
+                f"predlog_wal_sync_ms (KEEL_PREDLOG_WAL_SYNC_MS) must be >= 0, got {self.predlog_wal_sync_ms}"
+            )
         if self.executor not in ("local", "ray"):
             raise ConfigError(f"executor (KEEL_EXECUTOR) must be 'local' or 'ray', got {self.executor!r}")
         if self.executor_workers < 1:
@@ -190,8 +196,10 @@ def mask_password(url: str) -> str:
 
 def _mask_options(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: "***" if _SECRET_OPTION.search(str(k)) and not isinstance(v, dict) else _mask_options(v)
-                for k, v in value.items()}  # fmt: skip
+        return {
+            k: "***" if _SECRET_OPTION.search(str(k)) and not isinstance(v, dict) else _mask_options(v)
+            for k, v in value.items()
+        }
     return value
 
 

@@ -7,7 +7,6 @@ their own model name, so the order of the tests does not matter.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -16,14 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from clitools import assert_one_line_error, keel_cli, keel_json
 from typer.testing import CliRunner
 
 import keel
 from keel import Settings
 from keel.cli import app
 from keel.storage import BlobStore
-
-from clitools import assert_one_line_error, keel_cli, keel_json
 
 runner = CliRunner()
 KEEL = Path(sys.executable).with_name("keel")  # the console script of this virtualenv
@@ -175,7 +173,19 @@ def test_data_add_reads_each_table_format(tmp_path: Path, suffix: str) -> None:
 def test_data_add_then_list_and_show(tmp_path: Path) -> None:
     home, path = tmp_path / "ws", tmp_path / "credit.csv"
     credit_frame(120, 4).to_csv(path, index=False)
-    code, out, err = keel_cli(home, "data", "add", "credit", str(path), "--description", "March export", "--tag", "source=crm", "-t", "owner=risk")
+    code, out, err = keel_cli(
+        home,
+        "data",
+        "add",
+        "credit",
+        str(path),
+        "--description",
+        "March export",
+        "--tag",
+        "source=crm",
+        "-t",
+        "owner=risk",
+    )
     assert code == 0, err
     assert "Added credit@1" in out and "120 rows" in out and "sha256:" in out
 
@@ -329,7 +339,9 @@ def test_models_alias_moves_the_alias_and_history_records_it(shared: Shared) -> 
     assert code == 0 and "better auc" in out and "champion" in out
 
 
-@pytest.mark.parametrize("name", ["applications.csv", "applications.tsv", "applications.parquet", "applications.json", "applications.jsonl"])
+@pytest.mark.parametrize(
+    "name", ["applications.csv", "applications.tsv", "applications.parquet", "applications.json", "applications.jsonl"]
+)
 def test_models_predict_reads_each_input_format(shared: Shared, name: str) -> None:
     result = keel_json(shared.home, "models", "predict", "credit-risk@champion", str(shared.files / name))
     assert isinstance(result, dict)
@@ -391,12 +403,19 @@ ERRORS = [
     (["models", "alias", "credit-risk", "latest", "1"], 1, "cannot be an alias"),
     (["models", "alias", "credit-risk", "champion", "two"], 2, "'version'"),
     (["models", "predict", "credit-risk@champion", "FILES/missing.csv"], 2, "does not exist"),
-    (["models", "predict", "credit-risk@champion", "FILES/wrong-columns.csv", "--no-drop-extra"], 1,
-     "missing column income; unexpected column salary"),
+    (
+        ["models", "predict", "credit-risk@champion", "FILES/wrong-columns.csv", "--no-drop-extra"],
+        1,
+        "missing column income; unexpected column salary",
+    ),
     (["models", "predict", "credit-risk@champion", "FILES/broken.json"], 1, "Cannot read"),
     (["models", "predict", "credit-risk@gone", "FILES/applications.csv"], 1, "no alias 'gone'"),
     (["models", "predict", "credit-risk@champion", "FILES/applications.csv", "-o", "out.xlsx"], 2, "--output"),
-    (["models", "predict", "credit-risk@champion", "FILES/credit-1.csv", "--no-drop-extra"], 1, "unexpected column status"),
+    (
+        ["models", "predict", "credit-risk@champion", "FILES/credit-1.csv", "--no-drop-extra"],
+        1,
+        "unexpected column status",
+    ),
     (["runs", "show", "0123456789abcdef"], 1, "No run"),
     (["runs", "search", "metrics.auc >> 1"], 1, "Expected a value after metrics.auc"),
     (["runs", "list", "--limit", "0"], 2, "--limit"),
@@ -407,7 +426,9 @@ ERRORS = [
 
 
 @pytest.mark.parametrize(("args", "expected_code", "contains"), ERRORS, ids=[" ".join(e[0]) for e in ERRORS])
-def test_mistakes_print_one_line_and_exit_non_zero(shared: Shared, args: list[str], expected_code: int, contains: str) -> None:
+def test_mistakes_print_one_line_and_exit_non_zero(
+    shared: Shared, args: list[str], expected_code: int, contains: str
+) -> None:
     args = [a.replace("FILES", str(shared.files)) for a in args]
     code, out, err = keel_cli(shared.home, *args)
     assert_one_line_error((code, out, err), code=expected_code, contains=contains)
@@ -417,8 +438,11 @@ def test_installed_script_exits_non_zero_without_a_traceback(shared: Shared) -> 
     assert KEEL.is_file(), f"console script missing: {KEEL} (pip install -e .)"
     done = subprocess.run(
         [str(KEEL), "--workspace", str(shared.home), "models", "show", "credit-rsk"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr.strip().splitlines() == ["error: No model named 'credit-rsk'. Did you mean 'credit-risk'?"]
@@ -433,7 +457,7 @@ def test_help_imports_no_heavy_module() -> None:
         "from keel.cli import main\n"
         "sys.argv = ['keel', '--help']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "heavy = ['pandas', 'sqlalchemy', 'sklearn', 'pyarrow', 'keel._workspace', 'fastapi']\n"
+        "heavy = ['pandas', 'sqlalchemy', 'sklearn', 'pyarrow', 'keel.workspace.facade', 'fastapi']\n"
         "print(','.join(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)

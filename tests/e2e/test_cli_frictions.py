@@ -12,13 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from clitools import assert_one_line_error, keel_cli, keel_json
 from sklearn.linear_model import LogisticRegression
 
 import keel
 from keel import Settings
 from keel.cli.alerts import alerts_of
-
-from clitools import assert_one_line_error, keel_cli, keel_json
 
 KEEL = str(Path(sys.executable).parent / "keel")
 
@@ -30,8 +29,11 @@ def test_alert_ids_and_statuses_stay_whole_at_80_columns(tmp_path: Path, monkeyp
         alerts = alerts_of(ws)
         alerts.ensure_default_rules("credit-risk-scoring-model", output_kind="classification")
         feature = "monthly_income_after_taxes_in_local_currency"
-        alerts.evaluate("credit-risk-scoring-model", [(feature, "drift", 1.0), (feature, "psi", 0.41),
-                                                      ("", "schema_violation_rate", 0.2)], context={})  # fmt: skip
+        alerts.evaluate(
+            "credit-risk-scoring-model",
+            [(feature, "drift", 1.0), (feature, "psi", 0.41), ("", "schema_violation_rate", 0.2)],
+            context={},
+        )
         ids = [a.id for a in alerts.list(model=None, status="active")]
         alerts.ack(ids[0], note="on it")
     monkeypatch.setenv("COLUMNS", "80")  # an explicit width is honoured when stdout is not a terminal
@@ -111,12 +113,19 @@ def test_serve_on_a_busy_port_is_one_error_line_and_no_address(tmp_path: Path) -
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        r = subprocess.run([KEEL, "--workspace", str(tmp_path / "ws"), "serve", "--port", str(port)],
-                           capture_output=True, text=True, env=_env(), timeout=60)  # fmt: skip
+        r = subprocess.run(
+            [KEEL, "--workspace", str(tmp_path / "ws"), "serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=60,
+        )
     assert r.returncode == 1, r.stderr
     assert "Dashboard" not in r.stdout and "http://" not in r.stdout
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and f"Port {port}" in lines[0] and "--port" in lines[0], r.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and f"Port {port}" in lines[0] and "--port" in lines[0], (
+        r.stderr
+    )
     assert "Traceback" not in r.stderr
 
 
@@ -134,8 +143,11 @@ def test_workspace_is_accepted_after_any_command(tmp_path: Path) -> None:
     with keel.Workspace(Settings(home=home, author="tester")) as ws:
         with ws.runs.start("exp", name="first") as run:
             run.log_metric("accuracy", 0.9)
-    for args in (["runs", "list", "--workspace", str(home), "--json"], ["runs", "-w", str(home), "list", "--json"],
-                 ["--workspace", str(tmp_path / "elsewhere"), "runs", "list", "-w", str(home), "--json"]):  # fmt: skip
+    for args in (
+        ["runs", "list", "--workspace", str(home), "--json"],
+        ["runs", "-w", str(home), "list", "--json"],
+        ["--workspace", str(tmp_path / "elsewhere"), "runs", "list", "-w", str(home), "--json"],
+    ):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, (args, result.output)
         assert [r["name"] for r in __import__("json").loads(result.stdout)] == ["first"], args

@@ -49,8 +49,13 @@ def build_workspace(home: Path) -> dict[str, Any]:
         run_ids, versions = [], []
         for depth in (1, 3):
             est = GradientBoostingClassifier(n_estimators=12, max_depth=depth, random_state=0)
-            with ws.runs.start("cancer", name=f"gbm-depth{depth}", params={"max_depth": depth, "n_estimators": 12},
-                               tags={"team": "risk"}, inputs=[v1]) as run:  # fmt: skip
+            with ws.runs.start(
+                "cancer",
+                name=f"gbm-depth{depth}",
+                params={"max_depth": depth, "n_estimators": 12},
+                tags={"team": "risk"},
+                inputs=[v1],
+            ) as run:
                 est.fit(X_train, y_train)
                 for step, proba in enumerate(est.staged_predict_proba(X_test)):
                     run.log_metric("auc", roc_auc_score(y_test, proba[:, 1]), step=step)
@@ -77,7 +82,13 @@ def _monitor(ws: keel.Workspace, frame: pd.DataFrame, X: pd.DataFrame) -> None:
         ids, at_ms = new_prediction_ids(len(live))
         logged = live.assign(**{"mean radius": live["mean radius"] * scale})
         proba = champion.predict_proba(logged)
-        logged = logged.assign(__id=ids, __at=pd.Timestamp(at_ms, unit="ms", tz="UTC"), __prediction=champion.predict(logged), __proba_0=proba[:, 0], __proba_1=proba[:, 1])
+        logged = logged.assign(
+            __id=ids,
+            __at=pd.Timestamp(at_ms, unit="ms", tz="UTC"),
+            __prediction=champion.predict(logged),
+            __proba_0=proba[:, 0],
+            __proba_1=proba[:, 1],
+        )
         ws.predictions.write(MODEL, 1, logged)
         ws.monitoring.feedback(MODEL, dict(zip(ids, frame.loc[live.index, "target"].tolist(), strict=True)))
         ws.monitoring.run(MODEL)
@@ -131,11 +142,29 @@ def _page(client: TestClient, url: str, **kwargs: Any) -> str:
 # -- pages --------------------------------------------------------------------------------------
 def test_every_page_has_the_nav_bar_and_assets_from_static(site: TestClient, info: dict[str, Any]) -> None:
     a, b = info["runs"]
-    for url in ["/", "/datasets", "/datasets/cancer", "/datasets/cancer/1", "/datasets/cancer/diff?a=1&b=2", "/runs",
-                f"/runs/{a}", f"/runs/compare?ids={a},{b}", "/models", f"/models/{MODEL}", f"/models/{MODEL}/monitoring",
-                "/alerts", "/login"]:  # fmt: skip
+    for url in [
+        "/",
+        "/datasets",
+        "/datasets/cancer",
+        "/datasets/cancer/1",
+        "/datasets/cancer/diff?a=1&b=2",
+        "/runs",
+        f"/runs/{a}",
+        f"/runs/compare?ids={a},{b}",
+        "/models",
+        f"/models/{MODEL}",
+        f"/models/{MODEL}/monitoring",
+        "/alerts",
+        "/login",
+    ]:
         text = _page(site, url)
-        for link in ('href="/datasets"', 'href="/runs"', 'href="/models"', 'href="/alerts"', 'src="/static/vendor/chart.umd.min.js"'):
+        for link in (
+            'href="/datasets"',
+            'href="/runs"',
+            'href="/models"',
+            'href="/alerts"',
+            'src="/static/vendor/chart.umd.min.js"',
+        ):
             assert link in text, (url, link)
         assert "://" not in re.sub(r'xmlns="http://www.w3.org/2000/svg"', "", text), f"{url} refers to another host"
     for asset in ("/static/dashboard.js", "/static/dashboard.css", "/static/favicon.svg", "/static/vendor/htmx.min.js"):
@@ -148,7 +177,7 @@ def test_overview_shows_champion_latest_version_and_recent_activity(site: TestCl
     assert row is not None
     assert 'badge champion">v1<' in row.group(1)
     assert "@challenger v2" in row.group(1)
-    assert "v2 <span class=\"muted\">of 2" in row.group(1)
+    assert 'v2 <span class="muted">of 2' in row.group(1)
     activity = text.split("Recent activity", 1)[1]
     for expected in ("Run gbm-depth3", "Dataset cancer@2", f"{MODEL}@champion: new → v1"):
         assert expected in activity
@@ -174,7 +203,10 @@ def test_dataset_version_has_schema_and_a_chart_per_column(site: TestClient) -> 
     assert radius["type"] == "histogram" and sum(radius["datasets"][0]["data"]) == 569
     diagnosis = specs["diagnosis"]
     assert diagnosis["type"] == "hbar"
-    assert dict(zip(diagnosis["labels"], diagnosis["datasets"][0]["data"], strict=True)) == {"benign": 357, "malignant": 212}
+    assert dict(zip(diagnosis["labels"], diagnosis["datasets"][0]["data"], strict=True)) == {
+        "benign": 357,
+        "malignant": 212,
+    }
     assert f'href="/models/{MODEL}#v1"' in text  # models trained on this version
 
 
@@ -183,8 +215,11 @@ def test_dataset_diff_shows_schema_changes_row_delta_and_drift(site: TestClient)
     assert "<code>worst fractal dimension</code> removed" in text
     assert "<code>site</code> added" in text
     assert "569 → 400" in text and "(-169)" in text
-    radius = re.search(r"<td>mean radius</td>\s*<td>numeric</td>\s*<td>PSI</td>\s*<td class=\"num\">([\d.]+)</td>\s*"
-                       r"<td><span class=\"level level-(\w+)\">", text)  # fmt: skip
+    radius = re.search(
+        r"<td>mean radius</td>\s*<td>numeric</td>\s*<td>PSI</td>\s*<td class=\"num\">([\d.]+)</td>\s*"
+        r"<td><span class=\"level level-(\w+)\">",
+        text,
+    )
     assert radius is not None and float(radius.group(1)) > 0.25 and radius.group(2) == "high"
     assert "JS distance" in text  # the categorical column
     assert _specs(text)[0]["labels"][0] == "mean radius"  # biggest change first
@@ -212,8 +247,8 @@ def test_a_bad_filter_is_explained_inline_not_a_server_error(site: TestClient) -
 def test_run_page_shows_params_tags_inputs_metric_charts_and_artifacts(site: TestClient, info: dict[str, Any]) -> None:
     run_id = info["runs"][1]
     text = _page(site, f"/runs/{run_id}")
-    assert "<th scope=\"row\">max_depth</th><td>3</td>" in text
-    assert "<th scope=\"row\">team</th><td>risk</td>" in text
+    assert '<th scope="row">max_depth</th><td>3</td>' in text
+    assert '<th scope="row">team</th><td>risk</td>' in text
     assert '<a href="/datasets/cancer/1">cancer@1</a>' in text
     assert f'data-run="{run_id}"' in text
     assert set(re.findall(r'data-metric="([^"]+)"', text)) == {"auc", "log_loss"}
@@ -297,8 +332,13 @@ def test_pages_work_on_an_empty_workspace_a_folder_dataset_and_a_model_without_r
                 (images / path).write_bytes(path.encode())
             folder = w.datasets.add("pets", images)
             specs = {s["title"]: s for s in _specs(_page(client, "/datasets/pets/1"))}
-            assert dict(zip(specs["Files by extension"]["labels"], specs["Files by extension"]["datasets"][0]["data"],
-                            strict=True)) == {".png": 2, ".jpg": 1}  # fmt: skip
+            assert dict(
+                zip(
+                    specs["Files by extension"]["labels"],
+                    specs["Files by extension"]["datasets"][0]["data"],
+                    strict=True,
+                )
+            ) == {".png": 2, ".jpg": 1}
             w.models.register("dummy", DummyClassifier().fit([[0], [1]], [0, 1]), trained_on=folder, flavor="pickle")
             with w.runs.start("bare", name="no-metrics"):
                 pass
@@ -339,7 +379,11 @@ def test_monitoring_page_shows_drift_over_time_distributions_performance_quality
 
 def test_overview_and_model_page_show_health_and_the_alerts_page_lists_alerts(site: TestClient) -> None:
     row = re.search(rf'<tr>\s*<td><a href="/models/{MODEL}">{MODEL}</a></td>(.*?)</tr>', _page(site, "/"), re.S)
-    assert row is not None and "health health-alert" in row.group(1) and f'href="/models/{MODEL}/monitoring"' in row.group(1)
+    assert (
+        row is not None
+        and "health health-alert" in row.group(1)
+        and f'href="/models/{MODEL}/monitoring"' in row.group(1)
+    )
     assert 'class="health health-alert"' in _page(site, f"/models/{MODEL}")
     listed = _page(site, "/alerts")
     assert "mean radius drifted" in listed and f'href="/models/{MODEL}/monitoring"' in listed
@@ -356,8 +400,13 @@ def test_a_reader_sees_alerts_without_action_buttons(ws: keel.Workspace) -> None
 
 def test_model_page_shows_the_retraining_timeline(ws: keel.Workspace) -> None:
     features = ["mean radius", "mean texture", "worst area", "mean smoothness"]
-    project = keel.Project.from_dict({"model": MODEL, "data": {"dataset": "cancer@1", "target": "target", "features": features},
-                                      "estimator": {"class": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 5000}}})  # fmt: skip
+    project = keel.Project.from_dict(
+        {
+            "model": MODEL,
+            "data": {"dataset": "cancer@1", "target": "target", "features": features},
+            "estimator": {"class": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 5000}},
+        }
+    )
     promoted = ws.retraining.train(project)
     ws.retraining.rollback(MODEL, reason="pager")
     with TestClient(create_app(ws), base_url="http://127.0.0.1") as client:
@@ -375,7 +424,9 @@ def test_admin_sees_promote_buttons_and_a_reader_does_not(ws: keel.Workspace) ->
     ws.models.set_alias(MODEL, "champion", version=2, reason="better auc")
     with TestClient(create_app(ws), base_url="http://127.0.0.1") as client:
         as_admin = _page(client, f"/models/{MODEL}", headers={"Authorization": f"Bearer {admin}"})
-        assert re.search(r'data-alias="champion"\s+data-version="1" data-reason="set from the dashboard">Set champion', as_admin)
+        assert re.search(
+            r'data-alias="champion"\s+data-version="1" data-reason="set from the dashboard">Set champion', as_admin
+        )
         assert 'id="rollback"' in as_admin and 'data-version="1"' in as_admin.split('id="rollback"', 1)[1][:200]
         assert "Roll back champion to v1" in as_admin and "ops · admin" in as_admin
         as_reader = _page(client, f"/models/{MODEL}", headers={"Authorization": f"Bearer {reader}"})
@@ -460,11 +511,23 @@ def test_explain_page_highlights_words_and_draws_pixel_heat_maps(tmp_path: Path)
         text_model.fit(frame[["review"]], frame["label"])
         w.models.register("reviews", text_model, trained_on=w.datasets.add("reviews", frame), X=frame[["review"]])
         image_model = LogisticRegression(max_iter=3000).fit(pixels.drop(columns="digit"), pixels["digit"])
-        w.models.register("digits", image_model, trained_on=w.datasets.add("digits", pixels), X=pixels.drop(columns="digit"))
+        w.models.register(
+            "digits", image_model, trained_on=w.datasets.add("digits", pixels), X=pixels.drop(columns="digit")
+        )
         with TestClient(create_app(w), base_url="http://127.0.0.1") as client:
             page = _page(client, "/models/reviews/explain?row=0")
-            words = re.findall(r'<span class="word" style="background: rgba\((\d+), [^"]*" title="([^"]+)">(\w+)</span>', page)
-            assert words and {w_ for _, _, w_ in words} <= {"great", "tasty", "food", "awful", "bland", "service", "slow"}
+            words = re.findall(
+                r'<span class="word" style="background: rgba\((\d+), [^"]*" title="([^"]+)">(\w+)</span>', page
+            )
+            assert words and {w_ for _, _, w_ in words} <= {
+                "great",
+                "tasty",
+                "food",
+                "awful",
+                "bland",
+                "service",
+                "slow",
+            }
             assert any(float(t) != 0.0 for _, t, _ in words)
             heat = _page(client, "/models/digits/explain?row=0&image=8x8")
             assert heat.count('class="cell"') == 64

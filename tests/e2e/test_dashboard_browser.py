@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -24,8 +23,14 @@ from keel import Settings
 from keel.server import create_app
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 def _chromium_problem() -> str | None:
@@ -37,8 +42,13 @@ def _chromium_problem() -> str | None:
     except ImportError:
         return "the playwright package is not installed"
     try:
-        done = subprocess.run([CHROMIUM, *CHROMIUM_ARGS, "--dump-dom", "about:blank"],
-                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        done = subprocess.run(
+            [CHROMIUM, *CHROMIUM_ARGS, "--dump-dom", "about:blank"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"{CHROMIUM} does not start: {exc}"
     if done.returncode != 0:
@@ -79,7 +89,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     info = _F.build_workspace(home)
     ws = keel.Workspace(Settings(home=home, author="tester"))
     admin, _ = ws.tokens.create("ops", "admin")
-    server = uvicorn.Server(uvicorn.Config(create_app(ws), host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(ws), host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -148,10 +160,21 @@ def _charts(page: Page) -> int:
 def test_every_page_loads_without_console_errors_and_draws_its_charts(watched: Watched, site: Site) -> None:
     a, b = site.info["runs"]
     pages = {  # url -> canvases that must each hold a chart
-        "/": 0, "/datasets": 0, "/datasets/cancer": 0, "/datasets/cancer/1": 32, "/datasets/cancer/2": 32,
-        "/datasets/cancer/diff?a=1&b=2": 1, "/runs": 0, f"/runs/{a}": 2, f"/runs/compare?ids={a},{b}": 2,
-        "/models": 0, f"/models/{MODEL}": 1, f"/models/{MODEL}/monitoring": 7, "/alerts": 0, f"/models/{MODEL}/explain": 2,
-    }  # fmt: skip
+        "/": 0,
+        "/datasets": 0,
+        "/datasets/cancer": 0,
+        "/datasets/cancer/1": 32,
+        "/datasets/cancer/2": 32,
+        "/datasets/cancer/diff?a=1&b=2": 1,
+        "/runs": 0,
+        f"/runs/{a}": 2,
+        f"/runs/compare?ids={a},{b}": 2,
+        "/models": 0,
+        f"/models/{MODEL}": 1,
+        f"/models/{MODEL}/monitoring": 7,
+        "/alerts": 0,
+        f"/models/{MODEL}/explain": 2,
+    }
     for path, expected in pages.items():
         _open(watched, site.url + path)
         assert watched.page.locator("nav.topnav a.brand").is_visible(), path
@@ -159,7 +182,9 @@ def test_every_page_loads_without_console_errors_and_draws_its_charts(watched: W
         if expected:
             # Run pages fetch their series from the API before drawing: wait for every canvas.
             watched.page.wait_for_function(f"() => Object.keys(Chart.instances).length === {expected}")
-            drawn = watched.page.evaluate("Object.values(Chart.instances).every(c => c.data.datasets[0].data.length > 0)")
+            drawn = watched.page.evaluate(
+                "Object.values(Chart.instances).every(c => c.data.datasets[0].data.length > 0)"
+            )
             assert drawn, path
         assert watched.errors == [], (path, watched.errors)
 
@@ -177,8 +202,12 @@ def test_run_page_charts_show_every_logged_step(watched: Watched, site: Site) ->
 
 def test_nav_bar_moves_between_sections(watched: Watched, site: Site) -> None:
     _open(watched, site.url + "/")
-    for label, path, heading in [("Datasets", "/datasets", "Datasets"), ("Runs", "/runs", "Runs"),
-                                 ("Models", "/models", "Models"), ("Overview", "/", "Overview")]:  # fmt: skip
+    for label, path, heading in [
+        ("Datasets", "/datasets", "Datasets"),
+        ("Runs", "/runs", "Runs"),
+        ("Models", "/models", "Models"),
+        ("Overview", "/", "Overview"),
+    ]:
         watched.page.click(f"nav.topnav >> text={label}")
         watched.page.wait_for_url(site.url + path)
         assert watched.page.locator("h1").first.inner_text().strip() == heading

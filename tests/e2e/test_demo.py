@@ -6,19 +6,17 @@ the tests then read what it printed and what it left in its workspace.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from clitools import keel_json
 from typer.testing import CliRunner
 
 import keel
 from keel import Settings
 from keel.cli import app
-
-from clitools import keel_json
 
 runner = CliRunner()
 
@@ -70,11 +68,11 @@ def test_demo_champion_is_the_version_with_the_best_test_auc(demo: Demo) -> None
     assert isinstance(model, dict)
     versions = model["versions"][:2]  # the two the demo trained; v3 is the retraining's (below)
     assert [v["version"] for v in model["versions"]] == [1, 2, 3]
-    best = max(versions, key=lambda v: v["metrics"]["auc"])
+    best = max(versions, key=lambda v: v["metrics"]["roc_auc"])
     assert f"champion -> credit-risk@{best['version']}" in demo.stdout
     for v in versions:
-        assert 0.7 < v["metrics"]["auc"] < 1.0  # a real signal, not a constant model
-        assert set(v["metrics"]) == {"auc", "accuracy", "log_loss"}
+        assert 0.7 < v["metrics"]["roc_auc"] < 1.0  # a real signal, not a constant model
+        assert set(v["metrics"]) == {"roc_auc", "accuracy", "log_loss"}  # the names the retraining's runs use
         assert len(v["signature"]["inputs"]) == 13 and v["signature"]["classes"] == ["bad", "good"]
         assert v["lineage"]["datasets"] == ["credit@1"] and v["lineage"]["run_id"]
 
@@ -93,8 +91,14 @@ def test_demo_tracks_both_runs_with_inputs_and_a_boosting_series(demo: Demo) -> 
     boosting = next(r for r in runs if r["name"] == "gradient-boosting")
     shown = keel_json(demo.home, "runs", "show", boosting["id"])
     assert isinstance(shown, dict)
-    assert shown["metric_points"]["log_loss"] == int(shown["params"]["max_iter"])  # one point per iteration
-    assert shown["metric_points"]["auc"] == 1
+    assert shown["metric_points"]["log_loss"] == int(shown["params"]["estimator.max_iter"])  # one point per iteration
+    assert shown["metric_points"]["roc_auc"] == 1
+    # One vocabulary with the retraining's run, so the comparison charts line up key by key.
+    assert set(shown["metrics"]) == set(retraining["metrics"]) == {"roc_auc", "accuracy", "log_loss"}
+    shared = {k for k in retraining["params"] if k.startswith("estimator")}
+    assert (
+        shared and shared <= set(shown["params"]) and shown["params"]["estimator"] == retraining["params"]["estimator"]
+    )
 
 
 def test_demo_dataset_is_the_real_credit_data(demo: Demo) -> None:
@@ -130,14 +134,21 @@ def test_demo_serves_monitors_and_alerts_on_the_drifting_wave(demo: Demo) -> Non
         assert drift == ["Amount", "Price"]
         for a in alerts:  # delivered to the webhook the demo ran, then to the log
             assert {d.channel: d.status for d in ws.monitoring.alerts.deliveries(a.id)} == {
-                "demo-on-call": "delivered", "server-log": "delivered"}
+                "demo-on-call": "delivered",
+                "server-log": "delivered",
+            }
         assert [c.name for c in ws.monitoring.alerts.channels()] == ["server-log"]  # the dead receiver is gone
 
         # the alerts started a retraining on their own; the challenger won on fresh production rows
         [job] = ws.jobs.list(kind="retrain")
         assert job.status == "succeeded" and job.payload["trigger"] == "alert"
         [decision] = ws.retraining.decisions("credit-risk")
-        assert (decision.trigger, decision.outcome, decision.version, decision.champion_version) == ("alert", "promoted", 3, 2)
+        assert (decision.trigger, decision.outcome, decision.version, decision.champion_version) == (
+            "alert",
+            "promoted",
+            3,
+            2,
+        )
         m = decision.evidence["metrics"]
         assert m["challenger"]["roc_auc"] > m["champion"]["roc_auc"] + 0.005
         assert decision.evidence["data"]["split"] == {"newest_production_rows": 250}
@@ -155,4 +166,54 @@ def test_demo_prints_the_reason_codes_of_its_riskiest_application(demo: Demo) ->
     start = next(i for i, line in enumerate(lines) if line.startswith("7 Explain"))
     assert "is the riskiest (P(bad) 0." in lines[start]
     reasons = [line.strip() for line in lines[start + 1 : start + 4]]
-    assert len(reasons) == 3 and all(r.startswith("- ") and "pushed toward bad" in r and "typical" in r for r in reasons)
+    assert len(reasons) == 3 and all(
+        r.startswith("- ") and "pushed toward bad" in r and "typical" in r for r in reasons
+    )
+
+
+def test_keel_monitor_show_marks_the_checks_made_before_the_promotion(demo: Demo) -> None:
+    from clitools import keel_cli
+
+    code, out, _ = keel_cli(demo.home, "monitor", "show", "credit-risk")
+    assert code == 0 and out.count("(before v3)") == 2
+    assert "v3 serves now and has no check of its own yet" in out
+    runs = keel_json(demo.home, "monitor", "show", "credit-risk")["runs"]
+    assert [r["superseded_by"] for r in runs] == [3, 3]
+
+
+def test_the_demo_ends_consistent_and_stays_quiet_when_left_serving(demo: Demo) -> None:
+    """Alerts, health pill and timeline agree at the end; 15 minutes of keel serve's loop later,
+    no new alert and no new retraining (the new champion is judged on its own traffic only).
+    Runs last: its checks of v3 change what the tests above read."""
+    from datetime import UTC, datetime, timedelta
+
+    from keel.workspace.tick import tick
+
+    with keel.Workspace(Settings(home=demo.home)) as ws:
+        [decision] = ws.retraining.decisions("credit-risk")
+        health = ws.monitoring.health(["credit-risk"])["credit-risk"]
+        assert (decision.outcome, decision.version) == ("promoted", 3)
+        assert ws.monitoring.alerts.list(model="credit-risk", status="active") == []
+        assert (health.state, health.version, health.drifted, health.alerts) == ("pending", 3, (), 0)
+        assert [r.superseded_by for r in ws.monitoring.runs("credit-risk")] == [3, 3]  # v2's checks, marked as such
+        alerts = {a.id for a in ws.monitoring.alerts.list(model="credit-risk", status="all")}
+        jobs = {j.id for j in ws.jobs.list()}
+
+        now = datetime.now(UTC)
+        checks = []
+        for seconds in range(10, 15 * 60 + 1, 10):  # keel serve's loop ticks every 10 s
+            checks += tick(ws, at=now + timedelta(seconds=seconds))["monitors"]
+        assert len(checks) >= 2 and {c.run.model_version for c in checks} == {3}  # the monitor ran, on v3
+        assert {a.id for a in ws.monitoring.alerts.list(model="credit-risk", status="all")} == alerts
+        assert {j.id for j in ws.jobs.list()} == jobs and len(ws.retraining.decisions("credit-risk")) == 1
+        assert ws.monitoring.health(["credit-risk"])["credit-risk"].state == "ok"
+
+
+def test_the_demos_log_lines_go_to_a_file_not_between_the_story(demo: Demo) -> None:
+    assert "alert #" not in demo.stdout + demo.stderr
+    log = (demo.home / "logs" / "demo.log").read_text()
+    assert "alert #1 [warning] credit-risk: Amount drifted" in log
+    assert "the server log (logs/demo.log)" in demo.stdout
+    numbered = [line for line in demo.stdout.splitlines() if line[:2].strip().isdigit()]
+    assert len(numbered) == 11  # steps 1 to 11, their text in one column ('9 Monitor   ', '10 Alert    ')
+    assert all(line[11] == " " and line[12] != " " for line in numbered), numbered

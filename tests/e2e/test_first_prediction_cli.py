@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from clitools import assert_one_line_error, keel_cli, keel_json
 from sklearn.linear_model import LogisticRegression
 
 import keel
 from keel import Settings
-
-from clitools import assert_one_line_error, keel_cli, keel_json
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -74,8 +73,12 @@ def test_explain_on_the_training_file_drops_the_target_with_a_note(trained: tupl
     assert_one_line_error(result, code=1, contains="unexpected column status")
 
 
-def test_predict_json_has_the_same_answers_with_and_without_the_target(trained: tuple[Path, Path], tmp_path: Path) -> None:
+def test_predict_json_has_the_same_answers_with_and_without_the_target(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
     home, path = trained
     features = tmp_path / "features.csv"
     pd.read_csv(path).drop(columns="status").to_csv(features, index=False)
-    assert keel_json(home, "models", "predict", "risk@1", str(path)) == keel_json(home, "models", "predict", "risk@1", str(features))
+    assert keel_json(home, "models", "predict", "risk@1", str(path)) == keel_json(
+        home, "models", "predict", "risk@1", str(features)
+    )

@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from clitools import assert_one_line_error, keel_cli, keel_json
 from sklearn.linear_model import LogisticRegression
 
 import keel
 from keel import Settings
-
-from clitools import assert_one_line_error, keel_cli, keel_json
 
 
 def frame(n: int, seed: int, *, shift: float = 0.0) -> pd.DataFrame:
@@ -68,7 +67,9 @@ def test_watch_run_and_show(home: Path) -> None:
 
 def test_mistakes_are_one_line_errors(home: Path) -> None:
     assert_one_line_error(keel_cli(home, "monitor", "run", "nope"), code=1, contains="nope")
-    assert_one_line_error(keel_cli(home, "monitor", "watch", "credit", "--reference", "missing@1"), code=1, contains="missing")
+    assert_one_line_error(
+        keel_cli(home, "monitor", "watch", "credit", "--reference", "missing@1"), code=1, contains="missing"
+    )
     assert keel_json(home, "monitor", "show", "credit")["runs"] == []
 
 

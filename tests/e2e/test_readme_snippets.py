@@ -13,7 +13,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def _python_block(after_heading: str) -> str:
     text = README.read_text()
-    section = text[text.index(after_heading):]
+    section = text[text.index(after_heading) :]
     match = re.search(r"```python\n(.*?)```", section, re.S)
     assert match, f"no python block after {after_heading!r} in README.md"
     return match.group(1)
@@ -24,9 +24,14 @@ def test_the_python_api_snippet_runs_as_written(tmp_path: Path) -> None:
     assert "credit.csv" in code
     # Each line's value is printed, as a reader typing it into a console would see it.
     script = tmp_path / "snippet.py"
-    script.write_text(code + "\nprint('rows', frame.shape[0], 'version', mv.version, 'runs', len(ws.runs.search('metrics.accuracy > 0.7 and params.C = 1')))\n")
+    script.write_text(
+        code
+        + "\nprint('rows', frame.shape[0], 'version', mv.version, 'runs', len(ws.runs.search('metrics.accuracy > 0.7 and params.C = 1')))\n"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
-    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "rows 4454 version 1 runs 1" in proc.stdout
     assert (tmp_path / ".keel" / "keel.db").exists()  # the embedded default, in the current folder

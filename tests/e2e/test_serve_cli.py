@@ -40,8 +40,13 @@ def _wait_for_line(proc: subprocess.Popen[str], needle: str, timeout_s: float) -
 
 
 def test_demo_ends_by_serving_the_champion_and_printing_the_dashboard(tmp_path: Path) -> None:
-    proc = subprocess.Popen([KEEL, "demo", "--workspace", str(tmp_path / "ws"), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())  # fmt: skip
+    proc = subprocess.Popen(
+        [KEEL, "demo", "--workspace", str(tmp_path / "ws"), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+    )
     try:
         line = _wait_for_line(proc, "Dashboard: http://", timeout_s=120)
         url = line.split("Dashboard: ")[1].split()[0].rstrip("/")
@@ -60,8 +65,13 @@ def test_demo_ends_by_serving_the_champion_and_printing_the_dashboard(tmp_path: 
 
 def test_serve_refuses_a_public_address_without_tokens(tmp_path: Path) -> None:
     ws = str(tmp_path / "ws")
-    r = subprocess.run([KEEL, "--workspace", ws, "serve", "--host", "0.0.0.0", "--port", "0"],
-                       capture_output=True, text=True, env=_env(), timeout=60)  # fmt: skip
+    r = subprocess.run(
+        [KEEL, "--workspace", ws, "serve", "--host", "0.0.0.0", "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
+    )
     assert r.returncode == 1
     assert "needs API tokens" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
@@ -88,9 +98,16 @@ def test_token_create_list_revoke(tmp_path: Path) -> None:
 @pytest.mark.parametrize("fmt", ["json"])
 def test_serve_logs_json_lines_with_request_ids(tmp_path: Path, fmt: str) -> None:
     ws = str(tmp_path / "ws")
-    assert subprocess.run([KEEL, "--workspace", ws, "init"], capture_output=True, env=_env(), timeout=60).returncode == 0
-    proc = subprocess.Popen([KEEL, "--workspace", ws, "serve", "--port", "0", "--log-format", fmt],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())  # fmt: skip
+    assert (
+        subprocess.run([KEEL, "--workspace", ws, "init"], capture_output=True, env=_env(), timeout=60).returncode == 0
+    )
+    proc = subprocess.Popen(
+        [KEEL, "--workspace", ws, "serve", "--port", "0", "--log-format", fmt],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
     try:
         line = _wait_for_line(proc, "Dashboard: http://", timeout_s=60)
         url = line.split("Dashboard: ")[1].split()[0].rstrip("/")

@@ -24,8 +24,13 @@ def _env() -> dict[str, str]:
 
 
 def _serve(tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([KEEL, "--workspace", str(tmp_path / "ws"), "serve", "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())  # fmt: skip
+    proc = subprocess.Popen(
+        [KEEL, "--workspace", str(tmp_path / "ws"), "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+    )
     assert proc.stdout is not None
     deadline = time.monotonic() + 120
     seen = []

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from clitools import assert_one_line_error, keel_cli, keel_json
 from sklearn.datasets import load_breast_cancer
 
 import keel
 from keel import Settings
-
-from clitools import assert_one_line_error, keel_cli, keel_json
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -31,8 +30,12 @@ gate:
 """
 
 
-def write(path: Path, cls: str = "sklearn.linear_model.LogisticRegression", params: str = "{max_iter: 3000, C: 0.001}",
-          approval: str = "false") -> Path:  # fmt: skip
+def write(
+    path: Path,
+    cls: str = "sklearn.linear_model.LogisticRegression",
+    params: str = "{max_iter: 3000, C: 0.001}",
+    approval: str = "false",
+) -> Path:
     path.write_text(PROJECT.format(cls=cls, params=params, approval=approval))
     return path
 
@@ -54,7 +57,9 @@ def test_train_retrain_approve_timeline_and_rollback(home: Path, tmp_path: Path)
     assert "tumor@1 promoted (manual)" in out and "cancer@1: 398 rows to train, 171 held out" in out
     assert "no champion to beat" in out
 
-    boosted = write(tmp_path / "boosted.yaml", "sklearn.ensemble.HistGradientBoostingClassifier", "{max_iter: 60}", "true")
+    boosted = write(
+        tmp_path / "boosted.yaml", "sklearn.ensemble.HistGradientBoostingClassifier", "{max_iter: 60}", "true"
+    )
     held = keel_json(home, "train", str(boosted))
     assert held["outcome"] == "awaiting_approval" and held["version"] == 2
     assert held["evidence"]["metrics"]["challenger"]["roc_auc"] > held["evidence"]["metrics"]["champion"]["roc_auc"]
@@ -66,7 +71,12 @@ def test_train_retrain_approve_timeline_and_rollback(home: Path, tmp_path: Path)
 
     code, out, _ = keel_cli(home, "models", "timeline", "tumor")
     assert code == 0 and "approved" in out and "promoted" in out
-    assert [d["trigger"] for d in keel_json(home, "models", "timeline", "tumor")] == ["manual", "approval", "manual", "manual"]
+    assert [d["trigger"] for d in keel_json(home, "models", "timeline", "tumor")] == [
+        "manual",
+        "approval",
+        "manual",
+        "manual",
+    ]
 
     code, out, _ = keel_cli(home, "models", "rollback", "tumor", "--reason", "pager")
     assert code == 0 and "tumor@1 rolled back (rollback)" in out
@@ -76,7 +86,9 @@ def test_train_retrain_approve_timeline_and_rollback(home: Path, tmp_path: Path)
 def test_mistakes_are_one_line_errors_naming_the_location(home: Path, tmp_path: Path) -> None:
     bad = tmp_path / "keel.yaml"
     bad.write_text(PROJECT.format(cls="sklearn.linear_model.LogisticRegression", params="{C: 1}", approval="maybe"))
-    assert_one_line_error(keel_cli(home, "train", str(bad)), code=1, contains="keel.yaml: gate.approval: expected true or false")
+    assert_one_line_error(
+        keel_cli(home, "train", str(bad)), code=1, contains="keel.yaml: gate.approval: expected true or false"
+    )
     assert_one_line_error(keel_cli(home, "train", str(tmp_path / "nope.yaml")), code=1, contains="no such project file")
     assert_one_line_error(keel_cli(home, "retrain", "tumor"), code=1, contains="has no project")
     failing = write(tmp_path / "f.yaml", params="{nope: 1}")
@@ -105,7 +117,9 @@ def test_background_retraining_runs_in_keel_worker(home: Path, tmp_path: Path) -
 
 def test_models_score_runs_a_batch_job_and_names_mistakes(home: Path, tmp_path: Path) -> None:
     assert keel_cli(home, "train", str(write(tmp_path / "keel.yaml")))[0] == 0
-    code, out, err = keel_cli(home, "models", "score", "tumor@champion", "cancer", "--output", "scores", "--chunk-rows", "200")
+    code, out, err = keel_cli(
+        home, "models", "score", "tumor@champion", "cancer", "--output", "scores", "--chunk-rows", "200"
+    )
     assert code == 0, err
     assert "Scored 569 rows with tumor@1 in 3 chunks -> scores@1" in out
     queued = keel_json(home, "models", "score", "tumor@champion", "cancer", "--background")
@@ -116,7 +130,9 @@ def test_models_score_runs_a_batch_job_and_names_mistakes(home: Path, tmp_path: 
 
 def test_tune_searches_then_gates(home: Path, tmp_path: Path) -> None:
     project = write(tmp_path / "keel.yaml")
-    project.write_text(project.read_text() + "tuning:\n  params: {C: {low: 0.0005, high: 1.0, log: true}}\n  trials: 3\n")
+    project.write_text(
+        project.read_text() + "tuning:\n  params: {C: {low: 0.0005, high: 1.0, log: true}}\n  trials: 3\n"
+    )
     assert keel_cli(home, "train", str(project))[0] == 0
     code, out, err = keel_cli(home, "tune", "tumor")
     assert code == 0, err

@@ -7,10 +7,10 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from routetools import leaf_routes
 
 import keel
 from keel.errors import ConfigError
-from routetools import leaf_routes
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -52,7 +52,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("DELETE", "/api/v1/models/{name}/aliases/{alias}"): ADMIN,
     ("POST", "/api/v1/models/{name}/predict"): PREDICT,
     ("POST", "/api/v1/models/{name}/predict/batch"): PREDICT,
-    ("POST", "/api/v1/models/{name}/feedback"): PREDICT,  # on another token's predictions: writer (routes/predict.py)
+    ("POST", "/api/v1/models/{name}/feedback"): PREDICT,  # on another token's predictions: writer (routes/feedback.py)
     ("GET", "/api/v1/models/{name}/predictions"): READ,
     ("GET", "/api/v1/models/{name}/monitor"): READ,
     ("PUT", "/api/v1/models/{name}/monitor"): ADMIN,
@@ -91,8 +91,17 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("MOUNT", "/static"): OPEN,  # the dashboard's CSS, JS and icons
     ("MOUNT", "/static-offline-docs"): OPEN,  # Swagger UI's files (the spec itself is /openapi.json)
 }
-_PARAMS = {"name": "tumor", "ref": "tumor@1", "other": "cancer@1", "run_id": "0123456789abcdef", "alias": "challenger",
-           "alert_id": "1", "job_id": "1", "version": "1", "path": "notes.txt"}  # fmt: skip
+_PARAMS = {
+    "name": "tumor",
+    "ref": "tumor@1",
+    "other": "cancer@1",
+    "run_id": "0123456789abcdef",
+    "alias": "challenger",
+    "alert_id": "1",
+    "job_id": "1",
+    "version": "1",
+    "path": "notes.txt",
+}
 
 
 def _route_request(method: str, path: str, token: str | None) -> tuple[str, dict[str, Any]]:
@@ -153,10 +162,21 @@ def _calls(cancer: pd.DataFrame, records: Any) -> dict[str, tuple[str, str, dict
         "read-readiness": ("GET", "/readyz", {}, READ),
         "dashboard": ("GET", "/models/tumor", {}, READ),
         "predict": ("POST", "/api/v1/models/tumor/predict", {"json": records(cancer, 1)}, PREDICT),
-        "predict-batch": ("POST", "/api/v1/models/tumor/predict/batch",
-                          {"content": cancer.drop(columns="target").head(5).to_csv(index=False),
-                           "headers": {"content-type": "text/csv"}}, PREDICT),  # fmt: skip
-        "write-dataset": ("POST", "/api/v1/datasets/uploaded", {"content": csv, "headers": {"content-type": "text/csv"}}, WRITE),
+        "predict-batch": (
+            "POST",
+            "/api/v1/models/tumor/predict/batch",
+            {
+                "content": cancer.drop(columns="target").head(5).to_csv(index=False),
+                "headers": {"content-type": "text/csv"},
+            },
+            PREDICT,
+        ),
+        "write-dataset": (
+            "POST",
+            "/api/v1/datasets/uploaded",
+            {"content": csv, "headers": {"content-type": "text/csv"}},
+            WRITE,
+        ),
         "write-run": ("POST", "/api/v1/runs", {"json": {"experiment": "remote"}}, WRITE),
         "admin-alias": ("PUT", "/api/v1/models/tumor/aliases/champion", {"json": {"version": 2}}, ADMIN),
         "read-monitor": ("GET", "/api/v1/models/tumor/monitor/series?metric=psi", {}, READ),
@@ -175,7 +195,9 @@ def _send(client: Any, method: str, path: str, kwargs: dict[str, Any], token: st
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_each_role_completes_exactly_the_calls_it_may(client: Any, tokens: dict[str, str], cancer: pd.DataFrame, records: Any, role: str) -> None:
+def test_each_role_completes_exactly_the_calls_it_may(
+    client: Any, tokens: dict[str, str], cancer: pd.DataFrame, records: Any, role: str
+) -> None:
     for kind, (method, path, kwargs, allowed) in _calls(cancer, records).items():
         status = _send(client, method, path, kwargs, tokens[role])
         if role in allowed:
@@ -184,7 +206,9 @@ def test_each_role_completes_exactly_the_calls_it_may(client: Any, tokens: dict[
             assert status == 403, f"{role} must be refused {kind} with 403, got {status}"
 
 
-def test_missing_or_wrong_token_is_401_on_every_kind_of_endpoint(client: Any, tokens: dict[str, str], cancer: pd.DataFrame, records: Any) -> None:
+def test_missing_or_wrong_token_is_401_on_every_kind_of_endpoint(
+    client: Any, tokens: dict[str, str], cancer: pd.DataFrame, records: Any
+) -> None:
     for kind, (method, path, kwargs, _) in _calls(cancer, records).items():
         if kind == "dashboard":
             continue  # pages send the browser to /login instead
@@ -221,7 +245,9 @@ def test_revoked_token_is_refused(client: Any, served_ws: keel.Workspace, tokens
     assert client.get("/api/v1/models", headers=h).status_code == 401
 
 
-def test_without_tokens_local_clients_are_admin_and_remote_clients_refused(served_ws: keel.Workspace, cancer: pd.DataFrame, records: Any) -> None:
+def test_without_tokens_local_clients_are_admin_and_remote_clients_refused(
+    served_ws: keel.Workspace, cancer: pd.DataFrame, records: Any
+) -> None:
     from fastapi.testclient import TestClient
 
     from keel.server import create_app
@@ -261,7 +287,9 @@ def test_unknown_role_is_a_clear_error(served_ws: keel.Workspace) -> None:
         served_ws.tokens.create("x", "root")
 
 
-def test_dataset_names_from_requests_never_reach_the_file_system(client: Any, served_ws: keel.Workspace, cancer: pd.DataFrame) -> None:
+def test_dataset_names_from_requests_never_reach_the_file_system(
+    client: Any, served_ws: keel.Workspace, cancer: pd.DataFrame
+) -> None:
     csv = cancer.head(5).to_csv(index=False)
     for name in ("..%2F..%2Fetc", "a%2Fb", ".hidden"):
         r = client.post(f"/api/v1/datasets/{name}", content=csv, headers={"content-type": "text/csv"})
@@ -285,6 +313,12 @@ def test_token_checks_answer_from_the_cache_but_still_check_every_request(
             assert c.get("/api/v1/models", headers={"Authorization": f"Bearer {tokens['reader']}"}).status_code == 200
             assert c.get("/api/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
             assert c.get("/api/v1/models").status_code == 401
-            assert c.post("/api/v1/models/tumor/predict", json={"records": [{}]},
-                          headers={"Authorization": f"Bearer {tokens['reader']}"}).status_code == 403  # fmt: skip
+            assert (
+                c.post(
+                    "/api/v1/models/tumor/predict",
+                    json={"records": [{}]},
+                    headers={"Authorization": f"Bearer {tokens['reader']}"},
+                ).status_code
+                == 403
+            )
     assert asked == [tokens["reader"], "wrong"]  # the store is asked once per token, then the cache answers

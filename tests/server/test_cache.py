@@ -12,19 +12,22 @@ import pytest
 import keel
 from keel.server.cache import INLINE_BUDGET_S, INLINE_MAX_ROWS, ModelCache
 from keel.server.observability import Metrics
+from keel.server.state import state_of
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 PREDICT = "/api/v1/models/tumor/predict"
 
 
-def test_alias_moved_by_another_process_is_served_within_the_alias_cache_time(records: Any, served_ws: keel.Workspace, cancer: pd.DataFrame) -> None:
+def test_alias_moved_by_another_process_is_served_within_the_alias_cache_time(
+    records: Any, served_ws: keel.Workspace, cancer: pd.DataFrame
+) -> None:
     from fastapi.testclient import TestClient
 
     from keel.server import create_app
 
     app = create_app(served_ws)
-    app.state.cache.alias_cache_s = 0.2
+    state_of(app).cache.alias_cache_s = 0.2
     rows = records(cancer, 1)
     other = keel.Workspace(served_ws.settings)  # another process, as far as the server's Workspace can tell
     try:
@@ -47,7 +50,7 @@ def test_fresh_aliases_and_loaded_versions_are_served_without_a_store_query(
     from keel.server import create_app
 
     app = create_app(served_ws)
-    app.state.cache.alias_cache_s = 60.0
+    state_of(app).cache.alias_cache_s = 60.0
     rows = records(cancer, 1)
     with TestClient(app, base_url="http://127.0.0.1") as c:
         assert c.post(PREDICT, json=rows).json()["version"] == 1

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from liveserver import live_server  # tests/server is on sys.path (rootdir import mode)
 from sklearn.linear_model import LogisticRegression
 
 import keel
@@ -18,22 +17,10 @@ from keel.errors import AccessDeniedError, NotFoundError, SignatureError
 
 @pytest.fixture
 def server(ws: keel.Workspace) -> Iterator[str]:
-    import uvicorn
-
     from keel.server import create_app
 
-    config = uvicorn.Config(create_app(ws, token_cache_s=0.0), host="127.0.0.1", port=0, log_level="error")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with live_server(create_app(ws, token_cache_s=0.0), log_level="error") as live:
+        yield live.url
 
 
 def journey(ws: Any, frame: pd.DataFrame) -> dict[str, Any]:
@@ -110,3 +97,37 @@ def test_client_with_a_reader_token_cannot_write(server: str, ws: keel.Workspace
 def test_client_reports_an_unreachable_server() -> None:
     with keel.Client("http://127.0.0.1:9", timeout_s=2) as client, pytest.raises(keel.StoreUnavailableError):
         client.models.list()
+
+
+# Bad input the local API refuses at the call; each case here the client once handled otherwise:
+# a timestamp in milliseconds went through to fail at the batch flush, a non-numeric value for a
+# bad key named the value instead of the key, and a param key that is not a string was sent as text.
+_BAD_INPUT = [
+    ("log_metric", ("loss", 0.5), {"timestamp": 1.7e12}),
+    ("log_metric", ("", "high"), {}),
+    ("log_metric", ("loss", float("nan")), {}),
+    ("log_metric", ("loss", 0.5), {"step": 1.5}),
+    ("log_params", ({5: "x"},), {}),
+    ("set_tags", ({"": "x"},), {}),
+]
+
+
+@pytest.mark.parametrize(("method", "args", "kwargs"), _BAD_INPUT, ids=lambda v: repr(v)[:40])
+def test_the_client_refuses_bad_run_input_as_the_local_api_does(
+    server: str, ws: keel.Workspace, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    from keel.errors import InvalidInputError
+
+    with ws.runs.start("checks") as local, pytest.raises(InvalidInputError) as expected:
+        getattr(local, method)(*args, **kwargs)
+    with keel.Client(server) as client, client.runs.start("checks") as remote:
+        with pytest.raises(InvalidInputError) as got:
+            getattr(remote, method)(*args, **kwargs)
+    assert str(got.value) == str(expected.value)
+
+
+def test_the_client_takes_the_steps_the_local_api_takes(server: str, ws: keel.Workspace) -> None:
+    with keel.Client(server) as client, client.runs.start("steps") as run:
+        run.log_metric("loss", 0.5, step=np.int64(3))  # a numpy integer, as a training loop's counter often is
+        run.log_metric("loss", 0.25, step=4.0)
+    assert [(p.step, p.value) for p in ws.runs.metric_history(run.id, "loss")] == [(3, 0.5), (4, 0.25)]

@@ -9,6 +9,7 @@ import pytest
 
 import keel
 from keel.entities import Role
+from keel.server.state import state_of
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -34,7 +35,12 @@ def other_predictor(served_ws: keel.Workspace, tokens: dict[str, str]) -> str:
 
 
 def test_a_predictor_labels_its_own_predictions_but_not_another_tokens(
-    client: Any, served_ws: keel.Workspace, tokens: dict[str, str], other_predictor: str, cancer: pd.DataFrame, records: Any
+    client: Any,
+    served_ws: keel.Workspace,
+    tokens: dict[str, str],
+    other_predictor: str,
+    cancer: pd.DataFrame,
+    records: Any,
 ) -> None:
     mine = _predict(client, tokens["predictor"], records(cancer, 2))
     theirs = _predict(client, other_predictor, records(cancer, 1))
@@ -64,10 +70,13 @@ def test_the_log_records_which_token_made_each_prediction(
 ) -> None:
     ids = _predict(client, tokens["predictor"], records(cancer, 2))
     X = cancer.drop(columns="target").head(5)
-    r = client.post("/api/v1/models/tumor/predict/batch", content=X.to_csv(index=False),
-                    headers={"content-type": "text/csv", **_auth(tokens["writer"])})  # fmt: skip
+    r = client.post(
+        "/api/v1/models/tumor/predict/batch",
+        content=X.to_csv(index=False),
+        headers={"content-type": "text/csv", **_auth(tokens["writer"])},
+    )
     assert r.status_code == 200
-    client.app.state.predlog.flush()
+    state_of(client.app).predlog.flush()
     prefix = {t.name: t.prefix for t in served_ws.tokens.list()}
     made = served_ws.predictions.makers("tumor", served_ws.predictions.window("tumor")["__id"])
     assert [made[i] for i in ids] == [prefix["t-predictor"]] * 2
@@ -83,10 +92,11 @@ def test_predictions_without_a_recorded_token_need_the_writer_role(
     assert _feedback(client, tokens["writer"], {pid: 1}).status_code == 200
 
 
-def test_without_tokens_the_local_admin_labels_everything(client: Any, served_ws: keel.Workspace, cancer: pd.DataFrame,
-                                                          records: Any) -> None:  # fmt: skip
+def test_without_tokens_the_local_admin_labels_everything(
+    client: Any, served_ws: keel.Workspace, cancer: pd.DataFrame, records: Any
+) -> None:
     ids = [p["id"] for p in client.post("/api/v1/models/tumor/predict", json=records(cancer, 1)).json()["predictions"]]
-    client.app.state.predlog.flush()
+    state_of(client.app).predlog.flush()
     assert served_ws.predictions.makers("tumor", ids) == {ids[0]: "local"}
     assert _feedback(client, None, {ids[0]: 1}).status_code == 200
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from liveserver import live_server
+from routetools import leaf_routes
 
 import keel
 from keel.server.guard import HostPolicy, Limits, body_rule
-from routetools import leaf_routes
+from keel.server.state import state_of
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -95,7 +95,9 @@ def test_token_mode_also_refuses_foreign_hosts_and_cross_site_writes(client: Any
 
 
 # -- cross-site writes -------------------------------------------------------------------------------
-def test_the_reported_cross_site_upload_is_refused_and_stores_nothing(served_ws: keel.Workspace, cancer: pd.DataFrame) -> None:
+def test_the_reported_cross_site_upload_is_refused_and_stores_nothing(
+    served_ws: keel.Workspace, cancer: pd.DataFrame
+) -> None:
     csv = cancer.head(5).to_csv(index=False)
     with _client(_open_app(served_ws)) as c:
         r = c.post("/api/v1/datasets/x?format=csv", content=csv, headers={"content-type": "text/plain", "origin": EVIL})
@@ -109,8 +111,13 @@ def test_the_reported_cross_site_upload_is_refused_and_stores_nothing(served_ws:
 def test_body_less_writes_from_another_site_are_refused(served_ws: keel.Workspace) -> None:
     served_ws.monitoring.watch("tumor", window_rows=10, reference="cancer@1")
     with _client(_open_app(served_ws)) as c:
-        for headers in ({"origin": EVIL}, {"origin": "null"}, {"origin": "http://127.0.0.1:3000"},
-                        {"sec-fetch-site": "cross-site"}, {"sec-fetch-site": "same-site"}):  # fmt: skip
+        for headers in (
+            {"origin": EVIL},
+            {"origin": "null"},
+            {"origin": "http://127.0.0.1:3000"},
+            {"sec-fetch-site": "cross-site"},
+            {"sec-fetch-site": "same-site"},
+        ):
             assert c.post("/api/v1/models/tumor/monitor/run", headers=headers).status_code == 403, headers
             assert c.post("/api/v1/alerts/1/ack", headers=headers).status_code == 403, headers
             assert c.delete("/api/v1/models/tumor/aliases/champion", headers=headers).status_code == 403, headers
@@ -118,7 +125,9 @@ def test_body_less_writes_from_another_site_are_refused(served_ws: keel.Workspac
     assert served_ws.models.get("tumor@champion").version == 1
 
 
-def test_same_origin_writes_and_plain_clients_pass(served_ws: keel.Workspace, cancer: pd.DataFrame, records: Any) -> None:
+def test_same_origin_writes_and_plain_clients_pass(
+    served_ws: keel.Workspace, cancer: pd.DataFrame, records: Any
+) -> None:
     body = {"records": records(cancer, 1)}
     with _client(_open_app(served_ws)) as c:
         same = {"origin": "http://127.0.0.1", "sec-fetch-site": "same-origin"}
@@ -128,13 +137,20 @@ def test_same_origin_writes_and_plain_clients_pass(served_ws: keel.Workspace, ca
         # GETs are never refused for their origin: pages may link to the API.
         assert c.get("/api/v1/models", headers={"origin": EVIL, "sec-fetch-site": "cross-site"}).status_code == 200
         # The same server on another port is another origin.
-        assert c.post("/api/v1/models/tumor/predict", json=body, headers={"origin": "http://127.0.0.1:8081"}).status_code == 403
+        assert (
+            c.post("/api/v1/models/tumor/predict", json=body, headers={"origin": "http://127.0.0.1:8081"}).status_code
+            == 403
+        )
 
 
-def test_the_dashboard_login_form_and_alias_fetch_keep_working(served_ws: keel.Workspace, tokens: dict[str, str]) -> None:
+def test_the_dashboard_login_form_and_alias_fetch_keep_working(
+    served_ws: keel.Workspace, tokens: dict[str, str]
+) -> None:
     with _client(_open_app(served_ws)) as c:
         browser = {"origin": "http://127.0.0.1", "sec-fetch-site": "same-origin"}
-        r = c.post("/login", data={"token": tokens["admin"], "next": "/models"}, headers=browser, follow_redirects=False)
+        r = c.post(
+            "/login", data={"token": tokens["admin"], "next": "/models"}, headers=browser, follow_redirects=False
+        )
         assert r.status_code == 303 and r.headers["location"] == "/models" and "keel_token" in r.cookies
         r = c.put("/api/v1/models/tumor/aliases/champion", json={"version": 2, "reason": "ui"}, headers=browser)
         assert r.status_code == 200
@@ -145,16 +161,22 @@ def test_the_dashboard_login_form_and_alias_fetch_keep_working(served_ws: keel.W
 
 
 # -- media types -------------------------------------------------------------------------------------
-def test_a_text_plain_prediction_is_refused_and_never_logged(served_ws: keel.Workspace, cancer: pd.DataFrame, records: Any) -> None:
+def test_a_text_plain_prediction_is_refused_and_never_logged(
+    served_ws: keel.Workspace, cancer: pd.DataFrame, records: Any
+) -> None:
     import json
 
     app = _open_app(served_ws)
     with _client(app) as c:
-        r = c.post("/api/v1/models/tumor/predict", content=json.dumps(records(cancer, 3)), headers={"content-type": "text/plain"})
+        r = c.post(
+            "/api/v1/models/tumor/predict",
+            content=json.dumps(records(cancer, 3)),
+            headers={"content-type": "text/plain"},
+        )
         assert r.status_code == 415 and "application/json" in r.json()["error"]["detail"]
         r = c.post("/api/v1/models/tumor/predict", data={"records": "x"})  # a form
         assert r.status_code == 415
-        app.state.predlog.flush()
+        state_of(app).predlog.flush()
         assert len(served_ws.predictions.window("tumor", last_rows=100)) == 0
 
 
@@ -180,21 +202,42 @@ def test_each_write_needs_its_media_type(client: Any, method: str, path: str, ct
         assert r.json()["error"]["field"] == "content-type"
 
 
-def test_uploads_take_their_declared_types_or_none_with_a_format(client: Any, served_ws: keel.Workspace, cancer: pd.DataFrame) -> None:
+def test_uploads_take_their_declared_types_or_none_with_a_format(
+    client: Any, served_ws: keel.Workspace, cancer: pd.DataFrame
+) -> None:
     csv = cancer.head(5).to_csv(index=False)
     assert client.post("/api/v1/datasets/a?format=csv", content=csv).status_code == 201  # keel.Client sends no type
-    assert client.post("/api/v1/datasets/b", content=csv, headers={"content-type": "text/csv; charset=utf-8"}).status_code == 201
-    assert client.post("/api/v1/datasets/c?format=csv", content=csv,
-                       headers={"content-type": "application/octet-stream"}).status_code == 201  # fmt: skip
+    assert (
+        client.post("/api/v1/datasets/b", content=csv, headers={"content-type": "text/csv; charset=utf-8"}).status_code
+        == 201
+    )
+    assert (
+        client.post(
+            "/api/v1/datasets/c?format=csv", content=csv, headers={"content-type": "application/octet-stream"}
+        ).status_code
+        == 201
+    )
     assert {"a", "b", "c"} <= {d.name for d in served_ws.datasets.list()}
 
 
 # -- body limits -------------------------------------------------------------------------------------
 def _scope(method: str, path: str, headers: dict[str, str]) -> dict[str, Any]:
     raw = [(b"host", b"127.0.0.1:8080"), *((k.lower().encode(), v.encode()) for k, v in headers.items())]
-    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-            "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": raw,
-            "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8080), "state": {}}  # fmt: skip
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": raw,
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8080),
+        "state": {},
+    }
 
 
 def _call(app: Any, scope: dict[str, Any], chunks: Iterator[bytes]) -> tuple[int, dict[str, Any], int]:
@@ -230,21 +273,29 @@ def _endless(chunks: int = 128, chunk_bytes: int = 64 << 10) -> Iterator[bytes]:
 
 @pytest.mark.parametrize(
     ("path", "limit"),
-    [("/api/v1/models/tumor/predict", 2 << 20), ("/api/v1/models/tumor/feedback", 1 << 20),
-     ("/api/v1/runs/abc/metrics", 1 << 20), ("/api/v1/runs/abc/params", 1 << 20)],
-)  # fmt: skip
+    [
+        ("/api/v1/models/tumor/predict", 2 << 20),
+        ("/api/v1/models/tumor/feedback", 1 << 20),
+        ("/api/v1/runs/abc/metrics", 1 << 20),
+        ("/api/v1/runs/abc/params", 1 << 20),
+    ],
+)
 def test_a_streamed_body_stops_with_413_just_past_the_limit(served_ws: keel.Workspace, path: str, limit: int) -> None:
     app = _open_app(served_ws, max_json_bytes=2 << 20, max_small_json_bytes=1 << 20)
-    status, body, read = _call(app, _scope("POST", path, {"content-type": "application/json", "transfer-encoding": "chunked"}), _endless())
+    status, body, read = _call(
+        app, _scope("POST", path, {"content-type": "application/json", "transfer-encoding": "chunked"}), _endless()
+    )
     assert status == 413 and str(limit) in body["error"]["detail"], body
     assert read == limit // (64 << 10) + 1  # it stopped at the first chunk past the limit
 
 
 def test_a_declared_length_past_the_limit_is_413_before_the_body_is_read(served_ws: keel.Workspace) -> None:
     app = _open_app(served_ws)
-    for path, ctype, limit in [("/api/v1/models/tumor/predict", "application/json", 16 << 20),
-                               ("/api/v1/models/tumor/monitor", "application/json", 1 << 20),
-                               ("/api/v1/datasets/big", "text/csv", 2 << 30)]:  # fmt: skip
+    for path, ctype, limit in [
+        ("/api/v1/models/tumor/predict", "application/json", 16 << 20),
+        ("/api/v1/models/tumor/monitor", "application/json", 1 << 20),
+        ("/api/v1/datasets/big", "text/csv", 2 << 30),
+    ]:
         method = "PUT" if path.endswith("/monitor") else "POST"
         scope = _scope(method, path, {"content-type": ctype, "content-length": str(limit + 1)})
         status, body, read = _call(app, scope, _endless())
@@ -272,43 +323,50 @@ def test_every_write_route_has_a_decided_body_rule(app: Any) -> None:
         ("POST", "/api/v1/models/{name}/predict"): ("json", "max_json_bytes"),
         ("POST", "/login"): ("form", "max_small_json_bytes"),
         ("POST", "/logout"): ("form", "max_small_json_bytes"),
-        **{key: ("json", "max_small_json_bytes") for key in [
-            ("POST", "/api/v1/runs"), ("POST", "/api/v1/runs/{run_id}/params"), ("POST", "/api/v1/runs/{run_id}/tags"),
-            ("POST", "/api/v1/runs/{run_id}/metrics"), ("POST", "/api/v1/runs/{run_id}/inputs"),
-            ("POST", "/api/v1/runs/{run_id}/end"), ("PUT", "/api/v1/models/{name}/aliases/{alias}"),
-            ("DELETE", "/api/v1/models/{name}/aliases/{alias}"), ("POST", "/api/v1/models/{name}/feedback"),
-            ("PUT", "/api/v1/models/{name}/monitor"), ("POST", "/api/v1/models/{name}/monitor/run"),
-            ("POST", "/api/v1/alerts/{alert_id}/ack"), ("POST", "/api/v1/alerts/{alert_id}/resolve"),
-        ]},
-    }  # fmt: skip
-    kinds = {"application/json": "json", "application/octet-stream": "upload", "application/x-www-form-urlencoded": "form"}
+        **{
+            key: ("json", "max_small_json_bytes")
+            for key in [
+                ("POST", "/api/v1/runs"),
+                ("POST", "/api/v1/runs/{run_id}/params"),
+                ("POST", "/api/v1/runs/{run_id}/tags"),
+                ("POST", "/api/v1/runs/{run_id}/metrics"),
+                ("POST", "/api/v1/runs/{run_id}/inputs"),
+                ("POST", "/api/v1/runs/{run_id}/end"),
+                ("PUT", "/api/v1/models/{name}/aliases/{alias}"),
+                ("DELETE", "/api/v1/models/{name}/aliases/{alias}"),
+                ("POST", "/api/v1/models/{name}/feedback"),
+                ("PUT", "/api/v1/models/{name}/monitor"),
+                ("POST", "/api/v1/models/{name}/monitor/run"),
+                ("POST", "/api/v1/alerts/{alert_id}/ack"),
+                ("POST", "/api/v1/alerts/{alert_id}/resolve"),
+            ]
+        },
+    }
+    kinds = {
+        "application/json": "json",
+        "application/octet-stream": "upload",
+        "application/x-www-form-urlencoded": "form",
+    }
     writes = {(m, p) for m, p in leaf_routes(app) if m not in ("GET", "HEAD", "OPTIONS", "MOUNT")}
     assert writes == set(expected), "decide the body rule (keel.server.guard) of: " + repr(writes ^ set(expected))
     for (method, path), (kind, setting) in expected.items():
         rule = body_rule(method, path, Limits())
-        assert rule.setting == setting and kind == next(v for k, v in kinds.items() if k.encode() in rule.media_types), path
+        assert rule.setting == setting and kind == next(
+            v for k, v in kinds.items() if k.encode() in rule.media_types
+        ), path
 
 
 # -- a 500 keeps the connection ----------------------------------------------------------------------
 @pytest.fixture
 def live(app: Any) -> Iterator[str]:
     """The app under a real uvicorn server on 127.0.0.1 (a free port), in a thread."""
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with live_server(app, lifespan="off", start_timeout=20) as server:
+        yield server.url
 
 
-def test_a_500_answers_json_and_keeps_the_keep_alive_connection(app: Any, live: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_500_answers_json_and_keeps_the_keep_alive_connection(
+    app: Any, live: str, caplog: pytest.LogCaptureFixture
+) -> None:
     import httpx
     from starlette.background import BackgroundTask
     from starlette.responses import Response
@@ -336,10 +394,14 @@ def test_a_500_answers_json_and_keeps_the_keep_alive_connection(app: Any, live: 
         assert local_port(first) == local_port(failed) == local_port(after)  # one connection throughout
         assert http.get("/late").text == "ok"
         assert http.get("/healthz").status_code == 200 and local_port(http.get("/healthz")) == local_port(first)
-    assert sum("a bug in a route" in r.getMessage() or "a bug in a route" in str(r.exc_info) for r in caplog.records) >= 2
+    assert (
+        sum("a bug in a route" in r.getMessage() or "a bug in a route" in str(r.exc_info) for r in caplog.records) >= 2
+    )
 
 
-def test_serve_hands_the_bound_address_and_allowed_names_to_the_app(served_ws: keel.Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_hands_the_bound_address_and_allowed_names_to_the_app(
+    served_ws: keel.Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import keel.server.run as run
 
     seen: dict[str, Any] = {}

@@ -10,10 +10,9 @@ from typing import Any
 import pandas as pd
 import pytest
 from sklearn.dummy import DummyClassifier
+from test_monitoring_http import auth, check, finished  # tests/server is on sys.path (rootdir import mode)
 
 import keel
-
-from test_monitoring_http import auth, check, finished  # tests/server is on sys.path (rootdir import mode)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -83,7 +82,11 @@ def test_a_failed_check_is_a_failed_job_and_the_monitor_shows_failing_since(
     status = client.get("/api/v1/models/tumor/monitor", headers=auth(tokens, "reader")).json()
     assert status["failing"]["failed_checks"] == 1 and "thresholds" in status["failing"]["error"]
     assert status["failing"]["since"] and status["config"]["window_rows"] == 1000  # the settings that still validate
-    [alert] = [a for a in client.get("/api/v1/alerts?model=tumor", headers=auth(tokens, "reader")).json() if a["rule"] == "monitor-failing"]
+    [alert] = [
+        a
+        for a in client.get("/api/v1/alerts?model=tumor", headers=auth(tokens, "reader")).json()
+        if a["rule"] == "monitor-failing"
+    ]
     assert alert["id"] == status["failing"]["alert"] and alert["severity"] == "critical"
 
     r = client.put("/api/v1/models/tumor/monitor", json={"thresholds": {"psi": 0.3}}, headers=auth(tokens, "admin"))
@@ -130,16 +133,28 @@ def test_put_monitor_refuses_bad_settings_with_422_naming_them_and_stores_nothin
         ('{"thresholds": {"psi": NaN}}', "thresholds"),
     ],
 )
-def test_put_monitor_refuses_nan_and_infinity(client: Any, tokens: dict[str, str], served_ws: keel.Workspace, raw: str, field: str) -> None:
+def test_put_monitor_refuses_nan_and_infinity(
+    client: Any, tokens: dict[str, str], served_ws: keel.Workspace, raw: str, field: str
+) -> None:
     """Before: `window_rows: NaN` was stored as null."""
-    r = client.put("/api/v1/models/tumor/monitor", content=raw,
-                   headers={**auth(tokens, "admin"), "content-type": "application/json"})  # fmt: skip
+    r = client.put(
+        "/api/v1/models/tumor/monitor",
+        content=raw,
+        headers={**auth(tokens, "admin"), "content-type": "application/json"},
+    )
     assert r.status_code == 422 and field in r.text
     assert served_ws.monitoring.monitors() == []
 
 
-@pytest.mark.parametrize(("body", "field"), [({"schedule_s": 1e308}, "schedule_s"), ({"window_rows": 10**30}, "window_rows"),
-                                             ({"thresholds": {"pis": 0.3}}, "pis"), ({"reference": "missing@1"}, "missing")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"schedule_s": 1e308}, "schedule_s"),
+        ({"window_rows": 10**30}, "window_rows"),
+        ({"thresholds": {"pis": 0.3}}, "pis"),
+        ({"reference": "missing@1"}, "missing"),
+    ],
+)
 def test_put_monitor_refuses_out_of_range_settings_with_4xx_and_stores_nothing(
     client: Any, tokens: dict[str, str], served_ws: keel.Workspace, body: dict[str, Any], field: str
 ) -> None:
@@ -149,11 +164,20 @@ def test_put_monitor_refuses_out_of_range_settings_with_4xx_and_stores_nothing(
     assert served_ws.monitoring.monitors() == []
 
 
-def test_put_monitor_keeps_settings_not_given_and_can_switch_windows(client: Any, tokens: dict[str, str], served_ws: keel.Workspace) -> None:
+def test_put_monitor_keeps_settings_not_given_and_can_switch_windows(
+    client: Any, tokens: dict[str, str], served_ws: keel.Workspace
+) -> None:
     h = auth(tokens, "admin")
-    assert client.put("/api/v1/models/tumor/monitor", json={"window_rows": 300, "schedule_s": 60}, headers=h).status_code == 200
+    assert (
+        client.put("/api/v1/models/tumor/monitor", json={"window_rows": 300, "schedule_s": 60}, headers=h).status_code
+        == 200
+    )
     r = client.put("/api/v1/models/tumor/monitor", json={"window_s": 3600, "window_rows": None}, headers=h)
-    assert r.status_code == 200 and (r.json()["window_s"], r.json()["window_rows"], r.json()["schedule_s"]) == (3600, None, 60)
+    assert r.status_code == 200 and (r.json()["window_s"], r.json()["window_rows"], r.json()["schedule_s"]) == (
+        3600,
+        None,
+        60,
+    )
 
 
 @pytest.mark.parametrize("action", ["ack", "resolve"])

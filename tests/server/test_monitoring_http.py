@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import keel
+from keel.server.state import state_of
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -37,7 +38,10 @@ def check(client: Any, tokens: dict[str, str], model: str = "tumor") -> dict[str
     assert job["status"] == "succeeded", job["error"]
     body = client.get(job["run_url"], headers=auth(tokens, "reader")).json()
     assert body["run"]["id"] == job["result"]["run"]
-    alerts = {a["id"]: a for a in client.get(f"/api/v1/alerts?model={model}&status=all", headers=auth(tokens, "reader")).json()}
+    alerts = {
+        a["id"]: a
+        for a in client.get(f"/api/v1/alerts?model={model}&status=all", headers=auth(tokens, "reader")).json()
+    }
     return {**body, "alerts": [alerts[i] for i in job["result"]["alerts"]]}
 
 
@@ -53,12 +57,16 @@ def test_a_shift_sent_over_http_is_caught_stored_exported_and_delivered(
     client: Any, app: Any, served_ws: keel.Workspace, cancer: pd.DataFrame, tokens: dict[str, str], receiver: Any
 ) -> None:
     served_ws.monitoring.alerts.add_channel("oncall", "webhook", url=receiver.url)
-    r = client.put("/api/v1/models/tumor/monitor", json={"window_rows": 569, "schedule_s": 3600}, headers=auth(tokens, "admin"))
+    r = client.put(
+        "/api/v1/models/tumor/monitor", json={"window_rows": 569, "schedule_s": 3600}, headers=auth(tokens, "admin")
+    )
     assert r.status_code == 200 and r.json()["window_rows"] == 569
 
-    r = client.post("/api/v1/models/tumor/predict", json={"records": shifted(cancer)}, headers=auth(tokens, "predictor"))
+    r = client.post(
+        "/api/v1/models/tumor/predict", json={"records": shifted(cancer)}, headers=auth(tokens, "predictor")
+    )
     assert r.status_code == 200
-    app.state.predlog.flush()
+    state_of(app).predlog.flush()
 
     body = check(client, tokens)
     assert set(body["drifted_features"]) == {"mean_radius", "worst_area"}
@@ -66,18 +74,22 @@ def test_a_shift_sent_over_http_is_caught_stored_exported_and_delivered(
     assert body["run"]["reference"] == "cancer@1" and body["run"]["rows"] == 569
 
     # the same alerts reached the webhook, with their evidence
-    delivered = {req["body"]["evidence"]["feature"] for req in receiver.requests if req["body"]["rule"] == "feature-drift"}
+    delivered = {
+        req["body"]["evidence"]["feature"] for req in receiver.requests if req["body"]["rule"] == "feature-drift"
+    }
     assert delivered == {"mean_radius", "worst_area"}
 
     status = client.get("/api/v1/models/tumor/monitor", headers=auth(tokens, "reader")).json()
     assert status["config"]["window_rows"] == 569 and status["latest"]["run"]["id"] == body["run"]["id"]
-    series = client.get("/api/v1/models/tumor/monitor/series?metric=psi", headers=auth(tokens, "reader")).json()["series"]
+    series = client.get("/api/v1/models/tumor/monitor/series?metric=psi", headers=auth(tokens, "reader")).json()[
+        "series"
+    ]
     assert set(series) == {"mean_radius", "mean_texture", "mean_smoothness", "worst_area"}
     assert series["mean_radius"]["values"][0] > 0.2 > series["mean_texture"]["values"][0]
     runs = client.get("/api/v1/models/tumor/monitor/runs", headers=auth(tokens, "reader")).json()
     assert [run["id"] for run in runs] == [body["run"]["id"]]
 
-    app.state.monitor_gauges.refresh(served_ws)  # what each tick of `keel serve` does
+    state_of(app).monitor_gauges.refresh(served_ws)  # what each tick of `keel serve` does
     metrics = client.get("/metrics", headers=auth(tokens, "reader")).text
     assert 'keel_monitor_value{feature="mean_radius",metric="drift",model="tumor"} 1.0' in metrics
     assert 'keel_monitor_value{feature="mean_texture",metric="drift",model="tumor"} 0.0' in metrics
@@ -96,11 +108,17 @@ def test_feedback_over_http_feeds_the_performance_check(
     client: Any, app: Any, served_ws: keel.Workspace, cancer: pd.DataFrame, tokens: dict[str, str]
 ) -> None:
     X = cancer.drop(columns="target")
-    answer = client.post("/api/v1/models/tumor/predict", json={"records": X.to_dict(orient="records")},
-                         headers=auth(tokens, "predictor")).json()  # fmt: skip
-    app.state.predlog.flush()
+    answer = client.post(
+        "/api/v1/models/tumor/predict", json={"records": X.to_dict(orient="records")}, headers=auth(tokens, "predictor")
+    ).json()
+    state_of(app).predlog.flush()
     wrong = [{"id": p["id"], "label": int(1 - y)} for p, y in zip(answer["predictions"], cancer["target"], strict=True)]
-    assert client.post("/api/v1/models/tumor/feedback", json={"feedback": wrong}, headers=auth(tokens, "predictor")).status_code == 200
+    assert (
+        client.post(
+            "/api/v1/models/tumor/feedback", json={"feedback": wrong}, headers=auth(tokens, "predictor")
+        ).status_code
+        == 200
+    )
     body = check(client, tokens)
     values = {(v["feature"], v["metric"]): v["value"] for v in body["values"]}
     assert values[("", "labelled_rows")] == 569
@@ -108,7 +126,9 @@ def test_feedback_over_http_feeds_the_performance_check(
     assert {"auc-drop", "accuracy-drop"} <= {a["rule"] for a in body["alerts"]}
 
 
-def test_bad_monitor_settings_get_a_400_naming_them(client: Any, tokens: dict[str, str], served_ws: keel.Workspace) -> None:
+def test_bad_monitor_settings_get_a_400_naming_them(
+    client: Any, tokens: dict[str, str], served_ws: keel.Workspace
+) -> None:
     r = client.put("/api/v1/models/tumor/monitor", json={"window_rows": 0}, headers=auth(tokens, "admin"))
     assert r.status_code == 422 and "window_rows" in r.text
     r = client.put("/api/v1/models/tumor/monitor", json={"windw": 3}, headers=auth(tokens, "admin"))
@@ -134,4 +154,4 @@ def test_the_scheduler_inside_the_server_runs_due_monitors(served_ws: keel.Works
         time.sleep(0.3)  # more ticks, but the schedule says once an hour
         assert len(served_ws.monitoring.runs("tumor")) == 1
         assert 'keel_monitor_value{feature="",metric="rows",model="tumor"} 200.0' in c.get("/metrics").text
-    assert not app.state.monitor_scheduler._thread.is_alive()  # stopped with the server
+    assert not state_of(app).monitor_scheduler._thread.is_alive()  # stopped with the server

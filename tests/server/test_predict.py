@@ -10,11 +10,14 @@ import pandas as pd
 import pytest
 
 import keel
+from keel.server.state import state_of
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-def test_predict_answers_with_champion_and_matches_local_model(records: Any, client: Any, served_ws: keel.Workspace, cancer: pd.DataFrame) -> None:
+def test_predict_answers_with_champion_and_matches_local_model(
+    records: Any, client: Any, served_ws: keel.Workspace, cancer: pd.DataFrame
+) -> None:
     r = client.post("/api/v1/models/tumor/predict", json={"records": records(cancer, 5)})
     assert r.status_code == 200
     body = r.json()
@@ -26,7 +29,9 @@ def test_predict_answers_with_champion_and_matches_local_model(records: Any, cli
     assert len(ids) == 5
 
 
-def test_predict_version_and_alias_parameters_choose_the_model(records: Any, client: Any, served_ws: keel.Workspace, cancer: pd.DataFrame) -> None:
+def test_predict_version_and_alias_parameters_choose_the_model(
+    records: Any, client: Any, served_ws: keel.Workspace, cancer: pd.DataFrame
+) -> None:
     served_ws.models.set_alias("tumor", "challenger", version=2)
     assert client.post("/api/v1/models/tumor/predict?version=2", json=records(cancer, 1)).json()["version"] == 2
     assert client.post("/api/v1/models/tumor/predict?alias=challenger", json=records(cancer, 1)).json()["version"] == 2
@@ -42,7 +47,9 @@ def test_predict_version_and_alias_parameters_choose_the_model(records: Any, cli
         (lambda r: r.update(mean_texture="high"), "mistyped"),
     ],
 )
-def test_predict_rejects_bad_columns_with_422_naming_the_column(records: Any, client: Any, cancer: pd.DataFrame, mutate: Any, field: str) -> None:
+def test_predict_rejects_bad_columns_with_422_naming_the_column(
+    records: Any, client: Any, cancer: pd.DataFrame, mutate: Any, field: str
+) -> None:
     rows = records(cancer, 2)
     for row in rows:
         mutate(row)
@@ -55,19 +62,28 @@ def test_predict_rejects_bad_columns_with_422_naming_the_column(records: Any, cl
 
 
 def test_predict_rejects_malformed_bodies(client: Any) -> None:
-    assert client.post("/api/v1/models/tumor/predict", content=b"{not json", headers={"content-type": "application/json"}).status_code == 400
+    assert (
+        client.post(
+            "/api/v1/models/tumor/predict", content=b"{not json", headers={"content-type": "application/json"}
+        ).status_code
+        == 400
+    )
     assert client.post("/api/v1/models/tumor/predict", json=[]).status_code == 422
     assert client.post("/api/v1/models/tumor/predict", json=[1, 2]).status_code == 422
 
 
-def test_alias_move_is_served_by_the_next_request_without_restart(records: Any, client: Any, served_ws: keel.Workspace, cancer: pd.DataFrame) -> None:
+def test_alias_move_is_served_by_the_next_request_without_restart(
+    records: Any, client: Any, served_ws: keel.Workspace, cancer: pd.DataFrame
+) -> None:
     rows = records(cancer, 1)
     assert client.post("/api/v1/models/tumor/predict", json=rows).json()["version"] == 1
     served_ws.models.set_alias("tumor", "champion", version=2)
     assert client.post("/api/v1/models/tumor/predict", json=rows).json()["version"] == 2
 
 
-def test_requests_in_flight_during_alias_moves_all_succeed(records: Any, client: Any, served_ws: keel.Workspace, cancer: pd.DataFrame) -> None:
+def test_requests_in_flight_during_alias_moves_all_succeed(
+    records: Any, client: Any, served_ws: keel.Workspace, cancer: pd.DataFrame
+) -> None:
     rows = records(cancer, 1)
     failures: list[int] = []
     versions: set[int] = set()
@@ -103,16 +119,20 @@ def test_model_cache_is_bounded(records: Any, served_ws: keel.Workspace, cancer:
     with TestClient(app, base_url="http://127.0.0.1") as c:
         for v in (1, 2, 1):
             assert c.post(f"/api/v1/models/tumor/predict?version={v}", json=records(cancer, 1)).status_code == 200
-        assert len(app.state.cache) == 1
-        assert app.state.cache.keys() == [("tumor", 1)]
+        assert len(state_of(app).cache) == 1
+        assert state_of(app).cache.keys() == [("tumor", 1)]
         metrics = c.get("/metrics").text
     assert 'keel_model_loads_total{model="tumor",version="1"} 2.0' in metrics
     assert "keel_model_cache_size 1.0" in metrics
 
 
-def test_batch_scoring_streams_a_csv_and_a_parquet_file(client: Any, served_ws: keel.Workspace, cancer: pd.DataFrame) -> None:
+def test_batch_scoring_streams_a_csv_and_a_parquet_file(
+    client: Any, served_ws: keel.Workspace, cancer: pd.DataFrame
+) -> None:
     X = cancer.drop(columns="target")
-    r = client.post("/api/v1/models/tumor/predict/batch", content=X.to_csv(index=False), headers={"content-type": "text/csv"})
+    r = client.post(
+        "/api/v1/models/tumor/predict/batch", content=X.to_csv(index=False), headers={"content-type": "text/csv"}
+    )
     assert r.status_code == 200, r.text
     scored = pd.read_csv(io.StringIO(r.text))
     assert len(scored) == len(X)

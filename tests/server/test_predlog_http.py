@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from liveserver import live_server  # tests/server is on sys.path (rootdir import mode)
 
 import keel
+from keel.server.state import state_of
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -20,8 +22,9 @@ def _serve(app: Any) -> Any:
     return TestClient(app, base_url="http://127.0.0.1")
 
 
-def test_every_prediction_served_is_in_the_log_after_shutdown(app: Any, served_ws: keel.Workspace, cancer: pd.DataFrame,
-                                                             records: Any) -> None:  # fmt: skip
+def test_every_prediction_served_is_in_the_log_after_shutdown(
+    app: Any, served_ws: keel.Workspace, cancer: pd.DataFrame, records: Any
+) -> None:
     X = cancer.drop(columns="target")
     answers = []
     with _serve(app) as c:
@@ -31,7 +34,7 @@ def test_every_prediction_served_is_in_the_log_after_shutdown(app: Any, served_w
             assert r.status_code == 200
             answers.append(r.json())
     # the TestClient's exit is the server's shutdown: the buffer is written then
-    assert app.state.predlog.pending == 0 and app.state.predlog.logged == 10
+    assert state_of(app).predlog.pending == 0 and state_of(app).predlog.logged == 10
     log = served_ws.predictions.window("tumor")
     assert len(log) == 10 and served_ws.predictions.count("tumor") == 10
     served_ids = [p["id"] for a in answers for p in a["predictions"]]
@@ -48,13 +51,14 @@ def test_every_prediction_served_is_in_the_log_after_shutdown(app: Any, served_w
         assert got["__label"].isna().all()
 
 
-def test_refused_requests_are_logged_with_their_error_and_inputs_as_sent(client: Any, app: Any, served_ws: keel.Workspace,
-                                                                         cancer: pd.DataFrame, records: Any) -> None:  # fmt: skip
+def test_refused_requests_are_logged_with_their_error_and_inputs_as_sent(
+    client: Any, app: Any, served_ws: keel.Workspace, cancer: pd.DataFrame, records: Any
+) -> None:
     rows = records(cancer, 2)
     rows[1]["mean_texture"] = "high"
     assert client.post("/api/v1/models/tumor/predict", json=rows).status_code == 422
     assert client.post("/api/v1/models/tumor/predict", json=records(cancer, 1)).status_code == 200
-    app.state.predlog.flush()
+    state_of(app).predlog.flush()
     log = served_ws.predictions.window("tumor")
     refused = log[log["__error"].notna()]
     assert len(refused) == 2 and "mean_texture" in refused["__error"].iloc[0]
@@ -63,12 +67,15 @@ def test_refused_requests_are_logged_with_their_error_and_inputs_as_sent(client:
     assert log["__error"].isna().sum() == 1
 
 
-def test_feedback_over_http_labels_served_predictions(client: Any, served_ws: keel.Workspace, cancer: pd.DataFrame,
-                                                      records: Any) -> None:  # fmt: skip
+def test_feedback_over_http_labels_served_predictions(
+    client: Any, served_ws: keel.Workspace, cancer: pd.DataFrame, records: Any
+) -> None:
     answer = client.post("/api/v1/models/tumor/predict", json=records(cancer, 3)).json()
     ids = [p["id"] for p in answer["predictions"]]
     # sent before the server has written the predictions: it writes its buffer and finds them
-    r = client.post("/api/v1/models/tumor/feedback", json={"feedback": [{"id": ids[0], "label": 1}, {"id": ids[2], "label": 0}]})
+    r = client.post(
+        "/api/v1/models/tumor/feedback", json={"feedback": [{"id": ids[0], "label": 1}, {"id": ids[2], "label": 0}]}
+    )
     assert r.status_code == 200 and r.json() == {"model": "tumor", "stored": 2}
     labelled = served_ws.predictions.window("tumor", labelled_only=True)
     assert dict(zip(labelled["__id"], labelled["__label"], strict=True)) == {ids[0]: 1, ids[2]: 0}
@@ -82,13 +89,18 @@ def test_feedback_with_unknown_ids_is_refused_with_404_naming_them_and_stores_no
 ) -> None:
     ids = [p["id"] for p in client.post("/api/v1/models/tumor/predict", json=records(cancer, 1)).json()["predictions"]]
     bogus = "0" * 32
-    r = client.post("/api/v1/models/tumor/feedback", json={"feedback": [{"id": ids[0], "label": 1}, {"id": bogus, "label": 0}]})
+    r = client.post(
+        "/api/v1/models/tumor/feedback", json={"feedback": [{"id": ids[0], "label": 1}, {"id": bogus, "label": 0}]}
+    )
     assert r.status_code == 404 and bogus in r.json()["error"]["detail"]
     assert served_ws.predictions.window("tumor", labelled_only=True).empty
     other = client.post("/api/v1/models/nope/feedback", json={"feedback": [{"id": ids[0], "label": 1}]})
     assert other.status_code == 404  # the id belongs to another model
     assert client.post("/api/v1/models/tumor/feedback", json={"feedback": []}).status_code == 422
-    assert client.post("/api/v1/models/tumor/feedback", json={"feedback": [{"id": ids[0], "label": None}]}).status_code == 400
+    assert (
+        client.post("/api/v1/models/tumor/feedback", json={"feedback": [{"id": ids[0], "label": None}]}).status_code
+        == 400
+    )
 
 
 def test_feedback_needs_the_predictor_role_and_recent_rows_the_reader_role(
@@ -105,22 +117,30 @@ def test_feedback_needs_the_predictor_role_and_recent_rows_the_reader_role(
     assert client.get("/api/v1/models/tumor/predictions").status_code == 401
 
 
-def test_recent_predictions_are_newest_first_with_labels(client: Any, app: Any, cancer: pd.DataFrame, records: Any) -> None:
+def test_recent_predictions_are_newest_first_with_labels(
+    client: Any, app: Any, cancer: pd.DataFrame, records: Any
+) -> None:
     ids = []
     for i in range(4):
-        ids += [p["id"] for p in client.post("/api/v1/models/tumor/predict", json=records(cancer.iloc[i:], 1)).json()["predictions"]]
+        ids += [
+            p["id"]
+            for p in client.post("/api/v1/models/tumor/predict", json=records(cancer.iloc[i:], 1)).json()["predictions"]
+        ]
     client.post("/api/v1/models/tumor/feedback", json={"feedback": [{"id": ids[3], "label": 1}]})
-    app.state.predlog.flush()
+    state_of(app).predlog.flush()
     body = client.get("/api/v1/models/tumor/predictions?limit=2").json()
     assert body["rows"] == 2 and [p["__id"] for p in body["predictions"]] == [ids[3], ids[2]]
     assert body["predictions"][0]["__label"] == 1 and body["predictions"][1]["__label"] is None
     assert body["predictions"][0]["__at"].endswith("+00:00")
 
 
-def test_batch_scoring_is_logged_under_the_ids_of_the_scored_file(client: Any, served_ws: keel.Workspace,
-                                                                  cancer: pd.DataFrame) -> None:  # fmt: skip
+def test_batch_scoring_is_logged_under_the_ids_of_the_scored_file(
+    client: Any, served_ws: keel.Workspace, cancer: pd.DataFrame
+) -> None:
     X = cancer.drop(columns="target").head(50)
-    r = client.post("/api/v1/models/tumor/predict/batch", content=X.to_csv(index=False), headers={"content-type": "text/csv"})
+    r = client.post(
+        "/api/v1/models/tumor/predict/batch", content=X.to_csv(index=False), headers={"content-type": "text/csv"}
+    )
     assert r.status_code == 200
     scored = pd.read_csv(io.StringIO(r.text))
     log = served_ws.predictions.window("tumor")
@@ -129,9 +149,11 @@ def test_batch_scoring_is_logged_under_the_ids_of_the_scored_file(client: Any, s
     np.testing.assert_allclose(log["mean_radius"], X["mean_radius"])
 
 
-def test_metrics_count_logged_and_dropped_predictions(client: Any, app: Any, cancer: pd.DataFrame, records: Any) -> None:
+def test_metrics_count_logged_and_dropped_predictions(
+    client: Any, app: Any, cancer: pd.DataFrame, records: Any
+) -> None:
     client.post("/api/v1/models/tumor/predict", json=records(cancer, 3))
-    app.state.predlog.flush()
+    state_of(app).predlog.flush()
     text = client.get("/metrics").text
     assert "keel_predictions_logged_total 3.0" in text
     assert "keel_predictions_dropped_total 0.0" in text
@@ -145,54 +167,47 @@ def test_rows_the_store_refuses_are_counted_as_dropped_in_metrics_and_warned_abo
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("disk on fire")
 
-    app.state.predlog.sink = type("Broken", (), {"write": staticmethod(broken)})()
+    state_of(app).predlog.sink = type("Broken", (), {"write": staticmethod(broken)})()
     assert client.post("/api/v1/models/tumor/predict", json=records(cancer, 2)).status_code == 200
     X = cancer.drop(columns="target").head(3)  # batch scoring writes in the request's thread
-    assert client.post("/api/v1/models/tumor/predict/batch", content=X.to_csv(index=False),
-                       headers={"content-type": "text/csv"}).status_code == 200  # fmt: skip
+    assert (
+        client.post(
+            "/api/v1/models/tumor/predict/batch", content=X.to_csv(index=False), headers={"content-type": "text/csv"}
+        ).status_code
+        == 200
+    )
     with caplog.at_level(logging.WARNING, logger="keel.monitoring.predlog"):
-        app.state.predlog.flush()
-        app.state.predlog._warn_dropped(force=True)
+        state_of(app).predlog.flush()
+        state_of(app).predlog._warn_dropped(force=True)
     text = client.get("/metrics").text
     assert "keel_predictions_dropped_total 5.0" in text and "keel_predictions_logged_total 0.0" in text
     assert any("5 rows dropped" in r.getMessage() for r in caplog.records)
 
 
-def test_a_real_server_stopped_cleanly_loses_no_prediction(served_ws: keel.Workspace, cancer: pd.DataFrame,
-                                                           records: Any) -> None:  # fmt: skip
-    import threading
-    import time
-
+def test_a_real_server_stopped_cleanly_loses_no_prediction(
+    served_ws: keel.Workspace, cancer: pd.DataFrame, records: Any
+) -> None:
     import httpx
-    import uvicorn
 
     from keel.server import create_app
 
     app = create_app(served_ws)
-    app.state.predlog.flush_interval_s = 3600  # nothing is written before the stop
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="on"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    port = srv.servers[0].sockets[0].getsockname()[1]
+    state_of(app).predlog.flush_interval_s = 3600  # nothing is written before the stop
     ids = []
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
-        for i in range(20):
-            body = http.post("/api/v1/models/tumor/predict", json=records(cancer.iloc[i:], 1)).json()
-            ids += [p["id"] for p in body["predictions"]]
-    assert served_ws.predictions.count("tumor") == 0
-    srv.should_exit = True
-    thread.join(timeout=30)
-    assert not thread.is_alive()
+    with live_server(app, lifespan="on", log_level="error") as live:
+        with httpx.Client(base_url=live.url) as http:
+            for i in range(20):
+                body = http.post("/api/v1/models/tumor/predict", json=records(cancer.iloc[i:], 1)).json()
+                ids += [p["id"] for p in body["predictions"]]
+        assert served_ws.predictions.count("tumor") == 0
+        assert live.stop(timeout=30)  # uvicorn's shutdown closes the log writer, which writes its buffer
     assert sorted(served_ws.predictions.window("tumor")["__id"]) == sorted(ids)
 
 
 @pytest.mark.parametrize("wal", ["on", "off"])
-def test_every_answered_prediction_survives_kill_9_of_the_server(served_ws: keel.Workspace, cancer: pd.DataFrame,
-                                                                 records: Any, wal: str) -> None:  # fmt: skip
+def test_every_answered_prediction_survives_kill_9_of_the_server(
+    served_ws: keel.Workspace, cancer: pd.DataFrame, records: Any, wal: str
+) -> None:
     """`keel serve` answers predictions, then dies with SIGKILL before writing its buffer (flushes
     every hour): with the write-ahead file every returned id is in the log once the workspace's
     next logger starts, and takes feedback; without it (KEEL_PREDLOG_WAL=off) they are lost."""
@@ -207,8 +222,13 @@ def test_every_answered_prediction_survives_kill_9_of_the_server(served_ws: keel
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
     env.update(PYTHONUNBUFFERED="1", KEEL_PREDLOG_FLUSH_S="3600", KEEL_PREDLOG_WAL=wal)
     keel_bin = str(Path(sys.executable).parent / "keel")
-    proc = subprocess.Popen([keel_bin, "--workspace", str(served_ws.settings.home), "serve", "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+    proc = subprocess.Popen(
+        [keel_bin, "--workspace", str(served_ws.settings.home), "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     try:
         assert proc.stdout is not None
         deadline, url = time.monotonic() + 90, None

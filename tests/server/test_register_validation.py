@@ -26,9 +26,12 @@ def _post(client: Any, token: str, data: bytes, **meta: Any) -> Any:
     return client.post(
         "/api/v1/models/uploaded/versions",
         content=data,
-        headers={"Authorization": f"Bearer {token}", "X-Keel-Meta": json.dumps({"flavor": "sklearn", **meta}),
-                 "Content-Type": "application/octet-stream"},
-    )  # fmt: skip
+        headers={
+            "Authorization": f"Bearer {token}",
+            "X-Keel-Meta": json.dumps({"flavor": "sklearn", **meta}),
+            "Content-Type": "application/octet-stream",
+        },
+    )
 
 
 def _nothing_stored(client: Any, token: str) -> None:
@@ -37,9 +40,20 @@ def _nothing_stored(client: Any, token: str) -> None:
 
 def _exploit(path: Path) -> Pipeline:
     X = np.ones((4, 4))
-    pipe = Pipeline([("f", FunctionTransformer(func=functools.partial(np.savetxt, str(path)), kw_args={"fmt": "%s"},
-                                              validate=False, check_inverse=False)),
-                     ("clf", LogisticRegression())])  # fmt: skip
+    pipe = Pipeline(
+        [
+            (
+                "f",
+                FunctionTransformer(
+                    func=functools.partial(np.savetxt, str(path)),
+                    kw_args={"fmt": "%s"},
+                    validate=False,
+                    check_inverse=False,
+                ),
+            ),
+            ("clf", LogisticRegression()),
+        ]
+    )
     pipe.steps[0][1].fit(X)
     pipe.steps[1][1].fit(X, [0, 1, 0, 1])
     return pipe
@@ -63,8 +77,11 @@ def test_a_model_stored_before_the_fix_is_not_run_by_a_predictor(
     target = tmp_path / "evil.pth"
     served_ws.models.register("uploaded", _exploit(target), trusted=True)  # only Python, trusted, can store it now
     served_ws.models.set_alias("uploaded", "champion", version=1)
-    r = client.post("/api/v1/models/uploaded/predict", json={"records": [{"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}]},
-                    headers={"Authorization": f"Bearer {tokens['predictor']}"})  # fmt: skip
+    r = client.post(
+        "/api/v1/models/uploaded/predict",
+        json={"records": [{"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}]},
+        headers={"Authorization": f"Bearer {tokens['predictor']}"},
+    )
     assert r.status_code == 403 and r.json()["error"]["type"] == "UnsafeLoadError"
     assert not target.exists()
 
@@ -77,7 +94,9 @@ def test_random_bytes_are_refused_with_422(flavor: str, client: Any, tokens: dic
     _nothing_stored(client, tokens["reader"])
 
 
-def test_pickle_and_callable_artifacts_are_refused_since_the_server_never_trusts(client: Any, tokens: dict[str, str]) -> None:
+def test_pickle_and_callable_artifacts_are_refused_since_the_server_never_trusts(
+    client: Any, tokens: dict[str, str]
+) -> None:
     from sklearn.dummy import DummyClassifier
 
     pickled = get_flavor("pickle").save(DummyClassifier().fit([[0], [1]], [0, 1]))

@@ -56,8 +56,12 @@ def _operations(app: Any) -> list[Any]:
 def _known(path: str, run_id: str) -> dict[str, str] | None:
     """Path parameters naming entities that exist, so that examples get past 'not found'."""
     dataset = "/datasets/" in path
-    values = {"name": "cancer" if dataset else "tumor", "ref": "cancer@1" if dataset else "tumor@1",
-              "other": "cancer@latest", "alias": "fuzzed"}  # fmt: skip
+    values = {
+        "name": "cancer" if dataset else "tumor",
+        "ref": "cancer@1" if dataset else "tumor@1",
+        "other": "cancer@latest",
+        "alias": "fuzzed",
+    }
     if path.startswith("/api/v1/runs/"):  # a monitor's run_id is a number, not a tracking run
         values["run_id"] = run_id
     names = _PARAM.findall(path)
@@ -66,8 +70,14 @@ def _known(path: str, run_id: str) -> dict[str, str] | None:
     return {n: values[n] for n in names}
 
 
-def _fuzz(op: Any, mode: GenerationMode, examples: int, headers: dict[str, str], failures: list[str],
-          path_parameters: dict[str, str] | None = None) -> None:  # fmt: skip
+def _fuzz(
+    op: Any,
+    mode: GenerationMode,
+    examples: int,
+    headers: dict[str, str],
+    failures: list[str],
+    path_parameters: dict[str, str] | None = None,
+) -> None:
     if examples == 0:
         return
 
@@ -91,7 +101,9 @@ def _fuzz(op: Any, mode: GenerationMode, examples: int, headers: dict[str, str],
             return
         try:
             case.validate_response(
-                response, checks=[not_a_server_error, status_code_conformance, response_schema_conformance], headers=headers
+                response,
+                checks=[not_a_server_error, status_code_conformance, response_schema_conformance],
+                headers=headers,
             )
         except (AssertionError, FailureGroup) as exc:  # collected, so that one run reports every operation at fault
             found = "; ".join(getattr(f, "title", str(f)) for f in getattr(exc, "exceptions", [exc]))

@@ -11,6 +11,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 import keel
+from keel.server.state import state_of
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -22,8 +23,15 @@ def frame() -> pd.DataFrame:
 
 
 def project(estimator: dict[str, Any], **gate: Any) -> keel.Project:
-    return keel.Project.from_dict({"model": "tumor", "data": {"dataset": "cancer", "target": "target", "split": {"seed": 0}},
-                                   "estimator": estimator, "evaluation": {"metrics": ["roc_auc", "accuracy"]}, "gate": gate})  # fmt: skip
+    return keel.Project.from_dict(
+        {
+            "model": "tumor",
+            "data": {"dataset": "cancer", "target": "target", "split": {"seed": 0}},
+            "estimator": estimator,
+            "evaluation": {"metrics": ["roc_auc", "accuracy"]},
+            "gate": gate,
+        }
+    )
 
 
 WEAK = {"class": "sklearn.linear_model.LogisticRegression", "params": {"C": 0.0001, "max_iter": 3000}}
@@ -33,8 +41,8 @@ STRONG = {"class": "sklearn.ensemble.HistGradientBoostingClassifier", "params": 
 def test_a_shadow_challenger_scores_live_traffic_silently_then_is_judged_on_it(ws: keel.Workspace) -> None:
     from fastapi.testclient import TestClient
 
-    from keel.jobs.scheduler import tick
     from keel.server import create_app
+    from keel.workspace.tick import tick
 
     data = frame()
     ws.datasets.add("cancer", data)
@@ -46,10 +54,12 @@ def test_a_shadow_challenger_scores_live_traffic_silently_then_is_judged_on_it(w
     X = data.drop(columns="target")
     app = create_app(ws)
     with TestClient(app, base_url="http://127.0.0.1") as client:
-        answer = client.post("/api/v1/models/tumor/predict", json={"records": X.head(200).to_dict(orient="records")}).json()
+        answer = client.post(
+            "/api/v1/models/tumor/predict", json={"records": X.head(200).to_dict(orient="records")}
+        ).json()
         assert answer["version"] == 1  # the champion answers; the challenger only listens
         ids = [p["id"] for p in answer["predictions"]]
-        app.state.predlog.flush()
+        state_of(app).predlog.flush()
         shadow = ws.predictions.window("tumor.shadow")
         assert len(shadow) == 200 and set(shadow["__version"]) == {2} and sorted(shadow["__id"]) == sorted(ids)
         expected = ws.models.load("tumor@2").predict_proba(X.head(200))[:, 1]

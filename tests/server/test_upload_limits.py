@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import keel
 import pytest
+
+import keel
 
 
 def _csv(columns: int, rows: int = 3, names: list[str] | None = None) -> bytes:
@@ -64,8 +65,9 @@ def test_a_table_wider_than_the_limit_is_refused_before_it_is_parsed(
 
 
 def test_repeated_column_names_are_refused_naming_them(client: Any) -> None:
-    r = client.post("/api/v1/datasets/dup", content=_csv(4, names=["a", "b", "a", "b"]),
-                    headers={"content-type": "text/csv"})  # fmt: skip
+    r = client.post(
+        "/api/v1/datasets/dup", content=_csv(4, names=["a", "b", "a", "b"]), headers={"content-type": "text/csv"}
+    )
     assert r.status_code == 400, r.text
     assert "repeated: ['a', 'b']" in r.json()["error"]["detail"]
 

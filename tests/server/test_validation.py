@@ -29,11 +29,18 @@ def _error(r: Any, status: int) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     "path",
-    [f"/api/v1/models/tumor@{HUGE}", f"/api/v1/models/tumor@{HUGE}/lineage", f"/api/v1/models/tumor@{HUGE}/artifact",
-     f"/api/v1/datasets/cancer@{HUGE}", f"/api/v1/datasets/cancer@{HUGE}/download",
-     f"/api/v1/datasets/cancer@1/diff/cancer@{HUGE}", f"/api/v1/datasets/cancer@{HUGE}/diff/cancer@1",
-     "/api/v1/models/tumor@9223372036854775808", "/api/v1/models/tumor@" + "9" * 5000],
-)  # fmt: skip
+    [
+        f"/api/v1/models/tumor@{HUGE}",
+        f"/api/v1/models/tumor@{HUGE}/lineage",
+        f"/api/v1/models/tumor@{HUGE}/artifact",
+        f"/api/v1/datasets/cancer@{HUGE}",
+        f"/api/v1/datasets/cancer@{HUGE}/download",
+        f"/api/v1/datasets/cancer@1/diff/cancer@{HUGE}",
+        f"/api/v1/datasets/cancer@{HUGE}/diff/cancer@1",
+        "/api/v1/models/tumor@9223372036854775808",
+        "/api/v1/models/tumor@" + "9" * 5000,
+    ],
+)
 def test_a_version_past_64_bits_in_a_reference_is_a_400(client: Any, path: str) -> None:
     err = _error(client.get(path), 400)
     assert "at most 9223372036854775807" in err["detail"]
@@ -66,15 +73,17 @@ def run_id(client: Any) -> str:
 
 @pytest.mark.parametrize(
     ("point", "field"),
-    [({"key": "loss", "value": 1.0, "step": int(HUGE)}, "points.1.step"),
-     ({"key": "loss", "value": 1.0, "step": 2**53 + 1}, "points.1.step"),
-     ({"key": "loss", "value": 1.0, "step": -1}, "points.1.step"),
-     ({"key": "loss", "value": 1.0, "timestamp": 1e300}, "points.1.timestamp"),
-     ({"key": "loss", "value": 1.0, "timestamp": -1e300}, "points.1.timestamp"),
-     ({"key": "loss", "value": 1.0, "timestamp": 1.7e12}, "points.1.timestamp"),  # milliseconds, not seconds
-     ({"key": "", "value": 1.0}, "points.1.key"),
-     ({"key": "loss", "value": float("nan")}, "points.1.value")],
-)  # fmt: skip
+    [
+        ({"key": "loss", "value": 1.0, "step": int(HUGE)}, "points.1.step"),
+        ({"key": "loss", "value": 1.0, "step": 2**53 + 1}, "points.1.step"),
+        ({"key": "loss", "value": 1.0, "step": -1}, "points.1.step"),
+        ({"key": "loss", "value": 1.0, "timestamp": 1e300}, "points.1.timestamp"),
+        ({"key": "loss", "value": 1.0, "timestamp": -1e300}, "points.1.timestamp"),
+        ({"key": "loss", "value": 1.0, "timestamp": 1.7e12}, "points.1.timestamp"),  # milliseconds, not seconds
+        ({"key": "", "value": 1.0}, "points.1.key"),
+        ({"key": "loss", "value": float("nan")}, "points.1.value"),
+    ],
+)
 def test_metric_points_out_of_range_are_a_422_and_nothing_is_logged(
     client: Any, served_ws: keel.Workspace, run_id: str, point: dict[str, Any], field: str
 ) -> None:
@@ -86,12 +95,18 @@ def test_metric_points_out_of_range_are_a_422_and_nothing_is_logged(
 
 def test_a_timestamp_json_reads_as_infinity_is_a_422(client: Any, served_ws: keel.Workspace, run_id: str) -> None:
     body = b'{"points": [{"key": "loss", "value": 1.0, "timestamp": 1e400}]}'
-    assert _error(client.post(f"/api/v1/runs/{run_id}/metrics", content=body, headers=JSON), 422)["field"] == "points.0.timestamp"
+    assert (
+        _error(client.post(f"/api/v1/runs/{run_id}/metrics", content=body, headers=JSON), 422)["field"]
+        == "points.0.timestamp"
+    )
     assert served_ws.runs.metric_history(run_id) == []
 
 
 def test_metric_points_within_range_are_logged(client: Any, served_ws: keel.Workspace, run_id: str) -> None:
-    points = [{"key": "loss", "value": 0.5, "step": 2**53, "timestamp": 1.7e9}, {"key": "loss", "value": 0.4, "timestamp": 0}]
+    points = [
+        {"key": "loss", "value": 0.5, "step": 2**53, "timestamp": 1.7e9},
+        {"key": "loss", "value": 0.4, "timestamp": 0},
+    ]
     assert client.post(f"/api/v1/runs/{run_id}/metrics", json={"points": points}).json() == {"logged": 2}
     assert [p.step for p in served_ws.runs.metric_history(run_id)] == [2**53, 2**53 + 1]
 
@@ -110,10 +125,16 @@ def test_a_search_of_thousands_of_terms_is_a_400_naming_the_limit(client: Any) -
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({"nested": {"a": 1}}, "nested"), ({"list": [1, 2]}, "list"), ({"none": None}, "none"),
-     ({"big": int(HUGE)}, "big"), ({"long": "x" * 8193}, "long"), ({"k" * 251: 1}, None),
-     ({f"p{i}": i for i in range(1001)}, None)],
-)  # fmt: skip
+    [
+        ({"nested": {"a": 1}}, "nested"),
+        ({"list": [1, 2]}, "list"),
+        ({"none": None}, "none"),
+        ({"big": int(HUGE)}, "big"),
+        ({"long": "x" * 8193}, "long"),
+        ({"k" * 251: 1}, None),
+        ({f"p{i}": i for i in range(1001)}, None),
+    ],
+)
 @pytest.mark.parametrize("what", ["params", "tags"])
 def test_params_and_tags_must_be_bounded_scalars(
     client: Any, served_ws: keel.Workspace, run_id: str, what: str, body: dict[str, Any], field: str | None
@@ -162,8 +183,11 @@ def test_framework_errors_use_the_one_error_body(client: Any, run_id: str) -> No
     assert _error(client.get("/api/v1/no-such-route"), 404)["type"] == "HTTPError"
     assert _error(client.delete("/api/v1/runs"), 405)["type"] == "HTTPError"
     # More digits than Python parses into an int: FastAPI answered {"detail": ...}.
-    r = client.post(f"/api/v1/runs/{run_id}/params", content=b'{"p": ' + b"9" * 5000 + b"}",
-                    headers={"content-type": "application/json"})  # fmt: skip
+    r = client.post(
+        f"/api/v1/runs/{run_id}/params",
+        content=b'{"p": ' + b"9" * 5000 + b"}",
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code in (400, 422) and r.json()["error"]["detail"]
     err = _error(client.post(f"/api/v1/runs/{run_id}/params", content=b"{not json", headers=JSON), 422)
     assert err["type"] == "ValidationError"

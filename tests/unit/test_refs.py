@@ -10,10 +10,15 @@ from keel.refs import Ref, check_name, parse_ref
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("credit", Ref("credit")), ("credit@latest", Ref("credit")), ("credit@3", Ref("credit", version=3)),
-     ("credit@champion", Ref("credit", alias="champion")), ("  credit@3 ", Ref("credit", version=3)),
-     ("credit-risk.v2_x@prod-eu", Ref("credit-risk.v2_x", alias="prod-eu"))],
-)  # fmt: skip
+    [
+        ("credit", Ref("credit")),
+        ("credit@latest", Ref("credit")),
+        ("credit@3", Ref("credit", version=3)),
+        ("credit@champion", Ref("credit", alias="champion")),
+        ("  credit@3 ", Ref("credit", version=3)),
+        ("credit-risk.v2_x@prod-eu", Ref("credit-risk.v2_x", alias="prod-eu")),
+    ],
+)
 def test_parse_ref_reads_versions_latest_and_aliases(text: str, expected: Ref) -> None:
     assert parse_ref(text) == expected
 
@@ -25,9 +30,14 @@ def test_latest_and_bare_name_are_the_same_reference() -> None:
 
 @pytest.mark.parametrize(
     ("text", "digest"),
-    [("credit@9f2c1a", "9f2c1a"), ("credit@sha256:9f2c1ab7", "9f2c1ab7"), ("credit@9F2C1AB7", "9f2c1ab7"),
-     ("credit@sha256:123456", "123456"), ("credit@" + "a" * 64, "a" * 64)],
-)  # fmt: skip
+    [
+        ("credit@9f2c1a", "9f2c1a"),
+        ("credit@sha256:9f2c1ab7", "9f2c1ab7"),
+        ("credit@9F2C1AB7", "9f2c1ab7"),
+        ("credit@sha256:123456", "123456"),
+        ("credit@" + "a" * 64, "a" * 64),
+    ],
+)
 def test_hash_prefix_is_a_digest_when_hashes_are_allowed(text: str, digest: str) -> None:
     assert parse_ref(text, hashes=True) == Ref("credit", digest=digest)
 
@@ -52,10 +62,20 @@ def test_too_short_hash_prefix_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("", "Empty reference"), ("   ", "Empty reference"), ("credit@", "nothing after '@'"), ("credit@0", "start at 1"),
-     ("credit@a@b", "is not a version"), ("credit@²", "is not a version"), ("credit@-x", "is not a version"),
-     ("@3", "Invalid name"), ("cre dit@3", "Invalid name"), ("../etc@1", "Invalid name"), ("crédit", "Invalid name")],
-)  # fmt: skip
+    [
+        ("", "Empty reference"),
+        ("   ", "Empty reference"),
+        ("credit@", "nothing after '@'"),
+        ("credit@0", "start at 1"),
+        ("credit@a@b", "is not a version"),
+        ("credit@²", "is not a version"),
+        ("credit@-x", "is not a version"),
+        ("@3", "Invalid name"),
+        ("cre dit@3", "Invalid name"),
+        ("../etc@1", "Invalid name"),
+        ("crédit", "Invalid name"),
+    ],
+)
 def test_malformed_reference_raises_invalid_input_with_a_reason(text: str, message: str) -> None:
     with pytest.raises(InvalidInputError, match=message):
         parse_ref(text, hashes=True)

@@ -56,9 +56,13 @@ def test_keyword_overrides_win_over_the_environment(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("var", "raw", "kind"),
-    [("KEEL_SERVER_PORT", "80a", "an int"), ("KEEL_METRIC_BUFFER_POINTS", "1.5", "an int"),
-     ("KEEL_ARTIFACTS_OPTIONS", "{not json", "a JSON object"), ("KEEL_ARTIFACTS_OPTIONS", "[1, 2]", "a JSON object")],
-)  # fmt: skip
+    [
+        ("KEEL_SERVER_PORT", "80a", "an int"),
+        ("KEEL_METRIC_BUFFER_POINTS", "1.5", "an int"),
+        ("KEEL_ARTIFACTS_OPTIONS", "{not json", "a JSON object"),
+        ("KEEL_ARTIFACTS_OPTIONS", "[1, 2]", "a JSON object"),
+    ],
+)
 def test_unusable_value_raises_config_error_naming_the_variable(var: str, raw: str, kind: str) -> None:
     with pytest.raises(ConfigError) as info:
         Settings.from_env({var: raw})
@@ -73,9 +77,13 @@ def test_config_error_is_a_value_error() -> None:
 
 @pytest.mark.parametrize(
     ("env", "variable"),
-    [({"KEEL_SERVER_PORT": "70000"}, "KEEL_SERVER_PORT"), ({"KEEL_METRIC_BUFFER_POINTS": "0"}, "KEEL_METRIC_BUFFER_POINTS"),
-     ({"KEEL_GC_GRACE_S": "-1"}, "KEEL_GC_GRACE_S"), ({"KEEL_LOG_LEVEL": "chatty"}, "KEEL_LOG_LEVEL")],
-)  # fmt: skip
+    [
+        ({"KEEL_SERVER_PORT": "70000"}, "KEEL_SERVER_PORT"),
+        ({"KEEL_METRIC_BUFFER_POINTS": "0"}, "KEEL_METRIC_BUFFER_POINTS"),
+        ({"KEEL_GC_GRACE_S": "-1"}, "KEEL_GC_GRACE_S"),
+        ({"KEEL_LOG_LEVEL": "chatty"}, "KEEL_LOG_LEVEL"),
+    ],
+)
 def test_out_of_range_value_raises_config_error_naming_the_variable(env: dict[str, str], variable: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         Settings.from_env(env)
@@ -102,7 +110,11 @@ def test_settings_are_hashable_despite_the_options_dict() -> None:
 def test_repr_hides_store_password_and_cloud_secrets() -> None:
     s = Settings(
         store_url="postgresql+psycopg://keel:hunter2@db:5432/keel",
-        artifacts_options={"key": "AKIAEXAMPLE", "secret": "wJalrXUtnFEMI", "client_kwargs": {"endpoint_url": "http://s3"}},
+        artifacts_options={
+            "key": "AKIAEXAMPLE",
+            "secret": "wJalrXUtnFEMI",
+            "client_kwargs": {"endpoint_url": "http://s3"},
+        },
     )
     text = repr(s)
     assert "hunter2" not in text and "AKIAEXAMPLE" not in text and "wJalrXUtnFEMI" not in text
@@ -111,12 +123,17 @@ def test_repr_hides_store_password_and_cloud_secrets() -> None:
 
 @pytest.mark.parametrize(
     ("url", "masked"),
-    [("postgresql://keel:s3cret@db:5432/keel", "postgresql://keel:***@db:5432/keel"),
-     ("postgresql://keel:p@ss@db/keel", "postgresql://keel:***@db/keel"),
-     ("postgresql://db/keel?password=s3cret&sslmode=require", "postgresql://db/keel?password=***&sslmode=require"),
-     ("postgresql+psycopg://postgres@127.0.0.1:5432/postgres", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
-     ("sqlite:////tmp/a@b:c/keel.db", "sqlite:////tmp/a@b:c/keel.db")],
-)  # fmt: skip
+    [
+        ("postgresql://keel:s3cret@db:5432/keel", "postgresql://keel:***@db:5432/keel"),
+        ("postgresql://keel:p@ss@db/keel", "postgresql://keel:***@db/keel"),
+        ("postgresql://db/keel?password=s3cret&sslmode=require", "postgresql://db/keel?password=***&sslmode=require"),
+        (
+            "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+            "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+        ),
+        ("sqlite:////tmp/a@b:c/keel.db", "sqlite:////tmp/a@b:c/keel.db"),
+    ],
+)
 def test_mask_password_hides_only_the_password(url: str, masked: str) -> None:
     assert mask_password(url) == masked
 

@@ -51,6 +51,11 @@ class Tokens:
     def revoke(self, prefix_or_name: str) -> ApiToken:
         return self._meta.tokens.revoke(prefix_or_name)
 
+    @staticmethod
+    def digest(token: str) -> str:
+        """The stored form of a token: also the key a cache of lookups may keep instead of the secret."""
+        return hash_token(token)
+
     def authenticate(self, token: str) -> ApiToken | None:
         """The active token record for `token`, or None when it is unknown or revoked."""
         if not token or not token.startswith("keel_"):

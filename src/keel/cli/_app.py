@@ -162,7 +162,9 @@ def root(
         help="The workspace folder (default: KEEL_HOME, else ./.keel). KEEL_STORE_URL / KEEL_ARTIFACTS_URL still apply.",
         file_okay=False,
     ),
-    version: bool = typer.Option(False, "--version", help="Print keel's version and exit.", callback=_version, is_eager=True),
+    version: bool = typer.Option(
+        False, "--version", help="Print keel's version and exit.", callback=_version, is_eager=True
+    ),
 ) -> None:
     ctx.obj = State(workspace=workspace)
 
@@ -173,8 +175,14 @@ def init(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     with err().status("Opening the workspace..."):
         ws = open_workspace(ctx, create=True)
     if as_json:
-        print_json({"home": ws.settings.home.absolute(), "store": ws.store_url, "artifacts": ws.artifacts_url,
-                    "schema_revision": ws.schema_revision})  # fmt: skip
+        print_json(
+            {
+                "home": ws.settings.home.absolute(),
+                "store": ws.store_url,
+                "artifacts": ws.artifacts_url,
+                "schema_revision": ws.schema_revision,
+            }
+        )
         return
     console = out()
     console.print(f"Workspace ready at [bold]{escape(str(ws.settings.home.absolute()))}[/]")
@@ -187,7 +195,10 @@ def gc(
     ctx: typer.Context,
     dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would be deleted."),
     grace_s: int | None = typer.Option(
-        None, "--grace-s", min=0, help="Keep unreferenced artifacts younger than this many seconds (default: KEEL_GC_GRACE_S, 3600)."
+        None,
+        "--grace-s",
+        min=0,
+        help="Keep unreferenced artifacts younger than this many seconds (default: KEEL_GC_GRACE_S, 3600).",
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -209,8 +220,11 @@ def gc(
         f"{report.referenced} referenced."
     )
     if killed:
-        out().print(f"Marked {len(killed)} run{'s' if len(killed) != 1 else ''} killed (their process is gone): "
-                    f"{', '.join(k[:8] for k in killed)}", markup=False)  # fmt: skip
+        out().print(
+            f"Marked {len(killed)} run{'s' if len(killed) != 1 else ''} killed (their process is gone): "
+            f"{', '.join(k[:8] for k in killed)}",
+            markup=False,
+        )
 
 
 @app.command()
@@ -219,29 +233,25 @@ def demo(
     workspace: Path | None = typer.Option(
         None, "--workspace", "-w", file_okay=False, help="Run in this folder instead of a new temporary one."
     ),
-    no_serve: bool = typer.Option(False, "--no-serve", help="Stop after the story instead of serving the champion (for scripts)."),
-    port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port for the server the demo ends with."),
+    no_serve: bool = typer.Option(
+        False, "--no-serve", help="Stop after the story instead of serving the champion (for scripts)."
+    ),
+    port: int = typer.Option(
+        8080, "--port", min=0, max=65535, help="Port of the demo's server: the story's traffic, then the dashboard."
+    ),
 ) -> None:
     """Run the lifecycle on real credit-scoring data, then serve the champion and the dashboard.
 
-    Data, two tracked runs, registry, champion, predictions; then `keel serve` on 127.0.0.1
-    (--no-serve stops before that). Uses the embedded default (SQLite + local files) in a new temporary folder unless
+    Data, two tracked runs, registry, champion, predictions, then live traffic, monitoring, alerts
+    and a retraining through a server on 127.0.0.1:PORT, which goes on serving (as `keel serve`)
+    until Ctrl-C (--no-serve stops after the story). Uses the embedded default (SQLite + local files) in a new temporary folder unless
     --workspace is given (here or before the command); the folder is kept so you can explore it.
     """
     from keel.demo import run_demo
 
     home = workspace if workspace is not None else state(ctx).workspace
-    result = run_demo(home, console=out())
-    if no_serve:
-        return
-    from keel._workspace import Workspace
-    from keel.settings import Settings
-
-    ws = Workspace(Settings(home=result.home))
-    ctx.call_on_close(ws.close)
-    champion = ws.models.get("credit-risk@champion").ref  # the retraining of the live act may have moved it
-    out().print(f"Serving {champion} (alias champion) at http://127.0.0.1:{port}/api/v1/models/credit-risk/predict")
-    serve.serve_workspace(ws, host="127.0.0.1", port=port, log_format="text")
+    # With serving, the story's server is the one left running: one port, announced once it listens.
+    run_demo(home, console=out(), serve_port=None if no_serve else port)
 
 
 def main() -> None:

@@ -29,24 +29,24 @@ from keel.errors import NotFoundError
 from keel.settings import Settings
 
 if TYPE_CHECKING:
-    from keel._workspace import Workspace
+    from keel.workspace import Workspace
 
 __all__ = [
+    "JSON_OPTION",
     "State",
+    "err",
+    "escape",
+    "fitting",
+    "number",
     "open_workspace",
     "out",
-    "err",
-    "print_json",
-    "to_jsonable",
-    "table",
-    "escape",
-    "styled",
-    "when",
-    "fitting",
-    "size",
-    "number",
     "parse_tags",
-    "JSON_OPTION",
+    "print_json",
+    "size",
+    "styled",
+    "table",
+    "to_jsonable",
+    "when",
 ]
 
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
@@ -83,14 +83,14 @@ def open_workspace(ctx: typer.Context, *, create: bool = False) -> Workspace:
                 f"No workspace at {str(settings.home.absolute())!r}: run 'keel init' to create one, "
                 "or point at one with --workspace PATH or KEEL_HOME"
             )
-    from keel._workspace import Workspace
+    from keel.workspace import Workspace
 
     ws = Workspace(settings)
     ctx.call_on_close(ws.close)
     return ws
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler[Any]):
     """Writes to whatever sys.stderr is at the time of the record (test runners swap it)."""
 
     @property
@@ -159,8 +159,24 @@ def print_json(value: Any) -> None:
 
 
 # Free text wraps in a narrow terminal; ids, refs, numbers and times stay on one line.
-_WRAPPING = {"description", "reason", "summary", "details", "trained on", "aliases", "value", "categories", "name",
-             "title", "model", "error", "result / error", "why", "settings", "condition"}  # fmt: skip
+_WRAPPING = {
+    "description",
+    "reason",
+    "summary",
+    "details",
+    "trained on",
+    "aliases",
+    "value",
+    "categories",
+    "name",
+    "title",
+    "model",
+    "error",
+    "result / error",
+    "why",
+    "settings",
+    "condition",
+}
 # What a reader types back (`keel alerts ack 12`) or decides by is never shrunk to "…".
 _WHOLE = {"id", "status", "severity", "version", "row", "outcome", "last seen"}
 _FREE_TEXT_MIN = 10  # cells a wrapping column keeps when a narrow table must be squeezed
@@ -214,7 +230,12 @@ def table(*columns: str, title: str | None = None) -> Table:
     for c in columns:
         name = c.removesuffix(">")
         wraps = name in _WRAPPING  # a word too long for the column folds, rather than end in "…"
-        t.add_column(name, justify="right" if c.endswith(">") else "left", no_wrap=not wraps, overflow="fold" if wraps else "ellipsis")
+        t.add_column(
+            name,
+            justify="right" if c.endswith(">") else "left",
+            no_wrap=not wraps,
+            overflow="fold" if wraps else "ellipsis",
+        )
     return t
 
 

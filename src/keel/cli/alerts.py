@@ -12,10 +12,11 @@ from keel.cli._common import JSON_OPTION, escape, open_workspace, out, print_jso
 from keel.entities import Alert, AlertChannel, AlertRule
 
 if TYPE_CHECKING:
-    from keel._workspace import Workspace
-    from keel.monitoring.alerts import Alerts
+    from keel.workspace.facade import Alerts, Workspace  # Alerts: the type of ws.monitoring.alerts
 
-app = typer.Typer(help="Alerts raised by monitors: list, show, ack, resolve; alert rules and channels.", no_args_is_help=True)
+app = typer.Typer(
+    help="Alerts raised by monitors: list, show, ack, resolve; alert rules and channels.", no_args_is_help=True
+)
 
 _STATUSES = ("active", "open", "acknowledged", "resolved", "all")
 _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
@@ -49,8 +50,15 @@ def list_(
         return
     t = table("id>", "severity", "status", "model", "title", "count>", "last seen")
     for a in found:
-        t.add_row(f"#{a.id}", styled(a.severity.value, _SEVERITY_STYLE.get(a.severity.value, "")), a.status.value,
-                  a.model, a.title, str(a.count), when(a.last_seen_at, short=True))  # fmt: skip
+        t.add_row(
+            f"#{a.id}",
+            styled(a.severity.value, _SEVERITY_STYLE.get(a.severity.value, "")),
+            a.status.value,
+            a.model,
+            a.title,
+            str(a.count),
+            when(a.last_seen_at, short=True),
+        )
     out().print(t)
 
 
@@ -110,8 +118,10 @@ def _done(alert: Alert, *, as_json: bool) -> None:
 
 def _print_alert(alert: Alert) -> None:
     console = out()
-    console.print(f"[bold]Alert #{alert.id}[/] [{_SEVERITY_STYLE.get(alert.severity.value, '')}]{alert.severity.value}[/] "
-                  f"{alert.status.value}: {escape(alert.title)}")  # fmt: skip
+    console.print(
+        f"[bold]Alert #{alert.id}[/] [{_SEVERITY_STYLE.get(alert.severity.value, '')}]{alert.severity.value}[/] "
+        f"{alert.status.value}: {escape(alert.title)}"
+    )
     lines = [
         ("model", alert.model),
         ("rule", alert.rule),
@@ -134,12 +144,21 @@ def rules(ctx: typer.Context, name: str = typer.Argument(..., help="The model.")
         print_json(found)
         return
     if not found:
-        out().print(f"No alert rules for {escape(name)}: 'keel monitor watch {escape(name)}' adds the defaults, "
-                    "'keel alerts rule-add' your own.")  # fmt: skip
+        out().print(
+            f"No alert rules for {escape(name)}: 'keel monitor watch {escape(name)}' adds the defaults, "
+            "'keel alerts rule-add' your own."
+        )
         return
     t = table("rule", "condition", "severity", "cooldown>", "window", "enabled")
     for r in found:
-        t.add_row(r.name, r.condition, r.severity.value, _duration(r.cooldown_s), r.window or "-", "yes" if r.enabled else "no")
+        t.add_row(
+            r.name,
+            r.condition,
+            r.severity.value,
+            _duration(r.cooldown_s),
+            r.window or "-",
+            "yes" if r.enabled else "no",
+        )
     out().print(t)
 
 
@@ -158,8 +177,17 @@ def rule_add(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Add an alert rule to a model."""
-    rule = alerts_of(open_workspace(ctx)).add_rule(model, name, metric=metric, op=op, threshold=threshold, feature=feature,
-                                                   severity=severity, cooldown_s=cooldown_s, window=window)  # fmt: skip
+    rule = alerts_of(open_workspace(ctx)).add_rule(
+        model,
+        name,
+        metric=metric,
+        op=op,
+        threshold=threshold,
+        feature=feature,
+        severity=severity,
+        cooldown_s=cooldown_s,
+        window=window,
+    )
     _rule_done(rule, as_json=as_json)
 
 
@@ -191,7 +219,9 @@ def _rule_done(rule: AlertRule, *, as_json: bool) -> None:
         print_json(rule)
         return
     state = "" if rule.enabled else " (disabled)"
-    out().print(f"Rule {escape(rule.name)} of {escape(rule.model)}: {escape(rule.condition)}, {rule.severity.value}{state}.")
+    out().print(
+        f"Rule {escape(rule.name)} of {escape(rule.model)}: {escape(rule.condition)}, {rule.severity.value}{state}."
+    )
 
 
 # -- channels ------------------------------------------------------------------------------
@@ -224,16 +254,24 @@ def channel_add(
     sender: str | None = typer.Option(None, "--sender", help="email: the From address."),
     to: list[str] | None = typer.Option(None, "--to", help="email: a recipient, repeatable (or comma-separated)."),
     username: str | None = typer.Option(None, "--username", help="email: the SMTP login."),
-    password_env: str | None = typer.Option(None, "--password-env", help="email: the environment variable holding the password."),
+    password_env: str | None = typer.Option(
+        None, "--password-env", help="email: the environment variable holding the password."
+    ),
     starttls: bool = typer.Option(False, "--starttls", help="email: upgrade the connection with STARTTLS."),
     timeout_s: float | None = typer.Option(None, "--timeout-s", help="Seconds to wait for the server."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Add a channel every alert is sent to."""
     given: dict[str, Any] = {
-        "url": url, "format": fmt, "host": host, "port": port, "sender": sender, "username": username,
-        "password_env": password_env, "timeout_s": timeout_s,
-    }  # fmt: skip
+        "url": url,
+        "format": fmt,
+        "host": host,
+        "port": port,
+        "sender": sender,
+        "username": username,
+        "password_env": password_env,
+        "timeout_s": timeout_s,
+    }
     config = {k: v for k, v in given.items() if v is not None}
     if header:
         config["headers"] = dict(_header(h) for h in header)
@@ -280,4 +318,3 @@ def _duration(seconds: int) -> str:
     if seconds and seconds % 60 == 0:
         return f"{seconds // 60} min"
     return f"{seconds} s"
-

@@ -96,13 +96,16 @@ def show(
     console.print(f"[bold]{version.ref}[/]")
     lines = [
         ("digest", version.digest),
-        ("kind", f"{version.kind}, {version.num_rows:,} {'files' if version.kind == 'files' else 'rows'}, {size(version.size_bytes)}"),
+        (
+            "kind",
+            f"{version.kind}, {version.num_rows:,} {'files' if version.kind == 'files' else 'rows'}, {size(version.size_bytes)}",
+        ),
         ("created", f"{when(version.created_at)} by {version.author}"),
         ("description", version.description),
         ("tags", ", ".join(f"{k}={v}" for k, v in version.tags.items())),
         ("parent", f"{version.name}@{version.parent_version}" if version.parent_version else ""),
         ("models", ", ".join(models)),
-    ]  # fmt: skip
+    ]
     for label, value in lines:
         if value:
             console.print(f"  {label:<12}{value}", markup=False)
@@ -141,7 +144,9 @@ def _summary(entry: dict[str, Any]) -> str:
 def _show_files(version: DatasetVersion) -> None:
     profile = version.profile
     console = out()
-    console.print(f"  {'files':<12}{profile.get('num_files', version.num_rows):,}, {size(profile.get('total_bytes', 0))}")
+    console.print(
+        f"  {'files':<12}{profile.get('num_files', version.num_rows):,}, {size(profile.get('total_bytes', 0))}"
+    )
     exts = ", ".join(f"{k} ({v})" for k, v in profile.get("extensions", {}).items())
     if exts:
         console.print(f"  {'extensions':<12}{exts}", markup=False)
@@ -165,7 +170,9 @@ def diff(
         print_json(result)
         return
     console = out()
-    console.print(f"[bold]{result.a} -> {result.b}[/]  rows {result.rows_a:,} -> {result.rows_b:,} ({result.rows_delta:+,})")
+    console.print(
+        f"[bold]{result.a} -> {result.b}[/]  rows {result.rows_a:,} -> {result.rows_b:,} ({result.rows_delta:+,})"
+    )
     if result.added_columns:
         console.print(f"  added columns    {', '.join(result.added_columns)}", markup=False)
     if result.removed_columns:

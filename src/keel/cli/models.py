@@ -27,16 +27,17 @@ from keel.errors import InvalidInputError, UnsafeLoadError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from keel._workspace import Workspace
+    from keel.workspace import Workspace
 
 app = typer.Typer(help="The model registry: list, show, alias, history, predict.", no_args_is_help=True)
 
 _SHOWN_METRICS = 3
 _SHOWN_PREDICTIONS = 20  # rows printed without --output; the rest are counted
 DROP_EXTRA_OPTION = typer.Option(
-    True, "--drop-extra/--no-drop-extra",
+    True,
+    "--drop-extra/--no-drop-extra",
     help="Drop the file's columns the model does not take, with a note (default), or refuse the file.",
-)  # fmt: skip
+)
 
 
 @app.command("list")
@@ -52,14 +53,18 @@ def list_(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     t = table("name", "latest>", "versions>", "aliases", "updated", "description")
     for m in registered:
         aliases = ", ".join(f"{a} -> @{v}" for a, v in m.aliases.items())
-        t.add_row(m.name, f"@{m.latest_version}", str(m.num_versions), aliases, when(m.updated_at, short=True), m.description)
+        t.add_row(
+            m.name, f"@{m.latest_version}", str(m.num_versions), aliases, when(m.updated_at, short=True), m.description
+        )
     out().print(t)
 
 
 @app.command("show")
 def show(
     ctx: typer.Context,
-    ref: str = typer.Argument(..., metavar="NAME", help="A model name (all versions), or NAME@VERSION / NAME@ALIAS (one version)."),
+    ref: str = typer.Argument(
+        ..., metavar="NAME", help="A model name (all versions), or NAME@VERSION / NAME@ALIAS (one version)."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """A model's versions, aliases and lineage; with @VERSION or @ALIAS, one version in detail."""
@@ -89,9 +94,14 @@ def show(
     for v in versions:
         run_id = lineages[v.version].run_id
         t.add_row(
-            f"@{v.version}", ", ".join(v.aliases), when(v.created_at, short=True), v.flavor,
-            "-" if run_id is None else run_id[:8], trained_on[v.version], *(number(v.metrics.get(k)) for k in keys),
-        )  # fmt: skip
+            f"@{v.version}",
+            ", ".join(v.aliases),
+            when(v.created_at, short=True),
+            v.flavor,
+            "-" if run_id is None else run_id[:8],
+            trained_on[v.version],
+            *(number(v.metrics.get(k)) for k in keys),
+        )
     console.print(t)
 
 
@@ -111,7 +121,9 @@ def _show_version(ws: Workspace, version: ModelVersion, *, as_json: bool) -> Non
     console = out()
     console.print(f"[bold]{version.ref}[/]  {version.flavor}, {size(version.size_bytes)}")
     run = "" if lineage.run_id is None else f"{lineage.run_id} (experiment {lineage.experiment})"
-    trained_on = ", ".join(f"{d} ({digest[:19]})" for d, digest in zip(lineage.datasets, lineage.dataset_digests, strict=False))
+    trained_on = ", ".join(
+        f"{d} ({digest[:19]})" for d, digest in zip(lineage.datasets, lineage.dataset_digests, strict=False)
+    )
     lines = [
         ("digest", version.digest),
         ("aliases", ", ".join(version.aliases)),
@@ -177,11 +189,13 @@ def history(
     t = table("at", "alias", "from>", "to>", "author", "reason")
     for e in events:
         t.add_row(
-            when(e.at), e.alias,
+            when(e.at),
+            e.alias,
             "-" if e.from_version is None else f"@{e.from_version}",
             "removed" if e.to_version is None else f"@{e.to_version}",
-            e.author, e.reason,
-        )  # fmt: skip
+            e.author,
+            e.reason,
+        )
     out().print(t)
 
 
@@ -195,7 +209,9 @@ def predict(
     output: Path | None = typer.Option(
         None, "--output", "-o", dir_okay=False, help="Write every prediction here (.csv, .parquet, .json or .jsonl)."
     ),
-    trusted: bool = typer.Option(False, "--trusted", help="Allow loading a pickled model (only if you trust its source)."),
+    trusted: bool = typer.Option(
+        False, "--trusted", help="Allow loading a pickled model (only if you trust its source)."
+    ),
     drop_extra: bool = DROP_EXTRA_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -204,8 +220,6 @@ def predict(
     Columns the model does not take (the target of the file it was trained on, an id) are dropped
     with a note on stderr; --no-drop-extra refuses them instead.
     """
-    from keel.registry import predictions_frame
-
     if output is not None:
         _writer(output)  # refuse an unknown format before the work, not after
     ws = open_workspace(ctx)
@@ -218,7 +232,7 @@ def predict(
     if drop_extra:
         frame = without_extra_columns(frame, model.signature, model.ref)
     with err().status(f"Predicting {len(frame):,} rows with {model.ref}..."):
-        result = predictions_frame(model, frame)
+        result = model.predictions_frame(frame)
     if output is not None:
         _writer(output)(result, output)
         out().print(f"Wrote {len(result):,} predictions of {model.ref} to {output}", markup=False)
@@ -227,8 +241,12 @@ def predict(
         records = json.loads(result.to_json(orient="records"))
         print_json({"model": model.ref, "predictions": records})
         return
-    t = table("row>", "prediction", *(f"{c.removeprefix('proba_')}>" for c in result.columns if c.startswith("proba_")),
-              title=f"{model.ref}" + ("" if ref == model.ref else f" ({ref})"))  # fmt: skip
+    t = table(
+        "row>",
+        "prediction",
+        *(f"{c.removeprefix('proba_')}>" for c in result.columns if c.startswith("proba_")),
+        title=f"{model.ref}" + ("" if ref == model.ref else f" ({ref})"),
+    )
     for i, row in enumerate(result.head(_SHOWN_PREDICTIONS).itertuples(index=False)):
         values = list(row)
         t.add_row(str(i + 1), str(values[0]), *(f"{v:.4f}" for v in values[1:]))
@@ -249,8 +267,10 @@ def without_extra_columns(frame: pd.DataFrame, signature: Signature | None, ref:
     err().print(
         f"note: dropped {len(extra)} column{'s' if len(extra) > 1 else ''} {ref} does not take: {', '.join(extra)} "
         "(--no-drop-extra refuses them)",
-        markup=False, highlight=False, soft_wrap=True,
-    )  # fmt: skip
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     return frame.drop(columns=extra)
 
 
@@ -274,7 +294,7 @@ def read_rows(path: Path, signature: Signature | None) -> pd.DataFrame:
                 data = data.get("records", data.get("inputs", [data]))
             if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
                 raise InvalidInputError(
-                    f"{str(path)!r} is not JSON records: expected a list of objects, or {{\"records\": [...]}}"
+                    f'{str(path)!r} is not JSON records: expected a list of objects, or {{"records": [...]}}'
                 )
             return pd.DataFrame.from_records(data)
     except (ValueError, UnicodeDecodeError) as exc:  # pandas, pyarrow and json parse errors are ValueErrors

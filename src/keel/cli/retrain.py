@@ -11,10 +11,15 @@ import typer
 from keel.cli._common import JSON_OPTION, err, escape, open_workspace, out, print_json, styled, table, when
 from keel.entities import RetrainDecision
 from keel.errors import KeelError
-from keel.retraining.gate import summary
 
-_COLORS = {"promoted": "green", "approved": "green", "awaiting_approval": "yellow", "rejected": "yellow",
-           "failed": "red", "rolled_back": "cyan"}  # fmt: skip
+_COLORS = {
+    "promoted": "green",
+    "approved": "green",
+    "awaiting_approval": "yellow",
+    "rejected": "yellow",
+    "failed": "red",
+    "rolled_back": "cyan",
+}
 
 
 def train(
@@ -24,7 +29,7 @@ def train(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Run a model project once: split, fit, evaluate, track the run, register, gate, promote."""
-    from keel.retraining import load_project
+    from keel.workspace import load_project
 
     spec = load_project(project)  # a wrong key or value fails here, before the workspace opens
     ws = open_workspace(ctx)
@@ -36,20 +41,30 @@ def train(
 def retrain(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="A model whose project was trained once with keel train."),
-    dataset: str | None = typer.Option(None, "--dataset", help="Train on this dataset version (default: the project's policy)."),
-    background: bool = typer.Option(False, "--background", help="Queue it as a job for keel worker / keel serve instead."),
+    dataset: str | None = typer.Option(
+        None, "--dataset", help="Train on this dataset version (default: the project's policy)."
+    ),
+    background: bool = typer.Option(
+        False, "--background", help="Queue it as a job for keel worker / keel serve instead."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Retrain a model now, by hand: the same cycle its triggers start."""
+    from keel.workspace.payloads import RetrainPayload
+
     ws = open_workspace(ctx)
     if background:
         ws.retraining.project(name)  # a model without a project fails now, not in the worker
-        job, created = ws.jobs.enqueue("retrain", {"model": name, "trigger": "manual", "detail": {}, "dataset": dataset},
-                                       dedup_key=f"retrain:{name}")  # fmt: skip
+        payload = RetrainPayload(name, trigger="manual", detail={}, dataset=dataset)
+        job, created = ws.jobs.run_or_queue(
+            payload.kind, payload.to_dict(), background=True, dedup_key=payload.dedup_key
+        )
         if as_json:
             print_json(job)
         else:
-            out().print(f"{'Queued' if created else 'Already queued'}: job {job.id} ({job.status}); keel worker or keel serve runs it")
+            out().print(
+                f"{'Queued' if created else 'Already queued'}: job {job.id} ({job.status}); keel worker or keel serve runs it"
+            )
         return
     with err().status(f"Retraining {name}..."):
         decision = ws.retraining.retrain(name, dataset=dataset)
@@ -59,27 +74,38 @@ def retrain(
 def tune(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="A model whose project has a tuning section."),
-    background: bool = typer.Option(False, "--background", help="Queue it as a job for keel worker / keel serve instead."),
+    background: bool = typer.Option(
+        False, "--background", help="Queue it as a job for keel worker / keel serve instead."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Search the project's hyper-parameters (Ray Tune with KEEL_EXECUTOR=ray), then gate the best."""
+    from keel.cli.jobs import running
+    from keel.workspace.payloads import TunePayload
+
     ws = open_workspace(ctx)
     if ws.retraining.project(name).tuning is None:
-        raise KeelError(f"The project of {name!r} has no tuning section; add tuning: {{params: ..., trials: N}} to keel.yaml")
+        raise KeelError(
+            f"The project of {name!r} has no tuning section; add tuning: {{params: ..., trials: N}} to keel.yaml"
+        )
+    payload = TunePayload(name)
+    with running(ws, f"Tuning {name}", background=background):
+        job, _ = ws.jobs.run_or_queue(
+            payload.kind, payload.to_dict(), background=background, dedup_key=payload.dedup_key
+        )
     if background:
-        job, _ = ws.jobs.enqueue("tune", {"model": name}, dedup_key=f"retrain:{name}")
         out().print(f"Queued: job {job.id}; keel worker or keel serve runs it") if not as_json else print_json(job)
         return
-    with err().status(f"Tuning {name} ({ws.settings.executor} executor)..."):
-        job = ws.jobs.run("tune", {"model": name})
     if job.status == "failed":
         raise KeelError(f"tuning {name} failed (job {job.id}): {job.error}")
     assert job.result is not None
     decision = next(d for d in ws.retraining.decisions(name, limit=20) if d.id == job.result["decision"])
     if not as_json:
         t = decision.evidence.get("tuning", {})
-        out().print(f"{len(t.get('trials', []))} trials ({t.get('engine')}): best {t.get('metric')} {t.get('score', 0):.4f} "
-                    f"on {t.get('validation_rows')} validation rows with {escape(str(t.get('best')))}")  # fmt: skip
+        out().print(
+            f"{len(t.get('trials', []))} trials ({t.get('engine')}): best {t.get('metric')} {t.get('score', 0):.4f} "
+            f"on {t.get('validation_rows')} validation rows with {escape(str(t.get('best')))}"
+        )
     _report(decision, as_json)
 
 
@@ -120,8 +146,14 @@ def timeline(
         return
     t = table("when", "trigger", "outcome", "version>", "champion>", "why")
     for d in decisions:
-        t.add_row(when(d.at, short=True), d.trigger, styled(d.outcome, _COLORS.get(d.outcome, "white")),
-                  _v(d.version), _v(d.champion_version), escape(summary(d)))  # fmt: skip
+        t.add_row(
+            when(d.at, short=True),
+            d.trigger,
+            styled(d.outcome, _COLORS.get(d.outcome, "white")),
+            _v(d.version),
+            _v(d.champion_version),
+            escape(d.summary()),
+        )
     out().print(t)
 
 
@@ -135,7 +167,9 @@ def _report(decision: RetrainDecision, as_json: bool) -> None:
     else:
         _print(decision)
     if decision.outcome == "failed":
-        raise KeelError(f"{decision.model}: training failed, the champion is unchanged: {decision.evidence.get('error')}")
+        raise KeelError(
+            f"{decision.model}: training failed, the champion is unchanged: {decision.evidence.get('error')}"
+        )
 
 
 def _print(d: RetrainDecision) -> None:
@@ -146,10 +180,14 @@ def _print(d: RetrainDecision) -> None:
     ev: dict[str, Any] = d.evidence
     data = ev.get("data")
     if data:
-        console.print(f"  data      {escape(data['dataset'])}: {data['train_rows']:,} rows to train, {data['holdout_rows']:,} held out")
+        console.print(
+            f"  data      {escape(data['dataset'])}: {data['train_rows']:,} rows to train, {data['holdout_rows']:,} held out"
+        )
     if ev.get("columns", {}).get("ignored"):  # a new column in the data is left out, not trained on
-        console.print(f"  columns   ignored (the {escape(ev['columns']['features_from'])} does not use them): "
-                      f"{escape(', '.join(ev['columns']['ignored']))}")  # fmt: skip
+        console.print(
+            f"  columns   ignored (the {escape(ev['columns']['features_from'])} does not use them): "
+            f"{escape(', '.join(ev['columns']['ignored']))}"
+        )
     metrics = ev.get("metrics")
     if metrics:
         challenger, champion = metrics.get("challenger") or {}, metrics.get("champion") or {}

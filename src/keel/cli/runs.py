@@ -44,16 +44,28 @@ def _runs_table(runs: list[Run]) -> None:
     room -= exp_width if show_experiment else 0
     show_duration = room >= 11
     title = None if show_experiment else f"experiment {experiments[0]}"
-    columns = ["id", *(["experiment"] if show_experiment else []), "name", "status", "started",
-               *(["duration>"] if show_duration else []), *(f"{k}>" for k in keys)]  # fmt: skip
+    columns = [
+        "id",
+        *(["experiment"] if show_experiment else []),
+        "name",
+        "status",
+        "started",
+        *(["duration>"] if show_duration else []),
+        *(f"{k}>" for k in keys),
+    ]
     t = table(*columns, title=title)
     for r in runs:
         duration = "-" if r.duration_s is None else f"{r.duration_s:.1f}s"
         status = styled(r.status.value, {"finished": "green", "failed": "red", "killed": "red"}.get(r.status.value, ""))
         t.add_row(
-            r.id[:8], *([r.experiment] if show_experiment else []), r.name, status, when(r.started_at, short=True),
-            *([duration] if show_duration else []), *(number(r.metrics.get(k)) for k in keys),
-        )  # fmt: skip
+            r.id[:8],
+            *([r.experiment] if show_experiment else []),
+            r.name,
+            status,
+            when(r.started_at, short=True),
+            *([duration] if show_duration else []),
+            *(number(r.metrics.get(k)) for k in keys),
+        )
     out().print(t)
 
 
@@ -75,8 +87,8 @@ def list_(
 @app.command("search")
 def search(
     ctx: typer.Context,
-    filter: str = typer.Argument(..., help="e.g. \"metrics.auc > 0.8 and params.max_depth = 6\"."),
-    order_by: list[str] | None = typer.Option(None, "--order-by", "-o", help="e.g. \"metrics.auc desc\"; repeatable."),
+    filter: str = typer.Argument(..., help='e.g. "metrics.auc > 0.8 and params.max_depth = 6".'),
+    order_by: list[str] | None = typer.Option(None, "--order-by", "-o", help='e.g. "metrics.auc desc"; repeatable.'),
     experiment: str | None = typer.Option(None, "--experiment", "-e", help="Only runs of this experiment."),
     limit: int = _LIMIT,
     as_json: bool = JSON_OPTION,

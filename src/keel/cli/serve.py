@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from keel.cli._common import JSON_OPTION, err, escape, open_workspace, out, print_json
 
-token_app = typer.Typer(help="Create, list and revoke API tokens (roles: reader, predictor, writer, admin).",
-                        no_args_is_help=True)  # fmt: skip
+if TYPE_CHECKING:
+    from keel.workspace.facade import Workspace
+
+token_app = typer.Typer(
+    help="Create, list and revoke API tokens (roles: reader, predictor, writer, admin).", no_args_is_help=True
+)
 
 
-def serve_workspace(ws: Any, *, host: str, port: int, log_format: str, announce: bool = True,
-                    allowed_hosts: str | None = None) -> None:  # fmt: skip
+def serve_workspace(
+    ws: Workspace, *, host: str, port: int, log_format: str, announce: bool = True, allowed_hosts: str | None = None
+) -> None:
     """Serve `ws` until Ctrl-C, printing the dashboard address once the server listens."""
     from keel.server import serve
 
@@ -32,11 +37,17 @@ def serve_command(
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. Any non-loopback address needs API tokens."),
     port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port to listen on."),
-    log_format: str = typer.Option("text", "--log-format", help="text or json (one JSON object per line, with request ids)."),
-    allowed_hosts: str | None = typer.Option(None, "--allowed-hosts", show_default=False,
-                                      help="Names clients reach the server by (Host header), comma-separated; "
-                                           "loopback names and --host are always allowed, '*' allows any. "
-                                           "Default: KEEL_SERVER_ALLOWED_HOSTS."),
+    log_format: str = typer.Option(
+        "text", "--log-format", help="text or json (one JSON object per line, with request ids)."
+    ),
+    allowed_hosts: str | None = typer.Option(
+        None,
+        "--allowed-hosts",
+        show_default=False,
+        help="Names clients reach the server by (Host header), comma-separated; "
+        "loopback names and --host are always allowed, '*' allows any. "
+        "Default: KEEL_SERVER_ALLOWED_HOSTS.",
+    ),
 ) -> None:
     """Serve the workspace over HTTP: REST API, predictions, dashboard, /metrics, /healthz, /readyz."""
     if log_format not in ("text", "json"):
@@ -59,8 +70,9 @@ def token_create(
         print_json({"token": token, **_token_dict(record)})
         return
     out().print(token, markup=False, highlight=False)
-    err().print(f"Created {record.role.value} token '{escape(record.name)}' (prefix {record.prefix}). "
-                "It is shown only now.")  # fmt: skip
+    err().print(
+        f"Created {record.role.value} token '{escape(record.name)}' (prefix {record.prefix}). It is shown only now."
+    )
 
 
 @token_app.command("list")
@@ -79,7 +91,9 @@ def token_list(
         return
     table = Table("name", "role", "prefix", "created", "last used", "revoked")
     for r in records:
-        table.add_row(escape(r.name), r.role.value, r.prefix, _when(r.created_at), _when(r.last_used_at), _when(r.revoked_at))
+        table.add_row(
+            escape(r.name), r.role.value, r.prefix, _when(r.created_at), _when(r.last_used_at), _when(r.revoked_at)
+        )
     out().print(table)
 
 
@@ -92,8 +106,15 @@ def token_revoke(ctx: typer.Context, token: str = typer.Argument(..., help="The 
 
 
 def _token_dict(r: Any) -> dict[str, Any]:
-    return {"name": r.name, "role": r.role.value, "prefix": r.prefix, "created_at": r.created_at,
-            "created_by": r.created_by, "last_used_at": r.last_used_at, "revoked_at": r.revoked_at}  # fmt: skip
+    return {
+        "name": r.name,
+        "role": r.role.value,
+        "prefix": r.prefix,
+        "created_at": r.created_at,
+        "created_by": r.created_by,
+        "last_used_at": r.last_used_at,
+        "revoked_at": r.revoked_at,
+    }
 
 
 def _when(value: Any) -> str:

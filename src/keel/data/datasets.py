@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import os
@@ -107,7 +108,7 @@ class Datasets:
                 files.append(path)
         if not files:
             raise InvalidInputError(f"The folder {str(root)!r} holds no files")
-        entries = []
+        entries: list[dict[str, Any]] = []  # the manifest's JSON entries
         for path in files:
             digest, size = self._blobs.put_file(path)
             entries.append({"path": path.relative_to(root).as_posix(), "digest": digest, "size_bytes": size})
@@ -163,7 +164,7 @@ class Datasets:
     def list(self) -> list[DatasetSummary]:
         return self._meta.datasets.list()
 
-    def versions(self, name: str) -> list[DatasetVersion]:
+    def versions(self, name: str) -> builtins.list[DatasetVersion]:
         return self._meta.datasets.versions(check_name(name, what="dataset name"))
 
     def load_arrow(self, ref: str | DatasetVersion) -> pa.Table:
@@ -184,7 +185,7 @@ class Datasets:
         table = self.load_arrow(ref)
         return table if format == "arrow" else to_pandas(table)
 
-    def files(self, ref: str | DatasetVersion) -> list[dict[str, Any]]:
+    def files(self, ref: str | DatasetVersion) -> builtins.list[dict[str, Any]]:
         version = self.get(ref)
         if version.kind != "files":
             raise InvalidInputError(f"{version.ref} is a table, not a folder of files")

@@ -6,32 +6,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from keel.data.distances import js_distance, psi
 from keel.data.profile import is_numeric, json_float, numeric_values
 from keel.entities import ColumnChange, DatasetDiff
 
-__all__ = ["diff_tables", "psi", "js_distance"]
-
-_EPS = 1e-4
-
-
-def psi(expected: np.ndarray, actual: np.ndarray) -> float:
-    """Population stability index of two histograms over the same bins."""
-    e = expected / max(expected.sum(), 1)
-    a = actual / max(actual.sum(), 1)
-    e = np.clip(e, _EPS, None)
-    a = np.clip(a, _EPS, None)
-    return float(np.sum((a - e) * np.log(a / e)))
-
-
-def js_distance(p: np.ndarray, q: np.ndarray) -> float:
-    """Jensen-Shannon distance (base 2, in [0, 1]) of two frequency vectors."""
-    p = p / max(p.sum(), 1)
-    q = q / max(q.sum(), 1)
-    m = 0.5 * (p + q)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kl_p = np.where(p > 0, p * np.log2(p / m), 0.0).sum()
-        kl_q = np.where(q > 0, q * np.log2(q / m), 0.0).sum()
-    return float(np.sqrt(max(0.5 * (kl_p + kl_q), 0.0)))
+__all__ = ["diff_tables"]
 
 
 def _numeric_change(name: str, a: pa.ChunkedArray, b: pa.ChunkedArray) -> ColumnChange:

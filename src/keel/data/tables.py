@@ -240,9 +240,7 @@ def write_csv(table: pa.Table, path: str | os.PathLike[str]) -> None:
     """
     import pyarrow.csv as pacsv
 
-    columns = [
-        _whole_floats_with_point(col) if pa.types.is_floating(col.type) else col for col in table.columns
-    ]
+    columns = [_whole_floats_with_point(col) if pa.types.is_floating(col.type) else col for col in table.columns]
     pacsv.write_csv(pa.Table.from_arrays(columns, names=table.column_names), path)
 
 

@@ -9,9 +9,18 @@ May import: keel.errors, numpy, pandas, scikit-learn, and `shap` (lazily: the [e
 from keel.explain.attributions import Explanation, explain_model
 from keel.explain.local import LimeExplanation, lime_tabular, lime_text
 from keel.explain.modalities import TextAttribution, pixel_maps, word_attributions
-from keel.explain.reasons import reason_codes, typical_values
+from keel.explain.reasons import Reason, reason_codes, typical_values
 
 __all__ = [
-    "Explanation", "explain_model", "reason_codes", "typical_values", "LimeExplanation", "lime_tabular", "lime_text",
-    "TextAttribution", "word_attributions", "pixel_maps",
-]  # fmt: skip
+    "Explanation",
+    "explain_model",
+    "Reason",
+    "reason_codes",
+    "typical_values",
+    "LimeExplanation",
+    "lime_tabular",
+    "lime_text",
+    "TextAttribution",
+    "word_attributions",
+    "pixel_maps",
+]

@@ -14,8 +14,11 @@ class Codec:
     def __init__(self, frame: pd.DataFrame, background: pd.DataFrame) -> None:
         self.columns = list(frame.columns)
         self.dtypes = frame.dtypes
-        self.codes = {c: pd.Index(pd.concat([background[c], frame[c]]).astype(str).unique())
-                      for c in self.columns if not pd.api.types.is_numeric_dtype(frame[c])}  # fmt: skip
+        self.codes = {
+            c: pd.Index(pd.concat([background[c], frame[c]]).astype(str).unique())
+            for c in self.columns
+            if not pd.api.types.is_numeric_dtype(frame[c])
+        }
 
     @property
     def categorical(self) -> list[int]:

@@ -31,11 +31,34 @@ from keel.explain._codec import Codec
 
 __all__ = ["Explanation", "explain_model"]
 
-_TREES = ("DecisionTreeClassifier", "DecisionTreeRegressor", "RandomForestClassifier", "RandomForestRegressor",
-          "ExtraTreesClassifier", "ExtraTreesRegressor", "GradientBoostingClassifier", "GradientBoostingRegressor",
-          "HistGradientBoostingClassifier", "HistGradientBoostingRegressor", "ExtraTreeClassifier", "ExtraTreeRegressor")  # fmt: skip
-_LINEAR = ("LogisticRegression", "LinearRegression", "Ridge", "RidgeClassifier", "Lasso", "ElasticNet", "SGDClassifier",
-           "SGDRegressor", "LinearSVC", "LinearSVR", "BayesianRidge", "HuberRegressor")  # fmt: skip
+_TREES = (
+    "DecisionTreeClassifier",
+    "DecisionTreeRegressor",
+    "RandomForestClassifier",
+    "RandomForestRegressor",
+    "ExtraTreesClassifier",
+    "ExtraTreesRegressor",
+    "GradientBoostingClassifier",
+    "GradientBoostingRegressor",
+    "HistGradientBoostingClassifier",
+    "HistGradientBoostingRegressor",
+    "ExtraTreeClassifier",
+    "ExtraTreeRegressor",
+)
+_LINEAR = (
+    "LogisticRegression",
+    "LinearRegression",
+    "Ridge",
+    "RidgeClassifier",
+    "Lasso",
+    "ElasticNet",
+    "SGDClassifier",
+    "SGDRegressor",
+    "LinearSVC",
+    "LinearSVR",
+    "BayesianRidge",
+    "HuberRegressor",
+)
 
 
 @dataclass(frozen=True)
@@ -59,8 +82,10 @@ class Explanation:
 
         vocabulary, values = self.terms[column]
         index = {t: j for j, t in enumerate(vocabulary)}
-        return [(tok, float(values[i, index[tok.lower()]]) if tok.lower() in index else 0.0)
-                for tok in re.findall(r"(?u)\b\w\w+\b", text)]  # fmt: skip
+        return [
+            (tok, float(values[i, index[tok.lower()]]) if tok.lower() in index else 0.0)
+            for tok in re.findall(r"(?u)\b\w\w+\b", text)
+        ]
 
     def row(self, i: int) -> dict[str, float]:
         return dict(zip(self.features, self.values[i].tolist(), strict=True))
@@ -87,21 +112,33 @@ def _target_index(classes: list[Any] | None, target: Any) -> int:
     raise InvalidInputError(f"target {target!r} is not a class of the model; classes: {', '.join(map(str, classes))}")
 
 
-def explain_model(model: Any, X: pd.DataFrame, *, background: pd.DataFrame | None = None, target: Any = None,
-                  method: str = "auto", max_evals: int | None = None, seed: int = 0) -> Explanation:  # fmt: skip
+def explain_model(
+    model: Any,
+    X: pd.DataFrame,
+    *,
+    background: pd.DataFrame | None = None,
+    target: Any = None,
+    method: str = "auto",
+    max_evals: int | None = None,
+    seed: int = 0,
+) -> Explanation:
     """Attributions for the rows of `X` (a DataFrame with the model's input columns)."""
     from sklearn.pipeline import Pipeline
 
     if method not in ("auto", "tree", "linear", "permutation"):
         raise InvalidInputError(f"method must be auto, tree, linear or permutation, got {method!r}")
-    final, Xt, names, groups = model, X, list(X.columns), None
+    final: Any = model
+    # Xt and background_t are what the final step sees: a pipeline's steps before it are applied.
+    Xt: pd.DataFrame | np.ndarray = X
+    background_t: pd.DataFrame | np.ndarray | None = background
+    names, groups = list(X.columns), None
     if isinstance(model, Pipeline) and method != "permutation":
         final = model.steps[-1][1]
         if _kind(final) is not None:
             prep = model[:-1]
             Xt = _dense(prep.transform(X))
             names, groups = _groups(prep, list(X.columns), Xt.shape[1])
-            background = None if background is None else _dense(prep.transform(background))
+            background_t = None if background is None else _dense(prep.transform(background))
     kind = _kind(final) if method == "auto" else method
     found = getattr(final, "classes_", None)
     classes = [c.item() if hasattr(c, "item") else c for c in found] if found is not None and len(found) else None
@@ -109,9 +146,9 @@ def explain_model(model: Any, X: pd.DataFrame, *, background: pd.DataFrame | Non
     if kind == "tree":
         values, base, space, how = _tree(final, Xt, index, classes)
     elif kind == "linear":
-        if background is None:
+        if background_t is None:
             raise InvalidInputError("linear attributions need a background sample (the training data)")
-        values, base, space, how = _linear(final, Xt, background, index, classes)
+        values, base, space, how = _linear(final, Xt, background_t, index, classes)
     else:
         if background is None:
             raise InvalidInputError("model-agnostic attributions need a background sample (the training data)")
@@ -126,7 +163,9 @@ def explain_model(model: Any, X: pd.DataFrame, *, background: pd.DataFrame | Non
     return Explanation(tuple(names), values, base, outputs, how, space, classes[index] if classes else None, terms)
 
 
-def _terms(model: Any, groups: dict[str, list[int]], values: np.ndarray, Xt: Any) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
+def _terms(
+    model: Any, groups: dict[str, list[int]], values: np.ndarray, Xt: Any
+) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
     """Per-term attributions of the text columns (a vectorizer's vocabulary), for word highlighting."""
     from sklearn.compose import ColumnTransformer
 
@@ -180,11 +219,20 @@ def _tree(model: Any, X: Any, index: int, classes: list[Any] | None) -> tuple[np
     n = len(X)
     booster = _lightgbm_booster(model)
     if booster is not None:
-        contrib = np.asarray(booster.predict(np.asarray(X, dtype=np.float64) if not isinstance(X, pd.DataFrame) else X, pred_contrib=True))
+        contrib = np.asarray(
+            booster.predict(
+                np.asarray(X, dtype=np.float64) if not isinstance(X, pd.DataFrame) else X, pred_contrib=True
+            )
+        )
         k = contrib.shape[1] // (np.shape(X)[1] + 1)
         block = contrib.reshape(n, k, -1)[:, index if k > 1 else 0, :]
         sign = _binary_sign(classes, index, k)
-        return sign * block[:, :-1], sign * block[:, -1], "log-odds" if classes else "value", "tree (LightGBM exact TreeSHAP)"
+        return (
+            sign * block[:, :-1],
+            sign * block[:, -1],
+            "log-odds" if classes else "value",
+            "tree (LightGBM exact TreeSHAP)",
+        )
     if module.startswith("xgboost"):
         import xgboost
 
@@ -199,10 +247,17 @@ def _tree(model: Any, X: Any, index: int, classes: list[Any] | None) -> tuple[np
         output = margin[:, index] if margin.ndim == 2 else margin
         sign = _binary_sign(classes, index, 1 if contrib.ndim == 2 else contrib.shape[1])
         values = sign * block[:, :-1]
-        return values, sign * output - values.sum(axis=1), "margin" if classes else "value", "tree (XGBoost exact TreeSHAP)"
+        return (
+            values,
+            sign * output - values.sum(axis=1),
+            "margin" if classes else "value",
+            "tree (XGBoost exact TreeSHAP)",
+        )
     import shap
 
-    result = shap.TreeExplainer(model)(np.asarray(X, dtype=np.float64) if not isinstance(X, pd.DataFrame) else X, check_additivity=False)
+    result = shap.TreeExplainer(model)(
+        np.asarray(X, dtype=np.float64) if not isinstance(X, pd.DataFrame) else X, check_additivity=False
+    )
     values, base = np.asarray(result.values), np.asarray(result.base_values)
     if values.ndim == 3:  # (rows, features, outputs): one per class
         values, base = values[:, :, index], base[:, index] if base.ndim == 2 else base
@@ -218,29 +273,42 @@ def _binary_sign(classes: list[Any] | None, index: int, outputs: int) -> float:
     return -1.0 if classes and len(classes) == 2 and outputs == 1 and index == 0 else 1.0
 
 
-def _linear(model: Any, X: Any, background: Any, index: int, classes: list[Any] | None) -> tuple[np.ndarray, np.ndarray, str, str]:
+def _linear(
+    model: Any, X: Any, background: Any, index: int, classes: list[Any] | None
+) -> tuple[np.ndarray, np.ndarray, str, str]:
     coef = np.atleast_2d(np.asarray(model.coef_, dtype=np.float64))
     intercept = np.atleast_1d(np.asarray(getattr(model, "intercept_", 0.0), dtype=np.float64))
     row = 0 if coef.shape[0] == 1 else index
     w, b = coef[row], intercept[row if intercept.size > 1 else 0]
-    sign = -1.0 if coef.shape[0] == 1 and classes and index == 0 and len(classes) == 2 else 1.0  # binary: class 0 is -margin
+    sign = (
+        -1.0 if coef.shape[0] == 1 and classes and index == 0 and len(classes) == 2 else 1.0
+    )  # binary: class 0 is -margin
     Xa, mean = np.asarray(X, dtype=np.float64), np.asarray(background, dtype=np.float64).mean(axis=0)
     values = sign * w * (Xa - mean)
     base = np.full(len(Xa), sign * (float(w @ mean) + b))
     return values, base, "log-odds" if classes else "value", "linear (exact interventional SHAP)"
 
 
-def _permutation(model: Any, X: pd.DataFrame, background: pd.DataFrame, index: int, classes: list[Any] | None,
-                 max_evals: int | None, seed: int) -> tuple[np.ndarray, np.ndarray, str, str]:  # fmt: skip
+def _permutation(
+    model: Any,
+    X: pd.DataFrame,
+    background: pd.DataFrame,
+    index: int,
+    classes: list[Any] | None,
+    max_evals: int | None,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, str, str]:
     import shap
 
     codec = Codec(X, background)
     decode, encode = codec.decode, codec.encode
 
     if classes:
+
         def f(Z: np.ndarray) -> np.ndarray:
             return np.asarray(model.predict_proba(decode(Z)))[:, index]
     else:
+
         def f(Z: np.ndarray) -> np.ndarray:
             return np.asarray(model.predict(decode(Z)), dtype=np.float64)
 
@@ -248,7 +316,12 @@ def _permutation(model: Any, X: pd.DataFrame, background: pd.DataFrame, index: i
     explainer = shap.PermutationExplainer(f, shap.maskers.Independent(bg, max_samples=len(bg)), seed=seed)
     evals = max_evals or max(2 * X.shape[1] + 1, 500)
     result = explainer(encode(X), max_evals=evals, silent=True)
-    return np.asarray(result.values), np.asarray(result.base_values, dtype=np.float64), "probability" if classes else "value", "permutation (shap)"
+    return (
+        np.asarray(result.values),
+        np.asarray(result.base_values, dtype=np.float64),
+        "probability" if classes else "value",
+        "permutation (shap)",
+    )
 
 
 def _groups(prep: Any, inputs: list[str], width: int) -> tuple[list[str], dict[str, list[int]] | None]:
@@ -266,7 +339,10 @@ def _groups(prep: Any, inputs: list[str], width: int) -> tuple[list[str], dict[s
         if trans == "drop" or name not in ct.output_indices_:
             continue
         sl = ct.output_indices_[name]
-        cols = [inputs[c] if isinstance(c, int | np.integer) else c for c in (columns if isinstance(columns, list | tuple | np.ndarray) else [columns])]
+        cols = [
+            inputs[c] if isinstance(c, int | np.integer) else c
+            for c in (columns if isinstance(columns, list | tuple | np.ndarray) else [columns])
+        ]
         out = list(range(sl.start, sl.stop))
         if not out:
             continue
@@ -295,4 +371,6 @@ def _widths(trans: Any, cols: list[str], width: int) -> list[int]:
             sizes = [s - (0 if d is None else 1) for s, d in zip(sizes, drops, strict=True)]
         if sum(sizes) == width:
             return sizes
-    raise InvalidInputError(f"cannot map the {width} columns made from {', '.join(cols)} back to them; explain with method='permutation'")
+    raise InvalidInputError(
+        f"cannot map the {width} columns made from {', '.join(cols)} back to them; explain with method='permutation'"
+    )

@@ -3,8 +3,9 @@ in threads of the local process or as Ray tasks.
 
 `queue.py`: `Jobs` (`ws.jobs`), enqueue with de-duplication, dispatch of claimed jobs to the
 executor, heartbeats, recovery of jobs whose worker died. `executors.py`: `LocalExecutor`,
-`RayExecutor`. `handlers.py`: what each job kind does, given a Workspace. `scheduler.py`: one tick
-of the loop that `keel worker` and `keel serve` run: due monitors, due retraining, dispatch.
+`RayExecutor`. What each job kind does (keel.workspace.handlers) and the tick of the background
+loop (keel.workspace.tick) are composition: they live in keel.workspace, which hands `Jobs` the
+kinds and the runner.
 May import: keel.storage (through the Workspace's MetadataStore), keel.entities, keel.errors,
 keel.settings, keel._optional; it reaches records only through the Workspace a job opens.
 """

@@ -55,7 +55,8 @@ class RayExecutor:
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         task = self._ray.remote(num_cpus=1, max_retries=0)(fn)
-        return task.remote(*args).future()  # type: ignore[no-any-return]
+        future: Future[Any] = task.remote(*args).future()  # Ray's ObjectRef as a concurrent.futures.Future
+        return future
 
     def shutdown(self) -> None:
         """Leave the Ray instance running: other workspaces of this process may use it."""

@@ -2,26 +2,27 @@
 
 `enqueue` writes a job (or returns the active one with the same `dedup_key`). `dispatch` first
 queues again the running jobs whose heartbeat stopped, claims as many queued jobs as the executor
-has free slots, and submits each as `run_job(factory, job_id)`: the executing side opens its own
-Workspace from `factory` (a picklable `partial(Workspace, settings)`, so it works in a Ray worker
-process too), runs the handler and records the result. While a job runs, the dispatching process
+has free slots, and submits each as `runner(factory, job_id)`: the runner (the Workspace gives
+keel.workspace.handlers.run_job, with the kinds it knows) opens its own Workspace from `factory`
+(a picklable `partial(Workspace, settings)`, so it works in a Ray worker process too), runs the
+handler and records the result. This package knows no job kind: what a kind does is composition. While a job runs, the dispatching process
 heartbeats it; a job that finished is never run again, one whose worker died runs again (up to
 `max_attempts`).
 """
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from keel.entities import Job
-from keel.errors import InvalidInputError, KeelError
-from keel.jobs.handlers import HANDLERS
+from keel.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from keel.jobs.executors import Executor
@@ -29,33 +30,28 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Jobs", "run_job", "STALE_AFTER_S"]
+__all__ = ["Jobs", "Runner", "STALE_AFTER_S"]
 
 STALE_AFTER_S = 120.0  # a running job unheard of for this long lost its worker
 
-
-def run_job(factory: Callable[[], Any], job_id: int) -> dict[str, Any]:
-    """Execute job `job_id` in a Workspace made by `factory` (this process or a Ray worker)."""
-    with factory() as ws:
-        job = ws._meta.jobs.get(job_id)
-        handler = HANDLERS.get(job.kind)
-        try:
-            if handler is None:
-                raise InvalidInputError(f"unknown job kind {job.kind!r}; known: {', '.join(sorted(HANDLERS))}")
-            result = {**handler(ws, job.payload), "ran_on": f"{socket.gethostname()}:{os.getpid()}"}
-        except Exception as exc:
-            message = str(exc) if isinstance(exc, KeelError) else f"{type(exc).__name__}: {exc}"
-            ws._meta.jobs.finish(job_id, error=message)
-            logger.error("job %d (%s) failed: %s", job_id, job.kind, message)
-            raise
-        ws._meta.jobs.finish(job_id, result=result)
-        return result
+Runner = Callable[[Callable[[], Any], int], Any]  # (factory, job id): runs the job where the executor puts it
 
 
 class Jobs:
-    def __init__(self, meta: MetadataStore, *, author: str, factory: Callable[[], Any],
-                 executor_factory: Callable[[], Executor], on_lost: Callable[[Job], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        meta: MetadataStore,
+        *,
+        author: str,
+        factory: Callable[[], Any],
+        kinds: Collection[str],
+        runner: Runner,
+        executor_factory: Callable[[], Executor],
+        on_lost: Callable[[Job], None] | None = None,
+    ) -> None:
         self._store = meta.jobs
+        self._kinds = frozenset(kinds)  # the job kinds `runner` knows how to run
+        self._runner = runner
         self._on_lost = on_lost  # told of each job that failed because its worker died on the last attempt
         self._author = author
         self._factory = factory
@@ -76,10 +72,12 @@ class Jobs:
             self._executor = self._executor_factory()
         return self._executor
 
-    def enqueue(self, kind: str, payload: dict[str, Any], *, dedup_key: str | None = None, max_attempts: int = 2) -> tuple[Job, bool]:
+    def enqueue(
+        self, kind: str, payload: dict[str, Any], *, dedup_key: str | None = None, max_attempts: int = 2
+    ) -> tuple[Job, bool]:
         """Queue a job; returns (job, created). With `dedup_key`, an active job of that key wins."""
-        if kind not in HANDLERS:
-            raise InvalidInputError(f"Unknown job kind {kind!r}; known: {', '.join(sorted(HANDLERS))}")
+        if kind not in self._kinds:
+            raise InvalidInputError(f"Unknown job kind {kind!r}; known: {', '.join(sorted(self._kinds))}")
         return self._store.enqueue(kind, payload, author=self._author, dedup_key=dedup_key, max_attempts=max_attempts)
 
     def start(self, kind: str, payload: dict[str, Any], *, dedup_key: str | None = None) -> tuple[Job, bool]:
@@ -89,7 +87,7 @@ class Jobs:
         job, created = self.enqueue(kind, payload, dedup_key=dedup_key)
         with self._lock:
             for j in self._store.claim(self.worker, limit=1, ids=(job.id,)):
-                self._running[j.id] = self.executor.submit(run_job, self._factory, j.id)
+                self._running[j.id] = self.executor.submit(self._runner, self._factory, j.id)
                 job = j
         return job, created
 
@@ -101,17 +99,31 @@ class Jobs:
         if future is not None:
             try:
                 future.result(timeout=timeout)
-            except Exception:  # recorded by run_job
+            except Exception:  # recorded by the runner
                 pass
         return self._store.get(job.id)
+
+    def run_or_queue(
+        self, kind: str, payload: dict[str, Any], *, background: bool, dedup_key: str | None = None
+    ) -> tuple[Job, bool]:
+        """Queue a job for `keel worker` / `keel serve` (`background`), or run it here on the
+        configured executor and wait for it; returns (job, created). `dedup_key` applies to the
+        queued path: an active job of that key is returned instead of a new one."""
+        if background:
+            return self.enqueue(kind, payload, dedup_key=dedup_key)
+        return self.run(kind, payload), True
 
     def get(self, job_id: int) -> Job:
         return self._store.get(job_id)
 
+    def finish(self, job_id: int, *, result: dict[str, Any] | None = None, error: str | None = None) -> None:
+        """Record how a job ended (the runner calls it, in whatever process ran the job)."""
+        self._store.finish(job_id, result=result, error=error)
+
     def list(self, *, status: str | None = None, kind: str | None = None, limit: int = 100) -> list[Job]:
         return self._store.list(status=status, kind=kind, limit=limit)
 
-    def dispatch(self, *, slots: int = 2) -> list[int]:
+    def dispatch(self, *, slots: int = 2) -> builtins.list[int]:  # `list` is a method of this class
         """Recover stale jobs, heartbeat ours, and start queued jobs up to `slots` running here."""
         with self._lock:
             for job_id in [i for i, f in self._running.items() if f.done()]:
@@ -130,7 +142,7 @@ class Jobs:
             free = max(slots - len(self._running), 0)
             started = []
             for job in self._store.claim(self.worker, limit=free) if free else []:
-                self._running[job.id] = self.executor.submit(run_job, self._factory, job.id)
+                self._running[job.id] = self.executor.submit(self._runner, self._factory, job.id)
                 started.append(job.id)
                 logger.info("job %d (%s) started on %s", job.id, job.kind, self.executor.name)
             return started
@@ -142,7 +154,7 @@ class Jobs:
         for f in futures:
             try:
                 f.result(timeout=timeout)
-            except Exception:  # recorded by run_job
+            except Exception:  # recorded by the runner
                 pass
 
     def close(self) -> None:

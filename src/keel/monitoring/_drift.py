@@ -17,17 +17,18 @@ the KS supremum can miss at most the interval's reference mass (<= 1 / (quantile
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from keel.data.distances import js_distance, psi
+from keel.monitoring._noise import ks_pvalue
+from keel.monitoring.profiles import CategoricalProfile, NumericProfile, NumericSummary
+
 OTHER = "__other__"
 
-# Proportions are floored here before the PSI's log ratio (as keel.data.diff.psi does).
-_PSI_FLOOR = 1e-4
 # A window value this close to a reference grid value is that value: relative to the value, 4
 # float32 roundings (a float32 round trip, or a 7-digit decimal rendering, of either side)...
 _SNAP_RELATIVE = 2.4e-7
@@ -95,14 +96,14 @@ def _moments(values: np.ndarray) -> tuple[float, float]:
 
 
 # -- profiles --------------------------------------------------------------------------------------
-def numeric_profile(values: np.ndarray, *, bins: int, quantile_points: int) -> dict[str, Any]:
+def numeric_profile(values: np.ndarray, *, bins: int, quantile_points: int) -> NumericProfile:
     """Profile of one numeric column; `values` may hold NaN and infinities (counted as missing)."""
     rows = values.size
     ref = np.sort(_finite(values))
     n = ref.size
-    entry: dict[str, Any] = {"kind": "numeric", "n": n, "missing_rate": (rows - n) / rows if rows else 0.0}
+    missing_rate = (rows - n) / rows if rows else 0.0
     if n == 0:
-        return entry
+        return NumericProfile(n=n, missing_rate=missing_rate)
     mean, std = _moments(ref)
     # Grid and edges are order statistics (real values of the column, never interpolated between
     # two), so an atom of a discrete column stays an atom and its jump is stored exactly. Besides
@@ -122,24 +123,28 @@ def numeric_profile(values: np.ndarray, *, bins: int, quantile_points: int) -> d
     edges = np.unique(ref[ranks[np.round(np.arange(1, bins) / bins * (quantile_points - 1)).astype(np.int64)]])
     at_or_below = np.searchsorted(ref, edges, side="right")  # bins are (edge[i-1], edge[i]]
     summary = _grid_summary(grid, ref)
-    entry.update(
-        mean=mean,
-        std=std,
-        min=float(ref[0]),
-        max=float(ref[-1]),
-        edges=edges.tolist(),
-        counts=np.diff(np.r_[0, at_or_below, n]).tolist(),
-        quantiles=grid.tolist(),
-        le=summary.le.tolist(),  # reference values <= each grid value
-        lt=(summary.le - summary.equal).tolist(),  # reference values < each grid value
-        # Area under the reference ECDF between neighbouring grid values: exact Wasserstein-1
-        # pieces however the reference is spread inside an interval (a heavy tail's last one).
-        areas=(np.diff(grid) * summary.le[:-1] / n + summary.gaps[1 : grid.size] / n).tolist(),
+    # .tolist(): plain floats and ints, as the profile's JSON holds them.
+    return NumericProfile(
+        n=n,
+        missing_rate=missing_rate,
+        summary=NumericSummary(
+            mean=mean,
+            std=std,
+            min=float(ref[0]),
+            max=float(ref[-1]),
+            edges=tuple(edges.tolist()),
+            counts=tuple(np.diff(np.r_[0, at_or_below, n]).tolist()),
+            quantiles=tuple(grid.tolist()),
+            le=tuple(summary.le.tolist()),  # reference values <= each grid value
+            lt=tuple((summary.le - summary.equal).tolist()),  # reference values < each grid value
+            # Area under the reference ECDF between neighbouring grid values: exact Wasserstein-1
+            # pieces however the reference is spread inside an interval (a heavy tail's last one).
+            areas=tuple((np.diff(grid) * summary.le[:-1] / n + summary.gaps[1 : grid.size] / n).tolist()),
+        ),
     )
-    return entry
 
 
-def categorical_profile(series: pd.Series, *, max_categories: int) -> dict[str, Any]:
+def categorical_profile(series: pd.Series, *, max_categories: int) -> CategoricalProfile:
     """Profile of one categorical column: the most frequent labels and one bucket for the rest."""
     rows = len(series)
     codes, labels = label_codes(series)
@@ -149,36 +154,16 @@ def categorical_profile(series: pd.Series, *, max_categories: int) -> dict[str, 
     order = order[counts[order] > 0]
     top = order[:max_categories]
     n = int(present.size)
-    return {
-        "kind": "categorical",
-        "n": n,
-        "missing_rate": (rows - n) / rows if rows else 0.0,
-        "categories": {labels[i]: int(counts[i]) for i in top},
-        "other": int(counts[order[max_categories:]].sum()),
-        "distinct": int(order.size),
-    }
+    return CategoricalProfile(
+        n=n,
+        missing_rate=(rows - n) / rows if rows else 0.0,
+        categories={labels[i]: int(counts[i]) for i in top},
+        other=int(counts[order[max_categories:]].sum()),
+        distinct=int(order.size),
+    )
 
 
 # -- window side -----------------------------------------------------------------------------------
-
-def psi(expected: np.ndarray, actual: np.ndarray) -> float:
-    """Population stability index of two count vectors over the same bins (proportions floored
-    at 1e-4, the formula of keel.data.diff.psi)."""
-    e = np.clip(expected / max(float(expected.sum()), 1.0), _PSI_FLOOR, None)
-    a = np.clip(actual / max(float(actual.sum()), 1.0), _PSI_FLOOR, None)
-    return float(np.sum((a - e) * np.log(a / e)))
-
-
-def js_distance(p: np.ndarray, q: np.ndarray) -> float:
-    """Jensen-Shannon distance, base 2 (so in [0, 1]), of two count vectors."""
-    p = p / max(float(p.sum()), 1.0)
-    q = q / max(float(q.sum()), 1.0)
-    m = 0.5 * (p + q)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kl_p = np.where(p > 0, p * np.log2(p / m), 0.0).sum()
-        kl_q = np.where(q > 0, q * np.log2(q / m), 0.0).sum()
-    return float(np.sqrt(max(0.5 * (kl_p + kl_q), 0.0)))
-
 
 _CELLS = 65536  # lookup cells over the grid's range (256 KB of int32: stays in cache)
 _MAX_PROBES = 2  # grid values per cell found by comparisons; denser cells use a binary search
@@ -271,22 +256,23 @@ def snap_to_grid(grid: np.ndarray, x: np.ndarray, empty: np.ndarray) -> tuple[np
     return x, np.where(snap, target, bucket)  # a value equal to grid[k] has k grid values below it
 
 
-def numeric_distances(profile: dict[str, Any], values: np.ndarray) -> dict[str, Any]:
+def numeric_distances(profile: NumericProfile, values: np.ndarray) -> dict[str, Any]:
     """Window statistics of one numeric column against its profile (NaN/inf values ignored)."""
     x = _finite(values)
-    n, n_ref = x.size, int(profile["n"])
+    n, n_ref = x.size, int(profile.n)
     mean, std = _moments(x)
     out: dict[str, Any] = {"n": n, "current_mean": mean, "current_std": std}
-    if n == 0 or n_ref == 0:
+    ref = profile.summary
+    if n == 0 or n_ref == 0 or ref is None:
         return out
-    grid = np.asarray(profile["quantiles"], dtype=np.float64)  # (m,) distinct, ascending
+    grid = np.asarray(ref.quantiles, dtype=np.float64)  # (m,) distinct, ascending
     m = grid.size
-    ref_le = np.asarray(profile["le"], dtype=np.float64) / n_ref  # reference CDF at grid
-    ref_lt = np.asarray(profile["lt"], dtype=np.float64) / n_ref  # ... just below grid
+    ref_le = np.asarray(ref.le, dtype=np.float64) / n_ref  # reference CDF at grid
+    ref_lt = np.asarray(ref.lt, dtype=np.float64) / n_ref  # ... just below grid
 
     # Buckets holding no reference value: below and above the grid, and between neighbours whose
     # CDFs meet (always, for a discrete column).
-    empty = np.r_[True, np.asarray(profile["le"][:-1]) == np.asarray(profile["lt"][1:]), True]
+    empty = np.r_[True, np.asarray(ref.le[:-1]) == np.asarray(ref.lt[1:]), True]
     x, snapped_bucket = snap_to_grid(grid, x, empty)
     grid_summary = _grid_summary(grid, x, snapped_bucket)
     bucket, on_grid, le_counts = grid_summary.bucket, grid_summary.on_grid, grid_summary.le
@@ -303,7 +289,7 @@ def numeric_distances(profile: dict[str, Any], values: np.ndarray) -> dict[str, 
     inside = grid_summary.counts[1:m] - grid_summary.equal[1:]  # window values strictly inside
     widths = np.diff(grid)
     cur_area = widths * cur_le[:-1] + gaps[1:m] / n
-    ref_area = np.asarray(profile["areas"], dtype=np.float64)
+    ref_area = np.asarray(ref.areas, dtype=np.float64)
     area = np.abs(ref_area - cur_area)
     crossing = np.flatnonzero((ref_le[:-1] - cur_le[:-1]) * (ref_lt[1:] - cur_lt[1:]) < 0)
     if crossing.size:
@@ -314,19 +300,19 @@ def numeric_distances(profile: dict[str, Any], values: np.ndarray) -> dict[str, 
     above = x[bucket == m]
     tails = (gaps[0] + float(above.sum()) - above.size * grid[-1]) / n
     wasserstein = float(area.sum()) + tails
-    ref_std = float(profile["std"])
+    ref_std = float(ref.std)
     if ref_std > 0:
         norm = wasserstein / ref_std
     else:  # a constant reference: any movement at all is infinitely many standard deviations
         norm = 0.0 if wasserstein == 0 else math.inf
 
-    edges = np.asarray(profile["edges"], dtype=np.float64)
+    edges = np.asarray(ref.edges, dtype=np.float64)
     at_edges = np.searchsorted(grid, edges)
     if edges.size and np.array_equal(grid[np.minimum(at_edges, m - 1)], edges):
         cur_bins = np.diff(np.r_[0, le_counts[at_edges], n])
     else:  # a profile whose edges are not grid values
         cur_bins = np.bincount(np.searchsorted(edges, x, side="left"), minlength=edges.size + 1)
-    ref_bins = np.asarray(profile["counts"], dtype=np.float64)
+    ref_bins = np.asarray(ref.counts, dtype=np.float64)
     out.update(
         psi=psi(ref_bins, cur_bins.astype(np.float64)),
         js_distance=js_distance(ref_bins, cur_bins.astype(np.float64)),
@@ -341,50 +327,14 @@ def numeric_distances(profile: dict[str, Any], values: np.ndarray) -> dict[str, 
     return out
 
 
-def _wasserstein_null(grid: np.ndarray, ref_le: np.ndarray, ref_lt: np.ndarray, ref_std: float) -> tuple[np.ndarray, np.ndarray]:
+def _wasserstein_null(
+    grid: np.ndarray, ref_le: np.ndarray, ref_lt: np.ndarray, ref_std: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(F between neighbouring grid values, their gaps in reference standard deviations): what
     `wasserstein_quantile` needs of the reference (exact F where the reference is discrete)."""
     if grid.size < 2 or ref_std <= 0:
         return np.zeros(0), np.zeros(0)
     return 0.5 * (ref_le[:-1] + ref_lt[1:]), np.diff(grid) / ref_std
-
-
-_W_MARGIN_Z = 1.0  # the excess is taken 1 normal unit nearer the centre...
-_W_MARGIN = 1.05  # ... and the quantile 5% higher: the approximation's own error (heavy tails)
-
-
-def wasserstein_quantile(null: tuple[np.ndarray, np.ndarray], alpha: float) -> float:
-    """Upper `alpha` quantile of sqrt(n_eff) * W1 / std with no drift (the limit).
-
-    With no drift sqrt(n_eff) * (F_cur - F_ref) tends to B(F(x)), B a Brownian bridge, and W1 to
-    Y = integral of |B(F(x))| dx. Its part along Z = integral of B(F(x)) dx (the difference of
-    means, variance = the reference variance) dominates the upper tail: B = Z h(x) + R(x) with R
-    independent of Z and integrating to 0, so Y = |Z| + 2 * integral of (Z h + R)^- dx, an excess
-    that shrinks as |Z| grows. Y's quantile is then Z's (two-sided) plus the excess expected
-    there: sd_R * psi(z h / sd_R) integrated, psi(t) = phi(t) - t (1 - Phi(t)). Against a
-    simulation of Y it is within 2% for normal, exponential, lognormal, Poisson and zero-inflated
-    references and 6% for Student t(3), at alpha = 1e-2 to 1e-4; `_W_MARGIN_Z` and `_W_MARGIN`
-    cover that. The bound z * integral of sqrt(F (1 - F)) dx is 1.6-1.9x higher: too blunt to
-    catch a 0.25-sd shift at 500 rows.
-    """
-    from scipy.special import ndtr, ndtri  # ufuncs: scipy.stats.norm costs ~1 ms a call here
-
-    f, w = null
-    if f.size == 0:
-        return 0.0
-    wf = w * f
-    c = np.cumsum(wf) + f * (w.sum() - np.cumsum(w)) - f * wf.sum()  # Cov(B(F(x)), Z)
-    var_z = float((w * c).sum())
-    if var_z <= 0:
-        return 0.0
-    sd_r = np.sqrt(np.clip(f * (1.0 - f) - c * c / var_z, 0.0, None))
-    z = float(-ndtri(alpha / 2.0))
-    shifted = max(z - _W_MARGIN_Z, 0.0) * math.sqrt(var_z)
-    live = sd_r > 0
-    t = shifted * (c[live] / var_z) / sd_r[live]
-    pdf = np.exp(-0.5 * t * t) / math.sqrt(2.0 * math.pi)
-    excess = 2.0 * float(np.sum(w[live] * sd_r[live] * (pdf - t * ndtr(-t))))
-    return _W_MARGIN * (z * math.sqrt(var_z) + excess)
 
 
 def _linear_abs_integral(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -430,35 +380,19 @@ def _stepwise_area(
     return np.bincount(owner, weights=per_piece, minlength=intervals.size)
 
 
-def ks_pvalue(statistic: float, n_ref: int, n_cur: int) -> float:
-    """Two-sided two-sample KS p-value from the effective size n_ref * n_cur / (n_ref + n_cur).
-
-    Up to 1,000 it is scipy's ks_2samp(method='asymp') (kstwo); above, the limiting Kolmogorov
-    distribution, which differs from kstwo by < 1e-3 there while kstwo can take a second per call.
-    """
-    effective = n_ref * n_cur / (n_ref + n_cur)
-    if effective <= 1000:
-        from scipy.stats import kstwo
-
-        return float(kstwo.sf(statistic, max(round(effective), 1)))
-    from scipy.special import kolmogorov
-
-    return float(kolmogorov(statistic * math.sqrt(effective)))
-
-
-def categorical_distances(profile: dict[str, Any], series: pd.Series) -> dict[str, Any]:
+def categorical_distances(profile: CategoricalProfile, series: pd.Series) -> dict[str, Any]:
     """Window statistics of one categorical column: labels the profile lacks go to '__other__'."""
     codes, labels = label_codes(series)
-    categories = list(profile["categories"])
+    categories = list(profile.categories)
     index = {label: i for i, label in enumerate(categories)}
     other = len(categories)
     lookup = np.array([index.get(label, other) for label in labels] + [other + 1], dtype=np.int64)
     binned = np.bincount(lookup[codes], minlength=other + 2)  # code -1 (missing) reads the last slot
     cur_counts = binned[: other + 1].astype(np.float64)
-    ref_counts = np.array([*profile["categories"].values(), profile["other"]], dtype=np.float64)
+    ref_counts = np.array([*profile.categories.values(), profile.other], dtype=np.float64)
     n = int(cur_counts.sum())
     out: dict[str, Any] = {"n": n}
-    if n == 0 or profile["n"] == 0:
+    if n == 0 or profile.n == 0:
         return out
     out.update(
         psi=psi(ref_counts, cur_counts),
@@ -478,70 +412,3 @@ def _shares(labels: list[str], ref_counts: np.ndarray, cur_counts: np.ndarray) -
     ref = ref_counts / max(float(ref_counts.sum()), 1.0)
     cur = cur_counts / max(float(cur_counts.sum()), 1.0)
     return tuple((label, float(r), float(c)) for label, r, c in zip(labels, ref, cur, strict=True) if r > 0 or c > 0)
-
-
-# -- noise of the histogram statistics ---------------------------------------------------------------
-_NOISE_SUPPORT = 1e-10  # per cell, window counts rarer than this are put at the top (conservative)
-_NOISE_STEPS = 8192  # resolution of the sum's distribution (values are rounded up onto it)
-
-
-@functools.lru_cache(maxsize=512)
-def histogram_noise(ref_counts: tuple[float, ...], n: int, alpha: float) -> tuple[float, float]:
-    """(PSI, squared JS distance) that a window of `n` rows drawn from the reference's own bin
-    shares exceeds with probability at most `alpha`: the window side only.
-
-    The chi-square limit is wrong where windows are small and bins rare: an empty bin costs PSI
-    share * ln(share / 1e-4), many times its chi-square term, and at 100 rows 20 categories of 2%
-    leave one or two empty in most windows. Both statistics are sums of one term per bin, so
-    with the bins' counts taken as independent binomials (which spreads the sum a little more
-    than the multinomial does: an upper bound in practice) the sum's distribution is the
-    convolution of each bin's, computed exactly on a grid (terms rounded up, so quantiles err
-    high by at most one step per bin).
-    """
-    from scipy.stats import binom
-
-    total = max(float(sum(ref_counts)), 1.0)
-    shares = np.asarray(ref_counts, dtype=np.float64) / total
-    shares = shares[shares > 0]
-    floored = np.clip(shares, _PSI_FLOOR, None)
-    # Each bin's counts from 10 standard deviations (and 15 counts) below its mean to as far
-    # above: the mass outside is far below any alpha and is counted as above everything.
-    spread = 10.0 * np.sqrt(n * shares * (1.0 - shares)) + 15.0
-    lows = np.clip(np.floor(n * shares - spread), 0, n).astype(np.int64)
-    highs = np.clip(np.ceil(n * shares + spread), 0, n).astype(np.int64)
-    owner = np.repeat(np.arange(shares.size), highs - lows + 1)
-    counts = np.arange(owner.size) - np.repeat(np.cumsum(highs - lows + 1) - (highs - lows + 1), highs - lows + 1) + lows[owner]
-    pmf = binom.pmf(counts, n, shares[owner])
-    p, e, q = shares[owner], floored[owner], counts / n
-    a = np.clip(q, _PSI_FLOOR, None)
-    psi_terms = (a - e) * np.log(a / e)
-    m = 0.5 * (p + q)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        js_terms = 0.5 * (p * np.log2(p / m) + np.where(q > 0, q * np.log2(q / m), 0.0))
-    cut = np.clip(1.0 - np.bincount(owner, weights=pmf, minlength=shares.size), 0.0, None)
-    splits = np.cumsum(highs - lows + 1)[:-1]
-    cells = list(zip(np.split(pmf, splits), np.split(psi_terms, splits), np.split(js_terms, splits), cut, strict=True))
-    return _sum_quantile([(c[0], c[1], c[3]) for c in cells], alpha), _sum_quantile([(c[0], c[2], c[3]) for c in cells], alpha)
-
-
-def _sum_quantile(cells: list[tuple[np.ndarray, np.ndarray, float]], alpha: float) -> float:
-    """Upper `alpha` quantile of a sum of independent terms, each given as (pmf, values, cut mass)."""
-    if not cells:
-        return 0.0
-    top = sum(float(np.max(values)) for _, values, _ in cells)
-    if top <= 0:
-        return 0.0
-    step = top / _NOISE_STEPS
-    size = 1 << int(np.ceil(np.log2(_NOISE_STEPS + len(cells) + 2)))
-    spectrum = np.ones(size // 2 + 1, dtype=np.complex128)
-    cut = 0.0
-    for pmf, values, lost in cells:
-        index = np.ceil(np.clip(values, 0.0, None) / step - 1e-9).astype(np.int64)
-        spectrum *= np.fft.rfft(np.bincount(index, weights=pmf, minlength=size)[:size])
-        cut += lost
-    density = np.clip(np.fft.irfft(spectrum, size), 0.0, None)
-    tail = np.cumsum(density[::-1])[::-1] + cut  # P(sum >= k steps), the cut mass counted as above all
-    above = np.flatnonzero(tail <= alpha)
-    if not above.size:
-        return top
-    return float(above[0] - 1) * step if above[0] > 0 else 0.0

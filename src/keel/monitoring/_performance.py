@@ -34,7 +34,9 @@ def performance(kind: str, y_true: Any, y_pred: Any, *, proba: Any = None, class
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
     if y_true.ndim != 1 or y_true.shape != y_pred.shape or y_true.size == 0:
-        raise InvalidInputError(f"y_true and y_pred must be 1-d, non-empty and of one length; got {y_true.shape} and {y_pred.shape}")
+        raise InvalidInputError(
+            f"y_true and y_pred must be 1-d, non-empty and of one length; got {y_true.shape} and {y_pred.shape}"
+        )
     if kind in _REGRESSION:
         t, p = y_true.astype(np.float64), y_pred.astype(np.float64)
         mse = float(np.mean((t - p) ** 2))
@@ -58,7 +60,9 @@ def performance(kind: str, y_true: Any, y_pred: Any, *, proba: Any = None, class
     if scores.ndim == 1 and len(labels) == 2:
         scores = np.column_stack([1.0 - scores, scores])
     if scores.ndim != 2 or scores.shape != (y_true.size, len(labels)):
-        raise InvalidInputError(f"proba must have shape (rows, classes) = ({y_true.size}, {len(labels)}); got {scores.shape}")
+        raise InvalidInputError(
+            f"proba must have shape (rows, classes) = ({y_true.size}, {len(labels)}); got {scores.shape}"
+        )
     onehot = np.column_stack([y_true == label for label in labels])  # (rows, classes)
     out["roc_auc"] = _roc_auc(onehot, scores)
     out["log_loss"] = float(metrics.log_loss(y_true, scores, labels=labels))
@@ -78,7 +82,9 @@ def _roc_auc(onehot: np.ndarray, scores: np.ndarray) -> float:
     # Macro one-vs-rest over the classes the labels contain (scikit-learn's 'ovr' + 'macro' when
     # every class is present; it refuses otherwise, a live window often lacks a rare class).
     per_class = [
-        roc_auc_score(onehot[:, k], scores[:, k]) for k in range(onehot.shape[1]) if 0 < onehot[:, k].sum() < onehot.shape[0]
+        roc_auc_score(onehot[:, k], scores[:, k])
+        for k in range(onehot.shape[1])
+        if 0 < onehot[:, k].sum() < onehot.shape[0]
     ]
     return float(np.mean(per_class)) if per_class else math.nan
 
@@ -86,13 +92,15 @@ def _roc_auc(onehot: np.ndarray, scores: np.ndarray) -> float:
 def _ece(confidence: np.ndarray, correct: np.ndarray) -> float:
     """Expected calibration error: sum over 10 equal-width bins of (bin share) x |hit rate - mean confidence|."""
     bins = np.clip((confidence * _ECE_BINS).astype(np.int64), 0, _ECE_BINS - 1)
-    n = np.bincount(bins, minlength=_ECE_BINS).astype(np.float64)
+    # sum_b (n_b / N) |hits_b / n_b - conf_b / n_b| = sum_b |hits_b - conf_b| / N: no per-bin counts needed
     hits = np.bincount(bins, weights=correct.astype(np.float64), minlength=_ECE_BINS)
     conf = np.bincount(bins, weights=confidence, minlength=_ECE_BINS)
     return float(np.abs(hits - conf).sum() / confidence.size)
 
 
-def classifier_drift_auc(reference_sample: pd.DataFrame, window: pd.DataFrame, *, max_rows: int = 5000, folds: int = 3, seed: int = 0) -> float:
+def classifier_drift_auc(
+    reference_sample: pd.DataFrame, window: pd.DataFrame, *, max_rows: int = 5000, folds: int = 3, seed: int = 0
+) -> float:
     """Multivariate drift: cross-validated ROC AUC of a model telling reference rows from window rows.
 
     0.5 means the two are indistinguishable, 1.0 fully separable. Uses the columns both frames
@@ -104,7 +112,9 @@ def classifier_drift_auc(reference_sample: pd.DataFrame, window: pd.DataFrame, *
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
     if folds < 2 or max_rows < 1:
-        raise InvalidInputError(f"classifier_drift_auc needs folds >= 2 and max_rows >= 1, got folds={folds}, max_rows={max_rows}")
+        raise InvalidInputError(
+            f"classifier_drift_auc needs folds >= 2 and max_rows >= 1, got folds={folds}, max_rows={max_rows}"
+        )
     ref = reference_sample.sample(n=min(max_rows, len(reference_sample)), random_state=seed)
     cur = window.sample(n=min(max_rows, len(window)), random_state=seed)
     columns = [c for c in ref.columns if c in cur.columns and column_kind(ref[c]) is not None]
@@ -123,6 +133,8 @@ def _model_column(ref: pd.Series, cur: pd.Series) -> Any:
     """Both sides of one column, stacked: float64, or a pandas categorical over the frequent labels."""
     if column_kind(ref) == "numeric":  # the window may log numbers as text: parse it
         return np.r_[numeric_array(ref)[0], numeric_array(cur)[0]]
-    labels = pd.concat([ref, cur], ignore_index=True).astype("object").where(lambda s: s.isna(), lambda s: s.astype(str))
+    labels = (
+        pd.concat([ref, cur], ignore_index=True).astype("object").where(lambda s: s.isna(), lambda s: s.astype(str))
+    )
     top = labels.value_counts().index[:_MAX_CATEGORIES]
     return pd.Categorical(labels, categories=top)

@@ -15,13 +15,21 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from keel.entities import Alert, AlertChannel, AlertDelivery, AlertRule, AlertSeverity, AlertStatus
+from keel.entities import Alert, AlertChannel, AlertDelivery, AlertRule, AlertStatus
 from keel.errors import ConflictError, InvalidInputError
 from keel.monitoring import channels as _channels
+from keel.monitoring.alert_rules import (
+    DEFAULT_RULES,
+    DERIVED,
+    FAILING_RULE,
+    MIN_LABELLED_ROWS,
+    OPS,
+    PERFORMANCE_METRICS,
+    check_rule,
+)
 from keel.refs import check_name
 
 if TYPE_CHECKING:
@@ -29,67 +37,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Alerts", "DEFAULT_RULES", "FAILING_RULE", "FEATURE_METRICS", "MODEL_METRICS", "OPS", "RETRY_DELAYS_S"]
+__all__ = ["Alerts", "RETRY_DELAYS_S"]
 
-FEATURE_METRICS = frozenset(
-    {"psi", "js_distance", "ks_stat", "ks_pvalue", "wasserstein_norm", "drift", "missing_rate", "out_of_range_rate",
-     "unseen_category_rate"}
-)  # fmt: skip
-MODEL_METRICS = frozenset(
-    {"prediction_psi", "prediction_js_distance", "multivariate_auc", "drifted_share", "schema_violation_rate",
-     "accuracy", "roc_auc", "f1", "log_loss", "ece", "mae", "rmse", "r2", "accuracy_drop", "roc_auc_drop", "f1_drop",
-     "rmse_increase", "rows", "served_rows", "labelled_rows", "retraining_failed", "monitor_failing"}
-)  # fmt: skip
-# Performance on a handful of labels is noise: rules on these metrics fire only when the check
-# saw at least MIN_LABELLED_ROWS labelled predictions (when it reports `labelled_rows` at all).
-PERFORMANCE_METRICS = frozenset(
-    {"accuracy", "roc_auc", "f1", "log_loss", "ece", "mae", "rmse", "r2", "accuracy_drop", "roc_auc_drop", "f1_drop",
-     "rmse_increase"}
-)  # fmt: skip
-MIN_LABELLED_ROWS = 50
-# 'drop' metrics are reference minus current, 'increase' current / reference - 1.
-_DERIVED = {"accuracy_drop": "accuracy", "roc_auc_drop": "roc_auc", "f1_drop": "f1", "rmse_increase": "rmse"}
-
-OPS: dict[str, Callable[[float, float], bool]] = {
-    ">": lambda v, t: v > t,
-    ">=": lambda v, t: v >= t,
-    "<": lambda v, t: v < t,
-    "<=": lambda v, t: v <= t,
-}
 RETRY_DELAYS_S = (0.5, 1.0, 2.0)  # pauses between attempts: up to four attempts per channel
-_HOUR = 3600
-
-
-@dataclass(frozen=True)
-class _Default:
-    name: str
-    metric: str
-    op: str
-    threshold: float
-    severity: str
-    cooldown_s: int
-    outputs: tuple[str, ...] = ()  # only for models with these signature outputs; () = every model
-
-
-# The defaults: one drift decision per feature (`drift` is 1 when PSI >= 0.2, the Wasserstein
-# distance >= 0.1 reference standard deviations or Jensen-Shannon >= 0.1: see DriftThresholds;
-# one rule, so a drifting feature raises one alert, not three), joint drift, prediction drift, data quality, and performance against the
-# reference. Warnings re-notify every 6 hours while open, critical alerts every hour.
-DEFAULT_RULES = (
-    _Default("feature-drift", "drift", ">=", 1.0, "warning", 6 * _HOUR),
-    _Default("multivariate-drift", "multivariate_auc", ">=", 0.7, "warning", 6 * _HOUR),
-    _Default("prediction-drift", "prediction_psi", ">=", 0.2, "warning", 6 * _HOUR),
-    _Default("schema-violations", "schema_violation_rate", ">", 0.01, "critical", _HOUR),
-    _Default("missing-values", "missing_rate", ">", 0.1, "warning", 6 * _HOUR),
-    _Default("out-of-range", "out_of_range_rate", ">", 0.05, "warning", 6 * _HOUR),
-    _Default("unseen-categories", "unseen_category_rate", ">", 0.05, "warning", 6 * _HOUR),
-    _Default("auc-drop", "roc_auc_drop", ">", 0.05, "critical", _HOUR, ("classification",)),
-    _Default("accuracy-drop", "accuracy_drop", ">", 0.05, "warning", 6 * _HOUR, ("classification",)),
-    _Default("rmse-increase", "rmse_increase", ">", 0.1, "critical", _HOUR, ("regression",)),
-    _Default("retraining-failed", "retraining_failed", ">=", 1.0, "critical", _HOUR),
-    _Default("monitor-failing", "monitor_failing", ">=", 1.0, "critical", 6 * _HOUR),
-)
-FAILING_RULE = "monitor-failing"  # fires while a model's monitor checks fail; one alert per episode
 
 _STATUS_FILTERS: dict[str, tuple[str, ...] | None] = {
     "open": ("open",),
@@ -144,34 +94,19 @@ class Alerts:
         """
         check_name(model, what="model name")
         check_name(name, what="rule name")
-        if metric not in FEATURE_METRICS | MODEL_METRICS:
-            raise InvalidInputError(
-                f"metric: unknown metric {metric!r}; per feature: {', '.join(sorted(FEATURE_METRICS))}; "
-                f"per model: {', '.join(sorted(MODEL_METRICS))}"
-            )
-        if op not in OPS:
-            raise InvalidInputError(f"op: use one of {', '.join(OPS)}, got {op!r}")
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
-            raise InvalidInputError(f"threshold: a finite number, got {threshold!r}")
-        if feature is not None:
-            if not isinstance(feature, str) or len(feature) > 250:
-                raise InvalidInputError(f"feature: a column name (at most 250 characters) or None for any, got {feature!r}")
-            if feature and metric in MODEL_METRICS:
-                raise InvalidInputError(f"feature: {metric!r} is a model-level metric; leave feature unset, got {feature!r}")
-            if not feature and metric in FEATURE_METRICS:
-                raise InvalidInputError(f"feature: {metric!r} is measured per feature; name one or leave it unset for any")
-        if metric in MODEL_METRICS:
-            feature = ""  # model-level values carry feature ''
-        if severity not in set(AlertSeverity):
-            raise InvalidInputError(f"severity: use one of {', '.join(AlertSeverity)}, got {severity!r}")
-        if isinstance(cooldown_s, bool) or not isinstance(cooldown_s, int) or cooldown_s < 0:
-            raise InvalidInputError(f"cooldown_s: a whole number of seconds >= 0, got {cooldown_s!r}")
-        if window is not None and (not isinstance(window, str) or not window.strip() or len(window) > 64):
-            raise InvalidInputError(f"window: a short label such as '1000 rows' or '1h', got {window!r}")
+        feature = check_rule(metric, op, threshold, feature, severity, cooldown_s, window)
         rule = self._store.add_rule(
-            model, name, metric=metric, op=op, threshold=float(threshold), feature=feature,
-            severity=str(severity), cooldown_s=cooldown_s, window=window, at=self._clock(),
-        )  # fmt: skip
+            model,
+            name,
+            metric=metric,
+            op=op,
+            threshold=float(threshold),
+            feature=feature,
+            severity=str(severity),
+            cooldown_s=cooldown_s,
+            window=window,
+            at=self._clock(),
+        )
         logger.info("alert rule %s added to %s: %s (%s)", name, model, rule.condition, rule.severity.value)
         return rule
 
@@ -196,7 +131,7 @@ class Alerts:
 
         For every model: `feature-drift` drift >= 1 on any feature (PSI >= 0.2, Wasserstein >= 0.1 sd or JS >= 0.1), `multivariate-drift`
         multivariate_auc >= 0.7, `prediction-drift` prediction_psi >= 0.2, `missing-values`
-        missing_rate > 0.1, `out-of-range` out_of_range_rate > 0.05, `unseen-categories`
+        missing_rate_increase > 0.1 (the window's missing rate minus the reference's), `out-of-range` out_of_range_rate > 0.05, `unseen-categories`
         unseen_category_rate > 0.05 (warnings, re-notified every 6 h), and `schema-violations`
         schema_violation_rate > 0.01 (critical, every hour). Classifiers (`output_kind`
         'classification') add `auc-drop` roc_auc_drop > 0.05 (critical) and `accuracy-drop`
@@ -211,8 +146,17 @@ class Alerts:
         for d in DEFAULT_RULES:
             if d.name in have or (d.outputs and output_kind not in d.outputs):
                 continue
-            added.append(self.add_rule(model, d.name, metric=d.metric, op=d.op, threshold=d.threshold,
-                                       severity=d.severity, cooldown_s=d.cooldown_s))  # fmt: skip
+            added.append(
+                self.add_rule(
+                    model,
+                    d.name,
+                    metric=d.metric,
+                    op=d.op,
+                    threshold=d.threshold,
+                    severity=d.severity,
+                    cooldown_s=d.cooldown_s,
+                )
+            )
         return added
 
     def monitor_failing(self, model: str, error: str, *, traceback: Iterable[str] = ()) -> Alert | None:
@@ -223,11 +167,20 @@ class Alerts:
         if FAILING_RULE not in {r.name for r in self.rules(model)}:
             d = next(d for d in DEFAULT_RULES if d.name == FAILING_RULE)
             try:
-                self.add_rule(model, d.name, metric=d.metric, op=d.op, threshold=d.threshold, severity=d.severity,
-                              cooldown_s=d.cooldown_s)  # fmt: skip
+                self.add_rule(
+                    model,
+                    d.name,
+                    metric=d.metric,
+                    op=d.op,
+                    threshold=d.threshold,
+                    severity=d.severity,
+                    cooldown_s=d.cooldown_s,
+                )
             except ConflictError:  # added meanwhile by another check
                 pass
-        fired = self.evaluate(model, [("", "monitor_failing", 1.0)], context={"error": error[:2000], "traceback": list(traceback)})
+        fired = self.evaluate(
+            model, [("", "monitor_failing", 1.0)], context={"error": error[:2000], "traceback": list(traceback)}
+        )
         return next((a for a in fired if a.rule == FAILING_RULE), None)
 
     def monitor_recovered(self, model: str, *, run_id: int) -> list[Alert]:
@@ -239,7 +192,11 @@ class Alerts:
         return next(iter(self._failing(model)), None)
 
     def _failing(self, model: str) -> list[Alert]:
-        return [a for a in self._store.list_alerts(model=model, statuses=_STATUS_FILTERS["active"]) if a.rule == FAILING_RULE]
+        return [
+            a
+            for a in self._store.list_alerts(model=model, statuses=_STATUS_FILTERS["active"])
+            if a.rule == FAILING_RULE
+        ]
 
     # -- channels ------------------------------------------------------------------------------
     def add_channel(self, name: str, kind: str, **config: Any) -> AlertChannel:
@@ -293,10 +250,15 @@ class Alerts:
             features_firing = sorted(f for r, f, _ in firing if r.id == rule.id and f)
             evidence = _evidence(rule, feature, value, table, context, features_firing)
             alert, opened, notify = self._store.record_firing(
-                model=model, rule=rule.name, dedup_key=dedup_key(model, rule.name, feature),
-                severity=rule.severity.value, title=_title(model, rule, feature, value, evidence), evidence=evidence,
-                cooldown_s=rule.cooldown_s, at=self._clock(),
-            )  # fmt: skip
+                model=model,
+                rule=rule.name,
+                dedup_key=dedup_key(model, rule.name, feature),
+                severity=rule.severity.value,
+                title=_title(model, rule, feature, value, evidence),
+                evidence=evidence,
+                cooldown_s=rule.cooldown_s,
+                at=self._clock(),
+            )
             if opened:
                 logger.info("alert #%d opened: %s", alert.id, alert.title)
             if notify:
@@ -320,12 +282,18 @@ class Alerts:
                 errors.append(f"attempt {attempt}: {exc!r}")
             else:
                 return self._store.record_delivery(
-                    alert.id, channel.name, status="delivered", attempts=attempts, error="; ".join(errors) or None,
+                    alert.id,
+                    channel.name,
+                    status="delivered",
+                    attempts=attempts,
+                    error="; ".join(errors) or None,
                     at=self._clock(),
-                )  # fmt: skip
+                )
             if delay is not None:
                 self._sleep(delay)
-        logger.warning("alert #%d: channel %s failed after %d attempt(s): %s", alert.id, channel.name, attempts, errors[-1])
+        logger.warning(
+            "alert #%d: channel %s failed after %d attempt(s): %s", alert.id, channel.name, attempts, errors[-1]
+        )
         return self._store.record_delivery(
             alert.id, channel.name, status="failed", attempts=attempts, error="; ".join(errors), at=self._clock()
         )
@@ -338,13 +306,17 @@ class Alerts:
     def ack(self, alert_id: int, *, by: str | None = None, note: str = "") -> Alert:
         """Acknowledge an alert: someone is on it, so it is not notified again. Idempotent;
         ConflictError if it is resolved."""
-        alert = self._store.set_status(alert_id, AlertStatus.ACKNOWLEDGED, by=by or self._author, note=note, at=self._clock())
+        alert = self._store.set_status(
+            alert_id, AlertStatus.ACKNOWLEDGED, by=by or self._author, note=note, at=self._clock()
+        )
         logger.info("alert #%d acknowledged by %s", alert_id, alert.acked_by)
         return alert
 
     def resolve(self, alert_id: int, *, by: str | None = None, note: str = "") -> Alert:
         """Close an alert; the next firing of its rule opens a new one. Idempotent."""
-        alert = self._store.set_status(alert_id, AlertStatus.RESOLVED, by=by or self._author, note=note, at=self._clock())
+        alert = self._store.set_status(
+            alert_id, AlertStatus.RESOLVED, by=by or self._author, note=note, at=self._clock()
+        )
         logger.info("alert #%d resolved by %s", alert_id, alert.resolved_by)
         return alert
 
@@ -389,15 +361,19 @@ def _evidence(
     features_firing: list[str],
 ) -> dict[str, Any]:
     evidence: dict[str, Any] = {
-        "rule": rule.name, "metric": rule.metric, "feature": feature or None, "op": rule.op,
-        "threshold": rule.threshold, "value": value,
-    }  # fmt: skip
+        "rule": rule.name,
+        "metric": rule.metric,
+        "feature": feature or None,
+        "op": rule.op,
+        "threshold": rule.threshold,
+        "value": value,
+    }
     if rule.window:
         evidence["rule_window"] = rule.window
     stats = (context.get("features") or {}).get(feature) if feature else None
     if stats:
         evidence["statistics"] = stats
-    base = _DERIVED.get(rule.metric)
+    base = DERIVED.get(rule.metric)
     current = table.get(("", base)) if base else None
     if current is not None:
         evidence["current_value"] = current
@@ -413,7 +389,7 @@ def _evidence(
     for key, item in context.items():
         if key != "features":
             evidence.setdefault(key, item)
-    return _jsonable(evidence)  # type: ignore[no-any-return]
+    return _jsonable(evidence)
 
 
 def _jsonable(value: Any) -> Any:

@@ -36,7 +36,11 @@ alert_logger = logging.getLogger("keel.alerts")  # the 'log' channel's records; 
 
 KINDS = ("webhook", "email", "log")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_LOG_LEVELS = {AlertSeverity.INFO: logging.INFO, AlertSeverity.WARNING: logging.WARNING, AlertSeverity.CRITICAL: logging.ERROR}
+_LOG_LEVELS = {
+    AlertSeverity.INFO: logging.INFO,
+    AlertSeverity.WARNING: logging.WARNING,
+    AlertSeverity.CRITICAL: logging.ERROR,
+}
 _SLACK_HEADER_CHARS = 150  # Slack rejects longer plain_text headers
 _SLACK_FIELD_CHARS = 1900  # and section fields over 2,000 characters
 
@@ -109,7 +113,9 @@ def _email_config(config: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInputError(f"username: a non-empty string, got {username!r}")
     password_env = config.get("password_env")
     if password_env is not None and (not isinstance(password_env, str) or not _ENV_NAME.fullmatch(password_env)):
-        raise InvalidInputError(f"password_env: the NAME of an environment variable holding the password, got {password_env!r}")
+        raise InvalidInputError(
+            f"password_env: the NAME of an environment variable holding the password, got {password_env!r}"
+        )
     if password_env is not None and username is None:
         raise InvalidInputError("password_env: set username too (the login the password belongs to)")
     starttls, use_ssl = config.get("starttls", False), config.get("ssl", False)
@@ -118,9 +124,16 @@ def _email_config(config: dict[str, Any]) -> dict[str, Any]:
     if starttls and use_ssl:
         raise InvalidInputError("starttls and ssl: choose one (ssl is implicit TLS, usually port 465)")
     return {
-        "host": host, "port": port, "sender": sender, "to": to, "username": username, "password_env": password_env,
-        "starttls": starttls, "ssl": use_ssl, "timeout_s": _timeout(config.get("timeout_s", 10.0)),
-    }  # fmt: skip
+        "host": host,
+        "port": port,
+        "sender": sender,
+        "to": to,
+        "username": username,
+        "password_env": password_env,
+        "starttls": starttls,
+        "ssl": use_ssl,
+        "timeout_s": _timeout(config.get("timeout_s", 10.0)),
+    }
 
 
 def _is_address(value: Any) -> bool:
@@ -141,8 +154,14 @@ def send(channel: AlertChannel, alert: Alert) -> None:
     elif channel.kind == "email":
         _mail(channel, alert)
     elif channel.kind == "log":
-        alert_logger.log(_LOG_LEVELS.get(alert.severity, logging.WARNING), "alert #%d [%s] %s: %s",
-                         alert.id, alert.severity.value, alert.title, _evidence_line(alert))  # fmt: skip
+        alert_logger.log(
+            _LOG_LEVELS.get(alert.severity, logging.WARNING),
+            "alert #%d [%s] %s: %s",
+            alert.id,
+            alert.severity.value,
+            alert.title,
+            _evidence_line(alert),
+        )
     else:
         raise DeliveryError(f"unknown channel kind {channel.kind!r}", retryable=False)
 
@@ -173,8 +192,9 @@ def _mail(channel: AlertChannel, alert: Alert) -> None:
         # Read at send time from the variable the user named, so the secret is never stored.
         password = os.environ.get(cfg.get("password_env") or "")
         if password is None:
-            raise DeliveryError(f"environment variable {cfg.get('password_env')!r} (the SMTP password) is not set",
-                                retryable=False)  # fmt: skip
+            raise DeliveryError(
+                f"environment variable {cfg.get('password_env')!r} (the SMTP password) is not set", retryable=False
+            )
     message = email_message(alert, sender=cfg["sender"], to=cfg["to"])
     smtp_class = smtplib.SMTP_SSL if cfg.get("ssl") else smtplib.SMTP
     try:
@@ -194,10 +214,17 @@ def _mail(channel: AlertChannel, alert: Alert) -> None:
 def json_payload(alert: Alert) -> dict[str, Any]:
     """The alert as the 'json' webhook format sends it."""
     payload = {
-        "id": alert.id, "model": alert.model, "rule": alert.rule, "severity": alert.severity.value,
-        "status": alert.status.value, "title": alert.title, "evidence": alert.evidence,
-        "opened_at": alert.opened_at.isoformat(), "last_seen_at": alert.last_seen_at.isoformat(), "count": alert.count,
-    }  # fmt: skip
+        "id": alert.id,
+        "model": alert.model,
+        "rule": alert.rule,
+        "severity": alert.severity.value,
+        "status": alert.status.value,
+        "title": alert.title,
+        "evidence": alert.evidence,
+        "opened_at": alert.opened_at.isoformat(),
+        "last_seen_at": alert.last_seen_at.isoformat(),
+        "count": alert.count,
+    }
     if isinstance(alert.evidence.get("url"), str):
         payload["url"] = alert.evidence["url"]
     return payload
@@ -209,7 +236,8 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
     icons = {AlertSeverity.CRITICAL: ":rotating_light:", AlertSeverity.WARNING: ":warning:"}
     icon = icons.get(alert.severity, ":information_source:")
     fields = [
-        f"*Model*\n{alert.model}" + (f" (version {ev['model_version']})" if ev.get("model_version") is not None else ""),
+        f"*Model*\n{alert.model}"
+        + (f" (version {ev['model_version']})" if ev.get("model_version") is not None else ""),
         f"*Severity*\n{alert.severity.value}",
         f"*Rule*\n{alert.rule}: {ev.get('metric')} {ev.get('op')} {_fmt(ev.get('threshold'))}",
         f"*Value*\n{_fmt(ev.get('value'))}" + (f" on `{ev['feature']}`" if ev.get("feature") else ""),
@@ -225,10 +253,18 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": header}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f[:_SLACK_FIELD_CHARS]} for f in fields[:10]]},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": (
-            f"Alert #{alert.id} · {alert.status.value} · opened {alert.opened_at:%Y-%m-%d %H:%M} UTC · seen {alert.count}×"
-        )}]},
-    ]  # fmt: skip
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": (
+                        f"Alert #{alert.id} · {alert.status.value} · opened {alert.opened_at:%Y-%m-%d %H:%M} UTC · seen {alert.count}×"
+                    ),
+                }
+            ],
+        },
+    ]
     if isinstance(ev.get("url"), str):
         button = {"type": "button", "text": {"type": "plain_text", "text": "Open"}, "url": ev["url"]}
         blocks.append({"type": "actions", "elements": [button]})

@@ -8,66 +8,28 @@ in `predlog.py`'s docstring.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
-import numpy as np
-import pyarrow as pa
-
-from keel.data.tables import to_arrow
 from keel.errors import InvalidInputError, KeelError, StoreUnavailableError
+from keel.monitoring.predentries import (
+    _decode,
+    _encode,
+    _Entry,
+    _groups,
+    entries_table,
+    new_prediction_ids,
+    prediction_id_time,
+)
+from keel.monitoring.predrows import request_entry, scored_table
 from keel.monitoring.predwal import PredictionWal
-
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["PredictionLogger", "PredictionSink", "new_prediction_ids", "prediction_id_time"]
-
-META_COLUMNS = ("__id", "__at", "__version", "__latency_ms", "__error")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
-_EARLIEST_ID_MS = 1_577_836_800_000  # 2020-01-01: older "times" mean the id is not one of ours
-_AT_TYPE = pa.timestamp("ms", tz="UTC")
-_COMPACT_ROWS = 50_000  # segments are merged up to this many rows
-
-
-
-# -- prediction ids ------------------------------------------------------------------------------
-def new_prediction_ids(n: int, at_ms: int | None = None) -> tuple[list[str], int]:
-    """`n` fresh prediction ids for one request, and the request time they encode (ms since epoch).
-
-    >>> ids, at_ms = new_prediction_ids(2)
-    >>> len(ids[0]), prediction_id_time(ids[0]) == at_ms
-    (32, True)
-    """
-    at_ms = time.time_ns() // 1_000_000 if at_ms is None else at_ms
-    prefix = f"{at_ms:012x}"
-    rand = os.urandom(10 * n).hex()
-    return [prefix + rand[20 * i : 20 * i + 20] for i in range(n)], at_ms
-
-
-def prediction_id_time(prediction_id: str) -> int | None:
-    """The request time (ms since epoch) a keel prediction id encodes; None for other ids."""
-    if len(prediction_id) != 32:
-        return None
-    try:
-        ms = int(prediction_id[:12], 16)
-        int(prediction_id[12:], 16)
-    except ValueError:
-        return None
-    if not _EARLIEST_ID_MS <= ms <= time.time_ns() // 1_000_000 + 86_400_000:
-        return None
-    return ms
-
-
-def _ms(value: datetime) -> int:
-    return (value - _EPOCH) // _MS
 
 
 # -- the logger ------------------------------------------------------------------------------------
@@ -75,24 +37,6 @@ class PredictionSink(Protocol):
     """Where a PredictionLogger writes: `PredictionLog`, or a test double."""
 
     def write(self, model_name: str, version: int, frame: Any) -> Any: ...
-
-
-class _Entry(NamedTuple):
-    """One request, kept as given until the writer thread turns a batch of them into a table."""
-
-    model_name: str
-    version: int
-    records: Sequence[Mapping[str, Any]]
-    predictions: Any  # (rows,) array or list; None for a refused request
-    probabilities: Any  # (rows, classes) array or None
-    classes: Sequence[Any] | None
-    ids: Sequence[str]
-    at_ms: int
-    latency_ms: float | None
-    error: str | None
-    by: str | None = None  # who asked: the API token's prefix, or the principal's name
-    wal_file: int = -1  # where its write-ahead record is: file id and index in the file
-    wal_seq: int = -1
 
 
 class PredictionLogger:
@@ -135,7 +79,9 @@ class PredictionLogger:
         self.max_buffer_rows = max_buffer_rows
         self.flush_interval_s = flush_interval_s
         # Write well before the buffer is full, so that rows arriving during a write find room.
-        self.flush_rows = max(1, max_buffer_rows // 4) if flush_rows is None else max(1, min(flush_rows, max_buffer_rows))
+        self.flush_rows = (
+            max(1, max_buffer_rows // 4) if flush_rows is None else max(1, min(flush_rows, max_buffer_rows))
+        )
         self.maintenance = maintenance
         self.maintenance_interval_s = maintenance_interval_s
         self.warn_interval_s = warn_interval_s
@@ -143,7 +89,8 @@ class PredictionLogger:
         self.dropped = 0  # rows lost: buffer full without a write-ahead file, or the sink refused them
         self._pending: list[_Entry] = []
         self._pending_rows = 0
-        self._lock = threading.Lock()  # guards the buffer, the counters and the write-ahead appends; held for microseconds
+        # Guards the buffer, the counters and the write-ahead appends; held for microseconds.
+        self._lock = threading.Lock()
         self._write_lock = threading.Lock()  # one batch written at a time
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -202,8 +149,11 @@ class PredictionLogger:
         asked (kept in the column `__by`). With a write-ahead file and `durable`, this blocks until
         the rows are synced to it (a few ms at most); on the event loop use `log_async()`.
         """
-        kept, ticket = self._log(model_name, version, records, predictions, probabilities, classes, ids, latency_ms,
-                                 error, at_ms, by)  # fmt: skip
+        kept, ticket = self._log(
+            request_entry(
+                model_name, version, records, predictions, probabilities, classes, ids, latency_ms, error, at_ms, by
+            )
+        )
         if ticket > 0 and durable and self.wait_for_sync and self._wal is not None:
             self._wal.wait(ticket)
         return kept
@@ -226,8 +176,11 @@ class PredictionLogger:
         """`log()` for the event loop: awaits the write-ahead sync without blocking the loop.
         Raises StoreUnavailableError when the write-ahead file cannot be written or synced (the rows
         are still buffered; only the crash guarantee is missing)."""
-        kept, ticket = self._log(model_name, version, records, predictions, probabilities, classes, ids, latency_ms,
-                                 error, at_ms, by)  # fmt: skip
+        kept, ticket = self._log(
+            request_entry(
+                model_name, version, records, predictions, probabilities, classes, ids, latency_ms, error, at_ms, by
+            )
+        )
         wal = self._wal
         if ticket > 0 and self.wait_for_sync and wal is not None:
             try:
@@ -246,17 +199,9 @@ class PredictionLogger:
             )
         return kept
 
-    def _log(self, model_name: str, version: int, records: Sequence[Mapping[str, Any]], predictions: Any,
-             probabilities: Any, classes: Sequence[Any] | None, ids: Sequence[str] | None, latency_ms: float | None,
-             error: str | None, at_ms: int | None, by: str | None) -> tuple[bool, int]:  # fmt: skip
+    def _log(self, entry: _Entry) -> tuple[bool, int]:
         """Buffer (or spill, or drop) one request; return (kept, write-ahead ticket: 0 none, -1 failed)."""
-        n = len(records)
-        if ids is None:
-            ids, at_ms = new_prediction_ids(n, at_ms)
-        elif at_ms is None:
-            at_ms = prediction_id_time(ids[0]) if n else None
-            at_ms = time.time_ns() // 1_000_000 if at_ms is None else at_ms
-        entry = _Entry(model_name, version, records, predictions, probabilities, classes, ids, at_ms, latency_ms, error, by)
+        n = len(entry.records)
         payload = _encode(entry) if self._wal_factory is not None else None  # outside the lock: the costly part
         ticket = 0
         with self._lock:
@@ -269,8 +214,12 @@ class PredictionLogger:
                     file_id, seq, ticket = self._wal.append(payload)
                 except OSError as exc:
                     ticket = -1
-                    logger.error("prediction log: appending to the write-ahead file failed (%s); "
-                                 "%d rows are kept in memory only", exc, n)  # fmt: skip
+                    logger.error(
+                        "prediction log: appending to the write-ahead file failed (%s); "
+                        "%d rows are kept in memory only",
+                        exc,
+                        n,
+                    )
                 else:
                     self._wal_refs[file_id] = self._wal_refs.get(file_id, 0) + 1
                     entry = entry._replace(wal_file=file_id, wal_seq=seq)
@@ -316,22 +265,18 @@ class PredictionLogger:
         where a chunk is larger than the buffer); return False when the write failed (counted in `dropped`)."""
         n = len(frame)
         try:
-            table = to_arrow(frame.reset_index(drop=True))
-            columns: dict[str, Any] = {
-                "__id": pa.array(ids, pa.string()),
-                "__at": pa.array([at_ms] * n, _AT_TYPE),
-                "__version": pa.array([version] * n, pa.int64()),
-                "__latency_ms": pa.array([latency_ms] * n, pa.float64()),
-                "__error": pa.nulls(n, pa.string()),
-            }
-            if by is not None:
-                columns["__by"] = pa.array([by] * n, pa.string())
-            columns.update({c: table.column(c) for c in table.column_names if not c.startswith("__")})
-            columns["__prediction"] = _column(_tolist(predictions))
-            if probabilities is not None and classes:
-                proba = np.asarray(probabilities, dtype=float)  # (rows, classes)
-                columns.update({f"__proba_{c}": pa.array(proba[:, j], pa.float64()) for j, c in enumerate(classes)})
-            self.sink.write(model_name, version, _table(columns))
+            table = scored_table(
+                frame,
+                version,
+                predictions=predictions,
+                probabilities=probabilities,
+                classes=classes,
+                ids=ids,
+                at_ms=at_ms,
+                latency_ms=latency_ms,
+                by=by,
+            )
+            self.sink.write(model_name, version, table)
         except Exception:  # the log must not fail the request it records: count and report the loss
             logger.exception("prediction log: writing %d rows of %s@%s failed; they are lost", n, model_name, version)
             with self._lock:
@@ -366,8 +311,11 @@ class PredictionLogger:
             records = self._wal.records(file_id)
         except OSError as exc:
             rows = len(wanted)
-            logger.error("prediction log: reading spilled rows back from %s failed (%s); they stay there for the next start",
-                         self._wal.path(file_id), exc)  # fmt: skip
+            logger.error(
+                "prediction log: reading spilled rows back from %s failed (%s); they stay there for the next start",
+                self._wal.path(file_id),
+                exc,
+            )
             with self._lock:
                 self.dropped += rows
             return 0
@@ -402,8 +350,11 @@ class PredictionLogger:
             self._wal_refs = {}
         if wal is not None:
             if keep:
-                logger.warning("prediction log: write-ahead files %s keep rows that could not be written; the next "
-                               "start replays them", ", ".join(str(wal.path(f)) for f in sorted(keep)))  # fmt: skip
+                logger.warning(
+                    "prediction log: write-ahead files %s keep rows that could not be written; the next "
+                    "start replays them",
+                    ", ".join(str(wal.path(f)) for f in sorted(keep)),
+                )
             wal.close(keep=keep)
 
     # -- the writer thread ----------------------------------------------------------------------
@@ -420,16 +371,23 @@ class PredictionLogger:
                 self._next_maintenance = time.monotonic() + self.maintenance_interval_s
                 if self._maintaining is None or not self._maintaining.is_alive():
                     # on a thread of its own: a long retention or compaction pass never delays a write
-                    self._maintaining = threading.Thread(target=self._maintain, name="keel-predlog-maintenance", daemon=True)
+                    self._maintaining = threading.Thread(
+                        target=self._maintain, name="keel-predlog-maintenance", daemon=True
+                    )
                     self._maintaining.start()
 
     def _warn_dropped(self, *, force: bool = False) -> None:
         """A warning with the counts whenever rows were dropped, at most every `warn_interval_s` seconds."""
         dropped = self.dropped
         if dropped > self._warned_dropped and (force or time.monotonic() - self._warned_at >= self.warn_interval_s):
-            logger.warning("prediction log: %d rows dropped (%d since the last warning; buffer of %d rows full without "
-                           "a write-ahead file, or writes failing); %d written", dropped, dropped - self._warned_dropped,
-                           self.max_buffer_rows, self.logged)  # fmt: skip
+            logger.warning(
+                "prediction log: %d rows dropped (%d since the last warning; buffer of %d rows full without "
+                "a write-ahead file, or writes failing); %d written",
+                dropped,
+                dropped - self._warned_dropped,
+                self.max_buffer_rows,
+                self.logged,
+            )
             self._warned_dropped = dropped
             self._warned_at = time.monotonic()
 
@@ -449,14 +407,21 @@ class PredictionLogger:
                 self.sink.write(model_name, version, table)
             except StoreUnavailableError as exc:
                 if self._requeue(entries, rows):
-                    logger.warning("prediction log: the store is unavailable (%s); %d rows wait for the next write", exc, rows)
+                    logger.warning(
+                        "prediction log: the store is unavailable (%s); %d rows wait for the next write", exc, rows
+                    )
                 else:
                     logger.error("prediction log: the store is unavailable (%s); %d rows lost", exc, rows)
                 continue
             except Exception:  # a background thread: whatever the sink raised, count and report the loss
                 kept = self._wal is not None and all(e.wal_file >= 0 for e in entries)
-                logger.exception("prediction log: writing %d rows of %s@%s failed; %s", rows, model_name, version,
-                                 "they stay in the write-ahead file for the next start" if kept else "they are lost")  # fmt: skip
+                logger.exception(
+                    "prediction log: writing %d rows of %s@%s failed; %s",
+                    rows,
+                    model_name,
+                    version,
+                    "they stay in the write-ahead file for the next start" if kept else "they are lost",
+                )
                 with self._lock:
                     self.dropped += rows  # not in the log while this process runs
                 continue
@@ -481,7 +446,9 @@ class PredictionLogger:
         try:
             self._wal.remove(file_id)
         except OSError as exc:  # its rows are in the log: a replay would skip them
-            logger.warning("prediction log: removing the written write-ahead file %s failed: %s", self._wal.path(file_id), exc)
+            logger.warning(
+                "prediction log: removing the written write-ahead file %s failed: %s", self._wal.path(file_id), exc
+            )
 
     def _requeue(self, entries: list[_Entry], rows: int) -> bool:
         """Put rows whose write failed back in front of the buffer, if they fit (or spill them to
@@ -499,132 +466,3 @@ class PredictionLogger:
                 return True
             self.dropped += rows
             return False
-
-
-def _encode(entry: _Entry) -> bytes:
-    """One request as a write-ahead record: JSON of its fields (arrays as lists)."""
-    doc = {
-        "m": entry.model_name, "v": entry.version, "r": list(entry.records), "i": list(entry.ids), "t": entry.at_ms,
-        "l": entry.latency_ms, "e": entry.error, "b": entry.by,
-        "p": None if entry.predictions is None else _tolist(entry.predictions),
-        "q": None if entry.probabilities is None else np.asarray(entry.probabilities, dtype=float).tolist(),
-        "c": None if entry.classes is None else _tolist(entry.classes),
-    }  # fmt: skip
-    try:
-        import orjson
-    except ImportError:  # pragma: no cover - the server extra brings orjson
-        return json.dumps(doc, default=_json_default).encode()
-    return orjson.dumps(doc, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def _decode(payload: bytes) -> _Entry:
-    doc = json.loads(payload)
-    return _Entry(doc["m"], int(doc["v"]), doc["r"], doc["p"], doc["q"], doc["c"], doc["i"], int(doc["t"]), doc["l"],
-                  doc["e"], doc.get("b"))  # fmt: skip
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)  # dates and other objects: as text, as a JSON-encoded log column would keep them
-
-
-def _groups(batch: list[_Entry]) -> dict[tuple[str, int, bool], list[_Entry]]:
-    """Entries by (model, version, refused): refused requests get segments of their own, so
-    their inputs, typed as sent, never change the column types of served rows."""
-    out: dict[tuple[str, int, bool], list[_Entry]] = {}
-    for e in batch:
-        out.setdefault((e.model_name, e.version, e.error is not None), []).append(e)
-    return out
-
-
-def entries_table(entries: Sequence[_Entry]) -> pa.Table:
-    """One table of the rows of `entries` (all of one model version), columns as in the module docstring."""
-    ids: list[str] = []
-    at: list[int] = []
-    latency: list[float | None] = []
-    errors: list[str | None] = []
-    inputs: dict[str, None] = {}
-    for e in entries:
-        n = len(e.records)
-        ids.extend(e.ids)
-        at.extend([e.at_ms] * n)
-        latency.extend([e.latency_ms] * n)
-        errors.extend([e.error] * n)
-        for r in e.records:
-            inputs.update(dict.fromkeys(r))
-    n_rows = len(ids)
-    columns: dict[str, Any] = {
-        "__id": pa.array(ids, pa.string()),
-        "__at": pa.array(at, _AT_TYPE),
-        "__version": pa.array([e.version for e in entries for _ in e.records], pa.int64()),
-        "__latency_ms": pa.array(latency, pa.float64()),
-        "__error": pa.array(errors, pa.string()),
-    }
-    if any(e.by is not None for e in entries):  # who asked: feedback from below the writer role must match
-        columns["__by"] = pa.array([e.by for e in entries for _ in e.records], pa.string())
-    for name in inputs:
-        if not isinstance(name, str) or name.startswith("__"):
-            continue  # the log's own namespace; such inputs are refused by any signature anyway
-        columns[name] = _column([r.get(name) for e in entries for r in e.records])
-    if any(e.predictions is not None for e in entries):
-        preds: list[Any] = []
-        for e in entries:
-            preds.extend(_tolist(e.predictions) if e.predictions is not None else [None] * len(e.records))
-        columns["__prediction"] = _column(preds)
-    classes = next((list(e.classes) for e in entries if e.probabilities is not None and e.classes), None)
-    if classes is not None:
-        blocks = [np.asarray(e.probabilities, dtype=float) if e.probabilities is not None
-                  else np.full((len(e.records), len(classes)), np.nan) for e in entries]  # fmt: skip
-        proba = np.vstack(blocks) if blocks else np.empty((0, len(classes)))  # (rows, classes)
-        for j, c in enumerate(classes):
-            columns[f"__proba_{c}"] = pa.array(proba[:, j], pa.float64(), from_pandas=True)
-    table = _table(columns)
-    assert table.num_rows == n_rows
-    return table
-
-
-def _tolist(values: Any) -> list[Any]:
-    return values.tolist() if hasattr(values, "tolist") else list(values)
-
-
-_JSON_KEY = b"keel.json"  # field metadata: the column holds values of mixed types as JSON text
-
-
-class _Json(NamedTuple):
-    array: pa.Array
-
-
-def _column(values: list[Any]) -> pa.Array | _Json:
-    """Arrow infers the type; values of mixed types (a refused request's "high" in a number column)
-    are kept exactly, as JSON text in a column marked as such (`window()` decodes it)."""
-    try:
-        return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
-        return _Json(pa.array([None if v is None else json.dumps(v, default=str) for v in values], pa.string()))
-
-
-def _table(columns: dict[str, Any]) -> pa.Table:
-    fields, arrays = [], []
-    for name, col in columns.items():
-        if isinstance(col, _Json):
-            fields.append(pa.field(name, pa.string(), metadata={_JSON_KEY: b"1"}))
-            arrays.append(col.array)
-        else:
-            fields.append(pa.field(name, col.type))
-            arrays.append(col)
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-
-
-def _json_columns(table: pa.Table) -> set[str]:
-    return {f.name for f in table.schema if f.metadata and f.metadata.get(_JSON_KEY)}
-
-
-def _plain_column(values: list[Any]) -> pa.Array:
-    """A dataset column: Arrow's type, or text when the values' types differ."""
-    try:
-        return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
-        return pa.array([None if v is None else str(v) for v in values], pa.string())

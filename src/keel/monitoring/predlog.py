@@ -35,12 +35,10 @@ mixed types ("high" next to 10.4) is stored as JSON text, marked in its field me
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,24 +47,23 @@ import pyarrow.compute as pc
 
 from keel.data.tables import parquet_bytes, read_parquet, to_arrow
 from keel.errors import AccessDeniedError, InvalidInputError, NotFoundError, StoreUnavailableError
-from keel.monitoring.predbuffer import (  # noqa: F401 - the writer's names, re-exported
-    PredictionLogger,
-    PredictionSink,
-    new_prediction_ids,
-    prediction_id_time,
-    META_COLUMNS,
-    _AT_TYPE,
+from keel.monitoring.columns import AT, BY, ID, LABEL
+from keel.monitoring.predbuffer import PredictionLogger, PredictionSink  # noqa: F401 - the writer, re-exported
+from keel.monitoring.predentries import (  # noqa: F401 - ids re-exported
     _COMPACT_ROWS,
-    _JSON_KEY,
     _EPOCH,
     _MS,
     _decode,
     _groups,
-    _json_columns,
     _ms,
-    _plain_column,
     entries_table,
+    new_prediction_ids,
+    prediction_id_time,
 )
+from keel.monitoring.predexport import export_window
+from keel.monitoring.predfeedback import feedback_values, shown_ids
+from keel.monitoring.predsegments import compaction_runs, complete_table, concat_segments, merged_segments, rows_between
+from keel.monitoring.predsegments import spans_any as _spans_any
 from keel.monitoring.predwal import PredictionWal, orphans
 from keel.refs import check_name
 
@@ -156,7 +153,9 @@ class PredictionLog:
                     logger.warning("prediction log: replaying %s failed (%s); the next start tries again", path, exc)
                     keep.append(path)
                 except Exception:  # a file whose rows the log refuses: keep it aside, never block the start
-                    logger.exception("prediction log: the rows of %s cannot be written; kept as %s.failed", path, path.name)
+                    logger.exception(
+                        "prediction log: the rows of %s cannot be written; kept as %s.failed", path, path.name
+                    )
                     path.rename(path.with_name(path.name + ".failed"))
             orphan.done(keep=tuple(keep))
         return total
@@ -176,7 +175,9 @@ class PredictionLog:
                 continue  # written before the crash, and the file not yet deleted
             table = entries_table(fresh)
             if known:
-                table = table.filter(pc.invert(pc.is_in(table.column("__id"), value_set=pa.array(sorted(known), pa.string()))))
+                table = table.filter(
+                    pc.invert(pc.is_in(table.column(ID), value_set=pa.array(sorted(known), pa.string())))
+                )
             self.write(model_name, version, table)
             written += table.num_rows
         if written:
@@ -195,14 +196,19 @@ class PredictionLog:
         table = to_arrow(frame)
         if table.num_rows == 0:
             return None
-        table = _complete(table, version)
-        first, last = pc.min_max(table.column("__at")).values()
+        table = complete_table(table, version)
+        first, last = pc.min_max(table.column(AT)).values()
         data = parquet_bytes(table)
         digest = self._blobs.put_bytes(data)
         return self._meta.predictions.add_segment(
-            model_name=model_name, model_version=version, first_at=first.as_py(), last_at=last.as_py(),
-            rows=table.num_rows, digest=digest, size_bytes=len(data),
-        )  # fmt: skip
+            model_name=model_name,
+            model_version=version,
+            first_at=first.as_py(),
+            last_at=last.as_py(),
+            rows=table.num_rows,
+            digest=digest,
+            size_bytes=len(data),
+        )
 
     # -- read ----------------------------------------------------------------------------------
     def count(self, model_name: str, *, version: int | None = None) -> int:
@@ -236,31 +242,33 @@ class PredictionLog:
         labels: dict[str, Any] = {}
         newest: list[np.ndarray] = []
         threshold: int | None = None  # __at (ms) of the last_rows-th newest row read so far
-        for seg in self._meta.predictions.segments(model_name, version=version, since=since, until=until, newest_first=True):
+        for seg in self._meta.predictions.segments(
+            model_name, version=version, since=since, until=until, newest_first=True
+        ):
             if last_rows is not None and threshold is not None and _ms(seg.last_at) < threshold:
                 break  # every row still unread is older than the newest last_rows already in hand
             table = self._read(seg)
-            table = _between(table, since, until)
-            found = self._meta.predictions.feedback(model_name, table.column("__id").to_pylist())
+            table = rows_between(table, since, until)
+            found = self._meta.predictions.feedback(model_name, table.column(ID).to_pylist())
             labels.update(found)
             if labelled_only:
-                table = table.filter(pc.is_in(table.column("__id"), value_set=pa.array(list(found), pa.string())))
+                table = table.filter(pc.is_in(table.column(ID), value_set=pa.array(list(found), pa.string())))
             if table.num_rows == 0:
                 continue
             parts.append(table)
             if last_rows is not None:
-                newest.append(table.column("__at").cast(pa.int64()).to_numpy())
+                newest.append(table.column(AT).cast(pa.int64()).to_numpy())
                 stamps = np.concatenate(newest)
                 if len(stamps) >= last_rows > 0:
                     threshold = int(np.partition(stamps, len(stamps) - last_rows)[len(stamps) - last_rows])
                 elif last_rows == 0:
                     break
-        frame = _concat(parts[::-1])  # oldest segment first; a stable sort keeps each request's row order
+        frame = concat_segments(parts[::-1])  # oldest segment first; a stable sort keeps each request's row order
         if len(frame):
-            frame = frame.sort_values("__at", kind="stable", ignore_index=True)
+            frame = frame.sort_values(AT, kind="stable", ignore_index=True)
         if last_rows is not None:
             frame = frame.iloc[len(frame) - min(last_rows, len(frame)) :].reset_index(drop=True)
-        frame["__label"] = pd.Series([labels.get(i) for i in frame["__id"]], index=frame.index, dtype=object)
+        frame[LABEL] = pd.Series([labels.get(i) for i in frame[ID]], index=frame.index, dtype=object)
         return frame
 
     def _read(self, seg: PredictionSegment, columns: list[str] | None = None) -> pa.Table:
@@ -268,8 +276,9 @@ class PredictionLog:
         return table.select(columns) if columns else table
 
     # -- feedback ------------------------------------------------------------------------------
-    def feedback(self, model_name: str, items: Iterable[tuple[str, Any]] | Mapping[str, Any], *,
-                 made_by: str | None = None) -> int:  # fmt: skip
+    def feedback(
+        self, model_name: str, items: Iterable[tuple[str, Any]] | Mapping[str, Any], *, made_by: str | None = None
+    ) -> int:
         """Record true labels (or values) for logged predictions: {prediction_id: label} or pairs.
 
         All or nothing: any id that `model_name` never logged raises NotFoundError naming it, and
@@ -278,21 +287,21 @@ class PredictionLog:
         and nothing is stored. A second label for an id replaces the first (corrections are
         allowed); within one call the last one wins. Returns how many labels were stored.
         """
-        values = _feedback_values(items)
+        values = feedback_values(items)
         if not values:
             return 0
         makers = self._makers(model_name, set(values))
         unknown = sorted(set(values) - set(makers))
         if unknown:
             raise NotFoundError(
-                f"Model {model_name!r} has no logged prediction with id {_shown(unknown)}; no feedback was stored. "
+                f"Model {model_name!r} has no logged prediction with id {shown_ids(unknown)}; no feedback was stored. "
                 "Use the ids the predict endpoint returned; a server writes them to the log within seconds."
             )
         if made_by is not None:
             foreign = sorted(i for i in values if makers[i] != made_by)
             if foreign:
                 raise AccessDeniedError(
-                    f"Predictions {_shown(foreign)} of {model_name!r} were not made by token {made_by!r}; no feedback was "
+                    f"Predictions {shown_ids(foreign)} of {model_name!r} were not made by token {made_by!r}; no feedback was "
                     "stored. A token may label the predictions it asked for; labelling others' needs the writer role."
                 )
         stored = self._meta.predictions.save_feedback(model_name, values)
@@ -318,15 +327,18 @@ class PredictionLog:
         elif timed:
             since = _EPOCH + timed[0] * _MS
             until = _EPOCH + timed[-1] * _MS
-            segs = [s for s in self._meta.predictions.segments(model_name, since=since, until=until)
-                    if _spans_any(timed, _ms(s.first_at), _ms(s.last_at))]  # fmt: skip
+            segs = [
+                s
+                for s in self._meta.predictions.segments(model_name, since=since, until=until)
+                if _spans_any(timed, _ms(s.first_at), _ms(s.last_at))
+            ]
         else:
             segs = []
         known: dict[str, str | None] = {}
         for seg in segs:
             table = self._read(seg)
-            ids = table.column("__id").to_pylist()
-            by = table.column("__by").to_pylist() if "__by" in table.column_names else [None] * len(ids)
+            ids = table.column(ID).to_pylist()
+            by = table.column(BY).to_pylist() if BY in table.column_names else [None] * len(ids)
             known.update((i, b) for i, b in zip(ids, by, strict=True) if i in wanted)
             if len(known) == len(wanted):
                 break
@@ -348,8 +360,12 @@ class PredictionLog:
         cutoff = datetime.now(UTC) - timedelta(days=days)
         gone = self._meta.predictions.delete_before(cutoff)
         if gone:
-            logger.info("prediction log retention: deleted %d segments (%d rows) older than %s",
-                        len(gone), sum(g.rows for g in gone), cutoff.isoformat(timespec="seconds"))  # fmt: skip
+            logger.info(
+                "prediction log retention: deleted %d segments (%d rows) older than %s",
+                len(gone),
+                sum(g.rows for g in gone),
+                cutoff.isoformat(timespec="seconds"),
+            )
         return len(gone)
 
     def compact(self, model_name: str, *, target_rows: int = _COMPACT_ROWS) -> int:
@@ -359,23 +375,8 @@ class PredictionLog:
         A server writes a segment every few seconds; reading a window reads far fewer after this.
         """
         removed = 0
-        by_version: dict[int, list[PredictionSegment]] = {}
-        for seg in self._meta.predictions.segments(model_name):
-            by_version.setdefault(seg.model_version, []).append(seg)
-        for version, segs in by_version.items():
-            run: list[PredictionSegment] = []
-            run_rows = 0
-            for seg in sorted(segs, key=lambda s: (s.first_at, s.id)):
-                fits = seg.rows < target_rows and run_rows + seg.rows <= target_rows
-                if run and fits and run[-1].first_at.date() == seg.first_at.date():
-                    run.append(seg)
-                    run_rows += seg.rows
-                    continue
-                if len(run) > 1:
-                    removed += self._merge(model_name, version, run)
-                run, run_rows = ([seg], seg.rows) if seg.rows < target_rows else ([], 0)
-            if len(run) > 1:
-                removed += self._merge(model_name, version, run)
+        for version, run in compaction_runs(self._meta.predictions.segments(model_name), target_rows):
+            removed += self._merge(model_name, version, run)
         return removed
 
     def _merge(self, model_name: str, version: int, run: list[PredictionSegment]) -> int:
@@ -387,7 +388,7 @@ class PredictionLog:
         for seg in [*run, None]:
             table = self._read(seg) if seg is not None else None
             if table is not None and merged is not None:
-                both = _merged(merged, table)
+                both = merged_segments(merged, table)
                 if both is not None:
                     merged = both
                     group.append((seg, table))  # type: ignore[arg-type]
@@ -404,9 +405,10 @@ class PredictionLog:
 
         data = parquet_bytes(table.combine_chunks())
         digest = self._blobs.put_bytes(data)
-        first, last = pc.min_max(table.column("__at")).values()
-        new = PredictionSegment(0, model_name, version, first.as_py(), last.as_py(), table.num_rows, digest,
-                                len(data), datetime.now(UTC))  # fmt: skip
+        first, last = pc.min_max(table.column(AT)).values()
+        new = PredictionSegment(
+            0, model_name, version, first.as_py(), last.as_py(), table.num_rows, digest, len(data), datetime.now(UTC)
+        )
         self._meta.predictions.replace_segments(old, new)
 
     def maintain(self) -> None:
@@ -434,72 +436,16 @@ class PredictionLog:
         description says it in words. Raises InvalidInputError when the slice is empty.
         """
         window = self.window(model_name, since=since, until=until, version=version, labelled_only=labelled_only)
-        if "__error" in window.columns:
-            window = window[window["__error"].isna()]
-        if window.empty:
-            what = "labelled predictions" if labelled_only else "served predictions"
-            raise InvalidInputError(
-                f"Model {model_name!r} has no {what} in the window {_span(since, until)}; nothing was exported. "
-                + ("Send feedback first, or pass labelled_only=False." if labelled_only else "")
-            )
-        label = target or "__label"
-        inputs = [c for c in window.columns if not c.startswith("__")]
-        if label in inputs:
-            raise InvalidInputError(f"target {label!r} is also an input column of {model_name!r}; choose another name")
-        columns = {c: window[c].tolist() for c in inputs}
-        columns[label] = window["__label"].tolist()
-        table = pa.table({c: _plain_column(v) for c, v in columns.items()})
-        start, end = window["__at"].min().to_pydatetime(), window["__at"].max().to_pydatetime()
-        versions = ",".join(str(v) for v in sorted(set(window["__version"].tolist())))
-        labelled = int(window["__label"].notna().sum())
-        tags = {
-            "source": "prediction_log",
-            "model": model_name,
-            "model_versions": versions,
-            "window_start": start.isoformat(),
-            "window_end": end.isoformat(),
-            "rows": str(len(window)),
-            "labelled_rows": str(labelled),
-            "label_column": label,
-        }
-        description = (
-            f"{len(window)} predictions served by {model_name} (version {versions}) from "
-            f"{start.isoformat(timespec='seconds')} to {end.isoformat(timespec='seconds')}, {labelled} with "
-            f"feedback; exported from the prediction log, label in column {label!r}."
+        return export_window(
+            self._datasets,
+            window,
+            model_name,
+            dataset_name,
+            since=since,
+            until=until,
+            labelled_only=labelled_only,
+            target=target,
         )
-        result = self._datasets.add(dataset_name, table, description=description, tags=tags)
-        logger.info("exported %d logged predictions of %s as %s", len(window), model_name, result.ref)
-        return result
-
-
-def _complete(table: pa.Table, version: int) -> pa.Table:
-    """`table` with every log column present and typed; ids made from `__at` where missing."""
-    n = table.num_rows
-    if "__at" in table.column_names:
-        at = table.column("__at")
-        if pa.types.is_timestamp(at.type) and at.type.tz is None:
-            at = at.cast(pa.timestamp(at.type.unit, tz="UTC"))
-        at = at.cast(_AT_TYPE, safe=False)
-    else:  # Keel ids carry their time: rows logged with ids but no times keep the ids' times
-        now_ms = time.time_ns() // 1_000_000
-        ids = table.column("__id").to_pylist() if "__id" in table.column_names else [None] * n
-        stamps = [(prediction_id_time(str(i)) if i is not None else None) or now_ms for i in ids]
-        at = pa.chunked_array([pa.array(stamps, pa.int64()).cast(_AT_TYPE)])
-    if at.null_count:
-        raise InvalidInputError("Column __at has missing times; every logged row needs one")
-    columns = {"__at": at}
-    if "__id" in table.column_names:
-        columns["__id"] = table.column("__id").cast(pa.string())
-    else:
-        stamps = at.cast(pa.int64()).to_pylist()
-        columns["__id"] = pa.chunked_array([pa.array([new_prediction_ids(1, s)[0][0] for s in stamps], pa.string())])
-    columns["__version"] = pa.chunked_array([pa.array([version] * n, pa.int64())])
-    for name, dtype in (("__latency_ms", pa.float64()), ("__error", pa.string())):
-        columns[name] = table.column(name).cast(dtype) if name in table.column_names else pa.chunked_array([pa.nulls(n, dtype)])
-    fields = [pa.field(c, columns[c].type) for c in META_COLUMNS]
-    fields += [f for f in table.schema if f.name not in META_COLUMNS]  # with their JSON marking
-    arrays = [columns[c] for c in META_COLUMNS] + [table.column(f.name) for f in fields[len(META_COLUMNS):]]
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
 def _aware(value: datetime | None, what: str) -> datetime | None:
@@ -508,101 +454,3 @@ def _aware(value: datetime | None, what: str) -> datetime | None:
     if not isinstance(value, datetime):
         raise InvalidInputError(f"{what} must be a datetime, got {type(value).__name__}")
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _between(table: pa.Table, since: datetime | None, until: datetime | None) -> pa.Table:
-    if since is None and until is None:
-        return table
-    at = table.column("__at")
-    mask = None
-    if since is not None:
-        mask = pc.greater_equal(at, pa.scalar(since, _AT_TYPE))
-    if until is not None:
-        upper = pc.less_equal(at, pa.scalar(until, _AT_TYPE))
-        mask = upper if mask is None else pc.and_(mask, upper)
-    return table.filter(mask)
-
-
-def _concat(parts: list[pa.Table]) -> pd.DataFrame:
-    """One DataFrame of the segments read: column types promoted where they differ; text and
-    numbers (a refused request's inputs next to served ones) meet as objects."""
-    import pandas as pd
-
-    if not parts:
-        return pd.DataFrame({"__id": pd.Series([], dtype=object), "__at": pd.Series([], dtype="datetime64[ms, UTC]"),
-                             "__version": pd.Series([], dtype="int64"), "__latency_ms": pd.Series([], dtype=float),
-                             "__error": pd.Series([], dtype=object)})  # fmt: skip
-    if not any(_json_columns(t) for t in parts):
-        try:
-            return pa.concat_tables(parts, promote_options="permissive").to_pandas()
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            pass
-    columns: dict[str, None] = {}
-    for t in parts:
-        columns.update(dict.fromkeys(t.column_names))
-    frames = [_decoded(t).reindex(columns=list(columns)) for t in parts]
-    frame = pd.DataFrame({c: [v for f in frames for v in f[c].tolist()] for c in columns})
-    frame["__at"] = pd.to_datetime(frame["__at"], utc=True).astype("datetime64[ms, UTC]")
-    return frame
-
-
-def _decoded(table: pa.Table) -> pd.DataFrame:
-    frame = table.to_pandas().astype(object)
-    for name in _json_columns(table):
-        # From Arrow, not from the frame: pandas 3 reads a missing string as NaN, not None.
-        frame[name] = [None if v is None else json.loads(v) for v in table.column(name).to_pylist()]
-    return frame
-
-
-def _merged(a: pa.Table, b: pa.Table) -> pa.Table | None:
-    """`a` and `b` as one table, or None when a column's type (or its JSON marking) differs."""
-    ja, jb = _json_columns(a), _json_columns(b)
-    common = set(a.column_names) & set(b.column_names)
-    if (ja ^ jb) & common:
-        return None
-    try:
-        table = pa.concat_tables([a, b], promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None
-    marked = ja | jb
-    schema = pa.schema([f.with_metadata({_JSON_KEY: b"1"}) if f.name in marked else f for f in table.schema])
-    return table.cast(schema) if schema != table.schema or marked else table
-
-
-def _spans_any(sorted_ms: list[int], first: int, last: int) -> bool:
-    import bisect
-
-    i = bisect.bisect_left(sorted_ms, first)
-    return i < len(sorted_ms) and sorted_ms[i] <= last
-
-
-def _feedback_values(items: Iterable[tuple[str, Any]] | Mapping[str, Any]) -> dict[str, Any]:
-    pairs = items.items() if isinstance(items, Mapping) else items
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        try:
-            prediction_id, value = pair
-        except (TypeError, ValueError):
-            raise InvalidInputError(f"Feedback items are (prediction_id, label) pairs; got {pair!r}") from None
-        if not isinstance(prediction_id, str) or not prediction_id:
-            raise InvalidInputError(f"A prediction id is a non-empty string; got {prediction_id!r}")
-        if len(prediction_id) > 32:
-            raise InvalidInputError(f"Prediction ids have at most 32 characters; got {prediction_id[:40]!r}...")
-        if isinstance(value, np.generic):
-            value = value.item()
-        if value is None or (isinstance(value, float) and value != value):
-            raise InvalidInputError(f"The label for prediction {prediction_id} is missing; send a value")
-        try:
-            json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError):
-            raise InvalidInputError(f"The label for prediction {prediction_id} is not a JSON value: {value!r}") from None
-        out[prediction_id] = value
-    return out
-
-
-def _shown(ids: list[str]) -> str:
-    return ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
-
-
-def _span(since: datetime | None, until: datetime | None) -> str:
-    return f"{since.isoformat() if since else 'start'} .. {until.isoformat() if until else 'now'}"

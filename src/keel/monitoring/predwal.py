@@ -259,7 +259,9 @@ class PredictionWal:
     def wait(self, ticket: int, timeout: float | None = 30.0) -> None:
         """Block until an fdatasync covered `ticket`; raise OSError if that sync failed."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self._synced >= ticket or self._error is not None or self._closing, timeout):
+            if not self._cond.wait_for(
+                lambda: self._synced >= ticket or self._error is not None or self._closing, timeout
+            ):
                 raise TimeoutError(f"the prediction log's write-ahead file was not synced within {timeout} s")
             if self._synced < ticket and self._error is not None:
                 raise self._error

@@ -1,6 +1,7 @@
 """The statistics of monitoring: values in, values out, no storage.
 
-    build_reference(frame)                  -> dict        once per reference dataset (JSON-able)
+    build_profile(frame)                    -> ReferenceProfile  once per reference dataset
+    build_reference(frame)                  -> dict        the same as JSON (ReferenceProfile.to_dict)
     drift_report(reference, window)         -> DriftReport per feature PSI, JS, KS, Wasserstein
     prediction_drift(reference, outputs)    -> DriftReport the same for a model's outputs
     classifier_drift_auc(sample, window)    -> float       multivariate drift (0.5 = none)
@@ -13,14 +14,15 @@ evidence only. Small windows get one safeguard: a threshold below what sampling 
 at the window's size is raised to that level, set so that a check of unchanged data flags no
 feature at all with probability DriftThresholds.noise_quantile (see there). A window is
 binned against the stored profile; the reference rows are never read again (keel.monitoring._drift
-has the numerics).
+has the numerics, keel.monitoring._noise the noise levels, keel.monitoring._quality the data quality).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import Any
 
@@ -30,16 +32,16 @@ import pandas as pd
 from keel.errors import InvalidInputError
 from keel.monitoring._drift import (
     categorical_distances,
-    histogram_noise,
-    wasserstein_quantile,
     categorical_profile,
     column_kind,
-    label_codes,
     numeric_array,
     numeric_distances,
     numeric_profile,
 )
+from keel.monitoring._noise import histogram_noise, wasserstein_quantile
 from keel.monitoring._performance import classifier_drift_auc, performance
+from keel.monitoring._quality import FeatureQuality, QualityReport, quality_report
+from keel.monitoring.profiles import ColumnProfile, NumericProfile, ReferenceProfile
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ __all__ = [
     "DriftReport",
     "FeatureQuality",
     "QualityReport",
+    "build_profile",
     "build_reference",
     "drift_report",
     "prediction_drift",
@@ -56,11 +59,6 @@ __all__ = [
     "quality_report",
     "performance",
 ]
-
-PROFILE_FORMAT = 1
-# Values within this fraction of the reference's scale outside [min, max] are still in range:
-# a float32 round trip or a decimal rendering must not count as an out-of-range value.
-_RANGE_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -99,7 +97,9 @@ class DriftThresholds:
             if value is not None and not (isinstance(value, int | float) and value >= 0):
                 raise InvalidInputError(f"DriftThresholds.{name} must be a number >= 0, got {value!r}")
         if self.noise_quantile is not None and not 0.5 <= self.noise_quantile < 1:
-            raise InvalidInputError(f"DriftThresholds.noise_quantile must be in [0.5, 1) or None, got {self.noise_quantile!r}")
+            raise InvalidInputError(
+                f"DriftThresholds.noise_quantile must be in [0.5, 1) or None, got {self.noise_quantile!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -155,34 +155,23 @@ class DriftReport:
         raise KeyError(f"No feature {name!r} in this drift report. Known: {known}")
 
 
-@dataclass(frozen=True)
-class FeatureQuality:
-    """Data quality of one feature in a window. Rates of out-of-range values and of unseen
-    categories are over the feature's non-missing values; None where they do not apply, NaN where
-    the window has no values or the reference cannot tell (its categories were truncated)."""
-
-    feature: str
-    kind: str
-    n: int
-    missing_rate: float
-    out_of_range_rate: float | None
-    unseen_category_rate: float | None
-
-
-@dataclass(frozen=True)
-class QualityReport:
-    """Data quality of a window: per feature rates, and the share of rows breaking the schema."""
-
-    n_rows: int
-    flagged_rows: int
-    schema_violation_rate: float
-    missing_columns: tuple[str, ...]
-    features: dict[str, FeatureQuality]
-
-
 # -- reference -----------------------------------------------------------------------------------
-def build_reference(frame: pd.DataFrame, *, bins: int = 10, quantile_points: int = 1001, max_categories: int = 50) -> dict[str, Any]:
-    """Profile `frame` once for later drift and quality checks; returns a JSON-able dict.
+def build_reference(
+    frame: pd.DataFrame, *, bins: int = 10, quantile_points: int = 1001, max_categories: int = 50
+) -> dict[str, Any]:
+    """`build_profile(frame)` as the JSON-able dict the store keeps (`ReferenceProfile.to_dict`).
+
+    >>> ref = build_reference(pd.DataFrame({"x": [1.0, 2.0, 3.0], "c": ["a", "b", "a"]}))
+    >>> ref["columns"]["x"]["kind"], ref["columns"]["c"]["categories"]
+    ('numeric', {'a': 2, 'b': 1})
+    """
+    return build_profile(frame, bins=bins, quantile_points=quantile_points, max_categories=max_categories).to_dict()
+
+
+def build_profile(
+    frame: pd.DataFrame, *, bins: int = 10, quantile_points: int = 1001, max_categories: int = 50
+) -> ReferenceProfile:
+    """Profile `frame` once for later drift and quality checks.
 
     Numeric columns keep quantile bin edges and counts, a grid of `quantile_points` quantiles (plus
     as many values evenly spaced from min to max) with the exact reference CDF there, and mean,
@@ -190,8 +179,8 @@ def build_reference(frame: pd.DataFrame, *, bins: int = 10, quantile_points: int
     the `max_categories` most frequent labels plus an '__other__' count. Other columns (dates,
     durations) are listed under 'skipped' with the reason.
 
-    >>> ref = build_reference(pd.DataFrame({"x": [1.0, 2.0, 3.0], "c": ["a", "b", "a"]}))
-    >>> ref["columns"]["x"]["kind"], ref["columns"]["c"]["categories"]
+    >>> ref = build_profile(pd.DataFrame({"x": [1.0, 2.0, 3.0], "c": ["a", "b", "a"]}))
+    >>> ref.columns["x"].kind, dict(ref.columns["c"].categories)
     ('numeric', {'a': 2, 'b': 1})
     """
     if not isinstance(frame, pd.DataFrame):
@@ -201,39 +190,43 @@ def build_reference(frame: pd.DataFrame, *, bins: int = 10, quantile_points: int
             f"build_reference needs bins >= 1, quantile_points >= 2 and max_categories >= 1; "
             f"got bins={bins}, quantile_points={quantile_points}, max_categories={max_categories}"
         )
-    columns: dict[str, Any] = {}
+    columns: dict[str, ColumnProfile] = {}
     skipped: dict[str, str] = {}
     for name in frame.columns:
         series = frame[name]
         kind = column_kind(series)
+        profile: ColumnProfile
         if kind == "numeric":
             values, _ = numeric_array(series)
-            columns[str(name)] = numeric_profile(values, bins=bins, quantile_points=quantile_points)
+            profile = numeric_profile(values, bins=bins, quantile_points=quantile_points)
         elif kind == "categorical":
-            columns[str(name)] = categorical_profile(series, max_categories=max_categories)
+            profile = categorical_profile(series, max_categories=max_categories)
         else:
             skipped[str(name)] = f"{series.dtype} columns are not profiled for drift"
-        if str(name) in columns:
-            columns[str(name)]["dtype"] = str(series.dtype)
-    return {
-        "format": PROFILE_FORMAT,
-        "n_rows": len(frame),
-        "bins": bins,
-        "quantile_points": quantile_points,
-        "max_categories": max_categories,
-        "columns": columns,
-        "skipped": skipped,
-    }
+            continue
+        columns[str(name)] = replace(profile, dtype=str(series.dtype))
+    return ReferenceProfile(
+        columns=columns,
+        skipped=skipped,
+        n_rows=len(frame),
+        bins=bins,
+        quantile_points=quantile_points,
+        max_categories=max_categories,
+    )
 
 
-def _columns(reference: dict[str, Any]) -> dict[str, Any]:
-    if not isinstance(reference, dict) or not isinstance(reference.get("columns"), dict):
-        raise InvalidInputError("reference must be a profile from build_reference() (a dict with 'columns')")
-    return reference["columns"]  # type: ignore[no-any-return]
+# A profile as `build_reference` returns it (its JSON) is read as well as the typed one.
+Reference = ReferenceProfile | Mapping[str, Any]
+
+
+def _columns(reference: Reference) -> Mapping[str, ColumnProfile]:
+    return ReferenceProfile.coerce(reference).columns
 
 
 # -- drift ---------------------------------------------------------------------------------------
-def drift_report(reference: dict[str, Any], window: pd.DataFrame, *, thresholds: DriftThresholds = DriftThresholds()) -> DriftReport:
+def drift_report(
+    reference: Reference, window: pd.DataFrame, *, thresholds: DriftThresholds = DriftThresholds()
+) -> DriftReport:
     """Drift of each reference column present in `window`, decided on effect sizes.
 
     Only the window is read and binned; reference columns missing from it are listed in `skipped`.
@@ -246,14 +239,18 @@ def drift_report(reference: dict[str, Any], window: pd.DataFrame, *, thresholds:
     rows = len(window)
     features: list[FeatureDrift] = []
     skipped = [f"{name}: not in the window" for name in profiles if name not in window.columns]
-    rules = sum(len(_rules(profile["kind"] == "numeric", thresholds)) for name, profile in profiles.items() if name in window.columns)
+    rules = sum(
+        len(_rules(isinstance(profile, NumericProfile), thresholds))
+        for name, profile in profiles.items()
+        if name in window.columns
+    )
     # Bonferroni: each rule may fire on noise alone with this probability, the report with 1 - q.
     alpha = None if thresholds.noise_quantile is None else (1.0 - thresholds.noise_quantile) / max(rules, 1)
     for name, profile in profiles.items():
         if name not in window.columns:
             continue
         series = window[name]
-        if profile["kind"] == "numeric":
+        if isinstance(profile, NumericProfile):
             values, _ = numeric_array(series)
             stats = numeric_distances(profile, values)
         else:
@@ -275,41 +272,52 @@ def drift_report(reference: dict[str, Any], window: pd.DataFrame, *, thresholds:
 def _rules(numeric: bool, thresholds: DriftThresholds) -> list[tuple[str, float]]:
     """(statistic, threshold) of each rule deciding a feature's drift."""
     rules = [("psi", thresholds.psi)]
-    rules += [("wasserstein_norm", thresholds.wasserstein_norm)] if numeric else [("js_distance", thresholds.js_distance)]
+    rules += (
+        [("wasserstein_norm", thresholds.wasserstein_norm)] if numeric else [("js_distance", thresholds.js_distance)]
+    )
     if numeric and thresholds.ks_stat is not None:
         rules.append(("ks_stat", thresholds.ks_stat))
     return rules
 
 
 def _feature_drift(
-    name: str, profile: dict[str, Any], stats: dict[str, Any], rows: int, thresholds: DriftThresholds, alpha: float | None
+    name: str,
+    profile: ColumnProfile,
+    stats: dict[str, Any],
+    rows: int,
+    thresholds: DriftThresholds,
+    alpha: float | None,
 ) -> FeatureDrift:
-    numeric = profile["kind"] == "numeric"
+    numeric = isinstance(profile, NumericProfile)
+    summary = profile.summary if isinstance(profile, NumericProfile) else None
     n = int(stats["n"])
     nan = math.nan
-    values = {key: float(stats.get(key, nan)) for key in ("psi", "js_distance", "ks_stat", "ks_pvalue", "wasserstein", "wasserstein_norm")}
+    values = {
+        key: float(stats.get(key, nan))
+        for key in ("psi", "js_distance", "ks_stat", "ks_pvalue", "wasserstein", "wasserstein_norm")
+    }
     reasons: list[str] = []
     limits: list[tuple[str, float]] = []
     if n == 0:
         reasons.append("no values in the window")
-    elif profile["n"] == 0:
+    elif profile.n == 0:
         reasons.append("no values in the reference")
     else:
-        floors = _noise_floors(int(profile["n"]), n, stats["ref_counts"], stats.get("wasserstein_null"), alpha, thresholds)
+        floors = _noise_floors(int(profile.n), n, stats["ref_counts"], stats.get("wasserstein_null"), alpha, thresholds)
         for key, threshold in _rules(numeric, thresholds):
             limit = max(threshold, floors[key])
             limits.append((key, limit))
             if values[key] >= limit:
                 noise = " (noise floor)" if limit > threshold else ""
                 reasons.append(f"{key} {values[key]:.4g} >= {limit:.4g}{noise}")
-    drifted = n > 0 and profile["n"] > 0 and len(reasons) > 0
+    drifted = n > 0 and profile.n > 0 and len(reasons) > 0
     return FeatureDrift(
         feature=name,
-        kind=profile["kind"],
+        kind=profile.kind,
         n=n,
-        n_reference=int(profile["n"]),
+        n_reference=int(profile.n),
         missing_rate=(rows - n) / rows if rows else nan,
-        reference_missing_rate=float(profile["missing_rate"]),
+        reference_missing_rate=float(profile.missing_rate),
         psi=values["psi"],
         js_distance=values["js_distance"],
         ks_stat=values["ks_stat"] if numeric else None,
@@ -318,9 +326,9 @@ def _feature_drift(
         wasserstein_norm=values["wasserstein_norm"] if numeric else None,
         drifted=drifted,
         reasons=tuple(reasons),
-        reference_mean=float(profile.get("mean", nan)) if numeric else None,
+        reference_mean=float(summary.mean if summary else nan) if numeric else None,
         current_mean=float(stats.get("current_mean", nan)) if numeric else None,
-        reference_std=float(profile.get("std", nan)) if numeric else None,
+        reference_std=float(summary.std if summary else nan) if numeric else None,
         current_std=float(stats.get("current_std", nan)) if numeric else None,
         limits=tuple(limits),
         shares=stats.get("shares", ()),
@@ -363,12 +371,16 @@ def _noise_floors(
     return {
         "psi": psi_floor,
         "js_distance": math.sqrt(js_squared),
-        "wasserstein_norm": wasserstein_quantile(wasserstein_null, alpha) * math.sqrt(size) if wasserstein_null is not None else 0.0,
+        "wasserstein_norm": wasserstein_quantile(wasserstein_null, alpha) * math.sqrt(size)
+        if wasserstein_null is not None
+        else 0.0,
         "ks_stat": math.sqrt(math.log(2.0 / alpha) / 2.0 * size),
     }
 
 
-def prediction_drift(reference_outputs: dict[str, Any], window_outputs: Any, *, thresholds: DriftThresholds = DriftThresholds()) -> DriftReport:
+def prediction_drift(
+    reference_outputs: Reference, window_outputs: Any, *, thresholds: DriftThresholds = DriftThresholds()
+) -> DriftReport:
     """Drift of a model's outputs: probabilities are numeric features, class labels categorical.
 
     `reference_outputs` is `build_reference` of the reference outputs; `window_outputs` a frame
@@ -391,64 +403,3 @@ def prediction_drift(reference_outputs: dict[str, Any], window_outputs: Any, *, 
             raise InvalidInputError(f"window_outputs must be 1-d for a one-column profile, got shape {values.shape}")
         frame = pd.DataFrame({names[0]: values})
     return drift_report(reference_outputs, frame, thresholds=thresholds)
-
-
-# -- data quality --------------------------------------------------------------------------------
-def quality_report(
-    reference: dict[str, Any], window: pd.DataFrame, *, expected_columns: list[str] | None = None, error_column: str | None = None
-) -> QualityReport:
-    """Missing, out-of-range and unseen-category rates per reference column, and schema violations.
-
-    Numeric values outside the reference's [min, max] (widened by 1e-6 of its scale), infinite,
-    or not numbers at all are out of range. A row violates the schema when `error_column` flags it
-    (non-null, or True for a bool column: the request was rejected); when an expected column
-    (default: the reference's columns) is absent from the window, every row does.
-    """
-    profiles = _columns(reference)
-    rows = len(window)
-    expected = list(profiles) if expected_columns is None else list(expected_columns)
-    missing_columns = tuple(c for c in expected if c not in window.columns)
-    flagged = 0
-    if error_column is not None:
-        if error_column not in window.columns:
-            raise InvalidInputError(f"error_column {error_column!r} is not in the window; columns: {', '.join(map(str, window.columns))}")
-        errors = window[error_column]
-        mask = errors.fillna(False).astype(bool) if pd.api.types.is_bool_dtype(errors.dtype) else errors.notna()
-        flagged = int(mask.sum())
-    if not rows:
-        violation = math.nan
-    elif missing_columns:
-        violation = 1.0
-    else:
-        violation = flagged / rows
-    features = {name: _feature_quality(name, profile, window, rows) for name, profile in profiles.items()}
-    return QualityReport(
-        n_rows=rows, flagged_rows=flagged, schema_violation_rate=violation, missing_columns=missing_columns, features=features
-    )
-
-
-def _feature_quality(name: str, profile: dict[str, Any], window: pd.DataFrame, rows: int) -> FeatureQuality:
-    numeric = profile["kind"] == "numeric"
-    if name not in window.columns:
-        return FeatureQuality(name, profile["kind"], rows, 1.0 if rows else math.nan, math.nan if numeric else None, None if numeric else math.nan)
-    series = window[name]
-    present = int(series.notna().sum())
-    missing_rate = (rows - present) / rows if rows else math.nan
-    if numeric:
-        values, invalid = numeric_array(series)
-        out = invalid + int(np.count_nonzero(np.isinf(values)))
-        if "min" in profile:
-            lo, hi = float(profile["min"]), float(profile["max"])
-            slack = _RANGE_TOLERANCE * max(abs(lo), abs(hi), hi - lo)
-            finite = values[np.isfinite(values)]
-            out += int(np.count_nonzero((finite < lo - slack) | (finite > hi + slack)))
-        rate = out / present if present else math.nan
-        return FeatureQuality(name, "numeric", rows, missing_rate, rate, None)
-    if profile.get("other", 0) > 0 or not present:
-        unseen = math.nan  # the reference kept only its top categories: unseen is unknowable
-    else:
-        codes, labels = label_codes(series)
-        known = set(profile["categories"])
-        is_unseen = np.array([label not in known for label in labels] + [False], dtype=bool)
-        unseen = int(np.count_nonzero(is_unseen[codes])) / present  # code -1 (missing) reads False
-    return FeatureQuality(name, "categorical", rows, missing_rate, None, unseen)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import itertools
 import logging
 import math
@@ -10,24 +11,15 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 from keel.entities import AliasEvent, DatasetVersion, Lineage, ModelVersion, RegisteredModel, Run, Signature
-from keel.errors import InvalidInputError, InvalidModelError, KeelError, UnsafeLoadError, UserCodeError
+from keel.errors import InvalidInputError, InvalidModelError, KeelError, UnsafeLoadError
 from keel.refs import MAX_VERSION, check_name, parse_ref
-from keel.registry.flavors import Flavor, LightGBMClassifierModel, flavor_for, get_flavor
+from keel.registry.flavors import Flavor, flavor_for, get_flavor
+from keel.registry.loaded import LoadedModel
 from keel.registry.sample import read_sample, sample_bytes
-from keel.registry.signature import (
-    NumericRecords,
-    extra_columns,
-    infer_signature,
-    missing_values_error,
-    input_example,
-    signature_from_schema,
-    to_frame,
-    validate_input,
-)
+from keel.registry.signature import infer_signature, input_example, signature_from_schema
 
 if TYPE_CHECKING:
     from keel.storage import BlobStore, MetadataStore
@@ -35,147 +27,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Models", "LoadedModel", "params_of", "predictions_frame"]
-
-
-class LoadedModel:
-    """A registered model ready to predict; input is checked against the version's signature.
-
-    >>> model = ws.models.load("credit-risk@champion")    # doctest: +SKIP
-    >>> model.predict(frame.head(3))                      # doctest: +SKIP
-    """
-
-    def __init__(self, version: ModelVersion, model: Any) -> None:
-        self.info = version
-        self.model = model
-        # Records against an all-numeric signature skip pandas (see NumericRecords): the model
-        # gets a float64 array where it would have got one anyway, or where its feature order is
-        # the signature's (LightGBM), else a DataFrame typed as validate_input types it.
-        self._numeric: NumericRecords | None = None
-        self._numeric_as_array = False
-        sig = version.signature
-        if sig is not None and version.flavor != "callable" and NumericRecords.applies(sig):
-            self._numeric = NumericRecords(sig)
-            names = getattr(model, "feature_names_in_", None)
-            if version.flavor == "lightgbm":
-                if names is None and callable(getattr(model, "feature_name", None)):  # a raw Booster
-                    names = model.feature_name()
-                self._numeric_as_array = names is not None and [str(n) for n in names] == list(sig.column_names)
-            else:
-                self._numeric_as_array = names is None and version.flavor in ("sklearn", "xgboost")
-
-    @property
-    def ref(self) -> str:
-        return self.info.ref
-
-    @property
-    def name(self) -> str:
-        return self.info.name
-
-    @property
-    def version(self) -> int:
-        return self.info.version
-
-    @property
-    def flavor(self) -> str:
-        return self.info.flavor
-
-    @property
-    def signature(self) -> Signature | None:
-        return self.info.signature
-
-    @property
-    def classes(self) -> tuple[Any, ...] | None:
-        return None if self.info.signature is None else self.info.signature.classes
-
-    @property
-    def has_proba(self) -> bool:
-        return hasattr(self.model, "predict_proba") and self.classes is not None
-
-    def extra_columns(self, X: Any) -> tuple[str, ...]:
-        """The columns of `X` the signature does not name: what predict(X, extra='ignore') drops."""
-        return () if self.info.signature is None else extra_columns(X, self.info.signature)
-
-    def prepare(self, X: Any, *, extra: str = "error") -> Any:
-        """The input validated and coerced to what the model was trained on.
-
-        `extra='ignore'` drops columns the signature does not name (a target left in the file, an
-        id) instead of refusing them; extra_columns(X) says which.
-        """
-        if extra != "error" and extra != "ignore":
-            raise InvalidInputError(f"extra must be 'error' or 'ignore', got {extra!r}")
-        if self.info.signature is None:
-            return to_frame(X, None) if not isinstance(X, np.ndarray) else X
-        if self._numeric is not None and isinstance(X, (list, dict)):
-            array = self._numeric.to_array(X)
-            if array is not None:
-                return array if self._numeric_as_array else self._numeric.to_frame(array)
-        if extra == "ignore" and logger.isEnabledFor(logging.INFO):
-            dropped = extra_columns(X, self.info.signature)
-            if dropped:
-                logger.info("%s: dropped input columns it does not take: %s", self.ref, ", ".join(dropped))
-        frame = validate_input(X, self.info.signature, extra=extra)
-        if self.info.flavor == "callable":
-            return frame
-        names = getattr(self.model, "feature_names_in_", None)
-        if names is None and self.info.flavor in ("sklearn", "xgboost"):
-            return frame.to_numpy()  # fitted on an array: column names would only draw warnings
-        return frame
-
-    def predict(self, X: Any, *, extra: str = "error") -> np.ndarray:
-        """Predictions for the rows of `X` (DataFrame, records, dict of columns or array).
-
-        Raises SignatureError naming missing, unexpected and mistyped columns, or the columns with
-        missing values when the model does not accept them. `extra='ignore'` drops the columns the
-        signature does not name instead (extra_columns(X) says which; they are logged at INFO).
-        """
-        data = self.prepare(X, extra=extra)
-        if self.info.flavor == "callable":
-            try:
-                return np.asarray(self.model(data))
-            except Exception as exc:  # user code: wrap whatever it raised
-                raise UserCodeError(f"The model function of {self.ref} raised {type(exc).__name__}: {exc}") from exc
-        return np.asarray(self._call(self.model.predict, data))
-
-    def predict_proba(self, X: Any, *, extra: str = "error") -> np.ndarray:
-        """Class probabilities, one column per class in `classes` order; input checked as in predict()."""
-        if not hasattr(self.model, "predict_proba"):
-            raise InvalidInputError(
-                f"{self.ref} ({self.flavor}, {self.info.signature.output if self.info.signature else 'no signature'}) "
-                "does not give class probabilities; use predict()"
-            )
-        return np.asarray(self._call(self.model.predict_proba, self.prepare(X, extra=extra)))
-
-    def predict_and_proba(self, X: Any, *, extra: str = "error") -> tuple[np.ndarray, np.ndarray | None]:
-        """predict() and, where `has_proba`, predict_proba() for the same rows, checking the input once.
-
-        A LightGBM classifier's labels are the classes of highest probability (what its predict()
-        computes), so its trees run once instead of twice.
-        """
-        if not self.has_proba:
-            return self.predict(X, extra=extra), None
-        data = self.prepare(X, extra=extra)
-        proba = np.asarray(self._call(self.model.predict_proba, data))
-        if isinstance(self.model, LightGBMClassifierModel) and self.model.classes_ is not None:
-            return self.model.classes_[np.argmax(proba, axis=1)], proba
-        return np.asarray(self._call(self.model.predict, data)), proba
-
-    def _call(self, method: Callable[[Any], Any], data: Any) -> Any:
-        """method(data), with scikit-learn's 'Input X contains NaN' (a 70-line traceback from deep
-        inside the estimator) turned into a SignatureError naming the columns with missing values.
-        Checked only after the model refused: the hot path pays nothing."""
-        try:
-            return method(data)
-        except ValueError as exc:
-            if isinstance(exc, KeelError) or "nan" not in str(exc).lower():
-                raise
-            error = missing_values_error(data, self.info.signature, self.ref)
-            if error is None:
-                raise
-            raise error from exc
-
-    def __repr__(self) -> str:
-        return f"LoadedModel({self.ref!r}, flavor={self.flavor!r})"
+__all__ = ["Models", "params_of"]
 
 
 def _finite_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -229,8 +81,8 @@ def _validate(
     # predicts, which halves the cost of the check (registering 200 versions stays cheap).
     served = model is None
     try:
-        if model is None or flavor.name in ("lightgbm", "xgboost"):
-            # Boosters are served through keel's own wrappers, so predict as they will (loading is cheap).
+        if model is None or flavor.checks_loaded:
+            # Served through keel's own wrappers (boosters): predict as they will (loading is cheap).
             model = flavor.load(data, trusted=trusted)
         else:
             flavor.audit(data, trusted=trusted)
@@ -249,10 +101,23 @@ def _validate(
     if not example:
         return
     provisional = ModelVersion(
-        name=name, version=0, flavor=flavor.name, digest="", size_bytes=len(data), signature=signature,
-        input_example=example, metrics={}, params={}, tags={}, description="", run_id=None, datasets=(),
-        aliases=(), created_at=datetime.now(timezone.utc), author="",
-    )  # fmt: skip
+        name=name,
+        version=0,
+        flavor=flavor.name,
+        digest="",
+        size_bytes=len(data),
+        signature=signature,
+        input_example=example,
+        metrics={},
+        params={},
+        tags={},
+        description="",
+        run_id=None,
+        datasets=(),
+        aliases=(),
+        created_at=datetime.now(timezone.utc),
+        author="",
+    )
     try:
         loaded = LoadedModel(provisional, model)
         labels, proba = loaded.predict_and_proba(example) if served else (loaded.predict(example), None)
@@ -366,7 +231,9 @@ class Models:
             model = model.model
         chosen = get_flavor(flavor) if flavor else flavor_for(model)
         if not chosen.accepts(model):
-            raise InvalidInputError(f"Flavor {chosen.name!r} cannot save a {type(model).__module__}.{type(model).__name__}")
+            raise InvalidInputError(
+                f"Flavor {chosen.name!r} cannot save a {type(model).__module__}.{type(model).__name__}"
+            )
         run_record, datasets = self._lineage_of(run, trained_on)
         if signature is None and X is not None:
             signature = infer_signature(model, X)
@@ -374,25 +241,15 @@ class Models:
             names = getattr(model, "feature_names_in_", None)
             if names is not None and datasets:
                 signature = signature_from_schema(model, [str(n) for n in names], datasets[0].columns)
-        if signature is None and chosen.name not in ("callable", "pickle"):
+        if signature is None and not chosen.needs_trust:
             logger.warning("model %s registered without a signature: pass X= to validate predict() input", name)
         data = chosen.save(model)
         example = input_example(X) if X is not None else None
         # Pickle and callables are code the caller handed over in-process; their loads need trusted=True anyway.
-        _validate(name, chosen, data, model, signature=signature, example=example,
-                  trusted=trusted or chosen.name in ("callable", "pickle"))  # fmt: skip
-        importance = None
-        if self._measure is not None and signature is not None and X is not None:
-            try:
-                importance = self._measure(model, X)
-            except Exception:  # noqa: BLE001 - importance is computed again on request; registering goes on
-                logger.exception("global importance of the new version of %s not computed at registration", name)
-        sample = None
-        if signature is not None and X is not None:
-            try:  # explanations' background and typical values when no training dataset is linked
-                sample = self._blobs.put_bytes(sample_bytes(X, signature))  # before the row that points at it
-            except Exception:  # noqa: BLE001 - a version without a sample explains from its dataset; registering goes on
-                logger.exception("training sample of the new version of %s not stored at registration", name)
+        _validate(
+            name, chosen, data, model, signature=signature, example=example, trusted=trusted or chosen.needs_trust
+        )
+        importance, sample = self._explanation_inputs(name, model, X, signature)
         return self._store(
             name,
             data,
@@ -408,6 +265,26 @@ class Models:
             importance=importance,
             training_sample=sample,
         )
+
+    def _explanation_inputs(
+        self, name: str, model: Any, X: Any, signature: Signature | None
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """The new version's global importance and the digest of its stored training sample (None
+        where there is no X or signature, or where computing one failed: neither stops registering)."""
+        if signature is None or X is None:
+            return None, None
+        importance = None
+        if self._measure is not None:
+            try:
+                importance = self._measure(model, X)
+            except Exception:  # noqa: BLE001 - importance is computed again on request; registering goes on
+                logger.exception("global importance of the new version of %s not computed at registration", name)
+        sample = None
+        try:  # explanations' background and typical values when no training dataset is linked
+            sample = self._blobs.put_bytes(sample_bytes(X, signature))  # before the row that points at it
+        except Exception:  # noqa: BLE001 - a version without a sample explains from its dataset; registering goes on
+            logger.exception("training sample of the new version of %s not stored at registration", name)
+        return importance, sample
 
     def register_artifact(
         self,
@@ -462,7 +339,9 @@ class Models:
         )
 
     def _lineage_of(
-        self, run: ActiveRun | Run | str | None, trained_on: str | DatasetVersion | Iterable[str | DatasetVersion] | None
+        self,
+        run: ActiveRun | Run | str | None,
+        trained_on: str | DatasetVersion | Iterable[str | DatasetVersion] | None,
     ) -> tuple[Run | None, list[DatasetVersion]]:
         """The run as recorded and the training data: what the caller names plus what the run read."""
         run_record: Run | None = None
@@ -569,7 +448,7 @@ class Models:
     def list(self) -> list[RegisteredModel]:
         return self._meta.models.list()
 
-    def versions(self, name: str) -> list[ModelVersion]:
+    def versions(self, name: str) -> builtins.list[ModelVersion]:
         return self._meta.models.versions(check_name(name, what="model name"))
 
     def training_sample(self, ref: str | ModelVersion) -> tuple[pd.DataFrame, dict[str, Any]] | None:
@@ -599,20 +478,10 @@ class Models:
         digests = tuple(self._datasets_get(d).digest for d in version.datasets)
         return Lineage(version.ref, version.run_id, experiment, version.datasets, digests)
 
-    def trained_on(self, dataset: str | DatasetVersion) -> list[ModelVersion]:
+    def trained_on(self, dataset: str | DatasetVersion) -> builtins.list[ModelVersion]:
         """Every model version trained on this dataset version (lineage, walked backwards)."""
         version = self._datasets_get(dataset)
         return self._meta.models.trained_on(self._dataset_id(version))
 
     def set_description(self, name: str, description: str) -> None:
         self._meta.models.set_description(name, description)
-
-
-def predictions_frame(model: LoadedModel, X: Any, *, extra: str = "error") -> pd.DataFrame:
-    """Predictions (and class probabilities where they apply) as a DataFrame, one row per input row."""
-    labels, proba = model.predict_and_proba(X, extra=extra)
-    out = pd.DataFrame({"prediction": labels})
-    if proba is not None:
-        for i, c in enumerate(model.classes or ()):
-            out[f"proba_{c}"] = proba[:, i]
-    return out

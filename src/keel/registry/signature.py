@@ -50,7 +50,7 @@ def _output_kind(model: Any) -> tuple[str, tuple[Any, ...] | None]:
     try:
         from sklearn.base import BaseEstimator, is_regressor
     except ImportError:  # pragma: no cover - scikit-learn is a core dependency
-        BaseEstimator = None  # type: ignore[assignment,misc]  # noqa: N806
+        BaseEstimator = None  # noqa: N806
     # is_regressor() raises on objects that are not scikit-learn estimators (a Booster, a function).
     if BaseEstimator is not None and isinstance(model, BaseEstimator) and is_regressor(model):
         return "regression", None
@@ -66,8 +66,20 @@ def _output_kind(model: Any) -> tuple[str, tuple[Any, ...] | None]:
 
 # Objectives of raw boosters (LightGBM names and XGBoost 'family:name' ones), by prefix.
 _CLASSIFICATION_OBJECTIVES = ("binary", "multi", "cross_entropy", "xentropy")
-_REGRESSION_OBJECTIVES = ("reg", "poisson", "gamma", "tweedie", "huber", "fair", "quantile", "mape", "l1", "l2",
-                          "count:", "survival:")  # fmt: skip
+_REGRESSION_OBJECTIVES = (
+    "reg",
+    "poisson",
+    "gamma",
+    "tweedie",
+    "huber",
+    "fair",
+    "quantile",
+    "mape",
+    "l1",
+    "l2",
+    "count:",
+    "survival:",
+)
 
 
 def _booster_objective(model: Any) -> str:
@@ -171,7 +183,9 @@ def _coerce(s: pd.Series, spec: ColumnSpec) -> pd.Series | None:
         if spec.type in ("integer", "float", "boolean"):
             return pd.Series(np.nan, index=s.index, name=s.name, dtype="float64")
         if spec.type == "category":
-            return pd.Series(pd.Categorical([None] * len(s), categories=list(spec.categories or ())), index=s.index, name=s.name)
+            return pd.Series(
+                pd.Categorical([None] * len(s), categories=list(spec.categories or ())), index=s.index, name=s.name
+            )
         return s.astype(object)
     if spec.type in ("integer", "float"):
         if kind in ("integer", "float", "boolean"):
@@ -370,4 +384,5 @@ class NumericRecords:
 def input_example(X: Any, rows: int = 5) -> list[dict[str, Any]]:
     """A few rows as JSON-safe records."""
     frame = to_frame(X, None).head(rows)
-    return json.loads(frame.to_json(orient="records", date_format="iso"))  # type: ignore[no-any-return]
+    records: list[dict[str, Any]] = json.loads(frame.to_json(orient="records", date_format="iso"))
+    return records

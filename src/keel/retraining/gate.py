@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from keel.entities import RetrainDecision
 from keel.retraining.project import LOWER_IS_BETTER, Project
 
-__all__ = ["Verdict", "judge", "summary"]
+__all__ = ["Verdict", "judge"]
 
 
 @dataclass(frozen=True)
@@ -57,37 +56,40 @@ def judge(
     else:
         gain = _gain(primary, challenger[primary], champion[primary])
         ok = gain >= gate.min_improvement
-        verb = "improves" if gain > 0 else "matches the champion" if ok else "does not improve"  # a tie passes at min_improvement 0
-        reasons.append(f"{primary} {verb}: {challenger[primary]:.4f} vs {champion[primary]:.4f} "
-                       f"({gain:+.4f}, needs {gate.min_improvement:+.4f})")  # fmt: skip
-        checks["primary"] = {"passed": ok, "metric": primary, "challenger": challenger[primary], "champion": champion[primary],
-                             "gain": gain, "needed": gate.min_improvement}  # fmt: skip
+        verb = (
+            "improves" if gain > 0 else "matches the champion" if ok else "does not improve"
+        )  # a tie passes at min_improvement 0
+        reasons.append(
+            f"{primary} {verb}: {challenger[primary]:.4f} vs {champion[primary]:.4f} "
+            f"({gain:+.4f}, needs {gate.min_improvement:+.4f})"
+        )
+        checks["primary"] = {
+            "passed": ok,
+            "metric": primary,
+            "challenger": challenger[primary],
+            "champion": champion[primary],
+            "gain": gain,
+            "needed": gate.min_improvement,
+        }
     if champion:
         for metric, tolerance in sorted(gate.tolerance.items()):
             if metric == primary or metric not in challenger or metric not in champion:
                 continue
             loss = -_gain(metric, challenger[metric], champion[metric])
             ok = loss <= tolerance
-            checks[f"tolerance:{metric}"] = {"passed": ok, "challenger": challenger[metric], "champion": champion[metric],
-                                             "regression": loss, "tolerance": tolerance}  # fmt: skip
+            checks[f"tolerance:{metric}"] = {
+                "passed": ok,
+                "challenger": challenger[metric],
+                "champion": champion[metric],
+                "regression": loss,
+                "tolerance": tolerance,
+            }
             if not ok:
                 reasons.append(f"{metric} regresses by {loss:.4f}, more than the tolerance {tolerance:.4f}")
     for name, result in (custom or {}).items():
-        ok, why = (result if isinstance(result, tuple) else (result, ""))
+        ok, why = result if isinstance(result, tuple) else (result, "")
         checks[f"check:{name}"] = {"passed": bool(ok), "reason": str(why)}
         if not ok:
             reasons.append(f"check {name} failed" + (f": {why}" if why else ""))
     passed = all(c["passed"] for c in checks.values())
     return Verdict(passed, tuple(reasons), checks)
-
-
-def summary(decision: RetrainDecision) -> str:
-    """One line on why a decision went the way it did (timelines in the CLI and the dashboard)."""
-    ev = decision.evidence
-    if decision.outcome == "failed":
-        return str(ev.get("error", ""))[:200]
-    if decision.trigger == "rollback":
-        return f"v{ev.get('from')} -> v{ev.get('to')}" + (f": {ev['reason']}" if ev.get("reason") else "")
-    if decision.trigger == "approval":
-        return str(ev.get("reason") or "approved")
-    return "; ".join(ev.get("gate", {}).get("reasons", []))[:300]

@@ -22,23 +22,29 @@ if TYPE_CHECKING:
 __all__ = ["split", "features_target", "fit", "evaluate", "output_kind", "resolve"]
 
 
-def features_target(project: Project, frame: pd.DataFrame, features: tuple[str, ...] | None = None) -> tuple[pd.DataFrame, pd.Series]:
+def features_target(
+    project: Project, frame: pd.DataFrame, features: tuple[str, ...] | None = None
+) -> tuple[pd.DataFrame, pd.Series]:
     """The features and target from `frame` (rows without a target dropped): `features`, else the
     project's declared ones, else every column but the target."""
     data = project.data
     if data.target not in frame.columns:
-        raise InvalidInputError(f"{project.source}: data.target: {data.target!r} is not a column of the dataset; columns: "
-                                f"{', '.join(map(str, frame.columns))}")  # fmt: skip
-    features = features or data.features
-    features = list(features) if features else [c for c in frame.columns if c != data.target]
-    missing = [f for f in features if f not in frame.columns]
+        raise InvalidInputError(
+            f"{project.source}: data.target: {data.target!r} is not a column of the dataset; columns: "
+            f"{', '.join(map(str, frame.columns))}"
+        )
+    chosen = features or data.features
+    columns: list[str] = list(chosen) if chosen else [c for c in frame.columns if c != data.target]
+    missing = [f for f in columns if f not in frame.columns]
     if missing:
         raise InvalidInputError(f"{project.source}: data.features: not in the dataset: {', '.join(missing)}")
     labelled = frame[frame[data.target].notna()]
-    return labelled[features], labelled[data.target]
+    return labelled[columns], labelled[data.target]
 
 
-def split(project: Project, frame: pd.DataFrame, features: tuple[str, ...] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
+def split(
+    project: Project, frame: pd.DataFrame, features: tuple[str, ...] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
     """Features and target of `frame`, split at random into train and holdout as the project says."""
     from sklearn.model_selection import train_test_split
 
@@ -49,7 +55,7 @@ def split(project: Project, frame: pd.DataFrame, features: tuple[str, ...] | Non
     stratify = None
     if data.split.stratify and _is_categorical(y) and y.value_counts().min() >= 2:
         stratify = y
-    return train_test_split(X, y, test_size=data.split.test_fraction, random_state=data.split.seed, stratify=stratify)  # type: ignore[no-any-return]
+    return train_test_split(X, y, test_size=data.split.test_fraction, random_state=data.split.seed, stratify=stratify)
 
 
 def _is_categorical(y: pd.Series) -> bool:
@@ -65,8 +71,10 @@ def fit(project: Project, X: pd.DataFrame, y: pd.Series) -> Any:
         recipe = resolve(est.entry_point, "estimator.entry_point")
         model = recipe(X, y, dict(est.params))
         if not hasattr(model, "predict"):
-            raise ProjectError(f"{project.source}: estimator.entry_point {est.entry_point!r} returned {type(model).__name__}, "
-                               "which has no predict(); return a fitted model")  # fmt: skip
+            raise ProjectError(
+                f"{project.source}: estimator.entry_point {est.entry_point!r} returned {type(model).__name__}, "
+                "which has no predict(); return a fitted model"
+            )
         return model
     assert est.cls is not None
     cls = resolve(est.cls, "estimator.class")
@@ -93,8 +101,15 @@ def _with_preprocessing(model: Any, X: pd.DataFrame) -> Any:
     if numeric:
         parts.append(("num", SimpleImputer(strategy="median"), numeric))
     if other:
-        parts.append(("cat", make_pipeline(SimpleImputer(strategy="most_frequent"),
-                                           OneHotEncoder(handle_unknown="ignore", sparse_output=False)), other))  # fmt: skip
+        parts.append(
+            (
+                "cat",
+                make_pipeline(
+                    SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+                ),
+                other,
+            )
+        )
     return make_pipeline(ColumnTransformer(parts), model)
 
 

@@ -7,7 +7,8 @@ production rows exported from the prediction log as a new dataset version), spli
 track the run, register the version (lineage: run and dataset versions), point `@challenger` at
 it, score the champion on the same holdout, run the gate, then move `@champion` (or wait for
 approval). A failure anywhere leaves the champion as it was, records a `failed` decision and
-raises the `retraining-failed` alert.
+raises the `retraining-failed` alert. `_cycle_data.py` assembles the training set and the holdout,
+and scores the champion on it.
 """
 
 from __future__ import annotations
@@ -18,17 +19,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from keel.entities import DatasetVersion, ModelVersion, RetrainDecision
+from keel.entities import ModelVersion, RetrainDecision
 from keel.errors import InvalidInputError, KeelError, NotFoundError
+from keel.refs import CHALLENGER, CHAMPION
+from keel.retraining._cycle_data import TrainingSet, gate_checks, jsonable, run_params, score_champion, training_set
 from keel.retraining.gate import Verdict, judge
-from keel.retraining.pipeline import evaluate, features_target, fit, output_kind, resolve, split
+from keel.retraining.pipeline import evaluate, fit, output_kind
 from keel.retraining.project import Project, check_imports, load_project
-from keel.retraining.triggers import AUTOMATIC, CYCLE_TRIGGERS, Due, due
+from keel.retraining.triggers import AUTOMATIC, CYCLE_TRIGGERS, PROMOTIONS, Due, due
 from keel.retraining.tuning import search, with_params
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from keel.data import Datasets
     from keel.monitoring.monitor import Monitoring
     from keel.registry import Models
@@ -39,9 +40,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Retraining", "shadow_name"]
 
-CHALLENGER = "challenger"
-CHAMPION = "champion"
-
 
 def shadow_name(model: str) -> str:
     """The prediction-log name of a model's shadow traffic."""
@@ -50,8 +48,15 @@ def shadow_name(model: str) -> str:
 
 class Retraining:
     def __init__(
-        self, meta: MetadataStore, *, datasets: Datasets, runs: Runs, models: Models, monitoring: Monitoring, author: str,
-    ) -> None:  # fmt: skip
+        self,
+        meta: MetadataStore,
+        *,
+        datasets: Datasets,
+        runs: Runs,
+        models: Models,
+        monitoring: Monitoring,
+        author: str,
+    ) -> None:
         self._store = meta.retraining
         self._datasets = datasets
         self._runs = runs
@@ -73,15 +78,22 @@ class Retraining:
         return [Project.from_dict(spec, source=name) for name, spec in self._store.projects()]
 
     # -- cycles --------------------------------------------------------------------------------
-    def train(self, project: Project | str | Path, *, dataset: str | None = None, trigger: str = "manual",
-              detail: dict[str, Any] | None = None) -> RetrainDecision:  # fmt: skip
+    def train(
+        self,
+        project: Project | str | Path,
+        *,
+        dataset: str | None = None,
+        trigger: str = "manual",
+        detail: dict[str, Any] | None = None,
+    ) -> RetrainDecision:
         """Store the project and run one cycle. `project` is a Project or the path of a keel.yaml."""
         project = load_project(project) if not isinstance(project, Project) else check_imports(project)
         self.save(project)
         return self._cycle(project, trigger, detail or {}, dataset)
 
-    def retrain(self, model: str, *, trigger: str = "manual", detail: dict[str, Any] | None = None,
-                dataset: str | None = None) -> RetrainDecision:  # fmt: skip
+    def retrain(
+        self, model: str, *, trigger: str = "manual", detail: dict[str, Any] | None = None, dataset: str | None = None
+    ) -> RetrainDecision:
         """One cycle for a model whose project is stored (`keel retrain NAME`)."""
         return self._cycle(self.project(model), trigger, detail or {}, dataset)
 
@@ -90,67 +102,118 @@ class Retraining:
         the cycle with the best parameters: the gate decides as for any challenger (`keel tune NAME`)."""
         project = self.project(model)
         if project.tuning is None:
-            raise InvalidInputError(f"The project of {model!r} has no tuning section; add tuning: {{params: ..., trials: N}}")
-        return self._cycle(project, "tune", {"engine": "ray tune" if use_ray else "random search"}, dataset, tune_with_ray=use_ray)
+            raise InvalidInputError(
+                f"The project of {model!r} has no tuning section; add tuning: {{params: ..., trials: N}}"
+            )
+        return self._cycle(
+            project, "tune", {"engine": "ray tune" if use_ray else "random search"}, dataset, tune_with_ray=use_ray
+        )
 
-    def _cycle(self, project: Project, trigger: str, detail: dict[str, Any], dataset: str | None,
-               tune_with_ray: bool | None = None) -> RetrainDecision:  # fmt: skip
+    def _cycle(
+        self,
+        project: Project,
+        trigger: str,
+        detail: dict[str, Any],
+        dataset: str | None,
+        tune_with_ray: bool | None = None,
+    ) -> RetrainDecision:
         name = project.model
         champion = self._champion(name)
         evidence: dict[str, Any] = {"trigger": {"kind": trigger, **detail}}
         run_id: str | None = None
         candidate: ModelVersion | None = None
         try:
-            data, fresh = self._training_data(project, dataset, evidence)
-            frame = self._datasets.load(data)
-            features = self._features(project, champion, data, frame, evidence)
-            if fresh is None:  # a random holdout of the training data
-                X_train, X_test, y_train, y_test = split(project, frame, features)
-                holdout = {"test_fraction": project.data.split.test_fraction, "seed": project.data.split.seed}
-            else:  # the newest labelled production rows: data neither model has seen
-                (X_train, y_train), (X_test, y_test) = features_target(project, frame, features), features_target(project, fresh, features)
-                holdout = {"newest_production_rows": len(fresh)}
-            evidence["data"] = {"dataset": data.ref, "rows": len(frame) + (0 if fresh is None else len(fresh)),
-                                "train_rows": len(X_train), "holdout_rows": len(X_test), "split": holdout}  # fmt: skip
+            data = training_set(
+                project, dataset, champion, evidence, datasets=self._datasets, predictions=self._monitoring.predictions
+            )
             if tune_with_ray is not None:
-                found = search(project, X_train, y_train, use_ray=tune_with_ray)
+                found = search(project, data.X_train, data.y_train, use_ray=tune_with_ray)
                 evidence["tuning"] = found
                 project = with_params(project, found["best"])
-            params = {f"estimator.{k}": v for k, v in project.estimator.params.items()}
-            params.update({"estimator": project.estimator.cls or project.estimator.entry_point, "trigger": trigger,
-                           "test_fraction": project.data.split.test_fraction, "seed": project.data.split.seed})  # fmt: skip
-            with self._runs.start(name, name=f"{trigger}-training", params=params, inputs=[data],
-                                  tags={"keel.trigger": trigger, "keel.project": project.source}) as run:  # fmt: skip
+            with self._runs.start(
+                name,
+                name=f"{trigger}-training",
+                params=run_params(project, trigger),
+                inputs=[data.data],
+                tags={"keel.trigger": trigger, "keel.project": project.source},
+            ) as run:
                 run_id = run.id
-                model = fit(project, X_train, y_train)
+                model = fit(project, data.X_train, data.y_train)
                 kind = output_kind(model)
-                metrics = evaluate(model, X_test, y_test, project.evaluation.metrics, kind)
+                metrics = evaluate(model, data.X_test, data.y_test, project.evaluation.metrics, kind)
                 run.log_metrics(metrics)
-            candidate = self._models.register(name, model, run=run_id, X=X_train, metrics=metrics,
-                                              description=f"trained by keel ({trigger}) on {data.ref}")  # fmt: skip
-            self._models.set_alias(name, CHALLENGER, version=candidate.version, reason=f"{trigger} retraining on {data.ref}")
-            champion_metrics = self._score_champion(champion, X_test, y_test, project, kind, evidence)
-            custom = self._checks(project, model, champion, X_test, y_test, metrics, champion_metrics)
+            candidate = self._challenger(name, model, run_id, data, metrics, trigger)
+            champion_metrics = score_champion(self._models, champion, data.X_test, data.y_test, project, kind, evidence)
+            custom = gate_checks(
+                self._models, project, model, champion, data.X_test, data.y_test, metrics, champion_metrics
+            )
             verdict = judge(project, metrics, champion_metrics, custom=custom)
         except Exception as exc:  # a failed cycle never touches the champion
             return self._failed(project, champion, trigger, evidence, run_id, candidate, exc)
         evidence["metrics"] = {"challenger": metrics, "champion": champion_metrics}
+        return self._decide(project, verdict, candidate, champion, trigger, evidence, run_id)
+
+    def _challenger(
+        self, name: str, model: Any, run_id: str, data: TrainingSet, metrics: dict[str, float], trigger: str
+    ) -> ModelVersion:
+        """Register the fitted model (lineage: its run and dataset version) and point @challenger at it."""
+        candidate = self._models.register(
+            name,
+            model,
+            run=run_id,
+            X=data.X_train,
+            metrics=metrics,
+            description=f"trained by keel ({trigger}) on {data.data.ref}",
+        )
+        self._models.set_alias(
+            name, CHALLENGER, version=candidate.version, reason=f"{trigger} retraining on {data.data.ref}"
+        )
+        return candidate
+
+    def _decide(
+        self,
+        project: Project,
+        verdict: Verdict,
+        candidate: ModelVersion,
+        champion: ModelVersion | None,
+        trigger: str,
+        evidence: dict[str, Any],
+        run_id: str | None,
+    ) -> RetrainDecision:
+        """Act on the gate's verdict (promote, shadow, wait for approval or reject) and record it."""
+        name = project.model
         evidence["gate"] = {"passed": verdict.passed, "reasons": list(verdict.reasons), "checks": verdict.checks}
         outcome = self._outcome(project, verdict, candidate, champion)
         if outcome == "shadowing":  # say which way shadow mode went, in the words of the outcome
-            evidence["gate"]["reasons"].append(f"shadowing: v{candidate.version} scores live traffic silently beside the champion "
-                                               f"until {project.gate.shadow_rows} labelled requests, then the gate decides on them")  # fmt: skip
+            evidence["gate"]["reasons"].append(
+                f"shadowing: v{candidate.version} scores live traffic silently beside the champion "
+                f"until {project.gate.shadow_rows} labelled requests, then the gate decides on them"
+            )
         elif project.gate.shadow_rows and champion is None and outcome == "promoted":
             evidence["gate"]["reasons"].append("no shadow mode for the first version: there is no champion to shadow")
-        decision = self._store.record(model=name, version=candidate.version, champion_version=champion.version if champion else None,
-                                      trigger=trigger, outcome=outcome, evidence=_jsonable(evidence), run_id=run_id,
-                                      author=self._author)  # fmt: skip
+        decision = self._store.record(
+            model=name,
+            version=candidate.version,
+            champion_version=champion.version if champion else None,
+            trigger=trigger,
+            outcome=outcome,
+            evidence=jsonable(evidence),
+            run_id=run_id,
+            author=self._author,
+        )
         logger.info("retraining %s (%s): v%d %s", name, trigger, candidate.version, outcome)
         self._apply_monitoring(project)
         return decision
 
-    def _outcome(self, project: Project, verdict: Verdict, candidate: ModelVersion, champion: ModelVersion | None,
-                 *, shadowed: bool = False) -> str:  # fmt: skip
+    def _outcome(
+        self,
+        project: Project,
+        verdict: Verdict,
+        candidate: ModelVersion,
+        champion: ModelVersion | None,
+        *,
+        shadowed: bool = False,
+    ) -> str:
         if not verdict.passed:
             return "rejected"
         if project.gate.shadow_rows and champion is not None and not shadowed:
@@ -158,24 +221,44 @@ class Retraining:
         if project.gate.approval and champion is not None:
             return "awaiting_approval"
         reason = "; ".join(verdict.reasons)
-        self._models.set_alias(project.model, CHAMPION, version=candidate.version, reason=f"gate passed: {reason}"[:2000])
+        self._models.set_alias(
+            project.model, CHAMPION, version=candidate.version, reason=f"gate passed: {reason}"[:2000]
+        )
         return "promoted"
 
-    def _failed(self, project: Project, champion: ModelVersion | None, trigger: str, evidence: dict[str, Any],
-                run_id: str | None, candidate: ModelVersion | None, exc: BaseException) -> RetrainDecision:  # fmt: skip
+    def _failed(
+        self,
+        project: Project,
+        champion: ModelVersion | None,
+        trigger: str,
+        evidence: dict[str, Any],
+        run_id: str | None,
+        candidate: ModelVersion | None,
+        exc: BaseException,
+    ) -> RetrainDecision:
         message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, KeelError) else str(exc)
         evidence["error"] = message
         evidence["traceback"] = traceback.format_exception(exc)[-3:]
         logger.error("retraining %s (%s) failed: %s", project.model, trigger, message)
-        decision = self._store.record(model=project.model, version=candidate.version if candidate else None,
-                                      champion_version=champion.version if champion else None, trigger=trigger,
-                                      outcome="failed", evidence=_jsonable(evidence), run_id=run_id, author=self._author)  # fmt: skip
+        decision = self._store.record(
+            model=project.model,
+            version=candidate.version if candidate else None,
+            champion_version=champion.version if champion else None,
+            trigger=trigger,
+            outcome="failed",
+            evidence=jsonable(evidence),
+            run_id=run_id,
+            author=self._author,
+        )
         try:
             alerts = self._monitoring.alerts
             kind = champion.signature.output if champion and champion.signature else "other"
             alerts.ensure_default_rules(project.model, output_kind=kind)
-            alerts.evaluate(project.model, [("", "retraining_failed", 1.0)],
-                            context={"decision": decision.id, "trigger": trigger, "error": message})  # fmt: skip
+            alerts.evaluate(
+                project.model,
+                [("", "retraining_failed", 1.0)],
+                context={"decision": decision.id, "trigger": trigger, "error": message},
+            )
         except Exception:  # alerting must not hide the failure it reports
             logger.exception("raising the retraining-failed alert for %s failed", project.model)
         return decision
@@ -196,7 +279,8 @@ class Retraining:
     def judge_shadows(self) -> list[RetrainDecision]:
         """For each model in shadow mode with `shadow_rows` labelled requests scored by both the
         champion and the challenger: the gate on those live rows, then promotion or rejection."""
-        from keel.monitoring.monitor import performance_from_log
+        from keel.monitoring.check import performance_from_log
+        from keel.monitoring.columns import ID, LABEL
 
         decisions = []
         for model, version in self.shadows().items():
@@ -206,24 +290,36 @@ class Retraining:
                 continue
             live = self._monitoring.predictions.window(model, version=champion.version, labelled_only=True)
             shadow = self._monitoring.predictions.window(shadow_name(model), version=version)
-            both = live[live["__id"].isin(set(shadow["__id"]))]
+            both = live[live[ID].isin(set(shadow[ID]))]
             if len(both) < (project.gate.shadow_rows or 0):
                 continue
-            labels = both.set_index("__id")["__label"]
-            shadow = shadow[shadow["__id"].isin(labels.index)].copy()
-            shadow["__label"] = shadow["__id"].map(labels)
+            labels = both.set_index(ID)[LABEL]
+            shadow = shadow[shadow[ID].isin(labels.index)].copy()
+            shadow[LABEL] = shadow[ID].map(labels)
             challenger_info = self._models.get(f"{model}@{version}")
             keep = set(project.evaluation.metrics)
             metrics = {k: v for k, v in performance_from_log(challenger_info, shadow).items() if k in keep}
             champion_metrics = {k: v for k, v in performance_from_log(champion, both).items() if k in keep}
             verdict = judge(project, metrics, champion_metrics)
             outcome = self._outcome(project, verdict, challenger_info, champion, shadowed=True)
-            evidence = {"trigger": {"kind": "shadow", "rows": len(both)}, "metrics": {"challenger": metrics, "champion": champion_metrics},
-                        "gate": {"passed": verdict.passed, "reasons": list(verdict.reasons), "checks": verdict.checks},
-                        "data": {"live_labelled_rows": len(both)}}  # fmt: skip
-            decisions.append(self._store.record(model=model, version=version, champion_version=champion.version, trigger="shadow",
-                                                outcome=outcome, evidence=_jsonable(evidence), run_id=challenger_info.run_id,
-                                                author=self._author))  # fmt: skip
+            evidence = {
+                "trigger": {"kind": "shadow", "rows": len(both)},
+                "metrics": {"challenger": metrics, "champion": champion_metrics},
+                "gate": {"passed": verdict.passed, "reasons": list(verdict.reasons), "checks": verdict.checks},
+                "data": {"live_labelled_rows": len(both)},
+            }
+            decisions.append(
+                self._store.record(
+                    model=model,
+                    version=version,
+                    champion_version=champion.version,
+                    trigger="shadow",
+                    outcome=outcome,
+                    evidence=jsonable(evidence),
+                    run_id=challenger_info.run_id,
+                    author=self._author,
+                )
+            )
         return decisions
 
     # -- triggers ------------------------------------------------------------------------------
@@ -240,8 +336,23 @@ class Retraining:
                 latest = None if "@" in dataset else self._datasets.get(f"{dataset}@latest").ref
             except NotFoundError:
                 latest = None
-            found = due(project, at=at, last_cycle=self._store.last(name, triggers=CYCLE_TRIGGERS),
-                        alerts=self._monitoring.alerts.list(model=name, status="active"), latest_dataset=latest)  # fmt: skip
+            # The first version has no predecessor whose checks could re-trigger: only a promotion
+            # that replaced a champion (or an approval, a rollback) starts a cool-down.
+            promotions = [
+                d
+                for d in self._store.decisions(name, limit=50)
+                if d.outcome in PROMOTIONS and d.champion_version is not None
+            ]
+            moves = self._models.alias_history(name, CHAMPION)
+            found = due(
+                project,
+                at=at,
+                last_cycle=self._store.last(name, triggers=CYCLE_TRIGGERS),
+                alerts=self._monitoring.alerts.list(model=name, status="active"),
+                latest_dataset=latest,
+                promoted_at=promotions[0].at if promotions else None,
+                champion_moved_at=moves[-1].at if moves else None,
+            )
             if found is not None:
                 out.append((name, found))
         return out
@@ -260,7 +371,9 @@ class Retraining:
                 logger.exception("automatic retraining of %s failed to start", name)
         return decisions
 
-    def run_one(self, model: str, *, trigger: str, detail: dict[str, Any], dataset: str | None = None) -> RetrainDecision:
+    def run_one(
+        self, model: str, *, trigger: str, detail: dict[str, Any], dataset: str | None = None
+    ) -> RetrainDecision:
         """One triggered cycle (what a `retrain` job runs); a promotion resolves the alerts that started it."""
         decision = self.retrain(model, trigger=trigger, detail=detail, dataset=dataset)
         if decision.outcome == "promoted" and trigger == "alert":
@@ -271,23 +384,39 @@ class Retraining:
     def record_crash(self, model: str, *, trigger: str, error: str) -> RetrainDecision:
         """A cycle that never finished (its worker died): recorded as failed, with the alert."""
         project = self.project(model)
-        return self._failed(project, self._champion(model), trigger, {"trigger": {"kind": trigger}}, None, None,
-                            RuntimeError(f"the retraining crashed: {error}"))  # fmt: skip
+        return self._failed(
+            project,
+            self._champion(model),
+            trigger,
+            {"trigger": {"kind": trigger}},
+            None,
+            None,
+            RuntimeError(f"the retraining crashed: {error}"),
+        )
 
     # -- approval and rollback -------------------------------------------------------------------
     def approve(self, model: str, version: int, *, reason: str = "") -> RetrainDecision:
         """Promote a version that passed its gate and waits for approval (`keel models approve`)."""
-        waiting = [d for d in self._store.decisions(model, limit=1000) if d.version == version and d.trigger != "rollback"]
+        waiting = [
+            d for d in self._store.decisions(model, limit=1000) if d.version == version and d.trigger != "rollback"
+        ]
         if not waiting or waiting[0].outcome != "awaiting_approval":
             state = waiting[0].outcome if waiting else "no retraining decision"
-            raise InvalidInputError(f"{model} v{version} is not awaiting approval ({state}); "
-                                    f"see 'keel models timeline {model}'")  # fmt: skip
+            raise InvalidInputError(
+                f"{model} v{version} is not awaiting approval ({state}); see 'keel models timeline {model}'"
+            )
         champion = self._champion(model)
         self._models.set_alias(model, CHAMPION, version=version, reason=reason or f"approved by {self._author}")
-        return self._store.record(model=model, version=version, champion_version=champion.version if champion else None,
-                                  trigger="approval", outcome="approved",
-                                  evidence={"approves": waiting[0].id, "reason": reason}, run_id=waiting[0].run_id,
-                                  author=self._author)  # fmt: skip
+        return self._store.record(
+            model=model,
+            version=version,
+            champion_version=champion.version if champion else None,
+            trigger="approval",
+            outcome="approved",
+            evidence={"approves": waiting[0].id, "reason": reason},
+            run_id=waiting[0].run_id,
+            author=self._author,
+        )
 
     def rollback(self, model: str, *, reason: str = "") -> RetrainDecision:
         """Point @champion back at the version it pointed at before its last move."""
@@ -298,11 +427,20 @@ class Retraining:
         last = history[-1]
         previous = last.from_version
         if previous is None:
-            raise InvalidInputError(f"{model}@champion has pointed only at v{current.version}; there is nothing to roll back to")
+            raise InvalidInputError(
+                f"{model}@{CHAMPION} has pointed only at v{current.version}; there is nothing to roll back to"
+            )
         self._models.set_alias(model, CHAMPION, version=previous, reason=reason or f"rollback from v{current.version}")
-        return self._store.record(model=model, version=previous, champion_version=current.version, trigger="rollback",
-                                  outcome="rolled_back", evidence={"from": current.version, "to": previous, "reason": reason},
-                                  run_id=None, author=self._author)  # fmt: skip
+        return self._store.record(
+            model=model,
+            version=previous,
+            champion_version=current.version,
+            trigger="rollback",
+            outcome="rolled_back",
+            evidence={"from": current.version, "to": previous, "reason": reason},
+            run_id=None,
+            author=self._author,
+        )
 
     def decisions(self, model: str, *, limit: int = 100) -> list[RetrainDecision]:
         """The model's timeline, newest first."""
@@ -318,87 +456,6 @@ class Retraining:
         except NotFoundError:
             return None
 
-    def _training_data(self, project: Project, dataset: str | None, evidence: dict[str, Any]) -> tuple[DatasetVersion, pd.DataFrame | None]:
-        """The dataset version to train on, and the fresh holdout when there is one.
-
-        `data: latest`: the pinned or newest version, split at random. `data: reference+production`:
-        the labelled production rows are exported from the prediction log as a dataset version;
-        the newest `test_fraction` of them (at least 20 rows' worth) is the holdout, and the
-        reference plus the older production rows is stored as the training version.
-        """
-        ref = dataset or project.data.dataset
-        base = self._datasets.get(ref if "@" in ref else f"{ref}@latest")
-        evidence["data_base"] = base.ref
-        if project.retraining.data != "reference+production":
-            return base, None
-        import pandas as pd
-
-        name = project.model
-        try:
-            production = self._monitoring.predictions.export(name, f"{name}-production", target=project.data.target)
-        except InvalidInputError:
-            evidence["production_rows"] = 0
-            return base, None  # no labelled production rows yet: the reference alone
-        rows = self._datasets.load(production)  # oldest first
-        evidence["production"] = production.ref
-        evidence["production_rows"] = len(rows)
-        held = round(len(rows) * project.data.split.test_fraction) if len(rows) >= 20 else 0
-        train_rows, fresh = (rows.iloc[: len(rows) - held], rows.iloc[len(rows) - held :]) if held else (rows, None)
-        combined = pd.concat([self._datasets.load(base), train_rows], ignore_index=True)
-        version = self._datasets.add(f"{base.name}-retrain", combined,
-                                     description=f"{base.ref} plus {len(train_rows)} labelled production rows of {production.ref}",
-                                     tags={"base": base.ref, "production": production.ref})  # fmt: skip
-        return version, fresh
-
-    def _features(self, project: Project, champion: ModelVersion | None, data: DatasetVersion, frame: pd.DataFrame,
-                  evidence: dict[str, Any]) -> tuple[str, ...] | None:  # fmt: skip
-        """The columns to train on: the project's declared features, else the champion's (so that a
-        new dataset version's extra column neither changes the model's inputs nor breaks the holdout
-        of production rows that never had it), else every column but the target (None).
-
-        Columns left out are reported in the evidence; a feature the dataset lost fails the cycle
-        here, before any training.
-        """
-        target = project.data.target
-        if project.data.features:
-            features, origin = project.data.features, "project"
-        elif champion is not None and champion.signature is not None:
-            features, origin = champion.signature.column_names, f"champion {champion.ref}"
-        else:
-            features, origin = None, "dataset"
-        ignored = [str(c) for c in frame.columns if c != target and (features is not None and c not in features)]
-        evidence["columns"] = {"features_from": origin, "ignored": ignored}
-        if features is None:
-            return None
-        missing = [f for f in features if f not in frame.columns]
-        if missing:
-            fix = ("put them back, or remove them from data.features" if origin == "project" else
-                   "put them back, or declare data.features in the project without them")  # fmt: skip
-            raise InvalidInputError(f"{data.ref} lacks the feature(s) {', '.join(missing)} that the {origin} uses; {fix}")
-        if ignored:
-            logger.warning("retraining %s: %s has columns the %s does not use, ignored: %s",
-                           project.model, data.ref, origin, ", ".join(ignored))  # fmt: skip
-        return tuple(features)
-
-    def _score_champion(self, champion: ModelVersion | None, X: pd.DataFrame, y: pd.Series, project: Project, kind: str,
-                        evidence: dict[str, Any]) -> dict[str, float] | None:  # fmt: skip
-        if champion is None:
-            return None
-        try:
-            return evaluate(self._models.load(champion), X, y, project.evaluation.metrics, kind)
-        except (KeelError, ValueError, KeyError) as exc:
-            evidence["champion_not_scored"] = f"{champion.ref}: {exc}"
-            return None
-
-    def _checks(self, project: Project, challenger: Any, champion: ModelVersion | None, X: pd.DataFrame, y: pd.Series,
-                metrics: dict[str, float], champion_metrics: dict[str, float] | None) -> dict[str, Any]:  # fmt: skip
-        out = {}
-        loaded = self._models.load(champion) if champion is not None and project.gate.checks else None
-        for path in project.gate.checks:
-            check = resolve(path, "gate.checks")
-            out[path] = check(challenger=challenger, champion=loaded, X=X, y=y, metrics=metrics, champion_metrics=champion_metrics)
-        return out
-
     def _apply_monitoring(self, project: Project) -> None:
         """Watch the model as the project says, and add its own alert rules (once each)."""
         if not project.monitoring and not project.alert_rules:
@@ -410,19 +467,3 @@ class Retraining:
             if rule["name"] not in have:
                 spec = {k: v for k, v in rule.items() if k != "name"}
                 alerts.add_rule(project.model, rule["name"], **spec)
-
-
-def _jsonable(value: Any) -> Any:
-    import math
-
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, str | int | bool):
-        return value
-    if hasattr(value, "item"):
-        return _jsonable(value.item())
-    return str(value)

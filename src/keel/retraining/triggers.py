@@ -5,7 +5,9 @@ last cycle started), `new_data` (the dataset has a version newer than the one th
 trained on), `schedule` (a cron time passed since the last cycle) and `manual` (always allowed,
 never automatic). Debouncing: no automatic cycle starts within `debounce_s` of the previous one,
 so a burst of alerts starts one retraining, and the next trigger after the quiet period starts the
-next.
+next. Cool-down: no automatic cycle starts within `cooldown_s` of the last promotion in the
+model's timeline (promoted, approved, rolled back), and an alert counts only if it was seen after
+the champion last moved, by any path (so it was raised by the new champion's own checks).
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from typing import Any
 from keel.entities import Alert, RetrainDecision
 from keel.retraining.project import Project
 
-__all__ = ["Due", "due", "AUTOMATIC"]
+__all__ = ["Due", "due", "AUTOMATIC", "CYCLE_TRIGGERS", "PROMOTIONS"]
 
 AUTOMATIC = ("alert", "new_data", "schedule")
 CYCLE_TRIGGERS = ("manual", "alert", "new_data", "schedule", "tune")  # decisions that are training cycles
+PROMOTIONS = ("promoted", "approved", "rolled_back")  # outcomes that moved the champion: the cool-down's start
 
 
 @dataclass(frozen=True)
@@ -38,26 +41,36 @@ def due(
     alerts: Iterable[Alert],
     latest_dataset: str | None,
     created_at: datetime | None = None,
+    promoted_at: datetime | None = None,
+    champion_moved_at: datetime | None = None,
 ) -> Due | None:
     """The trigger that starts a cycle of `project` now, or None.
 
     `last_cycle` is the newest training decision (any outcome); `alerts` the model's active
     alerts; `latest_dataset` the ref of the dataset's newest version; `created_at` when the
-    project was first stored (the start of its schedule when it never ran).
+    project was first stored (the start of its schedule when it never ran); `promoted_at` the time
+    of the newest promotion decision; `champion_moved_at` when the champion alias last moved.
     """
     policy = project.retraining
     since = last_cycle.at if last_cycle is not None else None
     if since is not None and (at - since).total_seconds() < policy.debounce_s:
         return None
+    if promoted_at is not None and (at - promoted_at).total_seconds() < policy.cooldown_s:
+        return None
     if "alert" in policy.triggers:
-        firing = sorted((a for a in alerts if a.rule in policy.alert_rules and (since is None or a.last_seen_at > since)),
-                        key=lambda a: a.id)  # fmt: skip
+        seen_after = max((t for t in (since, champion_moved_at) if t is not None), default=None)
+        firing = sorted(
+            (a for a in alerts if a.rule in policy.alert_rules and (seen_after is None or a.last_seen_at > seen_after)),
+            key=lambda a: a.id,
+        )
         if firing:
-            return Due("alert", {"alerts": [a.id for a in firing], "rules": sorted({a.rule for a in firing}),
-                                 "title": firing[0].title})  # fmt: skip
+            return Due(
+                "alert",
+                {"alerts": [a.id for a in firing], "rules": sorted({a.rule for a in firing}), "title": firing[0].title},
+            )
     if "new_data" in policy.triggers and latest_dataset is not None and last_cycle is not None:
         trained_on = (last_cycle.evidence.get("data") or {}).get("dataset")
-        base = (last_cycle.evidence.get("data_base") or trained_on)
+        base = last_cycle.evidence.get("data_base") or trained_on
         if base is not None and latest_dataset != base and _newer(latest_dataset, base):
             return Due("new_data", {"dataset": latest_dataset, "previous": base})
     if "schedule" in policy.triggers and policy.schedule:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from importlib.resources import files
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -13,20 +13,24 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from keel.entities import Role
 from keel.errors import ConfigError, KeelError
 from keel.server import errors
-from keel.entities import Role
 from keel.server.auth import Authenticator, Principal, is_loopback, need
 from keel.server.cache import ModelCache, ShadowTable
 from keel.server.guard import CatchAll, HostPolicy, Limits, RequestGuard
-from keel.server.observability import Metrics, ObservabilityMiddleware
+from keel.server.observability import Metrics, ObservabilityMiddleware, PredictionLogCollector
+from keel.server.state import ServerState, server_state
+
+if TYPE_CHECKING:
+    from keel.workspace.facade import Workspace
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["create_app", "check_bind"]
+__all__ = ["check_bind", "create_app"]
 
 
-def check_bind(ws: Any, host: str) -> bool:
+def check_bind(ws: Workspace, host: str) -> bool:
     """Whether the server must require tokens on `host`; raise when it may not start there."""
     if is_loopback(host):
         return False
@@ -39,7 +43,7 @@ def check_bind(ws: Any, host: str) -> bool:
 
 
 def create_app(
-    ws: Any,
+    ws: Workspace,
     *,
     require_auth: bool = False,
     max_models: int = 8,
@@ -71,75 +75,100 @@ def create_app(
         openapi_url=None,
     )
     metrics = Metrics()
-    app.state.ws = ws
-    app.state.metrics = metrics
-    app.state.auth = Authenticator(ws, require_auth=require_auth, cache_s=token_cache_s)
-    app.state.cache = ModelCache(ws, metrics, max_models=max_models)
-    app.state.shadows = ShadowTable(ws)
-    app.state.explain_contexts = {}  # (model, version) -> keel._explainer.Context
-    app.state.explain_samples = {}  # (model, version) -> the explained training sample of the dashboard
-    app.state.max_upload_bytes = max_upload_bytes
-    app.state.max_json_bytes = max_json_bytes
     errors.install(app)
 
-    from keel.server.routes import api, monitoring, predict
     from keel.server.scheduler import MonitorGauges, MonitorScheduler
+
+    gauges = MonitorGauges(metrics.registry)
+    scheduler = None if monitor_tick_s is None else MonitorScheduler(ws, gauges, tick_s=monitor_tick_s)
+    # Every prediction served is logged, in batches from a background thread; shutdown writes the rest.
+    predlog = ws.predictions.logger()
+    state = ServerState(
+        ws=ws,
+        metrics=metrics,
+        auth=Authenticator(ws, require_auth=require_auth, cache_s=token_cache_s),
+        cache=ModelCache(ws, metrics, max_models=max_models),
+        shadows=ShadowTable(ws),
+        monitor_gauges=gauges,
+        predlog=predlog,
+        max_upload_bytes=max_upload_bytes,
+        max_json_bytes=max_json_bytes,
+        monitor_scheduler=scheduler,
+    )
+    state.install(app)
+    if scheduler is not None:
+        app.router.on_startup.append(scheduler.start)
+        app.router.on_shutdown.append(scheduler.stop)
+    app.router.on_shutdown.append(predlog.close)
+    metrics.registry.register(PredictionLogCollector(predlog))
+    _add_routes(app)
+    _add_docs(app)
+    _add_probes(app)
+
+    if allowed_hosts is None:
+        allowed_hosts = getattr(getattr(ws, "settings", None), "server_allowed_hosts", "")
+    _add_middleware(
+        app,
+        metrics,
+        HostPolicy.for_bind(bind_host, allowed_hosts),
+        Limits(upload=max_upload_bytes, json=max_json_bytes, small_json=max_small_json_bytes),
+    )
+    return app
+
+
+def _add_routes(app: FastAPI) -> None:
+    """The JSON API, /predict and its batch and feedback routes, monitoring, the dashboard and its static files."""
+    from keel.server import dashboard
+    from keel.server.routes import api, feedback, monitoring, predict, predict_batch
 
     app.include_router(api.router)
     app.include_router(predict.router)
+    app.include_router(predict_batch.router)
+    app.include_router(feedback.router)
     app.include_router(monitoring.router)
-    app.state.monitor_gauges = MonitorGauges(metrics.registry)
-    if monitor_tick_s is not None:
-        scheduler = MonitorScheduler(ws, app.state.monitor_gauges, tick_s=monitor_tick_s)
-        app.state.monitor_scheduler = scheduler
-        app.router.on_startup.append(scheduler.start)
-        app.router.on_shutdown.append(scheduler.stop)
-    # Every prediction served is logged, in batches from a background thread; shutdown writes the rest.
-    app.state.predlog = ws.predictions.logger()
-    app.router.on_shutdown.append(app.state.predlog.close)
-    metrics.registry.register(predict.PredictionLogCollector(app.state.predlog))
-    try:
-        from keel.server import dashboard, dashboard_explain, dashboard_monitoring  # noqa: F401 - their pages join dashboard.router
-    except ImportError:  # pragma: no cover - the dashboard ships with the server
-        dashboard = None  # type: ignore[assignment]
-    if dashboard is not None:
-        app.include_router(dashboard.router)
-
+    app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=str(files("keel.server") / "static")), name="static")
-    _add_docs(app)
+
+
+def _add_middleware(app: FastAPI, metrics: Metrics, hosts: HostPolicy, limits: Limits) -> None:
+    """Starlette runs the last added outermost: Observability -> RequestGuard -> CatchAll -> routes."""
+    app.add_middleware(CatchAll)
+    app.add_middleware(RequestGuard, hosts=hosts, limits=limits)
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+
+
+def _add_probes(app: FastAPI) -> None:
+    """/metrics (Prometheus) and /readyz for readers, /healthz for anyone."""
+    reader = Depends(need(Role.READER))
+
     @app.get("/metrics", include_in_schema=False)
-    async def metrics_endpoint(request: Request, _: Principal = Depends(need(Role.READER))) -> Response:
+    async def metrics_endpoint(request: Request, _: Principal = reader) -> Response:
         """Prometheus text format; needs the reader role once tokens exist."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(server_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"])
-    async def readyz(request: Request, _: Principal = Depends(need(Role.READER))) -> JSONResponse:
+    async def readyz(request: Request, _: Principal = reader) -> JSONResponse:
         """Ready to serve, with the schema revision: needs the reader role once tokens exist (/healthz does not)."""
         try:
-            revision = await run_in_threadpool(lambda: request.app.state.ws.schema_revision)
+            revision = await run_in_threadpool(lambda: server_state(request).ws.schema_revision)
         except KeelError as exc:
             return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
-        return JSONResponse({"status": "ready", "schema": revision, "models_cached": len(request.app.state.cache)})
-
-    if allowed_hosts is None:
-        allowed_hosts = getattr(getattr(ws, "settings", None), "server_allowed_hosts", "")
-    # Starlette runs the last added outermost: Observability -> RequestGuard -> CatchAll -> routes.
-    app.add_middleware(CatchAll)
-    app.add_middleware(RequestGuard, hosts=HostPolicy.for_bind(bind_host, allowed_hosts),
-                       limits=Limits(upload=max_upload_bytes, json=max_json_bytes, small_json=max_small_json_bytes))  # fmt: skip
-    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
-    return app
+        return JSONResponse({"status": "ready", "schema": revision, "models_cached": len(server_state(request).cache)})
 
 
 def _add_docs(app: FastAPI) -> None:
     """/docs (Swagger UI from vendored files, no CDN) and /openapi.json, both for readers."""
-    app.mount("/static-offline-docs", StaticFiles(directory=str(files("fastapi_offline") / "static")), name="static-offline-docs")
+    app.mount(
+        "/static-offline-docs",
+        StaticFiles(directory=str(files("fastapi_offline") / "static")),
+        name="static-offline-docs",
+    )
     reader = Depends(need(Role.READER))
 
     @app.get("/openapi.json", include_in_schema=False)
@@ -149,8 +178,9 @@ def _add_docs(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     async def docs(_: Principal = reader) -> HTMLResponse:
         return get_swagger_ui_html(
-            openapi_url="/openapi.json", title="Keel - Swagger UI",
+            openapi_url="/openapi.json",
+            title="Keel - Swagger UI",
             swagger_js_url="/static-offline-docs/swagger-ui-bundle.js",
             swagger_css_url="/static-offline-docs/swagger-ui.css",
             swagger_favicon_url="/static/favicon.svg",
-        )  # fmt: skip
+        )

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from keel.access import hash_token
 from keel.entities import ApiToken, Role
 from keel.server.errors import HTTPProblem
+from keel.server.state import server_state
 
 COOKIE = "keel_token"
 
@@ -76,7 +76,7 @@ class Authenticator:
 
     def _lookup(self, token: str, *, query: bool = True) -> ApiToken | None | object:
         """The token's record (None: unknown or revoked); _STALE when not cached and `query` is False."""
-        key = hash_token(token)
+        key = self._tokens.digest(token)
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(key)
@@ -112,8 +112,9 @@ class Authenticator:
                 return LOCAL_ADMIN
             raise HTTPProblem(403, "This server has no API tokens and only answers local clients")
         if not token:
-            raise HTTPProblem(401, "Missing API token: send 'Authorization: Bearer <token>'",
-                              headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+            raise HTTPProblem(
+                401, "Missing API token: send 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"}
+            )
         record = self._lookup(token, query=query)
         if record is _STALE:
             return None
@@ -131,7 +132,7 @@ def need(role: Role) -> Callable[[Request], Awaitable[Principal]]:
     """
 
     async def dependency(request: Request) -> Principal:
-        auth: Authenticator = request.app.state.auth
+        auth = server_state(request).auth
         who = auth.cached_principal(request)
         if who is None:
             who = await run_in_threadpool(auth.principal, request)

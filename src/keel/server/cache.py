@@ -18,11 +18,15 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 
+from keel.refs import CHAMPION
 from keel.server.observability import Metrics
+
+if TYPE_CHECKING:
+    from keel.workspace.facade import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +36,7 @@ _EWMA = 0.2  # weight of the newest observation in the moving average of scoring
 
 
 class ModelCache:
-    def __init__(self, ws: Any, metrics: Metrics, *, max_models: int = 8, alias_cache_s: float = 1.0) -> None:
+    def __init__(self, ws: Workspace, metrics: Metrics, *, max_models: int = 8, alias_cache_s: float = 1.0) -> None:
         self._ws = ws
         self._metrics = metrics
         self.max_models = max_models
@@ -46,15 +50,21 @@ class ModelCache:
         self._score_s: dict[tuple[str, int], float] = {}
 
     # -- references -----------------------------------------------------------------------
+    @staticmethod
+    def requested(alias: str | None, version: int | None) -> int | str:
+        """What a request names, the one home of the rule: ?version= wins, then ?alias=, else the champion."""
+        return version if version is not None else alias or CHAMPION
+
     def lookup(self, name: str, alias: str | None, version: int | None) -> Any | None:
         """The model a request names, from memory alone (no I/O: safe on the event loop), or None
         when the store must be asked: then call resolve() in a worker thread."""
-        if version is None:
-            ref = (name, alias or "champion")
+        wanted = self.requested(alias, version)
+        if isinstance(wanted, str):
+            ref = (name, wanted)
             hit = self._aliases.get(ref)
             if hit is None or hit[1] != self._ws.models.generation:
                 return None
-            at, _, version = hit
+            at, _, wanted = hit
             if time.monotonic() - at > self.alias_cache_s:
                 now = time.monotonic()
                 with self._lock:  # one request re-reads the alias; the others keep its last answer meanwhile
@@ -62,7 +72,7 @@ class ModelCache:
                     if started is None or now - started > self.alias_cache_s:  # none, or one that never finished
                         self._refreshing[ref] = now
                         return None
-        key = (name, version)
+        key = (name, wanted)
         with self._lock:
             model = self._items.get(key)
             if model is not None:
@@ -70,12 +80,13 @@ class ModelCache:
             return model
 
     def resolve(self, name: str, alias: str | None, version: int | None) -> Any:
-        """The model a request names: ?version= wins, then ?alias=, else the champion. Blocking:
-        one indexed query (and a load, the first time a version is asked for)."""
-        if version is not None:
-            info = self._ws.models.get(f"{name}@{version}")
+        """The model a request names (requested()). Blocking: one indexed query (and a load, the
+        first time a version is asked for)."""
+        wanted = self.requested(alias, version)
+        if isinstance(wanted, int):
+            info = self._ws.models.get(f"{name}@{wanted}")
         else:
-            ref = (name, alias or "champion")
+            ref = (name, wanted)
             generation = self._ws.models.generation  # read before the query: a move after it makes this entry stale
             try:
                 info = self._ws.models.get(f"{name}@{ref[1]}")
@@ -142,7 +153,7 @@ class ShadowTable:
     """Which models have a challenger in shadow mode ({model: version}), re-read from the store at
     most every `ttl_s` seconds: one request refreshes it while the others use the last answer."""
 
-    def __init__(self, ws: Any, *, ttl_s: float = 2.0) -> None:
+    def __init__(self, ws: Workspace, *, ttl_s: float = 2.0) -> None:
         self.ws = ws
         self.ttl_s = ttl_s
         self._read_at = -math.inf

@@ -52,7 +52,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 class HTTPProblem(Exception):
     """An error the server itself raises (auth, limits), with its status and optional headers."""
 
-    def __init__(self, status: int, detail: str, *, field: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, detail: str, *, field: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
@@ -63,7 +65,7 @@ class HTTPProblem(Exception):
 def status_for(exc: e.KeelError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return 500
 
 
@@ -82,15 +84,20 @@ def install(app: FastAPI) -> None:
         status = status_for(exc)
         extra: dict[str, Any] = {}
         if isinstance(exc, e.SignatureError):
-            extra = {"missing": list(exc.missing) or None, "extra": list(exc.extra) or None,
-                     "mistyped": [{"field": c, "expected": w, "got": g} for c, w, g in exc.mistyped] or None}  # fmt: skip
+            extra = {
+                "missing": list(exc.missing) or None,
+                "extra": list(exc.extra) or None,
+                "mistyped": [{"field": c, "expected": w, "got": g} for c, w, g in exc.mistyped] or None,
+            }
         if status >= 500:
             logger.error("request %s failed: %s", request.url.path, exc)
         return JSONResponse(_body(str(exc), type(exc).__name__, **extra), status_code=status)
 
     @app.exception_handler(HTTPProblem)
     async def problem(request: Request, exc: HTTPProblem) -> JSONResponse:
-        return JSONResponse(_body(exc.detail, "HTTPError", field=exc.field), status_code=exc.status, headers=exc.headers)
+        return JSONResponse(
+            _body(exc.detail, "HTTPError", field=exc.field), status_code=exc.status, headers=exc.headers
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:

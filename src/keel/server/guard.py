@@ -50,11 +50,13 @@ _TABLE_UPLOAD_TYPES = frozenset(t.encode() for t in TABLE_TYPES) | OCTET_TYPES
 # Write routes whose body is not small JSON, by (method, path template). Every other write route
 # takes JSON up to `Limits.small_json`; tests/server/test_guard.py lists each write route's rule,
 # so a new route fails the tests until its body is decided.
-_UPLOADS: Mapping[tuple[str, str], tuple[str, frozenset[bytes]]] = MappingProxyType({
-    ("POST", "/api/v1/datasets/{name}"): ("a CSV, TSV or Parquet file", _TABLE_UPLOAD_TYPES),
-    ("POST", "/api/v1/models/{name}/predict/batch"): ("a CSV, TSV or Parquet file", _TABLE_UPLOAD_TYPES),
-    ("POST", "/api/v1/models/{name}/versions"): ("a model artifact", OCTET_TYPES),
-})  # fmt: skip
+_UPLOADS: Mapping[tuple[str, str], tuple[str, frozenset[bytes]]] = MappingProxyType(
+    {
+        ("POST", "/api/v1/datasets/{name}"): ("a CSV, TSV or Parquet file", _TABLE_UPLOAD_TYPES),
+        ("POST", "/api/v1/models/{name}/predict/batch"): ("a CSV, TSV or Parquet file", _TABLE_UPLOAD_TYPES),
+        ("POST", "/api/v1/models/{name}/versions"): ("a model artifact", OCTET_TYPES),
+    }
+)
 _BULK_JSON = frozenset({("POST", "/api/v1/models/{name}/predict")})
 _FORMS = frozenset({("POST", "/login"), ("POST", "/logout")})  # the dashboard's own forms
 
@@ -181,7 +183,9 @@ class BodyTooLarge(Exception):
     """Raised from `receive` when a streamed body passes its limit; RequestGuard answers 413."""
 
 
-def _problem(status: int, detail: str, field: str | None = None, *, close: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+def _problem(
+    status: int, detail: str, field: str | None = None, *, close: bool = False
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The two ASGI messages of a JSON error, in the body format of keel.server.errors."""
     error: dict[str, Any] = {"type": "HTTPError", "detail": detail}
     if field is not None:
@@ -190,7 +194,10 @@ def _problem(status: int, detail: str, field: str | None = None, *, close: bool 
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if close:  # the unread rest of the body makes the connection unusable
         headers.append((b"connection", b"close"))
-    return {"type": "http.response.start", "status": status, "headers": headers}, {"type": "http.response.body", "body": body}
+    return {"type": "http.response.start", "status": status, "headers": headers}, {
+        "type": "http.response.body",
+        "body": body,
+    }
 
 
 async def _send_problem(send: Any, status: int, detail: str, field: str | None = None, *, close: bool = False) -> None:
@@ -249,20 +256,34 @@ class RequestGuard:
                 chunked = value
         if host is not None and not self.host_allowed(host):
             name = host.decode("latin-1")
-            await _send_problem(send, 421, f"This server does not answer to Host {name!r}: add the name to "
-                                "KEEL_SERVER_ALLOWED_HOSTS (comma-separated) if it is this server's", "host")  # fmt: skip
+            await _send_problem(
+                send,
+                421,
+                f"This server does not answer to Host {name!r}: add the name to "
+                "KEEL_SERVER_ALLOWED_HOSTS (comma-separated) if it is this server's",
+                "host",
+            )
             return
         method = scope["method"]
         if method in SAFE_METHODS:
             await self.app(scope, receive, send)
             return
         if origin is not None and origin.partition(b"://")[2].lower() != (host or b"").lower():
-            await _send_problem(send, 403, f"Cross-site write refused: Origin {origin.decode('latin-1')!r} is not this "
-                                f"server ({(host or b'').decode('latin-1')!r})", "origin")  # fmt: skip
+            await _send_problem(
+                send,
+                403,
+                f"Cross-site write refused: Origin {origin.decode('latin-1')!r} is not this "
+                f"server ({(host or b'').decode('latin-1')!r})",
+                "origin",
+            )
             return
         if fetch_site is not None and fetch_site.lower() in (b"cross-site", b"same-site"):
-            await _send_problem(send, 403, f"Cross-site write refused (Sec-Fetch-Site: {fetch_site.decode('latin-1')})",
-                                "sec-fetch-site")  # fmt: skip
+            await _send_problem(
+                send,
+                403,
+                f"Cross-site write refused (Sec-Fetch-Site: {fetch_site.decode('latin-1')})",
+                "sec-fetch-site",
+            )
             return
         rule = self.rule_for(method, scope["path"])
         declared = 0
@@ -276,11 +297,19 @@ class RequestGuard:
         if not rule.media_type_ok(media, has_body=declared > 0 or chunked is not None):
             got = "no Content-Type" if media is None else f"Content-Type {media.decode('latin-1')!r}"
             wanted = " or ".join(sorted(t.decode() for t in rule.media_types))
-            await _send_problem(send, 415, f"This endpoint takes {rule.what} ({wanted}); the request has {got}", "content-type")
+            await _send_problem(
+                send, 415, f"This endpoint takes {rule.what} ({wanted}); the request has {got}", "content-type"
+            )
             return
         if declared > rule.limit:
-            await _send_problem(send, 413, f"Request body of {declared} bytes exceeds this endpoint's limit of "
-                                f"{rule.limit} bytes ({rule.setting})", "body", close=True)  # fmt: skip
+            await _send_problem(
+                send,
+                413,
+                f"Request body of {declared} bytes exceeds this endpoint's limit of "
+                f"{rule.limit} bytes ({rule.setting})",
+                "body",
+                close=True,
+            )
             return
         if length is not None:  # the HTTP server delivers exactly Content-Length bytes: nothing to count
             await self.app(scope, receive, send)
@@ -298,7 +327,7 @@ class RequestGuard:
                 if state["received"] > rule.limit:
                     state["over"] = True
                     raise BodyTooLarge(rule.limit)
-            return message  # type: ignore[no-any-return]
+            return message
 
         async def guarded_send(message: dict[str, Any]) -> None:
             if state["over"]:  # whatever the route made of the BodyTooLarge (400, 500), the answer is 413

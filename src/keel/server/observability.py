@@ -8,9 +8,13 @@ import logging
 import re
 import time
 import uuid
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from keel.workspace.facade import PredictionLogger
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("keel_request_id", default="-")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -25,15 +29,62 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("keel_http_requests", "HTTP requests", ["method", "route", "status"], registry=r)
-        self.latency = Histogram("keel_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
-                                 buckets=_LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self.latency = Histogram(
+            "keel_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.predictions = Counter("keel_predictions", "Rows predicted", ["model", "version"], registry=r)
-        self.predict_latency = Histogram("keel_prediction_duration_seconds", "Model prediction time per request",
-                                         ["model", "version"], buckets=_LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self.predict_latency = Histogram(
+            "keel_prediction_duration_seconds",
+            "Model prediction time per request",
+            ["model", "version"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.model_loads = Counter("keel_model_loads", "Models loaded into the cache", ["model", "version"], registry=r)
-        self.model_load_seconds = Histogram("keel_model_load_seconds", "Time to load a model", ["model", "version"],
-                                            buckets=_LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self.model_load_seconds = Histogram(
+            "keel_model_load_seconds",
+            "Time to load a model",
+            ["model", "version"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.cache_size = Gauge("keel_model_cache_size", "Models held in the cache", registry=r)
+
+
+class PredictionLogCollector:
+    """Prometheus view of the log writer: keel_predictions_logged_total, keel_predictions_dropped_total."""
+
+    def __init__(self, predlog: PredictionLogger) -> None:
+        self.predlog = predlog
+
+    def describe(self) -> Iterator[Any]:
+        return self.collect()
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        yield CounterMetricFamily(
+            "keel_predictions_logged", "Predictions written to the prediction log", value=self.predlog.logged
+        )
+        yield CounterMetricFamily(
+            "keel_predictions_dropped",
+            "Predictions not logged: buffer full or write failed",
+            value=self.predlog.dropped,
+        )
+        yield GaugeMetricFamily(
+            "keel_predictions_log_pending",
+            "Predictions buffered or spilled, not yet written",
+            value=self.predlog.pending,
+        )
+        yield GaugeMetricFamily(
+            "keel_predictions_log_spilled",
+            "Predictions past the buffer, kept in the write-ahead file until written",
+            value=getattr(self.predlog, "spilled", 0),
+        )
 
 
 class ObservabilityMiddleware:
@@ -75,9 +126,19 @@ class ObservabilityMiddleware:
             self.metrics.requests.labels(method, path, str(status_holder[0])).inc()
             self.metrics.latency.labels(method, path).observe(elapsed)
             if self.log.isEnabledFor(logging.INFO):
-                self.log.info("%s %s %s %.1fms", method, scope["path"], status_holder[0], elapsed * 1000,
-                              extra={"status": status_holder[0], "duration_ms": round(elapsed * 1000, 2),
-                                     "method": method, "path": scope["path"]})  # fmt: skip
+                self.log.info(
+                    "%s %s %s %.1fms",
+                    method,
+                    scope["path"],
+                    status_holder[0],
+                    elapsed * 1000,
+                    extra={
+                        "status": status_holder[0],
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "method": method,
+                        "path": scope["path"],
+                    },
+                )
             request_id_var.reset(token)
 
 

@@ -5,17 +5,20 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keel.errors import ConflictError
 from keel.server.app import check_bind, create_app
 from keel.server.observability import configure_logging
 
+if TYPE_CHECKING:
+    from keel.workspace.facade import Workspace
+
 logger = logging.getLogger(__name__)
 
 
 def serve(
-    ws: Any,
+    ws: Workspace,
     *,
     host: str = "127.0.0.1",
     port: int = 8080,
@@ -36,22 +39,27 @@ def serve(
     require_auth = check_bind(ws, host)
     # Listen before the app starts: a busy port fails here, as one error, before on_ready announces
     # an address; and port 0's free port is the one announced.
-    sock = _listen(host, port)
+    sock = listen(host, port)
     with sock:
         port = int(sock.getsockname()[1])
         configure_logging(log_level, log_format)
-        app = create_app(ws, require_auth=require_auth, monitor_tick_s=monitor_tick_s, bind_host=host, allowed_hosts=allowed_hosts)
+        app = create_app(
+            ws, require_auth=require_auth, monitor_tick_s=monitor_tick_s, bind_host=host, allowed_hosts=allowed_hosts
+        )
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
         server = uvicorn.Server(config)
-        logger.info("serving %s on http://%s:%s (auth %s)", ws, host, port, "required" if require_auth else "when tokens exist")
+        logger.info(
+            "serving %s on http://%s:%s (auth %s)", ws, host, port, "required" if require_auth else "when tokens exist"
+        )
         if on_ready is not None:
             app.router.on_startup.append(lambda: on_ready(host, port))
         with _sigterm_stops_cleanly(server):
             server.run(sockets=[sock])
 
 
-def _listen(host: str, port: int) -> Any:
-    """A socket bound to (host, port) and listening, as uvicorn would make it."""
+def listen(host: str, port: int) -> Any:
+    """A socket bound to (host, port) and listening, as uvicorn would make it; a busy port is one
+    ConflictError that says what to do."""
     import errno
     import socket
 
@@ -63,8 +71,10 @@ def _listen(host: str, port: int) -> Any:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise ConflictError(f"Port {port} on {host} is already in use: stop what listens there, or pick another "
-                                "port with --port (0 picks a free one)") from exc  # fmt: skip
+            raise ConflictError(
+                f"Port {port} on {host} is already in use: stop what listens there, or pick another "
+                "port with --port (0 picks a free one)"
+            ) from exc
         raise
     return sock
 

@@ -1,4 +1,4 @@
-"""The background loop of `keel serve` (keel.jobs.scheduler.tick every few seconds: due monitors,
+"""The background loop of `keel serve` (`ws.tick()` every few seconds: due monitors,
 due retraining queued as jobs, queued jobs started), and the monitors' latest values as gauges.
 
 Checks also run as jobs (`POST .../monitor/run`), in `keel worker` or from the CLI, each with a
@@ -10,24 +10,51 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Gauge
+
+if TYPE_CHECKING:
+    from keel.workspace.facade import Workspace
 
 logger = logging.getLogger(__name__)
 
 # Statistics exported as gauges: per feature, and model-level (feature label '').
 EXPORTED = {
-    "psi", "js_distance", "wasserstein_norm", "drift", "missing_rate", "out_of_range_rate", "unseen_category_rate",
-    "prediction_psi", "multivariate_auc", "drifted_share", "schema_violation_rate", "accuracy", "roc_auc", "f1",
-    "log_loss", "ece", "mae", "rmse", "r2", "roc_auc_drop", "accuracy_drop", "rows", "labelled_rows",
-}  # fmt: skip
+    "psi",
+    "js_distance",
+    "wasserstein_norm",
+    "drift",
+    "missing_rate",
+    "out_of_range_rate",
+    "unseen_category_rate",
+    "prediction_psi",
+    "multivariate_auc",
+    "drifted_share",
+    "schema_violation_rate",
+    "accuracy",
+    "roc_auc",
+    "f1",
+    "log_loss",
+    "ece",
+    "mae",
+    "rmse",
+    "r2",
+    "roc_auc_drop",
+    "accuracy_drop",
+    "rows",
+    "labelled_rows",
+}
 
 
 class MonitorGauges:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.gauge = Gauge("keel_monitor_value", "Latest value of a monitor statistic", ["model", "feature", "metric"],
-                           registry=registry)  # fmt: skip
+        self.gauge = Gauge(
+            "keel_monitor_value",
+            "Latest value of a monitor statistic",
+            ["model", "feature", "metric"],
+            registry=registry,
+        )
         self.open_alerts = Gauge("keel_alerts_open", "Open alerts", ["model"], registry=registry)
         self._exported: dict[str, int] = {}  # model -> id of the check its gauges show
 
@@ -36,7 +63,7 @@ class MonitorGauges:
             if metric in EXPORTED and value is not None and math.isfinite(value):
                 self.gauge.labels(model, feature, metric).set(value)
 
-    def refresh(self, ws: Any) -> None:
+    def refresh(self, ws: Workspace) -> None:
         """Gauges of the newest stored check of every monitor not exported yet, and open alerts."""
         for name, _config, last in ws.monitoring.monitors():
             if last is None:
@@ -55,7 +82,7 @@ class MonitorGauges:
 class MonitorScheduler:
     """A daemon thread that wakes every `tick_s` and runs the monitors that are due."""
 
-    def __init__(self, ws: Any, gauges: MonitorGauges, *, tick_s: float = 10.0) -> None:
+    def __init__(self, ws: Workspace, gauges: MonitorGauges, *, tick_s: float = 10.0) -> None:
         self.ws = ws
         self.gauges = gauges
         self.tick_s = tick_s
@@ -73,9 +100,7 @@ class MonitorScheduler:
     def tick(self) -> int:
         """Due monitors, then due retraining (queued as jobs), then queued jobs started here; then
         the gauges of every check stored since the last tick."""
-        from keel.jobs.scheduler import tick
-
-        results = tick(self.ws)["monitors"]
+        results = self.ws.tick()["monitors"]
         try:
             self.gauges.refresh(self.ws)
         except Exception:  # the loop must survive a broken store

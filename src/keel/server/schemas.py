@@ -40,7 +40,6 @@ def dump(obj: Any) -> Any:
     return obj
 
 
-
 # -- bounded scalars, shared by every router (path, query and body) -----------------------------
 # SQLite and PostgreSQL store integers in 64 bits; Python's sqlite3 raises OverflowError on more.
 INT64_MIN = -(2**63)
@@ -54,7 +53,7 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 # Steps stay within 2^53: exact as a float and in the dashboard's JavaScript, and the next step
 # after the largest (a point without a step continues the series) still fits in 64 bits.
 MAX_STEP = 2**53
-# Metric timestamps are seconds since the epoch (keel.tracking.runs); 9999-12-31T23:59:59Z is the
+# Metric timestamps are seconds since the epoch (keel.tracking._checks); 9999-12-31T23:59:59Z is the
 # last second a datetime can show. A timestamp in milliseconds is past it, and so refused too.
 MAX_TIMESTAMP = 253_402_300_799.0
 
@@ -82,20 +81,24 @@ def _scalar(value: Any) -> str | int | float | bool:
             f"a param or tag value must be a string of at most {VALUE_CHARS} characters, a finite "
             f"number, a 64-bit integer or a boolean, got {shown}"
         )
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 # Params and tags are stored as text: scalars only (a nested object would be stored as its repr).
 Scalar = Annotated[
     str | int | float | bool,
     PlainValidator(_scalar),
-    WithJsonSchema({"anyOf": [
-        {"type": "string", "maxLength": VALUE_CHARS},
-        {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX},
-        {"type": "number"},
-        {"type": "boolean"},
-    ]}),
-]  # fmt: skip
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "maxLength": VALUE_CHARS},
+                {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX},
+                {"type": "number"},
+                {"type": "boolean"},
+            ]
+        }
+    ),
+]
 Params = Annotated[dict[Key, Scalar], Field(max_length=MAX_ENTRIES)]
 
 

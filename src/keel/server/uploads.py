@@ -31,8 +31,9 @@ def suffix_for(request: Request, fmt: str | None) -> str:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype in _FORMATS:
         return _FORMATS[ctype]
-    raise HTTPProblem(415, "Send text/csv or application/vnd.apache.parquet, or say ?format=csv|parquet",
-                      field="content-type")  # fmt: skip
+    raise HTTPProblem(
+        415, "Send text/csv or application/vnd.apache.parquet, or say ?format=csv|parquet", field="content-type"
+    )
 
 
 async def spool_body(request: Request, *, suffix: str, max_bytes: int) -> Path:

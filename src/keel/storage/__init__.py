@@ -25,15 +25,7 @@ from keel.storage.retraining import RetrainingStore
 from keel.storage.runs import RunStore
 from keel.storage.tokens import TokenStore
 
-__all__ = [
-    "MetadataStore",
-    "BlobStore",
-    "BlobInfo",
-    "sha256_file",
-    "head_revision",
-    "schema_revision",
-    "mask_url",
-]
+__all__ = ["MetadataStore", "BlobStore", "BlobInfo", "sha256_file", "head_revision", "schema_revision", "mask_url"]
 
 
 class MetadataStore:

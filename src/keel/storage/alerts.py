@@ -41,12 +41,23 @@ class AlertStore(Transactional):
         at: datetime,
     ) -> AlertRule:
         values: dict[str, Any] = dict(
-            model_name=model, name=name, metric=metric, op=op, threshold=threshold, feature=feature,
-            severity=severity, cooldown_s=cooldown_s, window=window, enabled=1, created_at=at,
-        )  # fmt: skip
+            model_name=model,
+            name=name,
+            metric=metric,
+            op=op,
+            threshold=threshold,
+            feature=feature,
+            severity=severity,
+            cooldown_s=cooldown_s,
+            window=window,
+            enabled=1,
+            created_at=at,
+        )
         with self.begin() as conn:
             if self._rule_row(conn, model, name) is not None:
-                raise ConflictError(f"Model {model!r} already has an alert rule {name!r}; remove it first or pick another name")
+                raise ConflictError(
+                    f"Model {model!r} already has an alert rule {name!r}; remove it first or pick another name"
+                )
             conn.execute(r.insert().values(**values))
             rule = _rule(self._rule_row(conn, model, name))  # type: ignore[arg-type]
         return rule
@@ -62,7 +73,9 @@ class AlertStore(Transactional):
 
     def set_rule_enabled(self, model: str, name: str, enabled: bool) -> AlertRule:
         with self.begin() as conn:
-            done = conn.execute(r.update().where(r.c.model_name == model, r.c.name == name).values(enabled=int(enabled)))
+            done = conn.execute(
+                r.update().where(r.c.model_name == model, r.c.name == name).values(enabled=int(enabled))
+            )
             if done.rowcount == 0:
                 raise NotFoundError(_no_rule(conn, model, name))
             return _rule(self._rule_row(conn, model, name))  # type: ignore[arg-type]
@@ -114,19 +127,32 @@ class AlertStore(Transactional):
             if row is None:
                 alert_id = conn.execute(
                     a.insert().values(
-                        model_name=model, rule_name=rule, dedup_key=dedup_key, status=AlertStatus.OPEN.value,
-                        severity=severity, title=title, evidence=evidence, count=1, opened_at=at,
-                        last_seen_at=at, last_notified_at=at,
-                    )  # fmt: skip
+                        model_name=model,
+                        rule_name=rule,
+                        dedup_key=dedup_key,
+                        status=AlertStatus.OPEN.value,
+                        severity=severity,
+                        title=title,
+                        evidence=evidence,
+                        count=1,
+                        opened_at=at,
+                        last_seen_at=at,
+                        last_notified_at=at,
+                    )
                 ).inserted_primary_key[0]  # type: ignore[index]
                 return self._alert(conn, alert_id), True, True
             last = utc(row.last_notified_at)
-            notify = row.status == AlertStatus.OPEN.value and (last is None or at - last >= timedelta(seconds=cooldown_s))
+            notify = row.status == AlertStatus.OPEN.value and (
+                last is None or at - last >= timedelta(seconds=cooldown_s)
+            )
             notes = row.evidence.get("notes") if isinstance(row.evidence, dict) else None
             values: dict[str, Any] = dict(
-                severity=severity, title=title, evidence={**evidence, **({"notes": notes} if notes else {})},
-                count=row._mapping["count"] + 1, last_seen_at=at,
-            )  # fmt: skip
+                severity=severity,
+                title=title,
+                evidence={**evidence, **({"notes": notes} if notes else {})},
+                count=row._mapping["count"] + 1,
+                last_seen_at=at,
+            )
             if notify:
                 values["last_notified_at"] = at
             conn.execute(a.update().where(a.c.id == row.id).values(**values))
@@ -178,7 +204,9 @@ class AlertStore(Transactional):
     ) -> AlertDelivery:
         with self.begin() as conn:
             row_id = conn.execute(
-                d.insert().values(alert_id=alert_id, channel=channel, status=status, attempts=attempts, error=error, at=at)
+                d.insert().values(
+                    alert_id=alert_id, channel=channel, status=status, attempts=attempts, error=error, at=at
+                )
             ).inserted_primary_key[0]  # type: ignore[index]
             return _delivery(conn.execute(select(d).where(d.c.id == row_id)).one())
 

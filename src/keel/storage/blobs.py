@@ -188,7 +188,7 @@ class BlobStore:
         path = self._path(digest)
         try:
             with self.fs.open(path, "rb") as fh:
-                data = fh.read()
+                data: bytes = fh.read()  # fsspec's files are untyped
         except FileNotFoundError as exc:
             raise NotFoundError(f"Artifact {digest} is missing from {self.url}; it may have been deleted") from exc
         except OSError as exc:

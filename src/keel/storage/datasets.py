@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from sqlalchemy import Connection, Row, func, select
@@ -42,7 +43,9 @@ class DatasetStore(Transactional):
                     s.datasets.insert().values(name=name, description=description, created_at=ts, updated_at=ts)
                 ).inserted_primary_key[0]  # type: ignore[index]
             existing = conn.execute(
-                _select_versions().where(s.dataset_versions.c.dataset_id == ds_id, s.dataset_versions.c.digest == digest)
+                _select_versions().where(
+                    s.dataset_versions.c.dataset_id == ds_id, s.dataset_versions.c.digest == digest
+                )
             ).first()
             if existing is not None:
                 return _version(existing), False
@@ -103,13 +106,13 @@ class DatasetStore(Transactional):
                 raise NotFoundError(f"Dataset {ref.name!r} has no version {ref.version}; the latest is {latest}")
             return row
         if ref.digest is not None:
-            rows = conn.execute(
-                q.where(s.dataset_versions.c.digest.like(f"sha256:{ref.digest}%")).limit(2)
-            ).all()
+            rows = conn.execute(q.where(s.dataset_versions.c.digest.like(f"sha256:{ref.digest}%")).limit(2)).all()
             if not rows:
                 raise NotFoundError(f"Dataset {ref.name!r} has no version whose hash starts with {ref.digest!r}")
             if len(rows) > 1:
-                raise InvalidInputError(f"Hash prefix {ref.digest!r} matches several versions of {ref.name!r}: give more digits")
+                raise InvalidInputError(
+                    f"Hash prefix {ref.digest!r} matches several versions of {ref.name!r}: give more digits"
+                )
             return rows[0]
         row = conn.execute(q.order_by(s.dataset_versions.c.version.desc()).limit(1)).first()
         if row is None:
@@ -153,12 +156,14 @@ class DatasetStore(Transactional):
                 for r in conn.execute(q)
             ]
 
-    def refs_by_ids(self, conn: Connection, ids: list[int]) -> dict[int, tuple[str, str]]:
+    def refs_by_ids(self, conn: Connection, ids: builtins.list[int]) -> dict[int, tuple[str, str]]:
         """{dataset_version_id: (ref, digest)} for lineage answers."""
         if not ids:
             return {}
         rows = conn.execute(
-            select(s.dataset_versions.c.id, s.datasets.c.name, s.dataset_versions.c.version, s.dataset_versions.c.digest)
+            select(
+                s.dataset_versions.c.id, s.datasets.c.name, s.dataset_versions.c.version, s.dataset_versions.c.digest
+            )
             .join(s.datasets, s.datasets.c.id == s.dataset_versions.c.dataset_id)
             .where(s.dataset_versions.c.id.in_(ids))
         )

@@ -69,7 +69,9 @@ def open_engine(url: str, *, upgrade: bool = True, sqlite_synchronous: str = "no
             f"No driver for store URL {mask_url(url)!r} ({exc}); for PostgreSQL: pip install 'keelml[postgres]'"
         ) from exc
     if is_sqlite:
-        event.listen(engine, "connect", functools.partial(_sqlite_pragmas, synchronous=_SYNCHRONOUS[sqlite_synchronous]))
+        event.listen(
+            engine, "connect", functools.partial(_sqlite_pragmas, synchronous=_SYNCHRONOUS[sqlite_synchronous])
+        )
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))

@@ -24,8 +24,15 @@ def sample_owner(version_id: int) -> str:
 
 def importance_row(model: str, version: int, record: dict[str, Any], created_at: Any) -> dict[str, Any]:
     """The model_importance row of a record {"importance", "method", "space", "rows"}."""
-    return {"model_name": model, "version": version, "importance": record["importance"], "method": record["method"][:128],
-            "space": record["space"][:32], "rows": record["rows"], "created_at": created_at}  # fmt: skip
+    return {
+        "model_name": model,
+        "version": version,
+        "importance": record["importance"],
+        "method": record["method"][:128],
+        "space": record["space"][:32],
+        "rows": record["rows"],
+        "created_at": created_at,
+    }
 
 
 class ImportanceStore(Transactional):
@@ -42,8 +49,13 @@ class ImportanceStore(Transactional):
             row = conn.execute(select(t).where(t.c.model_name == model, t.c.version == version)).first()
         if row is None:
             return None
-        return {"importance": row.importance, "method": row.method, "space": row.space, "rows": row.rows,
-                "created_at": row.created_at.isoformat()}  # fmt: skip
+        return {
+            "importance": row.importance,
+            "method": row.method,
+            "space": row.space,
+            "rows": row.rows,
+            "created_at": row.created_at.isoformat(),
+        }
 
     def training_sample(self, model: str, version: int) -> str | None:
         """The digest of the training sample stored when the version was registered with X, if any."""

@@ -25,22 +25,32 @@ ACTIVE = ("queued", "running")
 
 
 class JobStore(Transactional):
-    def enqueue(self, kind: str, payload: dict[str, Any], *, author: str, dedup_key: str | None = None,
-                max_attempts: int = 2) -> tuple[Job, bool]:  # fmt: skip
+    def enqueue(
+        self, kind: str, payload: dict[str, Any], *, author: str, dedup_key: str | None = None, max_attempts: int = 2
+    ) -> tuple[Job, bool]:
         """Queue a job; with `dedup_key`, an active job of that key is returned instead (created: False)."""
         with self.begin() as conn:
             if dedup_key is not None:
                 row = conn.execute(select(j).where(j.c.dedup_key == dedup_key, j.c.status.in_(ACTIVE)).limit(1)).first()
                 if row is not None:
                     return _job(row), False
-            job_id = conn.execute(j.insert().values(
-                kind=kind, payload=payload, dedup_key=dedup_key, status="queued", attempts=0, max_attempts=max_attempts,
-                created_at=now(), author=author,
-            )).inserted_primary_key[0]  # type: ignore[index]  # fmt: skip
+            job_id = conn.execute(
+                j.insert().values(
+                    kind=kind,
+                    payload=payload,
+                    dedup_key=dedup_key,
+                    status="queued",
+                    attempts=0,
+                    max_attempts=max_attempts,
+                    created_at=now(),
+                    author=author,
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
             return _job(conn.execute(select(j).where(j.c.id == job_id)).one()), True
 
-    def claim(self, worker: str, *, limit: int = 1, kinds: tuple[str, ...] | None = None,
-              ids: tuple[int, ...] | None = None) -> list[Job]:  # fmt: skip
+    def claim(
+        self, worker: str, *, limit: int = 1, kinds: tuple[str, ...] | None = None, ids: tuple[int, ...] | None = None
+    ) -> list[Job]:
         """Move up to `limit` queued jobs (of `kinds`, or with `ids`), oldest first, to running for `worker`."""
         claimed: list[Job] = []
         q = select(j.c.id).where(j.c.status == "queued")
@@ -56,9 +66,12 @@ class JobStore(Transactional):
             ts = now()
             with self.begin() as conn:
                 won = conn.execute(
-                    update(j).where(and_(j.c.id == job_id, j.c.status == "queued"))
-                    .values(status="running", worker=worker[:128], started_at=ts, heartbeat_at=ts, attempts=j.c.attempts + 1)
-                ).rowcount  # fmt: skip
+                    update(j)
+                    .where(and_(j.c.id == job_id, j.c.status == "queued"))
+                    .values(
+                        status="running", worker=worker[:128], started_at=ts, heartbeat_at=ts, attempts=j.c.attempts + 1
+                    )
+                ).rowcount
                 if won == 1:
                     claimed.append(_job(conn.execute(select(j).where(j.c.id == job_id)).one()))
         return claimed
@@ -70,9 +83,13 @@ class JobStore(Transactional):
 
     def finish(self, job_id: int, *, result: dict[str, Any] | None = None, error: str | None = None) -> Job:
         with self.begin() as conn:
-            conn.execute(update(j).where(j.c.id == job_id).values(
-                status="failed" if error is not None else "succeeded", finished_at=now(), result=result, error=error,
-            ))  # fmt: skip
+            conn.execute(
+                update(j)
+                .where(j.c.id == job_id)
+                .values(
+                    status="failed" if error is not None else "succeeded", finished_at=now(), result=result, error=error
+                )
+            )
             row = conn.execute(select(j).where(j.c.id == job_id)).first()
         if row is None:
             raise NotFoundError(f"No job {job_id}")
@@ -83,15 +100,23 @@ class JobStore(Transactional):
         their last attempt. Returns (ids queued again, ids failed)."""
         cutoff = now() - timedelta(seconds=older_than_s)
         with self.begin() as conn:
-            stale = conn.execute(select(j.c.id, j.c.attempts, j.c.max_attempts)
-                                 .where(j.c.status == "running", j.c.heartbeat_at < cutoff)).all()  # fmt: skip
+            stale = conn.execute(
+                select(j.c.id, j.c.attempts, j.c.max_attempts).where(j.c.status == "running", j.c.heartbeat_at < cutoff)
+            ).all()
             again = [r.id for r in stale if r.attempts < r.max_attempts]
             spent = [r.id for r in stale if r.attempts >= r.max_attempts]
             if again:
-                conn.execute(update(j).where(j.c.id.in_(again), j.c.status == "running").values(status="queued", worker=None))
+                conn.execute(
+                    update(j).where(j.c.id.in_(again), j.c.status == "running").values(status="queued", worker=None)
+                )
             if spent:
-                conn.execute(update(j).where(j.c.id.in_(spent), j.c.status == "running").values(
-                    status="failed", finished_at=now(), error="the worker stopped answering on its last attempt"))  # fmt: skip
+                conn.execute(
+                    update(j)
+                    .where(j.c.id.in_(spent), j.c.status == "running")
+                    .values(
+                        status="failed", finished_at=now(), error="the worker stopped answering on its last attempt"
+                    )
+                )
         return again, spent
 
     def get(self, job_id: int) -> Job:
@@ -113,10 +138,19 @@ class JobStore(Transactional):
 
 def _job(row: Row[Any]) -> Job:
     return Job(
-        id=row.id, kind=row.kind, payload=row.payload, status=row.status, attempts=row.attempts,
-        max_attempts=row.max_attempts, worker=row.worker, created_at=utc(row.created_at),  # type: ignore[arg-type]
-        started_at=utc(row.started_at), heartbeat_at=utc(row.heartbeat_at), finished_at=utc(row.finished_at),
-        result=row.result, error=row.error, author=row.author, dedup_key=row.dedup_key,
-    )  # fmt: skip
-
-
+        id=row.id,
+        kind=row.kind,
+        payload=row.payload,
+        status=row.status,
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        worker=row.worker,
+        created_at=utc(row.created_at),  # type: ignore[arg-type]
+        started_at=utc(row.started_at),
+        heartbeat_at=utc(row.heartbeat_at),
+        finished_at=utc(row.finished_at),
+        result=row.result,
+        error=row.error,
+        author=row.author,
+        dedup_key=row.dedup_key,
+    )

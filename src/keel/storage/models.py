@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import builtins
 import difflib
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Row, String, bindparam, cast, delete, func, select
@@ -111,7 +113,13 @@ class ModelStore(Transactional):
             ts = now()
             conn.execute(
                 s.alias_events.insert().values(
-                    model_id=model_id, alias=alias, from_version=current, to_version=version, at=ts, author=author, reason=reason
+                    model_id=model_id,
+                    alias=alias,
+                    from_version=current,
+                    to_version=version,
+                    at=ts,
+                    author=author,
+                    reason=reason,
                 )
             )
             return AliasEvent(name, alias, current, version, ts, author, reason)
@@ -121,14 +129,22 @@ class ModelStore(Transactional):
             model_id = self._lock_model(conn, name)
             current = self._alias_version(conn, model_id, alias)
             if current is None:
-                raise NotFoundError(f"Model {name!r} has no alias {alias!r}; {self._aliases_hint(conn, model_id, alias)}")
+                raise NotFoundError(
+                    f"Model {name!r} has no alias {alias!r}; {self._aliases_hint(conn, model_id, alias)}"
+                )
             conn.execute(
                 delete(s.model_aliases).where(s.model_aliases.c.model_id == model_id, s.model_aliases.c.alias == alias)
             )
             ts = now()
             conn.execute(
                 s.alias_events.insert().values(
-                    model_id=model_id, alias=alias, from_version=current, to_version=None, at=ts, author=author, reason=reason
+                    model_id=model_id,
+                    alias=alias,
+                    from_version=current,
+                    to_version=None,
+                    at=ts,
+                    author=author,
+                    reason=reason,
                 )
             )
             return AliasEvent(name, alias, current, None, ts, author, reason)
@@ -164,9 +180,13 @@ class ModelStore(Transactional):
             if ref.digest is not None:
                 raise InvalidInputError(f"Model reference {str(ref)!r}: models are addressed by version or alias")
             if ref.version is not None:
-                raise NotFoundError(f"Model {ref.name!r} has no version {ref.version}; {self._versions_hint(conn, model_id)}")
+                raise NotFoundError(
+                    f"Model {ref.name!r} has no version {ref.version}; {self._versions_hint(conn, model_id)}"
+                )
             if ref.alias is not None:
-                raise NotFoundError(f"Model {ref.name!r} has no alias {ref.alias!r}; {self._aliases_hint(conn, model_id, ref.alias)}")
+                raise NotFoundError(
+                    f"Model {ref.name!r} has no alias {ref.alias!r}; {self._aliases_hint(conn, model_id, ref.alias)}"
+                )
             raise NotFoundError(f"Model {ref.name!r} has no versions")
 
     def versions(self, name: str) -> list[ModelVersion]:
@@ -204,7 +224,7 @@ class ModelStore(Transactional):
                 for r in conn.execute(select(rm).order_by(rm.c.name))
             ]
 
-    def trained_on(self, dataset_version_id: int) -> list[ModelVersion]:
+    def trained_on(self, dataset_version_id: int) -> builtins.list[ModelVersion]:
         """Every model version whose training data included this dataset version."""
         with self.connect() as conn:
             ids = select(s.model_version_datasets.c.model_version_id).where(
@@ -239,7 +259,7 @@ class ModelStore(Transactional):
         return model_id
 
     def _alias_version(self, conn: Connection, model_id: int, alias: str) -> int | None:
-        return conn.execute(  # type: ignore[no-any-return]
+        return conn.execute(
             select(mv.c.version)
             .select_from(s.model_aliases.join(mv, mv.c.id == s.model_aliases.c.model_version_id))
             .where(s.model_aliases.c.model_id == model_id, s.model_aliases.c.alias == alias)
@@ -250,7 +270,11 @@ class ModelStore(Transactional):
         if model_id is None:
             names = list(conn.execute(select(rm.c.name)).scalars())
             close = difflib.get_close_matches(name, names, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else f" Known models: {', '.join(sorted(names)[:20]) or 'none'}."
+            hint = (
+                f" Did you mean {close[0]!r}?"
+                if close
+                else f" Known models: {', '.join(sorted(names)[:20]) or 'none'}."
+            )
             raise NotFoundError(f"No model named {name!r}.{hint}")
         return int(model_id)
 
@@ -266,8 +290,8 @@ class ModelStore(Transactional):
         text = f"known aliases: {', '.join(known)}" if known else "it has no aliases yet"
         return text + (f". Did you mean {close[0]!r}?" if close else "")
 
-    def _load(self, conn: Connection, q: Any, bound: dict[str, Any] | None = None) -> list[ModelVersion]:
-        rows: list[Row[Any]] = conn.execute(q, bound).all()
+    def _load(self, conn: Connection, q: Any, bound: dict[str, Any] | None = None) -> builtins.list[ModelVersion]:
+        rows: Sequence[Row[Any]] = conn.execute(q, bound).all()
         return [
             ModelVersion(
                 name=r.model_name,
@@ -300,7 +324,10 @@ def _versions() -> Any:
     one round trip."""
     a, d, dv = s.model_aliases.alias("version_aliases"), s.model_version_datasets, s.dataset_versions
     alias_list = (
-        select(func.aggregate_strings(a.c.alias, _SEP)).where(a.c.model_version_id == mv.c.id).correlate(mv).scalar_subquery()
+        select(func.aggregate_strings(a.c.alias, _SEP))
+        .where(a.c.model_version_id == mv.c.id)
+        .correlate(mv)
+        .scalar_subquery()
     )
     dataset_list = (
         select(func.aggregate_strings(s.datasets.c.name + "@" + cast(dv.c.version, String), _SEP))
@@ -309,9 +336,9 @@ def _versions() -> Any:
         .correlate(mv)
         .scalar_subquery()
     )
-    return select(mv, rm.c.name.label("model_name"), alias_list.label("alias_list"), dataset_list.label("dataset_list")).join(
-        rm, rm.c.id == mv.c.model_id
-    )
+    return select(
+        mv, rm.c.name.label("model_name"), alias_list.label("alias_list"), dataset_list.label("dataset_list")
+    ).join(rm, rm.c.id == mv.c.model_id)
 
 
 _BY_VERSION = _versions().where(rm.c.name == bindparam("model"), mv.c.version == bindparam("number"))

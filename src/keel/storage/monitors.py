@@ -11,7 +11,7 @@ from sqlalchemy import Row, delete, func, select
 from keel.entities import MonitorRun
 from keel.errors import NotFoundError
 from keel.storage import schema as s
-from keel.storage._common import Transactional, now, upsert, utc
+from keel.storage._common import Transactional, now, utc
 
 __all__ = ["MonitorStore"]
 
@@ -22,9 +22,13 @@ mv = s.monitor_values
 
 class MonitorStore(Transactional):
     # -- reference profiles --------------------------------------------------------------------
-    def get_reference(self, dataset_version_id: int, model_version_id: int | None = None) -> tuple[dict[str, Any], str | None] | None:
+    def get_reference(
+        self, dataset_version_id: int, model_version_id: int | None = None
+    ) -> tuple[dict[str, Any], str | None] | None:
         q = select(rp.c.profile, rp.c.sample_digest).where(rp.c.dataset_version_id == dataset_version_id)
-        q = q.where(rp.c.model_version_id.is_(None) if model_version_id is None else rp.c.model_version_id == model_version_id)
+        q = q.where(
+            rp.c.model_version_id.is_(None) if model_version_id is None else rp.c.model_version_id == model_version_id
+        )
         with self.connect() as conn:
             row = conn.execute(q).first()
         return None if row is None else (row.profile, row.sample_digest)
@@ -35,7 +39,11 @@ class MonitorStore(Transactional):
         """Store a reference profile once; a concurrent writer's identical profile wins quietly."""
         with self.begin() as conn:
             q = select(rp.c.id).where(rp.c.dataset_version_id == dataset_version_id)
-            q = q.where(rp.c.model_version_id.is_(None) if model_version_id is None else rp.c.model_version_id == model_version_id)
+            q = q.where(
+                rp.c.model_version_id.is_(None)
+                if model_version_id is None
+                else rp.c.model_version_id == model_version_id
+            )
             if conn.execute(q).first() is not None:
                 return
             row_id = conn.execute(
@@ -56,9 +64,13 @@ class MonitorStore(Transactional):
         with self.begin() as conn:
             existing = conn.execute(select(s.monitors.c.id).where(s.monitors.c.model_name == model_name)).first()
             if existing is None:
-                conn.execute(s.monitors.insert().values(model_name=model_name, config=config, created_at=ts, updated_at=ts))
+                conn.execute(
+                    s.monitors.insert().values(model_name=model_name, config=config, created_at=ts, updated_at=ts)
+                )
             else:
-                conn.execute(s.monitors.update().where(s.monitors.c.id == existing.id).values(config=config, updated_at=ts))
+                conn.execute(
+                    s.monitors.update().where(s.monitors.c.id == existing.id).values(config=config, updated_at=ts)
+                )
 
     def get_monitor(self, model_name: str) -> tuple[dict[str, Any], datetime | None] | None:
         with self.connect() as conn:
@@ -110,15 +122,21 @@ class MonitorStore(Transactional):
             batch = {(f, m): v for f, m, v in values}
             if batch:
                 conn.execute(
-                    mv.insert(), [{"run_id": run_id, "feature": f, "metric": m, "value": v} for (f, m), v in batch.items()]
+                    mv.insert(),
+                    [{"run_id": run_id, "feature": f, "metric": m, "value": v} for (f, m), v in batch.items()],
                 )
-            conn.execute(s.monitors.update().where(s.monitors.c.model_name == model_name).values(last_run_at=started_at))
+            conn.execute(
+                s.monitors.update().where(s.monitors.c.model_name == model_name).values(last_run_at=started_at)
+            )
             return _run(conn.execute(select(mr).where(mr.c.id == run_id)).one())
 
     def runs(self, model_name: str, *, limit: int = 100) -> list[MonitorRun]:
         with self.connect() as conn:
             rows = conn.execute(
-                select(mr).where(mr.c.model_name == model_name).order_by(mr.c.started_at.desc(), mr.c.id.desc()).limit(limit)
+                select(mr)
+                .where(mr.c.model_name == model_name)
+                .order_by(mr.c.started_at.desc(), mr.c.id.desc())
+                .limit(limit)
             ).all()
         return [_run(r) for r in rows]
 
@@ -139,7 +157,10 @@ class MonitorStore(Transactional):
     ) -> list[tuple[datetime, int, str, float | None]]:
         """(started_at, run id, feature, value) of one statistic over the newest `limit` runs, oldest first."""
         recent = (
-            select(mr.c.id).where(mr.c.model_name == model_name).order_by(mr.c.started_at.desc(), mr.c.id.desc()).limit(limit)
+            select(mr.c.id)
+            .where(mr.c.model_name == model_name)
+            .order_by(mr.c.started_at.desc(), mr.c.id.desc())
+            .limit(limit)
         ).subquery()
         q = (
             select(mr.c.started_at, mr.c.id, mv.c.feature, mv.c.value)
@@ -154,7 +175,9 @@ class MonitorStore(Transactional):
 
     def count_runs(self, model_name: str) -> int:
         with self.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(mr).where(mr.c.model_name == model_name)).scalar_one())
+            return int(
+                conn.execute(select(func.count()).select_from(mr).where(mr.c.model_name == model_name)).scalar_one()
+            )
 
 
 def _run(r: Row[Any]) -> MonitorRun:

@@ -58,8 +58,16 @@ class PredictionStore(Transactional):
         size_bytes: int,
     ) -> PredictionSegment:
         created = now()
-        values = dict(model_name=model_name, model_version=model_version, first_at=first_at, last_at=last_at,
-                      rows=rows, digest=digest, size_bytes=size_bytes, created_at=created)  # fmt: skip
+        values = dict(
+            model_name=model_name,
+            model_version=model_version,
+            first_at=first_at,
+            last_at=last_at,
+            rows=rows,
+            digest=digest,
+            size_bytes=size_bytes,
+            created_at=created,
+        )
         with self.begin() as conn:
             segment_id = int(conn.execute(ps.insert().values(**values)).inserted_primary_key[0])  # type: ignore[index]
             conn.execute(s.blob_refs.insert().values(digest=digest, owner=_owner(segment_id)))
@@ -118,25 +126,47 @@ class PredictionStore(Transactional):
         """Swap `old` segments for one `new` segment holding their rows, in one transaction."""
         created = now()
         with self.begin() as conn:
-            segment_id = int(conn.execute(ps.insert().values(
-                model_name=new.model_name, model_version=new.model_version, first_at=new.first_at,
-                last_at=new.last_at, rows=new.rows, digest=new.digest, size_bytes=new.size_bytes, created_at=created,
-            )).inserted_primary_key[0])  # type: ignore[index]  # fmt: skip
+            segment_id = int(
+                conn.execute(
+                    ps.insert().values(
+                        model_name=new.model_name,
+                        model_version=new.model_version,
+                        first_at=new.first_at,
+                        last_at=new.last_at,
+                        rows=new.rows,
+                        digest=new.digest,
+                        size_bytes=new.size_bytes,
+                        created_at=created,
+                    )
+                ).inserted_primary_key[0]  # type: ignore[index]  # an INSERT always has its key
+            )
             conn.execute(s.blob_refs.insert().values(digest=new.digest, owner=_owner(segment_id)))
             ids = [o.id for o in old]
             conn.execute(delete(s.blob_refs).where(s.blob_refs.c.owner.in_([_owner(x) for x in ids])))
             if conn.execute(delete(ps).where(ps.c.id.in_(ids))).rowcount != len(ids):
                 # another process merged or deleted some of them first: keep its result, not a duplicate
-                raise ConflictError(f"Prediction segments {ids} changed while they were being merged; nothing was replaced")
-        return PredictionSegment(id=segment_id, model_name=new.model_name, model_version=new.model_version,
-                                 first_at=new.first_at, last_at=new.last_at, rows=new.rows, digest=new.digest,
-                                 size_bytes=new.size_bytes, created_at=created)  # fmt: skip
+                raise ConflictError(
+                    f"Prediction segments {ids} changed while they were being merged; nothing was replaced"
+                )
+        return PredictionSegment(
+            id=segment_id,
+            model_name=new.model_name,
+            model_version=new.model_version,
+            first_at=new.first_at,
+            last_at=new.last_at,
+            rows=new.rows,
+            digest=new.digest,
+            size_bytes=new.size_bytes,
+            created_at=created,
+        )
 
     # -- feedback ------------------------------------------------------------------------------
     def save_feedback(self, model_name: str, values: dict[str, Any]) -> int:
         """Store true labels by prediction id; a second label for an id replaces the first."""
         ts = now()
-        rows = [{"prediction_id": k, "model_name": model_name, "value": v, "received_at": ts} for k, v in values.items()]
+        rows = [
+            {"prediction_id": k, "model_name": model_name, "value": v, "received_at": ts} for k, v in values.items()
+        ]
         with self.begin() as conn:
             upsert(conn, pf, rows, keys=["prediction_id"], update=["model_name", "value", "received_at"])
         return len(rows)
@@ -155,7 +185,9 @@ class PredictionStore(Transactional):
 
     def feedback_count(self, model_name: str) -> int:
         with self.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(pf).where(pf.c.model_name == model_name)).scalar_one())
+            return int(
+                conn.execute(select(func.count()).select_from(pf).where(pf.c.model_name == model_name)).scalar_one()
+            )
 
 
 def _segment(r: Any) -> PredictionSegment:

@@ -1,59 +1,29 @@
-"""Experiments and runs: params, tags, metric series, inputs, artifacts, and run search in SQL."""
+"""Experiments and runs: params, tags, metric series, inputs, artifacts, and run search in SQL.
+
+The search compiler (filter -> SQL semi-joins) is _run_search.py; reading a page of runs back
+into entities is _run_load.py.
+"""
 
 from __future__ import annotations
 
-import functools
-import json
+import builtins
 import math
-import threading
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    ColumnElement,
-    Float,
-    Text,
-    and_,
-    bindparam,
-    cast,
-    delete,
-    false,
-    func,
-    literal_column,
-    null,
-    or_,
-    select,
-    true,
-    type_coerce,
-    union_all,
-)
+from sqlalchemy import Connection, bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from keel.entities import ArtifactRecord, BoolOp, Comparison, MetricPoint, OrderBy, Run, RunStatus
+from keel.entities import BoolOp, Comparison, MetricPoint, OrderBy, Run, RunStatus
 from keel.errors import ConflictError, InvalidInputError, NotFoundError
 from keel.storage import schema as s
 from keel.storage._common import Transactional, now, upsert, utc
+from keel.storage._run_load import base_query, load_runs
+from keel.storage._run_search import search_statement
 
 __all__ = ["RunStore", "RunOwner"]
-
-_ATTRIBUTES = {
-    "name": s.runs.c.name,
-    "status": s.runs.c.status,
-    "started_at": s.runs.c.started_at,
-    "ended_at": s.runs.c.ended_at,
-    "author": s.runs.c.author,
-    "code_version": s.runs.c.code_version,
-    "id": s.runs.c.id,
-    "experiment": s.experiments.c.name,
-}
-
-
-_STATUS = {status.value: status for status in RunStatus}
-_TIME_ATTRIBUTES = {"started_at", "ended_at"}
 
 
 def as_number(value: str) -> float | None:
@@ -184,7 +154,13 @@ class RunStore(Transactional):
         with self.begin() as conn:
             self._require(conn, run_id)
             _touch(conn, run_id, touch_at)
-            upsert(conn, s.run_tags, [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()], ["run_id", "key"], ["value"])
+            upsert(
+                conn,
+                s.run_tags,
+                [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()],
+                ["run_id", "key"],
+                ["value"],
+            )
 
     def log_metric_points(
         self, run_id: str, points: Sequence[tuple[str, float, int, float]], *, touch_at: datetime | None = None
@@ -269,18 +245,18 @@ class RunStore(Transactional):
         )
         with self.connect() as conn:
             return [
-                RunOwner(row.id, utc(row.started_at), utc(row.heartbeat_at or row.started_at), row.owner_host,  # type: ignore[arg-type]
-                         row.owner_pid, row.owner_token)  # fmt: skip
+                RunOwner(
+                    row.id,
+                    utc(row.started_at),  # type: ignore[arg-type]  # started_at is NOT NULL
+                    utc(row.heartbeat_at or row.started_at),  # type: ignore[arg-type]
+                    row.owner_host,
+                    row.owner_pid,
+                    row.owner_token,
+                )
                 for row in conn.execute(q)
             ]
 
-    def mark_killed(
-        self,
-        owner: RunOwner,
-        reason: str,
-        *,
-        silent_since: datetime | None = None,
-    ) -> bool:
+    def mark_killed(self, owner: RunOwner, reason: str, *, silent_since: datetime | None = None) -> bool:
         """Mark a running run killed, ended at its last heartbeat, with `reason` in its tag
         'keel.killed_reason'; return whether it was.
 
@@ -289,9 +265,12 @@ class RunStore(Transactional):
         """
         r = s.runs.c
         last = func.coalesce(r.heartbeat_at, r.started_at)
-        cond = [r.id == owner.run_id, r.status == RunStatus.RUNNING.value,
-                r.owner_pid.is_(None) if owner.pid is None else r.owner_pid == owner.pid,
-                r.owner_token.is_(None) if owner.token is None else r.owner_token == owner.token]  # fmt: skip
+        cond = [
+            r.id == owner.run_id,
+            r.status == RunStatus.RUNNING.value,
+            r.owner_pid.is_(None) if owner.pid is None else r.owner_pid == owner.pid,
+            r.owner_token.is_(None) if owner.token is None else r.owner_token == owner.token,
+        ]
         if silent_since is not None:
             cond.append(last < silent_since)
         with self.begin() as conn:
@@ -299,8 +278,13 @@ class RunStore(Transactional):
                 s.runs.update().where(*cond).values(status=RunStatus.KILLED.value, ended_at=last)
             ).rowcount
             if done:
-                upsert(conn, s.run_tags, [{"run_id": owner.run_id, "key": _KILLED_TAG, "value": reason}],
-                       ["run_id", "key"], ["value"])  # fmt: skip
+                upsert(
+                    conn,
+                    s.run_tags,
+                    [{"run_id": owner.run_id, "key": _KILLED_TAG, "value": reason}],
+                    ["run_id", "key"],
+                    ["value"],
+                )
             return bool(done)
 
     def next_steps(self, run_id: str, keys: Sequence[str]) -> dict[str, int]:
@@ -308,7 +292,9 @@ class RunStore(Transactional):
         mp = s.metric_points
         with self.connect() as conn:
             rows = conn.execute(
-                select(mp.c.key, func.max(mp.c.step)).where(mp.c.run_id == run_id, mp.c.key.in_(list(keys))).group_by(mp.c.key)
+                select(mp.c.key, func.max(mp.c.step))
+                .where(mp.c.run_id == run_id, mp.c.key.in_(list(keys)))
+                .group_by(mp.c.key)
             )
             return {key: int(step) + 1 for key, step in rows}
 
@@ -323,7 +309,9 @@ class RunStore(Transactional):
             if conn.execute(select(s.runs.c.id).where(s.runs.c.id == run_id)).first() is not None:
                 return run_id
             if len(run_id) >= 6 and all(c in "0123456789abcdef" for c in run_id):
-                ids = conn.execute(select(s.runs.c.id).where(s.runs.c.id.like(f"{run_id}%")).limit(2)).scalars().all()
+                ids: Sequence[str] = (
+                    conn.execute(select(s.runs.c.id).where(s.runs.c.id.like(f"{run_id}%")).limit(2)).scalars().all()
+                )
                 if len(ids) == 1:
                     return ids[0]
                 if len(ids) > 1:
@@ -333,7 +321,7 @@ class RunStore(Transactional):
     def get(self, run_id: str) -> Run:
         full = self.resolve_id(run_id)
         with self.connect() as conn:
-            return self._load(conn, _base_query().where(s.runs.c.id == full))[0]
+            return load_runs(conn, base_query().where(s.runs.c.id == full))[0]
 
     def list(self, *, experiment: str | None = None, limit: int = 100) -> list[Run]:
         return self.search(None, order_by=[], experiment=experiment, limit=limit)
@@ -345,73 +333,19 @@ class RunStore(Transactional):
         order_by: Sequence[OrderBy],
         experiment: str | None = None,
         limit: int = 100,
-    ) -> list[Run]:
-        key = (where, tuple(order_by), experiment, limit)
-        q = _SEARCHES.get(key)
-        if q is None:
-            q = _search_statement(where, order_by, experiment, limit)
-            with _searches_lock:  # a dashboard asks the same few searches again and again
-                while len(_SEARCHES) >= 256:
-                    _SEARCHES.pop(next(iter(_SEARCHES)))
-                _SEARCHES[key] = q
+    ) -> builtins.list[Run]:
+        q = search_statement(where, order_by, experiment, limit)
         with self.connect() as conn:
-            return self._load(conn, q)
+            return load_runs(conn, q)
 
-    def _load(self, conn: Connection, q: Any) -> list[Run]:
-        rows = conn.execute(q).all()
-        ids = [r.id for r in rows]
-        if not ids:
-            return []
-        params: dict[str, dict[str, str]] = defaultdict(dict)
-        metrics: dict[str, dict[str, float]] = defaultdict(dict)
-        tags: dict[str, dict[str, str]] = defaultdict(dict)
-        inputs: dict[str, list[tuple[str, int]]] = defaultdict(list)
-        artifacts: dict[str, list[ArtifactRecord]] = defaultdict(list)
-        # A page of runs is a few thousand (run, key, value) rows: fetched as plain tuples by one
-        # statement compiled once, not by a query per table iterated row by row.
-        for chunk in _chunks(ids, 500):
-            for kind, run_id, key, text_value, number in _details(conn, chunk):
-                if kind == 0:
-                    params[run_id][key] = text_value
-                elif kind == 1:
-                    metrics[run_id][key] = number
-                elif kind == 2:
-                    tags[run_id][key] = text_value
-                elif kind == 3:
-                    inputs[run_id].append((key, int(number)))
-                else:
-                    artifacts[run_id].append(ArtifactRecord(key, text_value, int(number)))
-        environments: dict[str, dict[str, str]] = {}  # runs of one process share theirs: decode each once
-        no_inputs: list[tuple[str, int]] = []
-        no_artifacts: list[ArtifactRecord] = []
-        return [
-            Run(
-                id=r.id,
-                experiment=r.experiment,
-                name=r.name,
-                status=_STATUS[r.status],
-                started_at=utc(r.started_at),  # type: ignore[arg-type]
-                ended_at=utc(r.ended_at),
-                params=params[r.id],
-                metrics=metrics[r.id],
-                tags=tags[r.id],
-                inputs=tuple(f"{name}@{version}" for name, version in sorted(inputs.get(r.id, no_inputs))),
-                artifacts=tuple(sorted(artifacts.get(r.id, no_artifacts), key=lambda a: a.path)),
-                code_version=r.code_version,
-                environment=_environment(r.environment, environments),
-                author=r.author,
-            )
-            for r in rows
-        ]
-
-    def reading(self, dataset_version_id: int) -> list[Run]:
+    def reading(self, dataset_version_id: int) -> builtins.list[Run]:
         """Every run that read this dataset version, newest first."""
         ids = select(s.run_inputs.c.run_id).where(s.run_inputs.c.dataset_version_id == dataset_version_id)
-        q = _base_query().where(s.runs.c.id.in_(ids)).order_by(s.runs.c.started_at.desc(), s.runs.c.id)
+        q = base_query().where(s.runs.c.id.in_(ids)).order_by(s.runs.c.started_at.desc(), s.runs.c.id)
         with self.connect() as conn:
-            return self._load(conn, q)
+            return load_runs(conn, q)
 
-    def metric_history(self, run_id: str, key: str | None = None) -> list[MetricPoint]:
+    def metric_history(self, run_id: str, key: str | None = None) -> builtins.list[MetricPoint]:
         full = self.resolve_id(run_id)
         q = select(s.metric_points).where(s.metric_points.c.run_id == full)
         if key is not None:
@@ -420,17 +354,20 @@ class RunStore(Transactional):
         with self.connect() as conn:
             return [MetricPoint(r.key, r.value, r.step, r.timestamp) for r in conn.execute(q)]
 
-    def keys(self, kind: str, *, experiment: str | None = None) -> list[str]:
+    def keys(self, kind: str, *, experiment: str | None = None) -> builtins.list[str]:
         """The distinct metric or param keys ('metrics' or 'params') any run (of `experiment`) has."""
         t = s.latest_metrics if kind == "metrics" else s.run_params
         q = select(t.c.key).distinct().order_by(t.c.key)
         if experiment is not None:
-            q = (q.join(s.runs, s.runs.c.id == t.c.run_id).join(s.experiments, s.experiments.c.id == s.runs.c.experiment_id)
-                 .where(s.experiments.c.name == experiment))  # fmt: skip
+            q = (
+                q.join(s.runs, s.runs.c.id == t.c.run_id)
+                .join(s.experiments, s.experiments.c.id == s.runs.c.experiment_id)
+                .where(s.experiments.c.name == experiment)
+            )
         with self.connect() as conn:
             return [r[0] for r in conn.execute(q)]
 
-    def experiments(self) -> list[tuple[str, int]]:
+    def experiments(self) -> builtins.list[tuple[str, int]]:
         q = (
             select(s.experiments.c.name, func.count(s.runs.c.id))
             .outerjoin(s.runs, s.runs.c.experiment_id == s.experiments.c.id)
@@ -500,187 +437,3 @@ def _write_points(conn: Connection, run_id: str, points: Sequence[tuple[str, flo
         _LATEST_UPSERT[conn.dialect.name],
         [{"run_id": run_id, "key": k, "value": v, "step": st} for k, v, st, _ in latest.values()],
     )
-
-
-_SEARCHES: dict[Any, Any] = {}  # built search statements by (filter, order, experiment, limit)
-_searches_lock = threading.Lock()
-
-
-def _search_statement(
-    where: Comparison | BoolOp | None, order_by: Sequence[OrderBy], experiment: str | None, limit: int
-) -> Any:
-    q = _base_query()
-    if experiment is not None:
-        q = q.where(s.experiments.c.name == experiment)
-    terms = where.terms if isinstance(where, BoolOp) and where.op == "and" else (() if where is None else (where,))
-    for i, term in enumerate(terms):
-        table = _KEYED.get(term.kind) if isinstance(term, Comparison) else None
-        if table is not None:  # a top-level AND term: a join on (run, key), which is unique
-            f = table.alias(f"filter_{i}")
-            q = q.join(f, and_(f.c.run_id == s.runs.c.id, _keyed(f, term)))  # type: ignore[arg-type]
-        else:
-            q = q.where(_compile(term))
-    for i, o in enumerate(order_by):
-        direction = _descending if o.descending else _ascending
-        # Runs without the metric or param (NULL) sort last, ascending or descending.
-        if o.kind == "metrics":
-            m = s.latest_metrics.alias(f"order_m{i}")
-            q = q.outerjoin(m, and_(m.c.run_id == s.runs.c.id, m.c.key == o.key))
-            keys = [m.c.value.is_(None), direction(m.c.value)]
-        elif o.kind == "params":
-            # Numbers in numeric order first, then text values in text order.
-            p = s.run_params.alias(f"order_p{i}")
-            q = q.outerjoin(p, and_(p.c.run_id == s.runs.c.id, p.c.key == o.key))
-            keys = [p.c.value.is_(None), p.c.value_num.is_(None), direction(p.c.value_num), direction(p.c.value)]
-        else:
-            col = _ATTRIBUTES.get(o.key)
-            if col is None:
-                raise InvalidInputError(f"Cannot order by attribute {o.key!r}; known: {', '.join(sorted(_ATTRIBUTES))}")
-            keys = [col.is_(None), direction(col)]
-        q = q.order_by(*keys)
-    return q.order_by(s.runs.c.started_at.desc(), s.runs.c.id).limit(limit)
-
-
-def _details_of() -> Any:
-    """Params, latest metrics, tags, inputs and artifacts of the runs `ids`, as
-    (kind, run_id, key, text, number) rows: one UNION ALL, so a page is two round trips."""
-    ids = bindparam("ids", expanding=True)
-    no_text, no_number = cast(null(), Text), cast(null(), Float)
-    p, m, t, a = s.run_params, s.latest_metrics, s.run_tags, s.run_artifacts
-    return union_all(
-        select(literal_column("0"), p.c.run_id, p.c.key, p.c.value, no_number).where(p.c.run_id.in_(ids)),
-        select(literal_column("1"), m.c.run_id, m.c.key, no_text, m.c.value).where(m.c.run_id.in_(ids)),
-        select(literal_column("2"), t.c.run_id, t.c.key, t.c.value, no_number).where(t.c.run_id.in_(ids)),
-        select(literal_column("3"), s.run_inputs.c.run_id, s.datasets.c.name, no_text, cast(s.dataset_versions.c.version, Float))
-        .join(s.dataset_versions, s.dataset_versions.c.id == s.run_inputs.c.dataset_version_id)
-        .join(s.datasets, s.datasets.c.id == s.dataset_versions.c.dataset_id)
-        .where(s.run_inputs.c.run_id.in_(ids)),
-        select(literal_column("4"), a.c.run_id, a.c.path, a.c.digest, cast(a.c.size_bytes, Float)).where(a.c.run_id.in_(ids)),
-    )
-
-
-_DETAILS_OF = _details_of()
-
-
-def _details(conn: Connection, ids: list[str]) -> list[Any]:
-    """_DETAILS_OF's rows for `ids`. On SQLite straight through the driver's cursor (plain tuples,
-    none of SQLAlchemy's per-statement and per-row work): a search page reads a few thousand."""
-    if conn.dialect.name != "sqlite":
-        return conn.execute(_DETAILS_OF, {"ids": ids}).all()  # type: ignore[no-any-return]
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        return cursor.execute(_sqlite_details(len(ids)), ids * _DETAILS_PARTS).fetchall()
-    finally:
-        cursor.close()
-
-
-_DETAILS_PARTS = 5  # the IN lists of _DETAILS_OF, each bound to the same ids
-
-
-@functools.lru_cache(maxsize=8)
-def _sqlite_details(n: int) -> str:
-    """_DETAILS_OF compiled for SQLite with `n` ids in each of its IN lists."""
-    compiled = _DETAILS_OF.params(ids=[""] * n).compile(dialect=sqlite.dialect(), compile_kwargs={"render_postcompile": True})
-    assert len(compiled.positiontup or ()) == n * _DETAILS_PARTS
-    return str(compiled)
-
-
-def _environment(stored: Any, seen: dict[str, dict[str, str]]) -> dict[str, str]:
-    """The environment column as a dict; its JSON text is decoded once per distinct value."""
-    if not isinstance(stored, str):  # PostgreSQL's driver decodes json itself
-        return dict(stored or {})
-    if stored not in seen:
-        seen[stored] = json.loads(stored)
-    return dict(seen[stored])
-
-
-def _base_query() -> Any:
-    return select(
-        s.runs.c.id,
-        s.runs.c.name,
-        s.runs.c.status,
-        s.runs.c.started_at,
-        s.runs.c.ended_at,
-        s.runs.c.code_version,
-        type_coerce(s.runs.c.environment, Text).label("environment"),  # decoded by _environment
-        s.runs.c.author,
-        s.experiments.c.name.label("experiment"),
-    ).join(s.experiments, s.experiments.c.id == s.runs.c.experiment_id)
-
-
-def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-def _cmp(col: Any, op: str, value: Any) -> ColumnElement[bool]:
-    match op:
-        case "=":
-            return col == value  # type: ignore[no-any-return]
-        case "!=":
-            return col != value  # type: ignore[no-any-return]
-        case "<":
-            return col < value  # type: ignore[no-any-return]
-        case "<=":
-            return col <= value  # type: ignore[no-any-return]
-        case ">":
-            return col > value  # type: ignore[no-any-return]
-        case ">=":
-            return col >= value  # type: ignore[no-any-return]
-        case "like":
-            return col.like(str(value))  # type: ignore[no-any-return]
-    raise InvalidInputError(f"Unknown comparison {op!r}")
-
-
-def _ascending(col: Any) -> Any:
-    return col.asc()
-
-
-def _descending(col: Any) -> Any:
-    return col.desc()
-
-
-def _text(value: float | str) -> str:
-    return repr(value) if isinstance(value, float) else value
-
-
-def _time(key: str, value: float | str) -> datetime:
-    try:
-        when = datetime.fromisoformat(str(value))
-    except ValueError:
-        raise InvalidInputError(f"{key} compares with an ISO 8601 time such as '2025-03-01', got {value!r}") from None
-    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def _compile(node: Comparison | BoolOp) -> ColumnElement[bool]:
-    if isinstance(node, BoolOp):
-        parts = [_compile(t) for t in node.terms]
-        return and_(true(), *parts) if node.op == "and" else or_(false(), *parts)
-    # Each comparison is a semi-join on an indexed (key, value) table: no run is loaded into Python.
-    table = _KEYED.get(node.kind)
-    if table is not None:
-        return s.runs.c.id.in_(select(table.c.run_id).where(_keyed(table, node)))
-    if node.kind == "attributes":
-        col = _ATTRIBUTES.get(node.key)
-        if col is None:
-            raise InvalidInputError(f"Unknown run attribute {node.key!r}; known: {', '.join(sorted(_ATTRIBUTES))}")
-        if node.key in _TIME_ATTRIBUTES:
-            return _cmp(col, node.op, _time(node.key, node.value))
-        return _cmp(col, node.op, _text(node.value))
-    raise InvalidInputError(f"Unknown field kind {node.kind!r}")
-
-
-_KEYED = {"metrics": s.latest_metrics, "params": s.run_params, "tags": s.run_tags}
-
-
-def _keyed(t: Any, node: Comparison) -> ColumnElement[bool]:
-    """The row of (run, key) that a metrics/params/tags comparison asks for, on table (alias) `t`."""
-    if node.kind == "metrics":
-        if not isinstance(node.value, float) or node.op == "like":
-            raise InvalidInputError(
-                f"metrics.{node.key} compares with numbers (=, !=, <, <=, >, >=), got {node.op} {node.value!r}"
-            )
-        return and_(t.c.key == node.key, _cmp(t.c.value, node.op, node.value))
-    if node.kind == "params" and isinstance(node.value, float) and node.op != "like":
-        return and_(t.c.key == node.key, _cmp(t.c.value_num, node.op, node.value))
-    return and_(t.c.key == node.key, _cmp(t.c.value, node.op, _text(node.value)))

@@ -140,12 +140,7 @@ run_inputs = Table(
     "run_inputs",
     metadata,
     Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
-    Column(
-        "dataset_version_id",
-        Integer,
-        ForeignKey("dataset_versions.id", ondelete="RESTRICT"),
-        primary_key=True,
-    ),
+    Column("dataset_version_id", Integer, ForeignKey("dataset_versions.id", ondelete="RESTRICT"), primary_key=True),
     Index("ix_run_inputs_dataset_version_id", "dataset_version_id"),
 )
 
@@ -194,18 +189,8 @@ model_versions = Table(
 model_version_datasets = Table(
     "model_version_datasets",
     metadata,
-    Column(
-        "model_version_id",
-        Integer,
-        ForeignKey("model_versions.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    Column(
-        "dataset_version_id",
-        Integer,
-        ForeignKey("dataset_versions.id", ondelete="RESTRICT"),
-        primary_key=True,
-    ),
+    Column("model_version_id", Integer, ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True),
+    Column("dataset_version_id", Integer, ForeignKey("dataset_versions.id", ondelete="RESTRICT"), primary_key=True),
     Index("ix_model_version_datasets_dataset_version_id", "dataset_version_id"),
 )
 
@@ -419,7 +404,9 @@ retrain_decisions = Table(
     Column("version", Integer, nullable=True),  # the candidate (None when training failed before registering)
     Column("champion_version", Integer, nullable=True),  # the champion it was compared with
     Column("trigger", String(32), nullable=False),  # 'manual', 'alert', 'new_data', 'schedule', 'approval', 'rollback'
-    Column("outcome", String(32), nullable=False),  # 'promoted', 'awaiting_approval', 'rejected', 'failed', 'approved', 'rolled_back'
+    Column(
+        "outcome", String(32), nullable=False
+    ),  # 'promoted', 'awaiting_approval', 'rejected', 'failed', 'approved', 'rolled_back'
     Column("evidence", JSON, nullable=False),  # metrics side by side, gate checks, data versions, trigger detail
     Column("run_id", String(32), nullable=True),
     Column("author", String(128), nullable=False),

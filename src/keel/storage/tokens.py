@@ -21,7 +21,12 @@ class TokenStore(Transactional):
         with self.begin() as conn:
             row_id = conn.execute(
                 t.insert().values(
-                    name=name, role=role.value, prefix=prefix, token_hash=token_hash, created_at=now(), created_by=created_by
+                    name=name,
+                    role=role.value,
+                    prefix=prefix,
+                    token_hash=token_hash,
+                    created_at=now(),
+                    created_by=created_by,
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
             return _token(conn.execute(select(t).where(t.c.id == row_id)).one())

@@ -110,7 +110,10 @@ def kill_reason(
     if gone is True:
         return f"its process {pid} on {host} is gone", False
     if gone is None and silent_s > timeout_s:
-        return f"no heartbeat from process {pid} on {host} for {silent_s:.0f} s (run_heartbeat_timeout_s={timeout_s:g})", True
+        return (
+            f"no heartbeat from process {pid} on {host} for {silent_s:.0f} s (run_heartbeat_timeout_s={timeout_s:g})",
+            True,
+        )
     return None
 
 
@@ -139,7 +142,9 @@ class Heartbeat:
             if self._thread is None or self._pid != os.getpid():
                 self._stop = threading.Event()
                 self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._loop, args=(self._stop,), name="keel-run-heartbeat", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._loop, args=(self._stop,), name="keel-run-heartbeat", daemon=True
+                )
                 self._thread.start()
 
     def discard(self, run_id: str) -> None:
@@ -163,12 +168,17 @@ class Heartbeat:
             try:
                 lost = set(self._beat(ids))
             except Exception:  # noqa: BLE001 - a store that is briefly unavailable: beat again next time
-                logger.warning("could not write the heartbeat of %d running runs; retrying in %g s", len(ids), self.interval_s,
-                               exc_info=True)  # fmt: skip
+                logger.warning(
+                    "could not write the heartbeat of %d running runs; retrying in %g s",
+                    len(ids),
+                    self.interval_s,
+                    exc_info=True,
+                )
                 continue
             for run_id in lost:
                 logger.warning(
                     "run %s is no longer running in the store (another process marked it killed after its heartbeat "
-                    "stopped); points logged from here are still written, its status stays as it is", run_id,
-                )  # fmt: skip
+                    "stopped); points logged from here are still written, its status stays as it is",
+                    run_id,
+                )
                 self.discard(run_id)

@@ -49,11 +49,20 @@ _TOKEN = re.compile(
 )
 
 _KINDS = {
-    "metrics": "metrics", "metric": "metrics", "m": "metrics",
-    "params": "params", "param": "params", "p": "params",
-    "tags": "tags", "tag": "tags", "t": "tags",
-    "attributes": "attributes", "attribute": "attributes", "attr": "attributes", "a": "attributes",
-}  # fmt: skip
+    "metrics": "metrics",
+    "metric": "metrics",
+    "m": "metrics",
+    "params": "params",
+    "param": "params",
+    "p": "params",
+    "tags": "tags",
+    "tag": "tags",
+    "t": "tags",
+    "attributes": "attributes",
+    "attribute": "attributes",
+    "attr": "attributes",
+    "a": "attributes",
+}
 _ATTRS = {"name", "status", "started_at", "ended_at", "author", "code_version", "id", "experiment"}
 _TIME_ATTRS = {"started_at", "ended_at"}
 
@@ -64,7 +73,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if m is None or m.end() == pos:
-            raise InvalidInputError(f"Cannot parse the filter at {text[pos:pos + 20]!r} (position {pos})")
+            raise InvalidInputError(f"Cannot parse the filter at {text[pos : pos + 20]!r} (position {pos})")
         kind = m.lastgroup
         assert kind is not None
         out.append((kind, m.group(kind)))

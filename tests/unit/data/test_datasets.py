@@ -116,9 +116,13 @@ def test_multiindex_and_timedelta_frame_loads_back_exactly(ws: keel.Workspace) -
     v = ws.datasets.add("latency", frame)
     assert_frame_equal(ws.datasets.load("latency"), frame)
     assert v.profile["columns"]["latency"] == {
-        "type": "duration[ns]", "count": 1, "missing": 1, "kind": "duration", "min": "0 days 00:00:01.500000",
+        "type": "duration[ns]",
+        "count": 1,
+        "missing": 1,
+        "kind": "duration",
+        "min": "0 days 00:00:01.500000",
         "max": "0 days 00:00:01.500000",
-    }  # fmt: skip
+    }
 
 
 def test_materialized_parquet_added_again_is_the_same_version(ws: keel.Workspace, tmp_path: Path) -> None:
@@ -129,7 +133,9 @@ def test_materialized_parquet_added_again_is_the_same_version(ws: keel.Workspace
 
 
 # -- deduplication ---------------------------------------------------------------------------------
-def test_identical_content_returns_the_existing_version_without_a_new_row(ws: keel.Workspace, credit: pd.DataFrame) -> None:
+def test_identical_content_returns_the_existing_version_without_a_new_row(
+    ws: keel.Workspace, credit: pd.DataFrame
+) -> None:
     first = ws.datasets.add("credit", credit)
     again = ws.datasets.add("credit", credit.copy(), description="ignored: nothing new is stored")
     assert again == first
@@ -177,7 +183,9 @@ def test_schema_records_names_types_nullability_and_categories(ws: keel.Workspac
     assert columns["spend"].nullable and columns["churned"].categories is None
 
 
-def test_profile_records_rows_stats_histogram_top_categories_and_missing(ws: keel.Workspace, credit: pd.DataFrame) -> None:
+def test_profile_records_rows_stats_histogram_top_categories_and_missing(
+    ws: keel.Workspace, credit: pd.DataFrame
+) -> None:
     profile = ws.datasets.add("credit", credit).profile
     assert (profile["num_rows"], profile["num_columns"]) == (4454, credit.shape[1])
     income = profile["columns"]["Income"]
@@ -226,7 +234,9 @@ def three_versions(ws: keel.Workspace) -> list[Any]:
 @pytest.mark.parametrize(
     ("ref", "rows"), [("credit@1", 1), ("credit@2", 2), ("credit@3", 3), ("credit@latest", 3), ("credit", 3)]
 )
-def test_load_by_version_latest_or_bare_name(ws: keel.Workspace, three_versions: list[Any], ref: str, rows: int) -> None:
+def test_load_by_version_latest_or_bare_name(
+    ws: keel.Workspace, three_versions: list[Any], ref: str, rows: int
+) -> None:
     assert len(ws.datasets.load(ref)) == rows
 
 
@@ -242,9 +252,18 @@ def test_ambiguous_hash_prefix_asks_for_more_digits(ws: keel.Workspace) -> None:
     for tail in ("0", "1"):  # two versions whose digests share their first 8 hex digits
         digest = "sha256:abcdef12" + tail * 56
         ws._meta.datasets.add_version(
-            "amb", digest=digest, kind="table", num_rows=0, size_bytes=0, columns=[], profile={}, author="x",
-            description="", tags={}, blob_digests=[digest],
-        )  # fmt: skip
+            "amb",
+            digest=digest,
+            kind="table",
+            num_rows=0,
+            size_bytes=0,
+            columns=[],
+            profile={},
+            author="x",
+            description="",
+            tags={},
+            blob_digests=[digest],
+        )
     with pytest.raises(InvalidInputError, match="matches several versions"):
         ws.datasets.get("amb@abcdef12")
     assert ws.datasets.get("amb@abcdef121").version == 2
@@ -255,12 +274,16 @@ def test_load_as_arrow(ws: keel.Workspace, three_versions: list[Any]) -> None:
     assert isinstance(table, pa.Table) and table.column("x").to_pylist() == [0, 1]
 
 
-def test_unknown_dataset_raises_not_found_naming_it_and_the_known_ones(ws: keel.Workspace, three_versions: list[Any]) -> None:
+def test_unknown_dataset_raises_not_found_naming_it_and_the_known_ones(
+    ws: keel.Workspace, three_versions: list[Any]
+) -> None:
     with pytest.raises(NotFoundError, match=r"No dataset named 'cerdit'\. Known datasets: credit"):
         ws.datasets.load("cerdit")
 
 
-def test_unknown_version_raises_not_found_naming_it_and_the_latest(ws: keel.Workspace, three_versions: list[Any]) -> None:
+def test_unknown_version_raises_not_found_naming_it_and_the_latest(
+    ws: keel.Workspace, three_versions: list[Any]
+) -> None:
     with pytest.raises(NotFoundError, match=r"'credit' has no version 9; the latest is 3"):
         ws.datasets.get("credit@9")
 
@@ -295,9 +318,13 @@ def test_unsupported_source_raises_invalid_input(ws: keel.Workspace, source: Any
 
 @pytest.mark.parametrize(
     ("filename", "content"),
-    [("notes.txt", b"hello"), ("data.json", b'{"x": 1}'), ("broken.parquet", b"PAR1 not really"),
-     ("ragged.csv", b"a,b\n1,2,3\n")],
-)  # fmt: skip
+    [
+        ("notes.txt", b"hello"),
+        ("data.json", b'{"x": 1}'),
+        ("broken.parquet", b"PAR1 not really"),
+        ("ragged.csv", b"a,b\n1,2,3\n"),
+    ],
+)
 def test_unsupported_or_unreadable_file_raises_invalid_input(
     ws: keel.Workspace, tmp_path: Path, filename: str, content: bytes
 ) -> None:
@@ -315,11 +342,17 @@ def test_missing_file_raises_not_found(ws: keel.Workspace, tmp_path: Path) -> No
 
 @pytest.mark.parametrize(
     ("frame", "message"),
-    [(pd.DataFrame([[1, 2]], columns=["a", "a"]), "unique"), (pd.DataFrame({"x": ["a", 1]}), "Cannot store"),
-     (pd.DataFrame(index=[0, 1]), "no columns"), (pd.DataFrame({"bin": pd.cut([1, 5], [0, 4, 8])}), "astype\\(str\\)")],
+    [
+        (pd.DataFrame([[1, 2]], columns=["a", "a"]), "unique"),
+        (pd.DataFrame({"x": ["a", 1]}), "Cannot store"),
+        (pd.DataFrame(index=[0, 1]), "no columns"),
+        (pd.DataFrame({"bin": pd.cut([1, 5], [0, 4, 8])}), "astype\\(str\\)"),
+    ],
     ids=["duplicate-columns", "mixed-object-column", "no-columns", "interval-categories"],
-)  # fmt: skip
-def test_frame_that_cannot_be_stored_raises_invalid_input(ws: keel.Workspace, frame: pd.DataFrame, message: str) -> None:
+)
+def test_frame_that_cannot_be_stored_raises_invalid_input(
+    ws: keel.Workspace, frame: pd.DataFrame, message: str
+) -> None:
     with pytest.raises(InvalidInputError, match=message):
         ws.datasets.add("d", frame)
 
@@ -416,7 +449,9 @@ def test_folder_of_images_and_text_is_a_files_version(ws: keel.Workspace, digits
     assert np.array_equal(image, read_pgm((digits_folder / "3" / "img0.pgm").read_bytes()))
 
 
-def test_same_folder_is_the_same_version_and_a_changed_one_a_new_version(ws: keel.Workspace, digits_folder: Path) -> None:
+def test_same_folder_is_the_same_version_and_a_changed_one_a_new_version(
+    ws: keel.Workspace, digits_folder: Path
+) -> None:
     v1 = ws.datasets.add("digits", digits_folder)
     assert ws.datasets.add("digits", digits_folder) == v1
     write_digits(digits_folder, offset=4)  # different samples under the same names
@@ -425,7 +460,9 @@ def test_same_folder_is_the_same_version_and_a_changed_one_a_new_version(ws: kee
     assert ws.datasets.read_file("digits@1", "0/img0.pgm") != ws.datasets.read_file("digits@2", "0/img0.pgm")
 
 
-def test_materialize_recreates_the_folder_byte_for_byte(ws: keel.Workspace, digits_folder: Path, tmp_path: Path) -> None:
+def test_materialize_recreates_the_folder_byte_for_byte(
+    ws: keel.Workspace, digits_folder: Path, tmp_path: Path
+) -> None:
     ws.datasets.add("digits", digits_folder)
     out = ws.datasets.materialize("digits", tmp_path / "out")
     originals = {p.relative_to(digits_folder): p.read_bytes() for p in digits_folder.rglob("*") if p.is_file()}
@@ -512,9 +549,18 @@ def test_materialize_refuses_a_manifest_path_outside_dest(ws: keel.Workspace, tm
     manifest = json.dumps({"kind": "files", "files": [{"path": evil, "digest": content, "size_bytes": 7}]}).encode()
     digest = ws._blobs.put_bytes(manifest)
     ws._meta.datasets.add_version(
-        "evil", digest=digest, kind="files", num_rows=1, size_bytes=7, columns=[], profile={}, author="x",
-        description="", tags={}, blob_digests=[digest, content],
-    )  # fmt: skip
+        "evil",
+        digest=digest,
+        kind="files",
+        num_rows=1,
+        size_bytes=7,
+        columns=[],
+        profile={},
+        author="x",
+        description="",
+        tags={},
+        blob_digests=[digest, content],
+    )
     dest = tmp_path / "deep" / "dest"
     with pytest.raises(InvalidInputError, match="leads outside"):
         ws.datasets.materialize("evil", dest)

@@ -73,15 +73,19 @@ def test_the_credit_data_keeps_its_missing_homes_through_csv(
 
 
 def _mixed() -> pa.Table:
-    return pa.table({
-        "text": pa.array(["a", None, "b,c", 'say "hi"', "NA"]),
-        "count": pa.array([1, None, 3, -4, 5], pa.int64()),
-        "whole": pa.array([80.0, None, 120.0, -0.0, 3.0], pa.float64()),  # read back as int64 before the fix
-        "ratio": pa.array([0.1, 2.5, None, 1e20, 1 / 3], pa.float64()),
-        "flag": pa.array([True, None, False, True, False]),
-        "day": pa.array([dt.date(2024, 1, 1), None, dt.date(2024, 2, 29), dt.date(1999, 12, 31), dt.date(2024, 1, 2)]),
-        "empty": pa.array([None, None, None, None, None], pa.string()),
-    })  # fmt: skip
+    return pa.table(
+        {
+            "text": pa.array(["a", None, "b,c", 'say "hi"', "NA"]),
+            "count": pa.array([1, None, 3, -4, 5], pa.int64()),
+            "whole": pa.array([80.0, None, 120.0, -0.0, 3.0], pa.float64()),  # read back as int64 before the fix
+            "ratio": pa.array([0.1, 2.5, None, 1e20, 1 / 3], pa.float64()),
+            "flag": pa.array([True, None, False, True, False]),
+            "day": pa.array(
+                [dt.date(2024, 1, 1), None, dt.date(2024, 2, 29), dt.date(1999, 12, 31), dt.date(2024, 1, 2)]
+            ),
+            "empty": pa.array([None, None, None, None, None], pa.string()),
+        }
+    )
 
 
 def test_csv_round_trip_through_the_api_keeps_values_nulls_types_and_digest(
@@ -100,11 +104,9 @@ def test_csv_round_trip_through_the_api_keeps_values_nulls_types_and_digest(
 
 
 def test_a_pandas_frame_survives_download_as_csv_and_re_import(ws: keel.Workspace, client: Any, tmp_path: Path) -> None:
-    frame = pd.DataFrame({
-        "Home": ["rent", None, "owner", float("nan")],
-        "Income": [80.0, None, 120.0, 95.0],
-        "Age": [30, 41, 52, 23],
-    })  # fmt: skip
+    frame = pd.DataFrame(
+        {"Home": ["rent", None, "owner", float("nan")], "Income": [80.0, None, 120.0, 95.0], "Age": [30, 41, 52, 23]}
+    )
     v = ws.datasets.add("frame", frame)
     back = ws.datasets.load(ws.datasets.add("frame-csv", _download(client, v.ref, "csv", tmp_path / "f.csv")))
     assert back["Home"].isna().tolist() == [False, True, False, True]

@@ -81,11 +81,13 @@ def test_boolean_and_datetime_columns() -> None:
 
 
 def test_column_schema_records_type_nullability_and_categories_in_order() -> None:
-    table = pa.table({
-        "grade": pa.DictionaryArray.from_arrays(pa.array([0, 1], pa.int8()), pa.array(["low", "high", "unused"])),
-        "n": pa.array([1, None]),
-        "s": pa.array(["x", "y"]),
-    })  # fmt: skip
+    table = pa.table(
+        {
+            "grade": pa.DictionaryArray.from_arrays(pa.array([0, 1], pa.int8()), pa.array(["low", "high", "unused"])),
+            "n": pa.array([1, None]),
+            "s": pa.array(["x", "y"]),
+        }
+    )
     schema = {c["name"]: c for c in column_schema(table)}
     assert schema["grade"]["categories"] == ["low", "high", "unused"]
     assert (schema["n"]["type"], schema["n"]["nullable"]) == ("int64", True)

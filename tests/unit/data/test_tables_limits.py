@@ -106,7 +106,7 @@ def test_a_parquet_file_wider_than_the_limit_is_refused_from_its_footer(tmp_path
         (b'a"b,"c,d"', 2),  # a quote inside an unquoted name is an ordinary character
         (b'"a"b"c,d', 2),
         (b"\n\r\na,b", 2),  # empty lines before the header
-        (b"\xef\xbb\xbf\"a,x\",b", 2),  # a byte-order mark, then a quoted name
+        (b'\xef\xbb\xbf"a,x",b', 2),  # a byte-order mark, then a quoted name
         (b"a,b\r", 2),
         (b"", 3),  # no header line: the first row is the header
     ],

@@ -8,7 +8,12 @@ import pandas as pd
 import pytest
 from sklearn.compose import make_column_transformer
 from sklearn.datasets import load_breast_cancer
-from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier, RandomForestClassifier, RandomForestRegressor
+from sklearn.ensemble import (
+    GradientBoostingClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
@@ -53,19 +58,26 @@ def test_xgboost_native_treeshap_equals_shap_and_adds_up(data: tuple[pd.DataFram
     deep = xgboost.XGBClassifier(n_estimators=100, max_depth=5).fit(X, y)
     full = explain_model(deep, X)
     assert full.values.dtype == np.float64 and full.base_values.dtype == np.float64
-    np.testing.assert_allclose(full.base_values + full.values.sum(axis=1), deep.predict(X, output_margin=True), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        full.base_values + full.values.sum(axis=1), deep.predict(X, output_margin=True), rtol=0, atol=1e-6
+    )
     np.testing.assert_allclose(full.outputs, deep.predict(X, output_margin=True), rtol=0, atol=1e-6)
-    np.testing.assert_allclose(full.base_values, full.base_values[0], atol=1e-4)  # still the expected value, up to rounding
+    np.testing.assert_allclose(
+        full.base_values, full.base_values[0], atol=1e-4
+    )  # still the expected value, up to rounding
     multi = xgboost.XGBClassifier(n_estimators=30, max_depth=3).fit(X, pd.cut(X.iloc[:, 0], 3, labels=False))
     m = explain_model(multi, X.head(50), target=1)
     np.testing.assert_allclose(m.outputs, multi.predict(X.head(50), output_margin=True)[:, 1], rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: GradientBoostingClassifier(n_estimators=30, random_state=0),
-    lambda: HistGradientBoostingClassifier(max_iter=30, random_state=0),
-    lambda: RandomForestClassifier(n_estimators=20, max_depth=5, random_state=0),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: GradientBoostingClassifier(n_estimators=30, random_state=0),
+        lambda: HistGradientBoostingClassifier(max_iter=30, random_state=0),
+        lambda: RandomForestClassifier(n_estimators=20, max_depth=5, random_state=0),
+    ],
+)
 def test_scikit_learn_tree_ensembles_equal_shap_and_add_up(data: tuple[pd.DataFrame, pd.Series], make: object) -> None:
     X, y = data
     model = make().fit(X, y)  # type: ignore[operator]
@@ -104,9 +116,17 @@ def test_linear_attributions_equal_shap_linear_explainer(data: tuple[pd.DataFram
 def test_pipelines_are_explained_per_input_column_and_still_add_up() -> None:
     rng = np.random.default_rng(0)
     n = 600
-    X = pd.DataFrame({"income": rng.normal(100, 20, n), "age": rng.normal(40, 10, n), "home": rng.choice(["rent", "own", "other"], n)})
+    X = pd.DataFrame(
+        {
+            "income": rng.normal(100, 20, n),
+            "age": rng.normal(40, 10, n),
+            "home": rng.choice(["rent", "own", "other"], n),
+        }
+    )
     y = ((X["income"] - 100) / 20 + (X["home"] == "rent") + rng.normal(0, 0.5, n) > 0.5).astype(int)
-    prep = make_column_transformer((StandardScaler(), ["income", "age"]), (OneHotEncoder(handle_unknown="ignore"), ["home"]))
+    prep = make_column_transformer(
+        (StandardScaler(), ["income", "age"]), (OneHotEncoder(handle_unknown="ignore"), ["home"])
+    )
     for final in (LogisticRegression(), HistGradientBoostingClassifier(max_iter=30)):
         model = make_pipeline(prep, final).fit(X, y)
         e = explain_model(model, X.head(25), background=X.sample(100, random_state=1))

@@ -19,11 +19,13 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::F
 
 def _data(n: int = 1200) -> tuple[pd.DataFrame, pd.Series]:
     rng = np.random.default_rng(3)
-    X = pd.DataFrame({
-        "tenure": rng.exponential(30.0, n).round(1),  # skewed: a small sample's median is far from the full one
-        "income": rng.normal(50.0, 12.0, n),
-        "plan": rng.choice(["basic", "basic", "basic", "pro", "max"], n),
-    })  # fmt: skip
+    X = pd.DataFrame(
+        {
+            "tenure": rng.exponential(30.0, n).round(1),  # skewed: a small sample's median is far from the full one
+            "income": rng.normal(50.0, 12.0, n),
+            "plan": rng.choice(["basic", "basic", "basic", "pro", "max"], n),
+        }
+    )
     y = pd.Series(((X["tenure"] < 20) ^ (X["income"] > 55)).astype(int), name="churn")
     return X, y
 
@@ -32,15 +34,21 @@ def test_a_version_registered_with_X_alone_explains_as_with_a_dataset(ws: keel.W
     X, y = _data()
     numeric = X[["tenure", "income"]]
     ws.models.register("lin", LogisticRegression(max_iter=500).fit(numeric, y), X=numeric)
-    ws.models.register("knn", KNeighborsClassifier().fit(numeric[:300], y[:300]), X=numeric[:300])  # small: permutation is slow
+    ws.models.register(
+        "knn", KNeighborsClassifier().fit(numeric[:300], y[:300]), X=numeric[:300]
+    )  # small: permutation is slow
 
     stored = ws.models.training_sample("lin@1")
     assert stored is not None
     sample, typical = stored
     assert SAMPLE_ROWS // 2 < len(sample) <= SAMPLE_ROWS and list(sample.columns) == ["tenure", "income"]
-    assert sample["tenure"].min() <= numeric["tenure"].quantile(0.01)  # evenly spread: the whole range, not the first rows
-    assert typical == {"tenure": pytest.approx(numeric["tenure"].median(), abs=1e-12),
-                       "income": pytest.approx(numeric["income"].median(), abs=1e-12)}  # fmt: skip
+    assert sample["tenure"].min() <= numeric["tenure"].quantile(
+        0.01
+    )  # evenly spread: the whole range, not the first rows
+    assert typical == {
+        "tenure": pytest.approx(numeric["tenure"].median(), abs=1e-12),
+        "income": pytest.approx(numeric["income"].median(), abs=1e-12),
+    }
 
     lin = ws.explain("lin@1", numeric.head(3))  # linear: needs the background's mean
     assert lin.explanation.method.startswith("linear")
@@ -48,7 +56,9 @@ def test_a_version_registered_with_X_alone_explains_as_with_a_dataset(ws: keel.W
     np.testing.assert_allclose(lin.explanation.outputs, model.decision_function(numeric.head(3)), atol=1e-6)
     reasons = [r for rs in lin.reasons for r in rs]
     assert reasons and all("(typical missing)" not in r["text"] for r in reasons)
-    assert all(r["typical"] == typical[r["feature"]] and f"(typical {typical[r['feature']]:.4g})" in r["text"] for r in reasons)
+    assert all(
+        r["typical"] == typical[r["feature"]] and f"(typical {typical[r['feature']]:.4g})" in r["text"] for r in reasons
+    )
 
     knn = ws.explain("knn@1", numeric.head(1))  # model-agnostic: samples the background
     assert knn.explanation.method.startswith("permutation")
@@ -86,7 +96,9 @@ def test_the_sample_keeps_complete_rows_and_categories(ws: keel.Workspace) -> No
     X, y = _data(600)
     X.loc[::7, "income"] = np.nan
     model = make_pipeline(
-        make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["plan"]), (SimpleImputer(), ["tenure", "income"])),
+        make_column_transformer(
+            (OneHotEncoder(handle_unknown="ignore"), ["plan"]), (SimpleImputer(), ["tenure", "income"])
+        ),
         LogisticRegression(max_iter=500),
     ).fit(X, y)
     ws.models.register("pipe", model, X=X)

@@ -26,21 +26,33 @@ def tabular() -> tuple[pd.DataFrame, pd.Series, RandomForestClassifier]:
     X = d.data.iloc[:, :10].copy()
     X.columns = [c.replace(" ", "_") for c in X.columns]
     X["clinic"] = np.where(np.arange(len(X)) % 2 == 0, "north", "south")
-    model = make_pipeline(__import__("sklearn.compose", fromlist=["make_column_transformer"]).make_column_transformer(
-        (__import__("sklearn.preprocessing", fromlist=["OneHotEncoder"]).OneHotEncoder(), ["clinic"]), remainder="passthrough"),
-        RandomForestClassifier(n_estimators=30, random_state=0)).fit(X, d.target)  # fmt: skip
+    model = make_pipeline(
+        __import__("sklearn.compose", fromlist=["make_column_transformer"]).make_column_transformer(
+            (__import__("sklearn.preprocessing", fromlist=["OneHotEncoder"]).OneHotEncoder(), ["clinic"]),
+            remainder="passthrough",
+        ),
+        RandomForestClassifier(n_estimators=30, random_state=0),
+    ).fit(X, d.target)
     return X, d.target, model
 
 
-def test_lime_is_reproducible_with_a_seed_and_scores_its_stability(tabular: tuple[pd.DataFrame, pd.Series, object]) -> None:
+def test_lime_is_reproducible_with_a_seed_and_scores_its_stability(
+    tabular: tuple[pd.DataFrame, pd.Series, object],
+) -> None:
     X, _, model = tabular
     classes = [0, 1]
-    a = lime_tabular(model, X.iloc[[3]], X.sample(200, random_state=0), classes=classes, seed=7, seeds=3, num_samples=1000)
-    b = lime_tabular(model, X.iloc[[3]], X.sample(200, random_state=0), classes=classes, seed=7, seeds=3, num_samples=1000)
+    a = lime_tabular(
+        model, X.iloc[[3]], X.sample(200, random_state=0), classes=classes, seed=7, seeds=3, num_samples=1000
+    )
+    b = lime_tabular(
+        model, X.iloc[[3]], X.sample(200, random_state=0), classes=classes, seed=7, seeds=3, num_samples=1000
+    )
     assert a.weights == b.weights and a.stability == b.stability  # same seed, same answer
     assert set(a.weights) == set(X.columns) and len(a.top) == 5 and a.target == 1
     assert 0.0 <= a.stability <= 1.0
-    c = lime_tabular(model, X.iloc[[3]], X.sample(200, random_state=0), classes=classes, seed=8, seeds=1, num_samples=1000)
+    c = lime_tabular(
+        model, X.iloc[[3]], X.sample(200, random_state=0), classes=classes, seed=8, seeds=1, num_samples=1000
+    )
     assert c.stability == 1.0  # one seed agrees with itself
     with pytest.raises(InvalidInputError, match="one row"):
         lime_tabular(model, X.head(2), X, classes=classes)
@@ -71,7 +83,10 @@ def test_word_attributions_add_up_to_the_decision_value(tweets: tuple[list[str],
     other = word_attributions(model, texts[:1], target="android")[0]
     assert other.output == pytest.approx(-decision[0], abs=1e-9)
     with pytest.raises(InvalidInputError, match="linear model"):
-        word_attributions(make_pipeline(TfidfVectorizer(), RandomForestClassifier(n_estimators=3)).fit(texts[:50], ["a", "b"] * 25), texts[:1])
+        word_attributions(
+            make_pipeline(TfidfVectorizer(), RandomForestClassifier(n_estimators=3)).fit(texts[:50], ["a", "b"] * 25),
+            texts[:1],
+        )
 
 
 def test_lime_text_explains_a_document_with_its_words(tweets: tuple[list[str], np.ndarray, object]) -> None:
@@ -89,15 +104,20 @@ def test_pixel_attributions_of_a_digits_model_form_images() -> None:
     e = explain_model(model, X.head(4), target=int(digits.target[0]))
     maps = pixel_maps(e, (8, 8))
     assert maps.shape == (4, 8, 8)
-    np.testing.assert_allclose(maps.sum(axis=(1, 2)) + e.base_values, model.predict_proba(X.head(4))[:, int(digits.target[0])], atol=1e-6)
+    np.testing.assert_allclose(
+        maps.sum(axis=(1, 2)) + e.base_values, model.predict_proba(X.head(4))[:, int(digits.target[0])], atol=1e-6
+    )
     assert np.abs(maps[:, :, 0]).sum() < np.abs(maps[:, :, 2:6]).sum()  # the blank left edge explains nothing
     with pytest.raises(InvalidInputError, match="do not fill"):
         pixel_maps(e, (7, 7))
 
 
-def test_a_registered_text_model_is_explained_per_text_column_and_per_word(ws: object, tweets: tuple[list[str], np.ndarray, object]) -> None:
-    import keel
+def test_a_registered_text_model_is_explained_per_text_column_and_per_word(
+    ws: object, tweets: tuple[list[str], np.ndarray, object]
+) -> None:
     from sklearn.compose import ColumnTransformer
+
+    import keel
 
     assert isinstance(ws, keel.Workspace)
     texts, y, _ = tweets

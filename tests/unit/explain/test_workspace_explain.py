@@ -12,8 +12,9 @@ import keel
 from keel.errors import InvalidInputError
 
 pytest.importorskip("shap")
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",
-                                        "ignore::sklearn.exceptions.ConvergenceWarning")  # fmt: skip
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::sklearn.exceptions.ConvergenceWarning"
+)
 
 from retraining.test_retraining import cancer, spec  # noqa: E402  tests/unit is on sys.path (rootdir import mode)
 
@@ -21,8 +22,12 @@ from retraining.test_retraining import cancer, spec  # noqa: E402  tests/unit is
 @pytest.fixture
 def ews(ws: keel.Workspace) -> keel.Workspace:
     ws.datasets.add("cancer", cancer())
-    ws.retraining.train(spec(estimator={"class": "sklearn.ensemble.HistGradientBoostingClassifier", "params": {"max_iter": 40}},
-                             explain={"display": {"worst_area": {"name": "largest area", "unit": "px"}}}))  # fmt: skip
+    ws.retraining.train(
+        spec(
+            estimator={"class": "sklearn.ensemble.HistGradientBoostingClassifier", "params": {"max_iter": 40}},
+            explain={"display": {"worst_area": {"name": "largest area", "unit": "px"}}},
+        )
+    )
     return ws
 
 
@@ -40,7 +45,9 @@ def test_reason_codes_point_toward_each_rows_outcome_with_values_and_typical_val
         assert 1 <= len(reasons) <= 3
         sign = 1 if outcome == 1 else -1
         assert all(sign * r["attribution"] > 0 for r in reasons)  # each pushed toward this row's outcome
-        assert [abs(r["attribution"]) for r in reasons] == sorted((abs(r["attribution"]) for r in reasons), reverse=True)
+        assert [abs(r["attribution"]) for r in reasons] == sorted(
+            (abs(r["attribution"]) for r in reasons), reverse=True
+        )
         first = reasons[0]
         assert f"pushed toward {outcome}" in first["text"] and "typical" in first["text"]
         assert first["typical"] == pytest.approx(float(cancer()[first["feature"]].median()), rel=0.5)
@@ -87,10 +94,16 @@ def test_a_registered_lightgbm_model_gets_its_native_treeshap(ws: keel.Workspace
     frame = cancer().drop(columns="site")
     X = frame.drop(columns="target")
     version = ws.datasets.add("cancer-numeric", frame)
-    ws.models.register("boost", lightgbm.LGBMClassifier(n_estimators=30, verbose=-1).fit(X, frame["target"]), trained_on=version, X=X)
+    ws.models.register(
+        "boost", lightgbm.LGBMClassifier(n_estimators=30, verbose=-1).fit(X, frame["target"]), trained_on=version, X=X
+    )
     result = ws.explain("boost@1", X.head(5))
-    assert result.explanation.method == "tree (LightGBM exact TreeSHAP)"  # the loaded wrapper is opened, not treated as a black box
-    np.testing.assert_allclose(result.explanation.outputs, ws.models.load("boost@1").model.predict_raw(X.head(5)), atol=1e-6)
+    assert (
+        result.explanation.method == "tree (LightGBM exact TreeSHAP)"
+    )  # the loaded wrapper is opened, not treated as a black box
+    np.testing.assert_allclose(
+        result.explanation.outputs, ws.models.load("boost@1").model.predict_raw(X.head(5)), atol=1e-6
+    )
 
 
 def test_keel_models_explain_runs_a_batch_explanation_job(ews: keel.Workspace) -> None:
@@ -100,7 +113,9 @@ def test_keel_models_explain_runs_a_batch_explanation_job(ews: keel.Workspace) -
 
     ews.datasets.add("applications", cancer().drop(columns="target").head(40))
     home = str(ews.settings.home)
-    result = CliRunner().invoke(app, ["--workspace", home, "models", "explain", "tumor@champion", "applications", "--chunk-rows", "25"])
+    result = CliRunner().invoke(
+        app, ["--workspace", home, "models", "explain", "tumor@champion", "applications", "--chunk-rows", "25"]
+    )
     assert result.exit_code == 0, result.stderr
     assert "Explained 40 rows with tumor@1 in 2 chunks -> applications-explained@1" in result.stdout
     missing = CliRunner().invoke(app, ["--workspace", home, "models", "explain", "tumor@champion", "nope"])
@@ -119,10 +134,14 @@ def test_lime_on_request_from_the_workspace_and_the_cli(ews: keel.Workspace, tmp
     assert len(a.top) == 5 and 0 <= a.stability <= 1 and a.target == 1
     path = tmp_path / "row.csv"
     row.to_csv(path, index=False)
-    result = CliRunner().invoke(app, ["--workspace", str(ews.settings.home), "explain", "tumor@champion", str(path), "--lime"])
+    result = CliRunner().invoke(
+        app, ["--workspace", str(ews.settings.home), "explain", "tumor@champion", str(path), "--lime"]
+    )
     assert result.exit_code == 0, result.stderr
     assert "LIME toward 1 (stability" in result.stdout
-    shap_words = CliRunner().invoke(app, ["--workspace", str(ews.settings.home), "explain", "tumor@champion", str(path), "--text-column", "x"])
+    shap_words = CliRunner().invoke(
+        app, ["--workspace", str(ews.settings.home), "explain", "tumor@champion", str(path), "--text-column", "x"]
+    )
     assert shap_words.exit_code == 1 and "--text-column goes with --lime" in shap_words.stderr
 
 
@@ -130,7 +149,9 @@ def test_a_projects_version_stores_its_global_importance_when_registered(ews: ke
     stored = ews._meta.importance.get("tumor", 1)
     assert stored is not None and stored["method"].startswith("tree") and 150 <= stored["rows"] <= 200
     importance = stored["importance"]
-    assert list(importance.values()) == sorted(importance.values(), reverse=True) and set(importance) == set(cancer().columns) - {"target"}
+    assert list(importance.values()) == sorted(importance.values(), reverse=True) and set(importance) == set(
+        cancer().columns
+    ) - {"target"}
     assert ews.importance("tumor@1") == stored  # read back, not recomputed
 
 
@@ -139,7 +160,9 @@ def test_a_version_registered_with_its_training_input_stores_its_importance(ws: 
     frame = cancer().drop(columns="site")
     X = frame.drop(columns="target")
     version = ws.datasets.add("cancer-numeric", frame)
-    ws.models.register("boost", lightgbm.LGBMClassifier(n_estimators=20, verbose=-1).fit(X, frame["target"]), trained_on=version, X=X)
+    ws.models.register(
+        "boost", lightgbm.LGBMClassifier(n_estimators=20, verbose=-1).fit(X, frame["target"]), trained_on=version, X=X
+    )
     stored = ws._meta.importance.get("boost", 1)  # written with the version, in its transaction
     assert stored is not None and stored["method"] == "tree (LightGBM exact TreeSHAP)" and 150 <= stored["rows"] <= 200
     assert set(stored["importance"]) == set(X.columns) and max(stored["importance"].values()) > 0

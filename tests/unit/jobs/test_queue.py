@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from retraining.test_retraining import cancer, spec  # tests/unit is on sys.path (rootdir import mode)
 from sqlalchemy import update
 
 import keel
@@ -16,8 +17,6 @@ from keel.errors import InvalidInputError
 from keel.jobs.queue import STALE_AFTER_S
 from keel.storage import schema
 from keel.storage._common import now
-
-from retraining.test_retraining import cancer, spec  # tests/unit is on sys.path (rootdir import mode)
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -75,7 +74,9 @@ def test_a_job_whose_worker_died_is_queued_again_then_failed_after_its_attempts(
     store.claim("w3")
     store.finish(done.id, result={"ok": 1})
     die()
-    assert store.requeue_stale(STALE_AFTER_S) == ([], []) and store.get(done.id).status == "succeeded"  # never run twice
+    assert (
+        store.requeue_stale(STALE_AFTER_S) == ([], []) and store.get(done.id).status == "succeeded"
+    )  # never run twice
 
 
 def test_a_retrain_job_runs_on_the_local_executor_and_records_its_result(ws: keel.Workspace) -> None:
@@ -100,19 +101,17 @@ def test_a_failing_job_is_recorded_as_failed(ws: keel.Workspace) -> None:
 
 
 def test_the_scheduler_tick_queues_due_retraining_once_and_starts_it(ws: keel.Workspace) -> None:
-    from keel.jobs.scheduler import tick
-
     ws.datasets.add("cancer", cancer())
     ws.retraining.train(spec(retraining={"triggers": ["new_data"], "debounce_s": 0}))
     ws.datasets.add("cancer", cancer().iloc[:500])
-    first: dict[str, Any] = tick(ws)
+    first: dict[str, Any] = ws.tick()
     assert len(first["queued"]) == 1 and first["started"] == first["queued"]
-    second = tick(ws)  # still running, or done: either way not queued twice
+    second = ws.tick()  # still running, or done: either way not queued twice
     assert second["queued"] == [] or ws.jobs.get(first["queued"][0]).status != "queued"
     ws.jobs.wait(timeout=120)
     [decision] = [d for d in ws.retraining.decisions("tumor") if d.trigger == "new_data"]
     assert decision.evidence["data"]["dataset"] == "cancer@2"
-    assert tick(ws)["queued"] == []  # trained on the newest version now
+    assert ws.tick()["queued"] == []  # trained on the newest version now
 
 
 def test_batch_scoring_job_writes_scores_as_a_dataset_version_with_lineage(ws: keel.Workspace) -> None:
@@ -122,13 +121,21 @@ def test_batch_scoring_job_writes_scores_as_a_dataset_version_with_lineage(ws: k
     ws.datasets.add("applications", frame)
     job = ws.jobs.run("batch_score", {"model": "tumor@champion", "dataset": "applications", "chunk_rows": 100})
     assert job.status == "succeeded", job.error
-    assert job.result is not None and (job.result["rows"], job.result["chunks"], job.result["model"]) == (569, 6, "tumor@1")
+    assert job.result is not None and (job.result["rows"], job.result["chunks"], job.result["model"]) == (
+        569,
+        6,
+        "tumor@1",
+    )
     scored = ws.datasets.load(job.result["dataset"])
     expected = ws.models.load("tumor@1").predict_proba(frame)[:, 1]
     assert list(scored.columns[-3:]) == ["prediction", "proba_0", "proba_1"]
     np.testing.assert_allclose(scored["proba_1"], expected)
     info = ws.datasets.get(job.result["dataset"])
-    assert info.ref == "applications-scored@1" and info.tags["model"] == "tumor@1" and info.tags["source"] == "applications@1"
+    assert (
+        info.ref == "applications-scored@1"
+        and info.tags["model"] == "tumor@1"
+        and info.tags["source"] == "applications@1"
+    )
     failed = ws.jobs.run("batch_score", {"model": "tumor@champion", "dataset": "missing"})
     assert failed.status == "failed" and "missing" in (failed.error or "")
 
@@ -160,3 +167,15 @@ def test_batch_explanation_job_stores_additive_attributions(ws: keel.Workspace) 
     attr = explained[[c for c in explained.columns if c.startswith("attr_")]]
     np.testing.assert_allclose(attr.sum(axis=1) + explained["base_value"], explained["output"], atol=1e-6)
     assert explained["reasons"].str.contains("pushed toward").all()
+
+
+def test_run_or_queue_queues_once_per_retrain_key_and_knows_only_the_workspace_kinds(ws: keel.Workspace) -> None:
+    from keel.workspace.handlers import HANDLERS
+    from keel.workspace.payloads import retrain_key
+
+    job, created = ws.jobs.run_or_queue("tune", {"model": "m"}, background=True, dedup_key=retrain_key("m"))
+    again, created_again = ws.jobs.run_or_queue("retrain", {"model": "m"}, background=True, dedup_key=retrain_key("m"))
+    assert created and not created_again and again.id == job.id and job.status == "queued"
+    assert retrain_key("m") == "retrain:m"  # the key tick() and the CLI share: one active retraining per model
+    with pytest.raises(InvalidInputError, match="Unknown job kind 'nope'; known: " + ", ".join(sorted(HANDLERS))):
+        ws.jobs.run_or_queue("nope", {}, background=True)

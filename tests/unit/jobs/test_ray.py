@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from retraining.test_retraining import cancer, spec  # tests/unit is on sys.path (rootdir import mode)
 
 import keel
 from keel import Settings
 
-from retraining.test_retraining import cancer, spec  # tests/unit is on sys.path (rootdir import mode)
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",
-                                        "ignore::sklearn.exceptions.ConvergenceWarning")  # fmt: skip
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::sklearn.exceptions.ConvergenceWarning"
+)
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +47,11 @@ def test_a_retrain_job_runs_as_a_ray_task_in_another_process(ray_instance: Any, 
         ws.jobs.wait(timeout=300)
         done = ws.jobs.get(job.id)
         assert done.status == "succeeded", done.error
-        assert done.result is not None and done.result["version"] == 2 and done.result["outcome"] in ("promoted", "rejected")
+        assert (
+            done.result is not None
+            and done.result["version"] == 2
+            and done.result["outcome"] in ("promoted", "rejected")
+        )
         assert not done.result["ran_on"].endswith(f":{os.getpid()}")  # a Ray worker process, not this one
         assert ws.models.get("tumor@challenger").version == 2  # written to the same store by the Ray worker
 
@@ -69,7 +73,9 @@ def test_batch_scoring_splits_into_ray_tasks(ray_instance: Any, tmp_path: Path) 
         ws.retraining.train(spec())
         frame = cancer().drop(columns="target")
         ws.datasets.add("applications", frame)
-        job = ws.jobs.run("batch_score", {"model": "tumor@champion", "dataset": "applications", "chunk_rows": 150}, timeout=300)
+        job = ws.jobs.run(
+            "batch_score", {"model": "tumor@champion", "dataset": "applications", "chunk_rows": 150}, timeout=300
+        )
         assert job.status == "succeeded", job.error
         assert job.result is not None and job.result["chunks"] == 4 and job.result["rows"] == 569
         scored = ws.datasets.load(job.result["dataset"])
@@ -96,6 +102,8 @@ def test_batch_explanations_split_into_ray_tasks(ray_instance: Any, tmp_path: Pa
         ws.datasets.add("cancer", cancer())
         ws.retraining.train(spec())
         ws.datasets.add("applications", cancer().drop(columns="target").head(90))
-        job = ws.jobs.run("batch_explain", {"model": "tumor@champion", "dataset": "applications", "chunk_rows": 30}, timeout=300)
+        job = ws.jobs.run(
+            "batch_explain", {"model": "tumor@champion", "dataset": "applications", "chunk_rows": 30}, timeout=300
+        )
         assert job.status == "succeeded", job.error
         assert job.result is not None and (job.result["rows"], job.result["chunks"]) == (90, 3)

@@ -11,7 +11,8 @@ import pytest
 import keel
 from keel.entities import AlertSeverity, AlertStatus
 from keel.errors import ConflictError, InvalidInputError, NotFoundError
-from keel.monitoring.alerts import DEFAULT_RULES, Alerts, dedup_key
+from keel.monitoring.alert_rules import DEFAULT_RULES
+from keel.monitoring.alerts import Alerts, dedup_key
 
 
 class Clock:
@@ -51,12 +52,27 @@ CONTEXT: dict[str, Any] = {
 
 # -- rules ---------------------------------------------------------------------------------
 def test_add_rule_stores_every_field_and_lists_it(alerts: Alerts) -> None:
-    rule = alerts.add_rule("credit", "income-psi", metric="psi", op=">", threshold=0.3, feature="income",
-                           severity="critical", cooldown_s=60, window="1000 rows")  # fmt: skip
+    rule = alerts.add_rule(
+        "credit",
+        "income-psi",
+        metric="psi",
+        op=">",
+        threshold=0.3,
+        feature="income",
+        severity="critical",
+        cooldown_s=60,
+        window="1000 rows",
+    )
     assert rule.window == "1000 rows"
     assert rule.condition == "psi > 0.3 on 'income'"
     (stored,) = alerts.rules("credit")
-    assert (stored.name, stored.metric, stored.op, stored.threshold, stored.feature) == ("income-psi", "psi", ">", 0.3, "income")
+    assert (stored.name, stored.metric, stored.op, stored.threshold, stored.feature) == (
+        "income-psi",
+        "psi",
+        ">",
+        0.3,
+        "income",
+    )
     assert (stored.severity, stored.cooldown_s, stored.enabled) == (AlertSeverity.CRITICAL, 60, True)
     assert alerts.rules("other") == []
 
@@ -191,7 +207,9 @@ def test_nan_never_fires(alerts: Alerts, op: str) -> None:
     assert alerts.list() == []
 
 
-@pytest.mark.parametrize(("op", "value", "fires"), [(">", 0.2, False), (">=", 0.2, True), ("<", 0.19, True), ("<=", 0.21, False)])
+@pytest.mark.parametrize(
+    ("op", "value", "fires"), [(">", 0.2, False), (">=", 0.2, True), ("<", 0.19, True), ("<=", 0.21, False)]
+)
 def test_comparisons_are_exact_at_the_threshold(alerts: Alerts, op: str, value: float, fires: bool) -> None:
     alerts.add_rule("credit", "r", metric="psi", op=op, threshold=0.2)
     assert len(alerts.evaluate("credit", [("x", "psi", value)], context={})) == int(fires)
@@ -200,7 +218,10 @@ def test_comparisons_are_exact_at_the_threshold(alerts: Alerts, op: str, value: 
 def test_evidence_is_plain_json_even_from_numpy_and_infinite_values(alerts: Alerts) -> None:
     np = pytest.importorskip("numpy")
     alerts.add_rule("credit", "r", metric="psi", op=">", threshold=0.2)
-    context = {"features": {"income": {"ks": np.float64(0.5), "nan": math.nan, "n": np.int64(3)}}, "when": datetime(2025, 1, 1)}
+    context = {
+        "features": {"income": {"ks": np.float64(0.5), "nan": math.nan, "n": np.int64(3)}},
+        "when": datetime(2025, 1, 1),
+    }
     (alert,) = alerts.evaluate("credit", [("income", "psi", math.inf)], context=context)
     assert alert.evidence["value"] == "inf"
     assert alert.evidence["statistics"] == {"ks": 0.5, "nan": None, "n": 3}
@@ -208,7 +229,9 @@ def test_evidence_is_plain_json_even_from_numpy_and_infinite_values(alerts: Aler
 
 
 # -- deduplication and cooldown --------------------------------------------------------------
-def test_firing_again_updates_the_open_alert_and_renotifies_only_after_the_cooldown(alerts: Alerts, clock: Clock) -> None:
+def test_firing_again_updates_the_open_alert_and_renotifies_only_after_the_cooldown(
+    alerts: Alerts, clock: Clock
+) -> None:
     alerts.add_channel("ops-log", "log")
     alerts.add_rule("credit", "drift", metric="psi", op=">", threshold=0.2, cooldown_s=600)
     (first,) = alerts.evaluate("credit", [("income", "psi", 0.3)], context=CONTEXT)

@@ -10,11 +10,9 @@ import email
 import json
 import logging
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -97,7 +95,18 @@ def test_json_webhook_posts_the_alert_with_its_evidence(alerts: Alerts, receiver
     assert request["headers"]["Content-Type"] == "application/json"
     assert request["headers"]["Authorization"] == "Bearer t0ken"
     body = request["body"]
-    assert set(body) == {"id", "model", "rule", "severity", "status", "title", "evidence", "opened_at", "last_seen_at", "count"}
+    assert set(body) == {
+        "id",
+        "model",
+        "rule",
+        "severity",
+        "status",
+        "title",
+        "evidence",
+        "opened_at",
+        "last_seen_at",
+        "count",
+    }
     assert (body["id"], body["model"], body["rule"]) == (alert.id, "credit", "drift")
     assert (body["severity"], body["status"]) == ("warning", "open")
     assert body["evidence"]["feature"] == "income" and body["evidence"]["statistics"]["current_mean"] == 131.7
@@ -123,7 +132,9 @@ def test_slack_webhook_posts_text_and_blocks(alerts: Alerts, receiver: Any) -> N
     assert f"Alert #{alert.id}" in body["blocks"][2]["elements"][0]["text"]
 
 
-def test_a_failing_webhook_is_retried_with_backoff_and_recorded(alerts: Alerts, receiver: Any, sleeps: list[float]) -> None:
+def test_a_failing_webhook_is_retried_with_backoff_and_recorded(
+    alerts: Alerts, receiver: Any, sleeps: list[float]
+) -> None:
     receiver.statuses = [500] * 10
     alerts.add_channel("hook", "webhook", url=receiver.url)
     alert = fire(alerts)  # returns despite the failure
@@ -187,8 +198,14 @@ def test_a_channel_that_raises_unexpectedly_is_recorded_as_failed(
 
 # -- e-mail --------------------------------------------------------------------------------
 def test_email_reaches_a_real_smtp_server(alerts: Alerts, smtp_server: Mailbox) -> None:
-    alerts.add_channel("mail", "email", host="127.0.0.1", port=smtp_server.port, sender="keel@example.org",
-                       to=["ops@example.org", "ds@example.org"])  # fmt: skip
+    alerts.add_channel(
+        "mail",
+        "email",
+        host="127.0.0.1",
+        port=smtp_server.port,
+        sender="keel@example.org",
+        to=["ops@example.org", "ds@example.org"],
+    )
     alert = fire(alerts)
     ((recipients, message),) = smtp_server.messages
     assert recipients == ["ops@example.org", "ds@example.org"]
@@ -205,8 +222,16 @@ def test_email_logs_in_with_the_password_from_the_named_variable(
     alerts: Alerts, smtp_server: Mailbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ALERT_SMTP_PASSWORD", "s3cret")
-    channel = alerts.add_channel("mail", "email", host="127.0.0.1", port=smtp_server.port, sender="keel@example.org",
-                                 to="ops@example.org", username="keel", password_env="ALERT_SMTP_PASSWORD")  # fmt: skip
+    channel = alerts.add_channel(
+        "mail",
+        "email",
+        host="127.0.0.1",
+        port=smtp_server.port,
+        sender="keel@example.org",
+        to="ops@example.org",
+        username="keel",
+        password_env="ALERT_SMTP_PASSWORD",
+    )
     assert "s3cret" not in json.dumps(channel.config)
     alert = fire(alerts)
     assert smtp_server.logins == [(b"keel", b"s3cret")]
@@ -217,18 +242,36 @@ def test_email_without_its_password_variable_fails_once_and_says_why(
     alerts: Alerts, smtp_server: Mailbox, sleeps: list[float], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("ALERT_SMTP_PASSWORD", raising=False)
-    alerts.add_channel("mail", "email", host="127.0.0.1", port=smtp_server.port, sender="keel@example.org",
-                       to=["ops@example.org"], username="keel", password_env="ALERT_SMTP_PASSWORD")  # fmt: skip
+    alerts.add_channel(
+        "mail",
+        "email",
+        host="127.0.0.1",
+        port=smtp_server.port,
+        sender="keel@example.org",
+        to=["ops@example.org"],
+        username="keel",
+        password_env="ALERT_SMTP_PASSWORD",
+    )
     alert = fire(alerts)
     (delivery,) = alerts.deliveries(alert.id)
     assert (delivery.status, delivery.attempts, sleeps) == ("failed", 1, [])
     assert "ALERT_SMTP_PASSWORD" in (delivery.error or "") and smtp_server.messages == []
 
 
-def test_a_wrong_smtp_password_is_not_retried(alerts: Alerts, smtp_server: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_wrong_smtp_password_is_not_retried(
+    alerts: Alerts, smtp_server: Mailbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ALERT_SMTP_PASSWORD", "wrong")
-    alerts.add_channel("mail", "email", host="127.0.0.1", port=smtp_server.port, sender="keel@example.org",
-                       to=["ops@example.org"], username="keel", password_env="ALERT_SMTP_PASSWORD")  # fmt: skip
+    alerts.add_channel(
+        "mail",
+        "email",
+        host="127.0.0.1",
+        port=smtp_server.port,
+        sender="keel@example.org",
+        to=["ops@example.org"],
+        username="keel",
+        password_env="ALERT_SMTP_PASSWORD",
+    )
     alert = fire(alerts)
     (delivery,) = alerts.deliveries(alert.id)
     assert (delivery.status, delivery.attempts) == ("failed", 1) and "login refused" in (delivery.error or "")
@@ -236,7 +279,9 @@ def test_a_wrong_smtp_password_is_not_retried(alerts: Alerts, smtp_server: Mailb
 
 
 def test_an_unreachable_smtp_server_is_retried(alerts: Alerts, sleeps: list[float]) -> None:
-    alerts.add_channel("mail", "email", host="127.0.0.1", port=free_port(), sender="keel@example.org", to=["ops@example.org"])
+    alerts.add_channel(
+        "mail", "email", host="127.0.0.1", port=free_port(), sender="keel@example.org", to=["ops@example.org"]
+    )
     alert = fire(alerts)
     (delivery,) = alerts.deliveries(alert.id)
     assert (delivery.status, delivery.attempts, sleeps) == ("failed", 4, [0.5, 1.0, 2.0])
@@ -270,12 +315,18 @@ def test_log_channel_writes_on_keel_alerts_by_severity(alerts: Alerts, caplog: p
         ("email", {"host": "h", "sender": "nobody", "to": ["d@e.f"]}, "sender"),
         ("email", {"host": "h", "sender": "a@b.c", "to": []}, "to"),
         ("email", {"host": "h", "sender": "a@b.c", "to": ["d@e.f"], "password": "x"}, "password_env"),
-        ("email", {"host": "h", "sender": "a@b.c", "to": ["d@e.f"], "username": "u", "password_env": "a b"}, "password_env"),
+        (
+            "email",
+            {"host": "h", "sender": "a@b.c", "to": ["d@e.f"], "username": "u", "password_env": "a b"},
+            "password_env",
+        ),
         ("email", {"host": "h", "sender": "a@b.c", "to": ["d@e.f"], "starttls": True, "ssl": True}, "starttls"),
         ("log", {"level": "debug"}, "level"),
     ],
 )
-def test_add_channel_rejects_bad_settings_naming_them(alerts: Alerts, kind: str, config: dict[str, Any], message: str) -> None:
+def test_add_channel_rejects_bad_settings_naming_them(
+    alerts: Alerts, kind: str, config: dict[str, Any], message: str
+) -> None:
     with pytest.raises(InvalidInputError, match=message):
         alerts.add_channel("c", kind, **config)
     assert alerts.channels() == []
@@ -283,10 +334,16 @@ def test_add_channel_rejects_bad_settings_naming_them(alerts: Alerts, kind: str,
 
 def test_channels_are_listed_with_defaults_and_removed(alerts: Alerts) -> None:
     alerts.add_channel("hook", "webhook", url="https://hooks.example.org/x")
-    alerts.add_channel("mail", "email", host="smtp.example.org", sender="keel@example.org", to="a@example.org, b@example.org")
+    alerts.add_channel(
+        "mail", "email", host="smtp.example.org", sender="keel@example.org", to="a@example.org, b@example.org"
+    )
     hook, mail = alerts.channels()
     assert hook.config == {"url": "https://hooks.example.org/x", "format": "json", "headers": {}, "timeout_s": 5.0}
-    assert (mail.config["port"], mail.config["to"], mail.config["starttls"]) == (25, ["a@example.org", "b@example.org"], False)
+    assert (mail.config["port"], mail.config["to"], mail.config["starttls"]) == (
+        25,
+        ["a@example.org", "b@example.org"],
+        False,
+    )
     alerts.remove_channel("hook")
     assert [c.name for c in alerts.channels()] == ["mail"]
     with pytest.raises(keel.errors.NotFoundError, match="known channels: mail"):

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import keel.monitoring._drift as drift_numerics
-from keel.monitoring._drift import histogram_noise
+from keel.monitoring._noise import histogram_noise
 from keel.monitoring.stats import DriftThresholds, build_reference, drift_report
 
 from .test_stats import mixed_frame
@@ -74,7 +74,9 @@ def test_floors_are_raised_for_the_reports_number_of_rules() -> None:
     alone = drift_report(build_reference(frame[["num12"]]), window[["num12"]]).feature("num12")
     among = drift_report(build_reference(frame), window).feature("num12")
     assert dict(among.limits)["wasserstein_norm"] > dict(alone.limits)["wasserstein_norm"] * 1.2
-    unguarded = drift_report(build_reference(frame), window, thresholds=DriftThresholds(noise_quantile=None)).feature("num12")
+    unguarded = drift_report(build_reference(frame), window, thresholds=DriftThresholds(noise_quantile=None)).feature(
+        "num12"
+    )
     assert dict(unguarded.limits) == {"psi": 0.2, "wasserstein_norm": 0.1}
 
 
@@ -90,7 +92,9 @@ def test_histogram_noise_matches_a_multinomial_simulation_of_sparse_bins() -> No
     psi = ((floored - shares) * np.log(floored / shares)).sum(axis=1)
     mid = 0.5 * (shares + counts)
     with np.errstate(divide="ignore", invalid="ignore"):
-        js_squared = 0.5 * (shares * np.log2(shares / mid) + np.where(counts > 0, counts * np.log2(counts / mid), 0.0)).sum(axis=1)
+        js_squared = 0.5 * (
+            shares * np.log2(shares / mid) + np.where(counts > 0, counts * np.log2(counts / mid), 0.0)
+        ).sum(axis=1)
     assert psi_floor > 0.6
     assert alpha / 3 < np.mean(psi > psi_floor) <= alpha
     assert alpha / 3 < np.mean(js_squared > js_squared_floor) <= alpha

@@ -19,9 +19,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 import keel
-from keel.errors import InvalidInputError, NotFoundError
 from keel.monitoring import stats
 from keel.monitoring.predlog import new_prediction_ids
+from keel.monitoring.profiles import ReferenceProfile
 
 FEATURES = ["a", "b", "c"]
 CATS = ["x", "y", "z"]
@@ -42,14 +42,18 @@ def world(n: int, seed: int, *, shift_b: float = 0.0, cat_p: tuple[float, ...] =
 def register(ws: keel.Workspace, name: str, frame: pd.DataFrame) -> None:
     data = ws.datasets.add(name, frame)
     X, y = frame[FEATURES], frame["target"]
-    est = make_pipeline(make_column_transformer((OneHotEncoder(), ["c"]), remainder="passthrough"), LogisticRegression())
+    est = make_pipeline(
+        make_column_transformer((OneHotEncoder(), ["c"]), remainder="passthrough"), LogisticRegression()
+    )
     with ws.runs.start(name, inputs=[data]) as run:
         est.fit(X, y)
     ws.models.register(name, est, run=run, X=X)
     ws.models.set_alias(name, "champion", version=1)
 
 
-def serve(ws: keel.Workspace, name: str, frame: pd.DataFrame, *, at: datetime = T0, error: str | None = None) -> list[str]:
+def serve(
+    ws: keel.Workspace, name: str, frame: pd.DataFrame, *, at: datetime = T0, error: str | None = None
+) -> list[str]:
     """Score `frame` with the champion and log it as a server would; returns the prediction ids."""
     info = ws.models.get(f"{name}@champion")
     model = ws.models.load(info)
@@ -132,8 +136,9 @@ def test_label_shift_lowers_accuracy_and_alerts_once_feedback_arrives(ws: keel.W
     def labelled(n: int, positives: float, seed: int) -> pd.DataFrame:
         rng = np.random.default_rng(seed)
         y = (rng.random(n) < positives).astype(int)
-        return pd.DataFrame({"a": rng.normal(1.2 * y, 1.0), "b": rng.normal(5 + 2 * y, 2.0), "c": rng.choice(CATS, n),
-                             "target": y})  # fmt: skip
+        return pd.DataFrame(
+            {"a": rng.normal(1.2 * y, 1.0), "b": rng.normal(5 + 2 * y, 2.0), "c": rng.choice(CATS, n), "target": y}
+        )
 
     register(ws, "prior", labelled(20_000, 0.1, seed=0))
     ws.monitoring.watch("prior", window_rows=2000)
@@ -194,13 +199,13 @@ def test_a_time_window_reads_only_recent_traffic(mws: keel.Workspace) -> None:
 
 def test_the_reference_profile_is_computed_once(mws: keel.Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    real = stats.build_reference
+    real = stats.build_profile
 
-    def counting(frame: pd.DataFrame, **kwargs: Any) -> dict[str, Any]:
+    def counting(frame: pd.DataFrame, **kwargs: Any) -> ReferenceProfile:
         calls.append(len(frame))
         return real(frame, **kwargs)
 
-    monkeypatch.setattr(stats, "build_reference", counting)
+    monkeypatch.setattr(stats, "build_profile", counting)
     serve(mws, "syn", world(1000, seed=1))
     mws.monitoring.run("syn")
     assert calls == [20_000, 20_000]  # the dataset's profile, then the model's outputs on it
@@ -210,96 +215,41 @@ def test_the_reference_profile_is_computed_once(mws: keel.Workspace, monkeypatch
     assert set(mws.monitoring.reference_profile("syn@1")["columns"]) == {*FEATURES, "target"}
 
 
-def test_small_windows_skip_drift_but_still_report_quality(mws: keel.Workspace) -> None:
+def test_small_windows_skip_drift_and_feature_rates_but_still_report_schema_violations(mws: keel.Workspace) -> None:
     serve(mws, "syn", world(20, seed=1))
     result = mws.monitoring.run("syn")
     assert result.value("rows") == 20.0 and result.value("psi", "a") is None
-    assert result.value("missing_rate", "a") == 0.0
-    assert "fewer than min_rows=100" in result.run.summary["skipped"][0]
+    assert result.value("missing_rate", "a") is None and result.value("missing_rate_increase", "a") is None
+    assert result.value("schema_violation_rate") == 0.0
+    skipped = result.run.summary["skipped"]
+    assert any("drift: 20 served rows" in s and "min_rows=100" in s for s in skipped)
+    assert any("data quality per feature: 20 rows" in s for s in skipped)
 
 
-def test_watch_installs_the_default_rules_once_and_keeps_settings(mws: keel.Workspace) -> None:
-    rules = {r.name for r in mws.monitoring.alerts.rules("syn")}
-    assert {"feature-drift", "auc-drop", "schema-violations"} <= rules and "rmse-increase" not in rules
-    config = mws.monitoring.watch("syn", schedule_s=30)
-    assert (config.window_rows, config.schedule_s) == (1000, 30)  # earlier settings kept
-    assert len(mws.monitoring.alerts.rules("syn")) == len(rules)
-    assert [name for name, _, _ in mws.monitoring.monitors()] == ["syn"]
+def test_the_missing_values_rule_compares_with_the_references_own_rate(ws: keel.Workspace) -> None:
+    def blank(frame: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
+        frame = frame.copy()
+        frame.loc[frame.sample(frac=share, random_state=seed).index, "a"] = np.nan
+        return frame
 
+    from sklearn.impute import SimpleImputer
 
-def test_bad_monitor_settings_are_refused_and_change_nothing(mws: keel.Workspace) -> None:
-    with pytest.raises(NotFoundError):
-        mws.monitoring.watch("nope")
-    with pytest.raises(InvalidInputError, match="Unknown monitor setting.*windw_rows"):
-        mws.monitoring.watch("syn", windw_rows=10)
-    with pytest.raises(InvalidInputError, match="window_rows must be >= 1"):
-        mws.monitoring.watch("syn", window_rows=0)
-    with pytest.raises(NotFoundError):
-        mws.monitoring.watch("syn", reference="missing@1")
-    assert mws.monitoring.config("syn").window_rows == 1000
-
-
-def test_a_model_without_training_data_needs_an_explicit_reference(ws: keel.Workspace) -> None:
-    frame = world(2000, seed=0)
-    est = LogisticRegression().fit(frame[["a", "b"]], frame["target"])
-    ws.models.register("bare", est, X=frame[["a", "b"]])
-    ws.models.set_alias("bare", "champion", version=1)
-    ws.monitoring.watch("bare")
-    with pytest.raises(InvalidInputError, match="no training dataset in its lineage.*reference="):
-        ws.monitoring.run("bare")
-    ref = ws.datasets.add("bare-ref", frame[["a", "b", "target"]])
-    ws.monitoring.watch("bare", reference=ref.ref)
-    result = ws.monitoring.run("bare")
-    assert result.run.reference == ref.ref and result.value("rows") == 0.0
-
-
-def test_one_broken_monitor_does_not_stop_the_others(mws: keel.Workspace) -> None:
-    frame = world(500, seed=0)
-    ws = mws
-    ws.models.register("orphan", LogisticRegression().fit(frame[["a", "b"]], frame["target"]), X=frame[["a", "b"]])
-    ws.monitoring.watch("orphan")  # no reference: its checks fail
-    serve(ws, "syn", world(1000, seed=1))
-    results = ws.monitoring.run_due()
-    assert [r.run.model for r in results] == ["syn"]
-
-
-@pytest.mark.parametrize(
-    ("given", "message"),
-    [
-        ({"window_rows": "x"}, "window_rows must be a whole number"),
-        ({"window_rows": float("nan")}, "window_rows must be a whole number"),
-        ({"window_rows": True}, "window_rows must be a whole number"),
-        ({"window_rows": 10**30}, "window_rows must be at most"),
-        ({"window_s": float("inf"), "window_rows": None}, "window_s must be a finite number"),
-        ({"window_s": 1e308, "window_rows": None}, "window_s must be at most"),
-        ({"schedule_s": 1e308}, "schedule_s must be at most"),
-        ({"schedule_s": float("nan")}, "schedule_s must be a finite number"),
-        ({"schedule_s": "60"}, "schedule_s must be a finite number"),
-        ({"min_rows": 2.5}, "min_rows must be a whole number"),
-        ({"multivariate": "yes"}, "multivariate must be true or false"),
-        ({"reference": 3}, "reference must be a non-empty string"),
-        ({"target": ""}, "target must be a non-empty string"),
-        ({"alias": ["champion"]}, "Invalid alias"),
-        ({"thresholds": "x"}, "thresholds must be an object"),
-        ({"thresholds": {"psi": "high"}}, "thresholds.psi must be a finite number"),
-        ({"thresholds": {"psi": float("nan")}}, "thresholds.psi must be a finite number"),
-        ({"thresholds": {"pis": 0.3}}, "thresholds: unknown name.*pis"),
-        ({"thresholds": {"noise_quantile": 2.0}}, "thresholds: .*noise_quantile"),
-        ({"model": "other"}, "Unknown monitor setting.*model"),
-        ({"self": 1}, "Unknown monitor setting.*self"),
-    ],
-)
-def test_every_monitor_setting_is_validated_for_python_callers_and_nothing_is_stored(
-    mws: keel.Workspace, given: dict[str, Any], message: str
-) -> None:
-    """Before: 'x' thresholds were stored and every later check failed; NaN became null; 1e308 passed."""
-    before = mws.monitoring._meta.monitors.get_monitor("syn")
-    with pytest.raises(InvalidInputError, match=message):
-        mws.monitoring.watch("syn", **given)
-    assert mws.monitoring._meta.monitors.get_monitor("syn") == before
-
-
-def test_valid_thresholds_are_kept_and_used(mws: keel.Workspace) -> None:
-    config = mws.monitoring.watch("syn", thresholds={"psi": 0.5, "ks_stat": None}, schedule_s=86_400)
-    assert config.thresholds == {"psi": 0.5, "ks_stat": None} and config.schedule_s == 86_400
-    assert mws.monitoring.config("syn").thresholds == {"psi": 0.5, "ks_stat": None}
+    train = blank(world(20_000, seed=0), 0.085, 0)  # 8.5% empty in training, as Income
+    data = ws.datasets.add("gap", train)
+    est = make_pipeline(
+        make_column_transformer((OneHotEncoder(), ["c"]), (SimpleImputer(), ["a"]), remainder="passthrough"),
+        LogisticRegression(),
+    )
+    with ws.runs.start("gap", inputs=[data]) as run:
+        est.fit(train[FEATURES], train["target"])
+    ws.models.register("gap", est, run=run, X=train[FEATURES])
+    ws.models.set_alias("gap", "champion", version=1)
+    ws.monitoring.watch("gap", window_rows=1000)
+    serve(ws, "gap", blank(world(1000, seed=1), 0.11, 1), at=T0)  # 11%: above 0.1, but 8.5% plus noise
+    quiet = ws.monitoring.run("gap", at=T0 + timedelta(minutes=1))
+    assert quiet.value("missing_rate", "a") == pytest.approx(0.11)
+    assert quiet.value("missing_rate_increase", "a") == pytest.approx(0.11 - 0.085, abs=0.002)
+    assert not [a for a in quiet.alerts if a.rule == "missing-values"]
+    serve(ws, "gap", blank(world(1000, seed=2), 0.3, 2), at=T0 + timedelta(minutes=2))  # a broken upstream field
+    loud = ws.monitoring.run("gap", at=T0 + timedelta(minutes=3))
+    assert [a.feature for a in loud.alerts if a.rule == "missing-values"] == ["a"]

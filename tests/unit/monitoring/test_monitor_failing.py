@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 from sklearn.linear_model import LogisticRegression
-from .test_monitor import register, serve, world
 
 import keel
 from keel.monitoring import stats
+
+from .test_monitor import register, serve, world
 
 
 def refuse(ws: keel.Workspace, name: str, records: list[dict[str, Any]], error: str) -> None:
@@ -43,8 +44,12 @@ def failing_alerts(ws: keel.Workspace, name: str, status: str = "active") -> lis
 def test_a_refused_string_beside_missing_values_in_a_json_column_does_not_fail_the_check(mws: keel.Workspace) -> None:
     """Reproduces the json.loads(nan) of every run: 'high', None and 2.0 in one refused segment."""
     serve(mws, "syn", world(900, seed=4))
-    refuse(mws, "syn", [{"a": 0.1, "b": "high", "c": "x"}, {"a": 0.2, "b": None, "c": "y"}, {"a": 0.3, "b": 2.0, "c": 3}],
-           "column 'b': expected a number")  # fmt: skip
+    refuse(
+        mws,
+        "syn",
+        [{"a": 0.1, "b": "high", "c": "x"}, {"a": 0.2, "b": None, "c": "y"}, {"a": 0.3, "b": 2.0, "c": 3}],
+        "column 'b': expected a number",
+    )
     result = mws.monitoring.run("syn")
     assert result.value("rows") == 903.0 and result.value("served_rows") == 900.0
     assert result.value("schema_violation_rate") == pytest.approx(3 / 903)
@@ -126,8 +131,9 @@ def test_a_new_cause_is_logged_again_with_its_traceback(mws: keel.Workspace, cap
     with caplog.at_level(logging.INFO, logger="keel.monitoring"):
         mws.monitoring.run_due(now)
         mws.monitoring.watch("orphan", reference="syn@1")  # now its columns are wrong in another way
-        mws.monitoring._meta.monitors.save_monitor("orphan", {**mws.monitoring._meta.monitors.get_monitor("orphan")[0],
-                                                              "thresholds": "x"})  # stored before validation existed
+        mws.monitoring._meta.monitors.save_monitor(
+            "orphan", {**mws.monitoring._meta.monitors.get_monitor("orphan")[0], "thresholds": "x"}
+        )  # stored before validation existed
         mws.monitoring.run_due(now + timedelta(seconds=61))
     traced = [r for r in caplog.records if r.exc_info and "orphan" in r.getMessage()]
     assert len(traced) == 2 and "thresholds" in traced[1].getMessage()

@@ -49,11 +49,13 @@ def _rows(n: int, start: float = 0.0) -> list[dict[str, Any]]:
 
 
 def _frame(n: int, at: datetime, *, step_s: float = 1.0, x0: float = 0.0) -> pd.DataFrame:
-    return pd.DataFrame({
-        "__at": [at + timedelta(seconds=step_s * i) for i in range(n)],
-        "x": [x0 + i for i in range(n)],
-        "__prediction": [i % 2 for i in range(n)],
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "__at": [at + timedelta(seconds=step_s * i) for i in range(n)],
+            "x": [x0 + i for i in range(n)],
+            "__prediction": [i % 2 for i in range(n)],
+        }
+    )
 
 
 # -- ids ---------------------------------------------------------------------------------------------
@@ -148,8 +150,17 @@ def test_logged_table_holds_ids_inputs_outputs_and_refusals_apart() -> None:
     sink = RecordingSink()
     log = PredictionLogger(sink, max_buffer_rows=100, flush_interval_s=60)
     ids, at_ms = log.new_ids(2)
-    log.log("m", 3, _rows(2), predictions=np.array(["no", "yes"]), probabilities=np.array([[0.9, 0.1], [0.2, 0.8]]),
-            classes=["no", "yes"], ids=ids, at_ms=at_ms, latency_ms=1.25)  # fmt: skip
+    log.log(
+        "m",
+        3,
+        _rows(2),
+        predictions=np.array(["no", "yes"]),
+        probabilities=np.array([[0.9, 0.1], [0.2, 0.8]]),
+        classes=["no", "yes"],
+        ids=ids,
+        at_ms=at_ms,
+        latency_ms=1.25,
+    )
     log.log("m", 3, [{"x": "high", "color": 7}], error="x: expected a number")
     log.close()
     served = next(t for _, _, t in sink.tables if t.column("__error").null_count == t.num_rows).to_pandas()
@@ -172,7 +183,9 @@ def test_logger_refuses_unusable_settings() -> None:
 
 
 def test_settings_read_prediction_log_variables() -> None:
-    s = Settings.from_env({"KEEL_PREDLOG_FLUSH_S": "0.5", "KEEL_PREDLOG_BUFFER_ROWS": "50", "KEEL_PREDLOG_RETENTION_DAYS": "7"})
+    s = Settings.from_env(
+        {"KEEL_PREDLOG_FLUSH_S": "0.5", "KEEL_PREDLOG_BUFFER_ROWS": "50", "KEEL_PREDLOG_RETENTION_DAYS": "7"}
+    )
     assert (s.predlog_flush_s, s.predlog_buffer_rows, s.predlog_retention_days) == (0.5, 50, 7)
     with pytest.raises(ConfigError, match="KEEL_PREDLOG_FLUSH_S='soon' is not a number"):
         Settings.from_env({"KEEL_PREDLOG_FLUSH_S": "soon"})
@@ -184,8 +197,17 @@ def test_settings_read_prediction_log_variables() -> None:
 def test_logger_into_the_workspace_log_round_trips_rows(ws: keel.Workspace) -> None:
     log = ws.predictions.logger(flush_interval_s=60)
     ids, at_ms = log.new_ids(3)
-    log.log("m", 1, _rows(3), predictions=np.array([0, 1, 1]), probabilities=np.array([[1, 0], [0.4, 0.6], [0, 1]]),
-            classes=[0, 1], ids=ids, at_ms=at_ms, latency_ms=2.0)  # fmt: skip
+    log.log(
+        "m",
+        1,
+        _rows(3),
+        predictions=np.array([0, 1, 1]),
+        probabilities=np.array([[1, 0], [0.4, 0.6], [0, 1]]),
+        classes=[0, 1],
+        ids=ids,
+        at_ms=at_ms,
+        latency_ms=2.0,
+    )
     log.close()
     w = ws.predictions.window("m")
     assert w["__id"].tolist() == ids

@@ -88,8 +88,9 @@ def test_log_returns_only_after_a_sync_covered_its_rows(tmp_path: Path, monkeypa
         synced.append(fd)
 
     monkeypatch.setattr(predwal.os, "fdatasync", slow_sync)
-    log = PredictionLogger(GatedSink(), flush_interval_s=60, wal=lambda: PredictionWal(tmp_path, sync_ms=0),
-                           wait_for_sync=True)  # KEEL_PREDLOG_WAL=sync
+    log = PredictionLogger(
+        GatedSink(), flush_interval_s=60, wal=lambda: PredictionWal(tmp_path, sync_ms=0), wait_for_sync=True
+    )  # KEEL_PREDLOG_WAL=sync
     start = time.perf_counter()
     assert log.log("m", 1, _rows(2), predictions=[0, 1])
     assert time.perf_counter() - start >= 0.2 and synced
@@ -141,8 +142,9 @@ def test_by_default_an_answer_waits_for_the_append_only_and_syncs_follow_in_the_
 
 
 def test_one_sync_covers_many_concurrent_requests(tmp_path: Path) -> None:
-    log = PredictionLogger(GatedSink(), flush_interval_s=60, wal=lambda: PredictionWal(tmp_path, sync_ms=5),
-                           wait_for_sync=True)
+    log = PredictionLogger(
+        GatedSink(), flush_interval_s=60, wal=lambda: PredictionWal(tmp_path, sync_ms=5), wait_for_sync=True
+    )
 
     async def serve() -> None:
         await asyncio.gather(*(log.log_async("m", 1, _rows(1), predictions=[0]) for _ in range(200)))
@@ -157,8 +159,9 @@ def test_one_sync_covers_many_concurrent_requests(tmp_path: Path) -> None:
 def test_rows_past_the_buffer_spill_to_the_write_ahead_file_instead_of_being_dropped(tmp_path: Path) -> None:
     gate = threading.Event()
     sink = GatedSink(gate)
-    log = PredictionLogger(sink, max_buffer_rows=10, flush_interval_s=60, flush_rows=4,
-                           wal=lambda: PredictionWal(tmp_path, sync_ms=0))  # fmt: skip
+    log = PredictionLogger(
+        sink, max_buffer_rows=10, flush_interval_s=60, flush_rows=4, wal=lambda: PredictionWal(tmp_path, sync_ms=0)
+    )
     ids = []
     for _ in range(30):
         batch, at_ms = log.new_ids(2)
@@ -205,8 +208,18 @@ def test_a_busy_spinning_producer_thread_loses_no_row(ws: keel.Workspace) -> Non
         while (elapsed := time.perf_counter() - start) < 2.0:
             while len(sent) < int(elapsed * 5_000):  # busy-spins: never gives up the GIL on purpose
                 ids, at_ms = log.new_ids(1)
-                log.log("m", 1, [record], predictions=np.array([1]), probabilities=np.array([[0.3, 0.7]]),
-                        classes=[0, 1], ids=ids, at_ms=at_ms, latency_ms=0.5, durable=False)  # fmt: skip
+                log.log(
+                    "m",
+                    1,
+                    [record],
+                    predictions=np.array([1]),
+                    probabilities=np.array([[0.3, 0.7]]),
+                    classes=[0, 1],
+                    ids=ids,
+                    at_ms=at_ms,
+                    latency_ms=0.5,
+                    durable=False,
+                )
                 sent.extend(ids)
 
     t = threading.Thread(target=produce)
@@ -241,7 +254,9 @@ _CHILD = textwrap.dedent("""
 
 def _child(home: Path, mode: str, n: int) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
-    return subprocess.Popen([sys.executable, "-c", _CHILD, str(home), mode, str(n)], stdout=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(home), mode, str(n)], stdout=subprocess.PIPE, text=True, env=env
+    )
 
 
 def _ids_of(out: str) -> list[str]:

@@ -120,7 +120,7 @@ def test_new_category_in_window_goes_to_other_and_is_caught() -> None:
     rng = np.random.default_rng(4)
     reference_frame = mixed_frame(rng, 5000)
     window = mixed_frame(rng, 5000)
-    window.loc[: 999, "cat0"] = "brand-new"  # 20% of rows
+    window.loc[:999, "cat0"] = "brand-new"  # 20% of rows
     fd = drift_report(build_reference(reference_frame), window).feature("cat0")
     assert fd.drifted
     assert dict((label, cur) for label, _, cur in fd.shares)["__other__"] == pytest.approx(0.2)
@@ -133,7 +133,9 @@ def test_noise_guard_raises_thresholds_only_for_small_windows() -> None:
     large = drift_report(reference, pd.DataFrame({"x": rng.normal(size=50_000)})).feature("x")
     assert dict(small.limits)["wasserstein_norm"] > 0.2  # 200 rows cannot resolve 0.1 std
     assert dict(large.limits)["wasserstein_norm"] == 0.1
-    unguarded = drift_report(reference, pd.DataFrame({"x": rng.normal(size=200)}), thresholds=DriftThresholds(noise_quantile=None))
+    unguarded = drift_report(
+        reference, pd.DataFrame({"x": rng.normal(size=200)}), thresholds=DriftThresholds(noise_quantile=None)
+    )
     assert dict(unguarded.feature("x").limits)["wasserstein_norm"] == 0.1
 
 
@@ -235,7 +237,9 @@ def test_identical_window_has_zero_distances() -> None:
 def test_psi_and_js_are_roughly_symmetric_and_grow_with_the_shift() -> None:
     rng = np.random.default_rng(32)
     a = pd.DataFrame({"x": rng.normal(size=20_000), "c": rng.choice(np.array(list("abc")), 20_000, p=[0.5, 0.3, 0.2])})
-    b = pd.DataFrame({"x": rng.normal(0.5, 1.0, size=20_000), "c": rng.choice(np.array(list("abc")), 20_000, p=[0.3, 0.3, 0.4])})
+    b = pd.DataFrame(
+        {"x": rng.normal(0.5, 1.0, size=20_000), "c": rng.choice(np.array(list("abc")), 20_000, p=[0.3, 0.3, 0.4])}
+    )
     ab, ba = drift_report(build_reference(a), b), drift_report(build_reference(b), a)
     for name in ("x", "c"):
         # Bins are the reference's quantiles, so swapping sides changes them: symmetric-ish only.
@@ -284,7 +288,9 @@ def test_window_values_logged_as_text_are_parsed_and_missing_ones_reported() -> 
     values = rng.normal(size=2000)
     reference = build_reference(pd.DataFrame({"x": values}))
     as_text = pd.Series([f"{v:.17g}" for v in values], dtype=object)
-    assert drift_report(reference, pd.DataFrame({"x": as_text})).feature("x").wasserstein == pytest.approx(0.0, abs=1e-12)
+    assert drift_report(reference, pd.DataFrame({"x": as_text})).feature("x").wasserstein == pytest.approx(
+        0.0, abs=1e-12
+    )
     empty = drift_report(reference, pd.DataFrame({"x": [np.nan] * 10})).feature("x")
     assert not empty.drifted and empty.reasons == ("no values in the window",) and math.isnan(empty.psi)
     assert empty.missing_rate == 1.0
@@ -420,7 +426,9 @@ def test_multiclass_metrics_equal_scikit_learn() -> None:
     got = performance("classification", y, pred, proba=proba, classes=classes)
     assert got["accuracy"] == pytest.approx(metrics.accuracy_score(y, pred))
     assert got["f1"] == pytest.approx(metrics.f1_score(y, pred, average="macro"))
-    assert got["roc_auc"] == pytest.approx(metrics.roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=classes))
+    assert got["roc_auc"] == pytest.approx(
+        metrics.roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=classes)
+    )
     assert got["log_loss"] == pytest.approx(metrics.log_loss(y, proba, labels=classes))
     top = proba.max(axis=1)
     hit = pred == y
@@ -455,10 +463,14 @@ def test_label_shift_lowers_accuracy_and_auc() -> None:
     y = (X[:, 0] + 0.5 * X[:, 1] + rng.normal(0, 0.5, 4000) > 0).astype(int)
     model = LogisticRegression().fit(X[:2000], y[:2000])
     X_live, y_live = X[2000:], y[2000:]
-    same = performance("classification", y_live, model.predict(X_live), proba=model.predict_proba(X_live), classes=[0, 1])
+    same = performance(
+        "classification", y_live, model.predict(X_live), proba=model.predict_proba(X_live), classes=[0, 1]
+    )
     # The world changes: the label now also depends on a feature the model gives little weight.
     y_shifted = (X_live[:, 0] + 0.5 * X_live[:, 1] - 1.5 * X_live[:, 2] > 0).astype(int)
-    shifted = performance("classification", y_shifted, model.predict(X_live), proba=model.predict_proba(X_live), classes=[0, 1])
+    shifted = performance(
+        "classification", y_shifted, model.predict(X_live), proba=model.predict_proba(X_live), classes=[0, 1]
+    )
     assert shifted["accuracy"] < same["accuracy"] - 0.1
     assert shifted["roc_auc"] < same["roc_auc"] - 0.1
     assert shifted["log_loss"] > same["log_loss"]
@@ -472,12 +484,16 @@ def test_a_float32_round_trip_of_discrete_values_is_not_drift(side: str) -> None
     rng = np.random.default_rng(0)
     values = np.array([0.1, 0.2, 0.3, 0.7])
     reference_values, window_values = rng.choice(values, 5000), rng.choice(values, 1000)
-    exact = drift_report(build_reference(pd.DataFrame({"x": reference_values})), pd.DataFrame({"x": window_values})).feature("x")
+    exact = drift_report(
+        build_reference(pd.DataFrame({"x": reference_values})), pd.DataFrame({"x": window_values})
+    ).feature("x")
     if side == "window":
         window_values = window_values.astype(np.float32)
     else:
         reference_values = reference_values.astype(np.float32)
-    cast = drift_report(build_reference(pd.DataFrame({"x": reference_values})), pd.DataFrame({"x": window_values})).feature("x")
+    cast = drift_report(
+        build_reference(pd.DataFrame({"x": reference_values})), pd.DataFrame({"x": window_values})
+    ).feature("x")
     assert not cast.drifted, cast.reasons
     assert cast.psi == pytest.approx(exact.psi, abs=1e-9)
     assert cast.js_distance == pytest.approx(exact.js_distance, abs=1e-9)

@@ -21,8 +21,9 @@ from keel.registry.signature import NumericRecords, extra_columns, validate_inpu
 def credit() -> pd.DataFrame:
     rng = np.random.default_rng(0)
     n = 200
-    frame = pd.DataFrame({"Age": rng.integers(18, 70, n), "Income": rng.normal(100, 20, n).round(1),
-                          "Debt": rng.integers(0, 5, n)})  # fmt: skip
+    frame = pd.DataFrame(
+        {"Age": rng.integers(18, 70, n), "Income": rng.normal(100, 20, n).round(1), "Debt": rng.integers(0, 5, n)}
+    )
     frame["Status"] = np.where(frame["Income"] - 2 * frame["Debt"] > 95, "good", "bad")
     return frame
 
@@ -47,7 +48,9 @@ def test_missing_values_for_a_model_without_imputer_are_one_clear_error(models: 
     message = str(info.value)
     assert "\n" not in message and "does not accept missing values" in message
     named = ["Income"] if shape == "record" else ["Age", "Income"]
-    assert [c for c, _, got in info.value.mistyped] == named and all(got == "missing" for _, _, got in info.value.mistyped)
+    assert [c for c, _, got in info.value.mistyped] == named and all(
+        got == "missing" for _, _, got in info.value.mistyped
+    )
     assert all(c in message for c in named) and "Debt" not in message
     with pytest.raises(SignatureError, match="Income"):
         model.predict_proba(X)
@@ -76,7 +79,9 @@ def test_other_model_errors_are_not_reported_as_missing_values(models: keel.Work
 SIG = Signature((ColumnSpec("Age", "integer"), ColumnSpec("Income", "float")), "classification", ("bad", "good"))
 
 
-@pytest.mark.parametrize("records", [[{"Age": 30.5, "Income": 1.0}], [{"Age": 30, "Income": 1.0}, {"Age": 30.5, "Income": None}]])
+@pytest.mark.parametrize(
+    "records", [[{"Age": 30.5, "Income": 1.0}], [{"Age": 30, "Income": 1.0}, {"Age": 30.5, "Income": None}]]
+)
 def test_a_fraction_in_an_integer_column_is_refused_by_name(records: list[dict[str, object]]) -> None:
     assert NumericRecords(SIG).to_array(records) is None  # the fast path leaves it to validate_input
     with pytest.raises(SignatureError) as info:
@@ -111,14 +116,15 @@ def test_extra_columns_are_refused_by_default_and_dropped_on_request(
         model.predict(with_target)
     assert info.value.extra == ("Status", "id")
     assert model.extra_columns(with_target) == ("Status", "id")
-    with caplog.at_level(logging.INFO, logger="keel.registry.models"):
+    with caplog.at_level(logging.INFO, logger="keel.registry.loaded"):
         got = model.predict(with_target, extra="ignore")
     assert "Status, id" in caplog.text
     np.testing.assert_array_equal(got, model.predict(credit.head(5).drop(columns="Status")))
     records = with_target.to_dict(orient="records")
     np.testing.assert_array_equal(model.predict(records, extra="ignore"), got)
-    np.testing.assert_allclose(model.predict_proba(records, extra="ignore"),
-                               model.predict_proba(credit.head(5).drop(columns="Status")))  # fmt: skip
+    np.testing.assert_allclose(
+        model.predict_proba(records, extra="ignore"), model.predict_proba(credit.head(5).drop(columns="Status"))
+    )
     assert model.predict_and_proba(records, extra="ignore")[0].tolist() == got.tolist()
 
 

@@ -27,11 +27,13 @@ from keel.registry import get_flavor
 def frame() -> tuple[pd.DataFrame, pd.Series]:
     rng = np.random.default_rng(7)
     n = 300
-    X = pd.DataFrame({
-        "age": rng.integers(18, 80, n),
-        "income": rng.normal(50.0, 12.0, n),
-        "plan": pd.Categorical(rng.choice(["basic", "pro", "max"], n)),
-    })  # fmt: skip
+    X = pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, n),
+            "income": rng.normal(50.0, 12.0, n),
+            "plan": pd.Categorical(rng.choice(["basic", "pro", "max"], n)),
+        }
+    )
     y = pd.Series(((X["income"] + (X["plan"] == "pro") * 8 + rng.normal(0, 4, n)) > 55).astype(int), name="churned")
     return X, y
 
@@ -61,11 +63,20 @@ def test_sklearn_pipeline_with_categoricals_round_trips_as_a_skops_zip(
 ) -> None:
     X, y = frame
     X = X.assign(city=np.where(X["age"] > 40, "north", "south"))  # a plain string column too
-    pipe = Pipeline([
-        ("columns", ColumnTransformer([("num", StandardScaler(), ["age", "income"]),
-                                       ("cat", OneHotEncoder(handle_unknown="ignore"), ["plan", "city"])])),
-        ("clf", LogisticRegression(max_iter=1000)),
-    ]).fit(X, y)  # fmt: skip
+    pipe = Pipeline(
+        [
+            (
+                "columns",
+                ColumnTransformer(
+                    [
+                        ("num", StandardScaler(), ["age", "income"]),
+                        ("cat", OneHotEncoder(handle_unknown="ignore"), ["plan", "city"]),
+                    ]
+                ),
+            ),
+            ("clf", LogisticRegression(max_iter=1000)),
+        ]
+    ).fit(X, y)
     mv = ws.models.register("churn", pipe, X=X)
     data = _blob(ws, mv.ref)
     assert mv.flavor == "sklearn" and zipfile.is_zipfile(io.BytesIO(data))
@@ -99,7 +110,9 @@ def test_skops_file_with_an_unknown_custom_type_needs_trusted(ws: keel.Workspace
 
 
 # -- LightGBM -------------------------------------------------------------------------------------
-def test_lightgbm_classifier_round_trips_as_booster_text(ws: keel.Workspace, frame: tuple[pd.DataFrame, pd.Series]) -> None:
+def test_lightgbm_classifier_round_trips_as_booster_text(
+    ws: keel.Workspace, frame: tuple[pd.DataFrame, pd.Series]
+) -> None:
     X, y = frame
     labels = np.where(y == 1, "churn", "stay")
     clf = lgb.LGBMClassifier(n_estimators=15, verbose=-1).fit(X, labels)
@@ -112,7 +125,9 @@ def test_lightgbm_classifier_round_trips_as_booster_text(ws: keel.Workspace, fra
     np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), rtol=0, atol=1e-12)
 
 
-def test_lightgbm_multiclass_and_regressor_predict_the_same(ws: keel.Workspace, frame: tuple[pd.DataFrame, pd.Series]) -> None:
+def test_lightgbm_multiclass_and_regressor_predict_the_same(
+    ws: keel.Workspace, frame: tuple[pd.DataFrame, pd.Series]
+) -> None:
     X, _ = frame
     classes = np.array([3, 5, 9])[X["age"].to_numpy() % 3]
     clf = lgb.LGBMClassifier(n_estimators=10, verbose=-1).fit(X, classes)
@@ -134,14 +149,18 @@ def test_lightgbm_multiclass_and_regressor_predict_the_same(ws: keel.Workspace, 
 def test_raw_lightgbm_booster_round_trips(ws: keel.Workspace) -> None:
     rng = np.random.default_rng(1)
     X = rng.normal(size=(100, 4))
-    booster = lgb.train({"objective": "binary", "verbose": -1}, lgb.Dataset(X, (X[:, 0] > 0).astype(int)), num_boost_round=5)
+    booster = lgb.train(
+        {"objective": "binary", "verbose": -1}, lgb.Dataset(X, (X[:, 0] > 0).astype(int)), num_boost_round=5
+    )
     mv = ws.models.register("booster", booster, X=X)
     assert mv.signature is not None and mv.signature.output == "classification"
     np.testing.assert_allclose(ws.models.load("booster").predict(X), booster.predict(X), rtol=0, atol=1e-12)
 
 
 # -- XGBoost --------------------------------------------------------------------------------------
-def test_xgboost_classifier_with_categoricals_round_trips(ws: keel.Workspace, frame: tuple[pd.DataFrame, pd.Series]) -> None:
+def test_xgboost_classifier_with_categoricals_round_trips(
+    ws: keel.Workspace, frame: tuple[pd.DataFrame, pd.Series]
+) -> None:
     X, y = frame
     clf = xgb.XGBClassifier(n_estimators=10, max_depth=3, enable_categorical=True, tree_method="hist").fit(X, y)
     mv = ws.models.register("xgb-clf", clf, X=X)
@@ -161,7 +180,9 @@ def test_xgboost_regressor_round_trips(ws: keel.Workspace, frame: tuple[pd.DataF
 
 
 # -- callables and pickle -------------------------------------------------------------------------
-def test_module_level_function_is_stored_by_import_path(ws: keel.Workspace, frame: tuple[pd.DataFrame, pd.Series]) -> None:
+def test_module_level_function_is_stored_by_import_path(
+    ws: keel.Workspace, frame: tuple[pd.DataFrame, pd.Series]
+) -> None:
     X, _ = frame
     mv = ws.models.register("rule", double_income, X=X)
     assert mv.flavor == "callable"
@@ -195,8 +216,10 @@ def test_pickle_is_used_only_when_asked_and_loads_only_when_trusted(ws: keel.Wor
 
 def test_safe_flavours_never_write_a_pickle(frame: tuple[pd.DataFrame, pd.Series]) -> None:
     X, y = frame
-    for name, model in [("sklearn", LogisticRegression().fit(X[["age"]], y)),
-                        ("lightgbm", lgb.LGBMRegressor(n_estimators=2, verbose=-1).fit(X, y))]:  # fmt: skip
+    for name, model in [
+        ("sklearn", LogisticRegression().fit(X[["age"]], y)),
+        ("lightgbm", lgb.LGBMRegressor(n_estimators=2, verbose=-1).fit(X, y)),
+    ]:
         with pytest.raises(pickle.UnpicklingError):
             pickle.loads(get_flavor(name).save(model))  # noqa: S301 - proving it is not a pickle
 

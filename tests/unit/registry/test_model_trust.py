@@ -38,8 +38,9 @@ from sklearn.tree import DecisionTreeClassifier
 
 import keel
 from keel.errors import InvalidModelError, NotFoundError, UnsafeLoadError
-from keel.registry import get_flavor
+from keel.registry import _skops_vetting as skops_vetting
 from keel.registry import flavors as flavors_module
+from keel.registry import get_flavor
 
 SKLEARN = get_flavor("sklearn")
 
@@ -48,11 +49,13 @@ SKLEARN = get_flavor("sklearn")
 def data() -> tuple[pd.DataFrame, pd.Series]:
     rng = np.random.default_rng(3)
     n = 200
-    X = pd.DataFrame({
-        "age": rng.integers(18, 80, n).astype(float),
-        "income": rng.normal(50.0, 12.0, n),
-        "plan": rng.choice(["basic", "pro", "max"], n),
-    })  # fmt: skip
+    X = pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, n).astype(float),
+            "income": rng.normal(50.0, 12.0, n),
+            "plan": rng.choice(["basic", "pro", "max"], n),
+        }
+    )
     X.loc[::9, "income"] = np.nan
     y = pd.Series((rng.normal(size=n) + (X["plan"] == "pro") > 0.3).astype(int), name="y")
     return X, y
@@ -61,8 +64,12 @@ def data() -> tuple[pd.DataFrame, pd.Series]:
 def _exploit(func: Any, kw_args: dict[str, Any] | None = None) -> Pipeline:
     """The issue's model: a fitted pipeline whose first step calls `func` on the input."""
     X = np.abs(np.random.default_rng(0).normal(size=(20, 2)))
-    pipe = Pipeline([("f", FunctionTransformer(func=func, kw_args=kw_args, validate=False, check_inverse=False)),
-                     ("clf", LogisticRegression())])  # fmt: skip
+    pipe = Pipeline(
+        [
+            ("f", FunctionTransformer(func=func, kw_args=kw_args, validate=False, check_inverse=False)),
+            ("clf", LogisticRegression()),
+        ]
+    )
     pipe.steps[-1][1].fit(X, [0, 1] * 10)
     pipe.steps[0][1].fit(X)
     return pipe
@@ -138,10 +145,16 @@ def test_a_custom_scorer_needs_trusted() -> None:
 
 # -- legitimate models still load untrusted ---------------------------------------------------------
 def _prep() -> ColumnTransformer:
-    return ColumnTransformer([
-        ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), ["age", "income"]),
-        ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")), ["plan"]),
-    ])  # fmt: skip
+    return ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), ["age", "income"]),
+            (
+                "cat",
+                make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")),
+                ["plan"],
+            ),
+        ]
+    )
 
 
 LEGIT: dict[str, Callable[[], Any]] = {
@@ -150,7 +163,9 @@ LEGIT: dict[str, Callable[[], Any]] = {
     "random forest regressor": lambda: make_pipeline(_prep(), RandomForestRegressor(n_estimators=3, random_state=0)),
     "gradient boosting": lambda: make_pipeline(_prep(), GradientBoostingClassifier(n_estimators=5)),
     "hist gradient boosting": lambda: make_pipeline(_prep(), HistGradientBoostingClassifier(max_iter=5)),
-    "hist gradient boosting, categorical": lambda: HistGradientBoostingClassifier(max_iter=5, categorical_features="from_dtype"),
+    "hist gradient boosting, categorical": lambda: HistGradientBoostingClassifier(
+        max_iter=5, categorical_features="from_dtype"
+    ),
     "decision tree": lambda: make_pipeline(_prep(), DecisionTreeClassifier(max_depth=3)),
     "ridge": lambda: make_pipeline(_prep(), Ridge()),
     "k nearest neighbours": lambda: make_pipeline(_prep(), KNeighborsClassifier()),
@@ -161,7 +176,9 @@ LEGIT: dict[str, Callable[[], Any]] = {
 
 
 @pytest.mark.parametrize("kind", sorted(LEGIT))
-def test_scikit_learn_models_register_and_load_untrusted(kind: str, ws: keel.Workspace, data: tuple[pd.DataFrame, pd.Series]) -> None:
+def test_scikit_learn_models_register_and_load_untrusted(
+    kind: str, ws: keel.Workspace, data: tuple[pd.DataFrame, pd.Series]
+) -> None:
     X, y = data
     if "categorical" in kind:
         X = X.assign(plan=X["plan"].astype("category")).fillna(0.0)
@@ -173,7 +190,9 @@ def test_scikit_learn_models_register_and_load_untrusted(kind: str, ws: keel.Wor
 
 def test_text_pipeline_loads_untrusted(ws: keel.Workspace) -> None:
     texts = pd.DataFrame({"text": ["good day", "bad day", "good night", "bad night"] * 5})
-    model = make_pipeline(ColumnTransformer([("w", TfidfVectorizer(), "text")]), LogisticRegression()).fit(texts, [1, 0, 1, 0] * 5)
+    model = make_pipeline(ColumnTransformer([("w", TfidfVectorizer(), "text")]), LogisticRegression()).fit(
+        texts, [1, 0, 1, 0] * 5
+    )
     ws.models.register("words", model, X=texts)
     np.testing.assert_array_equal(ws.models.load("words").predict(texts), model.predict(texts))
 
@@ -279,8 +298,8 @@ def test_registering_audits_the_saved_bytes_once_and_serving_reuses_it(
 ) -> None:
     X, y = data
     calls: list[int] = []
-    vet = flavors_module._vet_schema
-    monkeypatch.setattr(flavors_module, "_vet_schema", lambda d: calls.append(1) or vet(d))
+    vet = skops_vetting._vet_schema
+    monkeypatch.setattr(skops_vetting, "_vet_schema", lambda d: calls.append(1) or vet(d))
     model = make_pipeline(_prep(), LogisticRegression(C=0.123)).fit(X, y)  # bytes no other test saved
     ws.models.register("m", model, X=X)
     ws.models.load("m").predict(X.head(3))

@@ -19,8 +19,9 @@ from keel.errors import CorruptArtifactError, InvalidInputError, NotFoundError
 
 @pytest.fixture
 def credit(ws: keel.Workspace) -> tuple[DatasetVersion, pd.DataFrame]:
-    frame = pd.DataFrame({"income": [10.0, 55.0, 32.0, 80.0, 12.0, 64.0], "age": [22, 41, 35, 58, 19, 47],
-                          "default": [1, 0, 1, 0, 1, 0]})  # fmt: skip
+    frame = pd.DataFrame(
+        {"income": [10.0, 55.0, 32.0, 80.0, 12.0, 64.0], "age": [22, 41, 35, 58, 19, 47], "default": [1, 0, 1, 0, 1, 0]}
+    )
     return ws.datasets.add("credit", frame), frame
 
 
@@ -45,7 +46,9 @@ def test_register_links_run_datasets_signature_and_metadata(
     assert mv.metrics == {"auc": 0.93}  # default: the run's metrics
     assert mv.params["max_depth"] == "2" and mv.params["criterion"] == "gini"  # from get_params()
     assert mv.tags == {"owner": "risk"} and mv.description == "first tree" and mv.author == "tester"
-    assert mv.signature == Signature((ColumnSpec("income", "float"), ColumnSpec("age", "integer")), "classification", (0, 1))
+    assert mv.signature == Signature(
+        (ColumnSpec("income", "float"), ColumnSpec("age", "integer")), "classification", (0, 1)
+    )
     assert mv.input_example == X.head(5).to_dict(orient="records")
     assert ws.models.get("credit-risk@1") == mv
     explicit = ws.models.register("credit-risk", est, run=run, metrics={"auc": 0.5}, trained_on="credit@1")
@@ -61,7 +64,9 @@ def test_signature_falls_back_to_the_training_dataset_schema(
     assert mv.signature.inputs == (ColumnSpec("income", "float"), ColumnSpec("age", "integer"))
 
 
-def test_lineage_walks_from_model_to_data_and_back(ws: keel.Workspace, credit: tuple[DatasetVersion, pd.DataFrame]) -> None:
+def test_lineage_walks_from_model_to_data_and_back(
+    ws: keel.Workspace, credit: tuple[DatasetVersion, pd.DataFrame]
+) -> None:
     v1, frame = credit
     v2 = ws.datasets.add("credit", frame.head(4))
     with ws.runs.start("credit", inputs=[v2]) as run:
@@ -150,7 +155,9 @@ def test_load_by_alias_version_and_latest_gives_the_same_predictions(
     assert ws.models.load("credit-risk@1").predict(X).tolist() == [0] * 6
 
 
-def test_a_loaded_model_can_be_registered_again(ws: keel.Workspace, credit: tuple[DatasetVersion, pd.DataFrame]) -> None:
+def test_a_loaded_model_can_be_registered_again(
+    ws: keel.Workspace, credit: tuple[DatasetVersion, pd.DataFrame]
+) -> None:
     _, frame = credit
     X = frame[["income", "age"]]
     est = _tree(frame)
@@ -223,7 +230,9 @@ def test_model_metrics_must_be_finite_numbers(ws: keel.Workspace, value: object)
     assert ws.models.list() == []
 
 
-def test_register_artifact_stores_bytes_saved_elsewhere(ws: keel.Workspace, credit: tuple[DatasetVersion, pd.DataFrame]) -> None:
+def test_register_artifact_stores_bytes_saved_elsewhere(
+    ws: keel.Workspace, credit: tuple[DatasetVersion, pd.DataFrame]
+) -> None:
     from keel.registry import get_flavor, params_of
 
     _, frame = credit
@@ -233,8 +242,9 @@ def test_register_artifact_stores_bytes_saved_elsewhere(ws: keel.Workspace, cred
         run.log_metric("auc", 0.8)
     signature = keel.registry.infer_signature(est, X)
     data = get_flavor("sklearn").save(est)
-    mv = ws.models.register_artifact("remote", data, flavor="sklearn", signature=signature.to_dict(),
-                                     params=params_of(est), run=run.id)  # fmt: skip
+    mv = ws.models.register_artifact(
+        "remote", data, flavor="sklearn", signature=signature.to_dict(), params=params_of(est), run=run.id
+    )
     assert (mv.signature, mv.metrics, mv.datasets, mv.run_id) == (signature, {"auc": 0.8}, ("credit@1",), run.id)
     assert ws.models.artifact_bytes("remote@1") == data and mv.size_bytes == len(data)
     np.testing.assert_array_equal(ws.models.load("remote").predict(X), est.predict(X))
@@ -248,20 +258,29 @@ def test_register_artifact_stores_bytes_saved_elsewhere(ws: keel.Workspace, cred
 def test_runs_and_versions_read_back_whole_from_either_store(any_ws: keel.Workspace) -> None:
     """What a run and a version carry (params, metrics, tags, inputs, artifacts; aliases and
     training data) reads back the same through the one-statement reads on SQLite and PostgreSQL."""
-    frame = pd.DataFrame({"income": [10.0, 55.0, 32.0, 80.0, 12.0, 64.0], "age": [22, 41, 35, 58, 19, 47],
-                          "default": [1, 0, 1, 0, 1, 0]})  # fmt: skip
+    frame = pd.DataFrame(
+        {"income": [10.0, 55.0, 32.0, 80.0, 12.0, 64.0], "age": [22, 41, 35, 58, 19, 47], "default": [1, 0, 1, 0, 1, 0]}
+    )
     for i in range(10):  # ten versions of one dataset: '@10' sorts after '@9'
         any_ws.datasets.add("credit", frame.assign(age=frame["age"] + i))
     other = any_ws.datasets.add("bureau", frame[["income"]])
-    with any_ws.runs.start("lineage", params={"depth": 2, "lr": 0.1}, tags={"team": "risk"},
-                           inputs=["credit@10", "credit@9", other]) as run:  # fmt: skip
+    with any_ws.runs.start(
+        "lineage", params={"depth": 2, "lr": 0.1}, tags={"team": "risk"}, inputs=["credit@10", "credit@9", other]
+    ) as run:
         run.log_metrics({"auc": 0.75})
         run.log_metric("auc", 0.81)
         run.log_bytes(b"b", "z.txt")
         run.log_bytes(b"a", "a.txt")
     (found,) = any_ws.runs.search("metrics.auc > 0.8 and params.depth = 2", experiment="lineage")
-    assert found.params == {"depth": "2", "lr": "0.1"} and found.metrics == {"auc": 0.81} and found.tags == {"team": "risk"}
-    assert found.inputs == ("bureau@1", "credit@9", "credit@10") and [a.path for a in found.artifacts] == ["a.txt", "z.txt"]
+    assert (
+        found.params == {"depth": "2", "lr": "0.1"}
+        and found.metrics == {"auc": 0.81}
+        and found.tags == {"team": "risk"}
+    )
+    assert found.inputs == ("bureau@1", "credit@9", "credit@10") and [a.path for a in found.artifacts] == [
+        "a.txt",
+        "z.txt",
+    ]
     assert found.environment["python"] and found == any_ws.runs.get(run.id)
     model = _tree(frame)
     any_ws.models.register("risk", model, run=run.id)
@@ -271,7 +290,12 @@ def test_runs_and_versions_read_back_whole_from_either_store(any_ws: keel.Worksp
     assert second.datasets == ("bureau@1", "credit@1", "credit@9", "credit@10") and second.aliases == ()
     for ref in ("risk@champion", "risk@2", "risk@latest"):
         got = any_ws.models.get(ref)
-        assert (got.version, got.aliases, got.datasets, got.run_id) == (2, ("beta", "champion"), second.datasets, run.id)
+        assert (got.version, got.aliases, got.datasets, got.run_id) == (
+            2,
+            ("beta", "champion"),
+            second.datasets,
+            run.id,
+        )
     assert any_ws.models.get("risk@1").aliases == () and [v.version for v in any_ws.models.versions("risk")] == [1, 2]
     with pytest.raises(NotFoundError, match="no alias 'champ'.*champion"):
         any_ws.models.get("risk@champ")

@@ -14,11 +14,15 @@ from keel.registry import infer_signature, validate_input
 from keel.registry.signature import NumericRecords
 
 SIG = Signature(
-    (ColumnSpec("age", "integer"), ColumnSpec("income", "float"), ColumnSpec("plan", "category", ("basic", "pro")),
-     ColumnSpec("city", "string")),
+    (
+        ColumnSpec("age", "integer"),
+        ColumnSpec("income", "float"),
+        ColumnSpec("plan", "category", ("basic", "pro")),
+        ColumnSpec("city", "string"),
+    ),
     "classification",
     (0, 1),
-)  # fmt: skip
+)
 
 
 def _row(**changes: object) -> dict[str, object]:
@@ -26,12 +30,26 @@ def _row(**changes: object) -> dict[str, object]:
 
 
 def test_infer_signature_reads_column_types_output_kind_and_classes() -> None:
-    X = pd.DataFrame({"age": [30, 40], "income": [1.0, 2.0], "plan": pd.Categorical(["basic", "pro"]),
-                      "city": ["Oslo", "Rome"], "vip": [True, False], "since": pd.to_datetime(["2024-01-01", "2024-02-01"])})  # fmt: skip
+    X = pd.DataFrame(
+        {
+            "age": [30, 40],
+            "income": [1.0, 2.0],
+            "plan": pd.Categorical(["basic", "pro"]),
+            "city": ["Oslo", "Rome"],
+            "vip": [True, False],
+            "since": pd.to_datetime(["2024-01-01", "2024-02-01"]),
+        }
+    )
     clf = LogisticRegression().fit(X[["age", "income"]], ["no", "yes"])
     sig = infer_signature(clf, X)
-    assert [(c.name, c.type) for c in sig.inputs] == [("age", "integer"), ("income", "float"), ("plan", "category"),
-                                                      ("city", "string"), ("vip", "boolean"), ("since", "datetime")]  # fmt: skip
+    assert [(c.name, c.type) for c in sig.inputs] == [
+        ("age", "integer"),
+        ("income", "float"),
+        ("plan", "category"),
+        ("city", "string"),
+        ("vip", "boolean"),
+        ("since", "datetime"),
+    ]
     assert sig.inputs[2].categories == ("basic", "pro")
     assert (sig.output, sig.classes) == ("classification", ("no", "yes"))
     assert infer_signature(LinearRegression().fit([[0], [1]], [0, 1]), [[0]]).output == "regression"
@@ -53,8 +71,10 @@ def test_signature_error_names_missing_extra_and_mistyped_columns() -> None:
     err = info.value
     assert err.missing == ("city",) and err.extra == ("colour",)
     assert err.mistyped == (("income", "float", "string"),)
-    assert str(err) == ("Input does not match the model signature: missing column city; unexpected column colour; "
-                        "column income should be float but is string")  # fmt: skip
+    assert str(err) == (
+        "Input does not match the model signature: missing column city; unexpected column colour; "
+        "column income should be float but is string"
+    )
 
 
 def test_array_input_is_read_by_position_and_must_have_every_column() -> None:
@@ -78,7 +98,9 @@ def test_loaded_model_validates_input_before_predicting(ws: keel.Workspace) -> N
     np.testing.assert_array_equal(model.predict({"age": [20], "income": [10.0]}), est.predict(X.head(1)))
 
 
-NUMERIC = Signature((ColumnSpec("age", "integer"), ColumnSpec("income", "float"), ColumnSpec("kids", "integer")), "regression")
+NUMERIC = Signature(
+    (ColumnSpec("age", "integer"), ColumnSpec("income", "float"), ColumnSpec("kids", "integer")), "regression"
+)
 
 
 def _num(**changes: object) -> dict[str, object]:
@@ -139,7 +161,9 @@ def test_records_are_predicted_like_a_frame_by_every_kind_of_model(ws: keel.Work
     X = pd.DataFrame({"age": [20, 31, 42, 53] * 10, "income": np.linspace(1.0, 90.0, 40), "kids": [0, 1, 2, 3] * 10})
     y = (X["income"] > 45).astype("int64")
     models = {
-        "lgbm": lgb.LGBMClassifier(n_estimators=5, min_child_samples=2, verbose=-1).fit(X, y),  # array in signature order
+        "lgbm": lgb.LGBMClassifier(n_estimators=5, min_child_samples=2, verbose=-1).fit(
+            X, y
+        ),  # array in signature order
         "named": LogisticRegression().fit(X, y),  # fitted on a frame: gets a typed frame
         "unnamed": LogisticRegression().fit(X.to_numpy(), y),  # fitted on an array: gets an array
     }
@@ -151,7 +175,9 @@ def test_records_are_predicted_like_a_frame_by_every_kind_of_model(ws: keel.Work
             ws.models.register(name, est, X=X)
             model = ws.models.load(name)
             np.testing.assert_array_equal(model.predict(records), model.predict(head))
-            np.testing.assert_allclose(model.predict_proba(records), est.predict_proba(head if name != "unnamed" else head.to_numpy()))
+            np.testing.assert_allclose(
+                model.predict_proba(records), est.predict_proba(head if name != "unnamed" else head.to_numpy())
+            )
             labels, proba = model.predict_and_proba(records)
             np.testing.assert_array_equal(labels, est.predict(head if name != "unnamed" else head.to_numpy()))
             np.testing.assert_allclose(proba, model.predict_proba(head))

@@ -9,10 +9,15 @@ from keel.retraining.gate import judge
 
 
 def project(**gate: Any) -> Project:
-    return Project.from_dict({"model": "m", "data": {"dataset": "d", "target": "y"},
-                              "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
-                              "evaluation": {"metrics": ["roc_auc", "accuracy", "log_loss"], "primary": "roc_auc"},
-                              "gate": gate})  # fmt: skip
+    return Project.from_dict(
+        {
+            "model": "m",
+            "data": {"dataset": "d", "target": "y"},
+            "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
+            "evaluation": {"metrics": ["roc_auc", "accuracy", "log_loss"], "primary": "roc_auc"},
+            "gate": gate,
+        }
+    )
 
 
 def test_no_champion_passes_on_the_challenger_alone() -> None:
@@ -35,9 +40,13 @@ def test_lower_is_better_metrics_count_the_right_way() -> None:
 
 def test_tolerances_bound_regressions_of_the_other_metrics() -> None:
     p = project(tolerance={"accuracy": 0.01, "log_loss": 0.02})
-    good = judge(p, {"roc_auc": 0.85, "accuracy": 0.795, "log_loss": 0.41}, {"roc_auc": 0.80, "accuracy": 0.80, "log_loss": 0.40})
+    good = judge(
+        p, {"roc_auc": 0.85, "accuracy": 0.795, "log_loss": 0.41}, {"roc_auc": 0.80, "accuracy": 0.80, "log_loss": 0.40}
+    )
     assert good.passed
-    bad = judge(p, {"roc_auc": 0.85, "accuracy": 0.78, "log_loss": 0.41}, {"roc_auc": 0.80, "accuracy": 0.80, "log_loss": 0.40})
+    bad = judge(
+        p, {"roc_auc": 0.85, "accuracy": 0.78, "log_loss": 0.41}, {"roc_auc": 0.80, "accuracy": 0.80, "log_loss": 0.40}
+    )
     assert not bad.passed and any("accuracy regresses by 0.0200" in r for r in bad.reasons)
     assert bad.checks["tolerance:log_loss"]["passed"] and not bad.checks["tolerance:accuracy"]["passed"]
 

@@ -48,21 +48,34 @@ retraining:
 
 
 def base() -> dict[str, Any]:
-    return {"model": "m", "data": {"dataset": "d", "target": "y"}, "estimator": {"class": "sklearn.linear_model.LogisticRegression"}}
+    return {
+        "model": "m",
+        "data": {"dataset": "d", "target": "y"},
+        "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
+    }
 
 
 def test_the_documented_example_parses_and_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "keel.yaml"
     path.write_text(EXAMPLE)
     p = load_project(path)
-    assert (p.model, p.data.dataset, p.data.target, p.data.features) == ("credit-risk", "credit", "Status", ("Seniority", "Income", "Home"))
+    assert (p.model, p.data.dataset, p.data.target, p.data.features) == (
+        "credit-risk",
+        "credit",
+        "Status",
+        ("Seniority", "Income", "Home"),
+    )
     assert (p.data.split.test_fraction, p.data.split.seed) == (0.2, 7)
-    assert p.estimator.cls == "sklearn.ensemble.HistGradientBoostingClassifier" and p.estimator.params["max_iter"] == 200
+    assert (
+        p.estimator.cls == "sklearn.ensemble.HistGradientBoostingClassifier" and p.estimator.params["max_iter"] == 200
+    )
     assert p.evaluation.primary == "roc_auc" and p.gate.tolerance == {"accuracy": 0.01, "log_loss": 0.02}
     assert p.gate.approval is True and p.gate.checks == (f"{CHECKS}:allow",)
     assert p.monitoring == {"window_rows": 1000, "schedule_s": 300.0}
     assert p.alert_rules[0]["feature"] == "Income"
-    assert p.retraining.triggers == ("alert", "new_data", "schedule", "manual") and p.retraining.schedule == "0 3 * * 1-5"
+    assert (
+        p.retraining.triggers == ("alert", "new_data", "schedule", "manual") and p.retraining.schedule == "0 3 * * 1-5"
+    )
     assert p.retraining.data == "reference+production" and p.source == "keel.yaml"
     assert Project.from_dict(p.to_dict(), source="keel.yaml") == p
 
@@ -80,7 +93,10 @@ def test_defaults_fill_what_a_small_project_leaves_out() -> None:
     [
         ({"modle": "x"}, "<dict>: modle: unknown key"),
         ({"data": {"dataset": "d"}}, "data: missing required key 'target'"),
-        ({"data": {"dataset": "d", "target": "y", "split": {"test_fraction": 0.9}}}, "data.split.test_fraction: expected a fraction between 0.05 and 0.5, got 0.9"),
+        (
+            {"data": {"dataset": "d", "target": "y", "split": {"test_fraction": 0.9}}},
+            "data.split.test_fraction: expected a fraction between 0.05 and 0.5, got 0.9",
+        ),
         ({"data": {"dataset": "d", "target": "y", "features": ["a", "y"]}}, "data.features: includes the target 'y'"),
         ({"data": {"dataset": "bad name", "target": "y"}}, "data.dataset:"),
         ({"estimator": {"class": "LogisticRegression"}}, "estimator.class: expected a dotted class path"),
@@ -88,17 +104,29 @@ def test_defaults_fill_what_a_small_project_leaves_out() -> None:
         ({"estimator": {"entry_point": "a.b"}}, "estimator.entry_point: expected module:function"),
         ({"estimator": {"class": "a.B", "preprocess": "magic"}}, "estimator.preprocess: expected 'auto' or 'none'"),
         ({"evaluation": {"metrics": ["auc"]}}, "evaluation.metrics[0]: unknown metric"),
-        ({"gate": {"tolerance": {"accuracy": "high"}}}, "gate.tolerance.accuracy: expected a number >= 0, got str 'high'"),
+        (
+            {"gate": {"tolerance": {"accuracy": "high"}}},
+            "gate.tolerance.accuracy: expected a number >= 0, got str 'high'",
+        ),
         ({"gate": {"tolerance": {"f1": 0.1}}}, "gate.tolerance.f1: is not one of evaluation.metrics"),
         ({"gate": {"approval": "yes"}}, "gate.approval: expected true or false"),
         ({"gate": {"shadow_rows": 0}}, "gate.shadow_rows: expected an integer >= 1"),
         ({"tuning": {"params": {"lr": {"low": 0.3, "high": 0.1}}}}, "tuning.params.lr: expected low < high"),
-        ({"tuning": {"params": {"lr": {"low": 0, "high": 1, "log": True}}}}, "tuning.params.lr.low: a log range needs low > 0"),
+        (
+            {"tuning": {"params": {"lr": {"low": 0, "high": 1, "log": True}}}},
+            "tuning.params.lr.low: a log range needs low > 0",
+        ),
         ({"tuning": {"trials": 3}}, "tuning: missing required key 'params'"),
         ({"monitoring": {"window_rows": 0}}, "monitoring.window_rows: expected an integer >= 1"),
-        ({"monitoring": {"rules": [{"name": "r", "metric": "psi", "op": ">"}]}}, "monitoring.rules[0]: missing required key 'threshold'"),
+        (
+            {"monitoring": {"rules": [{"name": "r", "metric": "psi", "op": ">"}]}},
+            "monitoring.rules[0]: missing required key 'threshold'",
+        ),
         ({"retraining": {"triggers": ["alarm"]}}, "retraining.triggers[0]: unknown trigger"),
-        ({"retraining": {"triggers": ["schedule"]}}, "retraining.schedule: the 'schedule' trigger needs a cron expression"),
+        (
+            {"retraining": {"triggers": ["schedule"]}},
+            "retraining.schedule: the 'schedule' trigger needs a cron expression",
+        ),
         ({"retraining": {"schedule": "every day"}}, "retraining.schedule: expected a cron expression of 5 fields"),
         ({"retraining": {"data": "all"}}, "retraining.data: expected one of latest, reference+production"),
     ],
@@ -126,11 +154,20 @@ def test_file_errors_name_the_file_and_the_yaml_position(tmp_path: Path) -> None
     ("where", "line", "message"),
     [
         ("gate.checks[0]", f'  checks: ["{CHECKS}:allow"]', "'my_pkg.checks:fair': cannot import 'my_pkg.checks'"),
-        ("estimator.class", "  class: sklearn.ensemble.HistGradientBoostingClassifier", "'sklearn.ensemble.Nope': 'sklearn.ensemble' has no 'Nope'"),
+        (
+            "estimator.class",
+            "  class: sklearn.ensemble.HistGradientBoostingClassifier",
+            "'sklearn.ensemble.Nope': 'sklearn.ensemble' has no 'Nope'",
+        ),
     ],
 )
-def test_every_import_path_is_resolved_when_the_file_is_parsed(tmp_path: Path, where: str, line: str, message: str) -> None:
-    replacement = {"gate.checks[0]": '  checks: ["my_pkg.checks:fair"]', "estimator.class": "  class: sklearn.ensemble.Nope"}[where]
+def test_every_import_path_is_resolved_when_the_file_is_parsed(
+    tmp_path: Path, where: str, line: str, message: str
+) -> None:
+    replacement = {
+        "gate.checks[0]": '  checks: ["my_pkg.checks:fair"]',
+        "estimator.class": "  class: sklearn.ensemble.Nope",
+    }[where]
     path = tmp_path / "keel.yaml"
     path.write_text(EXAMPLE.replace(line, replacement))
     with pytest.raises(ProjectError, match=re.escape(f"keel.yaml: {where}: {message}")):

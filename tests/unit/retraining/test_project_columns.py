@@ -94,19 +94,21 @@ def readme_keel_yaml() -> str:
 
 
 def test_the_readmes_keel_yaml_runs_as_written_on_the_demo_data(ws: keel.Workspace, tmp_path: Any) -> None:
-    from keel.demo import DATASET_NAME, _load_source
+    from keel.demo._shared import DATASET_NAME, load_source
 
     path = tmp_path / "keel.yaml"
     path.write_text(readme_keel_yaml())
     project = load_project(path)
-    ws.datasets.add(DATASET_NAME, _load_source().head(1000))  # a slice keeps it fast; the columns are what matter
+    ws.datasets.add(DATASET_NAME, load_source().head(1000))  # a slice keeps it fast; the columns are what matter
     first = ws.retraining.train(path)
     assert first.outcome == "promoted", first.evidence.get("error")
     assert first.evidence["gate"]["checks"]["check:keel.retraining.checks:not_constant"]["passed"]
     # shadow mode is declared: the first version says why it is promoted without it
     reasons = first.evidence["gate"]["reasons"]
     assert any("no shadow mode for the first version" in r for r in reasons)
-    second = ws.retraining.retrain(project.model)  # the same data and seed: an equal challenger passes (min_improvement 0)
+    second = ws.retraining.retrain(
+        project.model
+    )  # the same data and seed: an equal challenger passes (min_improvement 0)
     assert second.outcome == "shadowing", second.evidence["gate"]["reasons"]
     assert second.evidence["gate"]["reasons"][0].startswith("roc_auc matches the champion")  # not "does not improve"
     assert any(r.startswith("shadowing: v2 scores live traffic silently") for r in second.evidence["gate"]["reasons"])

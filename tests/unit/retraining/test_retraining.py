@@ -57,8 +57,13 @@ def test_the_first_training_is_tracked_registered_with_lineage_and_promoted(rws:
     assert run.inputs == ("cancer@1",) and run.status.value == "finished"
     assert run.params["estimator.C"] == "0.001" and run.tags["keel.trigger"] == "manual"
     assert run.metrics["roc_auc"] == pytest.approx(d.evidence["metrics"]["challenger"]["roc_auc"])
-    assert d.evidence["data"] == {"dataset": "cancer@1", "rows": 569, "train_rows": 398, "holdout_rows": 171,
-                                  "split": {"test_fraction": 0.3, "seed": 0}}  # fmt: skip
+    assert d.evidence["data"] == {
+        "dataset": "cancer@1",
+        "rows": 569,
+        "train_rows": 398,
+        "holdout_rows": 171,
+        "split": {"test_fraction": 0.3, "seed": 0},
+    }
     assert 0.9 < d.evidence["metrics"]["challenger"]["roc_auc"] <= 1.0
     model = rws.models.load("tumor@champion")  # categorical 'site' is handled by the automatic preprocessing
     assert model.predict(cancer().drop(columns="target").head(3)).shape == (3,)
@@ -67,8 +72,14 @@ def test_the_first_training_is_tracked_registered_with_lineage_and_promoted(rws:
 
 def test_a_better_challenger_is_promoted_and_a_worse_one_rejected_on_the_same_holdout(rws: keel.Workspace) -> None:
     rws.retraining.train(spec())
-    better = rws.retraining.train(spec(estimator={"class": "sklearn.ensemble.HistGradientBoostingClassifier",
-                                                  "params": {"max_iter": 60, "random_state": 0}}))  # fmt: skip
+    better = rws.retraining.train(
+        spec(
+            estimator={
+                "class": "sklearn.ensemble.HistGradientBoostingClassifier",
+                "params": {"max_iter": 60, "random_state": 0},
+            }
+        )
+    )
     m = better.evidence["metrics"]
     assert better.outcome == "promoted" and champion(rws) == 2 and better.champion_version == 1
     assert m["challenger"]["roc_auc"] > m["champion"]["roc_auc"]
@@ -81,8 +92,12 @@ def test_a_better_challenger_is_promoted_and_a_worse_one_rejected_on_the_same_ho
 
 def test_approval_holds_a_passing_challenger_until_approved(rws: keel.Workspace) -> None:
     rws.retraining.train(spec())
-    held = rws.retraining.train(spec(estimator={"class": "sklearn.ensemble.HistGradientBoostingClassifier",
-                                                "params": {"max_iter": 60}}, gate={"approval": True}))  # fmt: skip
+    held = rws.retraining.train(
+        spec(
+            estimator={"class": "sklearn.ensemble.HistGradientBoostingClassifier", "params": {"max_iter": 60}},
+            gate={"approval": True},
+        )
+    )
     assert held.outcome == "awaiting_approval" and champion(rws) == 1
     with pytest.raises(InvalidInputError, match="not awaiting approval"):
         rws.retraining.approve("tumor", 1)
@@ -97,7 +112,9 @@ def test_rollback_restores_the_previous_champion(rws: keel.Workspace) -> None:
     rws.retraining.train(spec())
     with pytest.raises(InvalidInputError, match="nothing to roll back to"):
         rws.retraining.rollback("tumor")
-    rws.retraining.train(spec(estimator={"class": "sklearn.ensemble.HistGradientBoostingClassifier", "params": {"max_iter": 60}}))
+    rws.retraining.train(
+        spec(estimator={"class": "sklearn.ensemble.HistGradientBoostingClassifier", "params": {"max_iter": 60}})
+    )
     d = rws.retraining.rollback("tumor", reason="pager at 3am")
     assert (d.outcome, d.version, d.champion_version, champion(rws)) == ("rolled_back", 1, 2, 1)
     assert rws.models.alias_history("tumor", "champion")[-1].reason == "pager at 3am"
@@ -118,18 +135,27 @@ def test_a_failing_training_leaves_the_champion_and_raises_an_alert(rws: keel.Wo
 
 
 def test_bad_params_fail_the_cycle_with_a_clear_reason(rws: keel.Workspace) -> None:
-    d = rws.retraining.train(spec(estimator={"class": "sklearn.linear_model.LogisticRegression", "params": {"nope": 1}}))
+    d = rws.retraining.train(
+        spec(estimator={"class": "sklearn.linear_model.LogisticRegression", "params": {"nope": 1}})
+    )
     assert d.outcome == "failed" and "estimator.params" in d.evidence["error"] and "nope" in d.evidence["error"]
     with pytest.raises(NotFoundError):
         rws.models.get("tumor@champion")
 
 
 def test_custom_checks_and_entry_point_recipes(rws: keel.Workspace) -> None:
-    first = rws.retraining.train(spec(estimator={"entry_point": f"{CHECKS}:recipe", "params": {"max_iter": 3000}},
-                                      gate={"checks": [f"{CHECKS}:allow"]}))  # fmt: skip
+    first = rws.retraining.train(
+        spec(
+            estimator={"entry_point": f"{CHECKS}:recipe", "params": {"max_iter": 3000}},
+            gate={"checks": [f"{CHECKS}:allow"]},
+        )
+    )
     assert first.outcome == "promoted" and first.evidence["gate"]["checks"][f"check:{CHECKS}:allow"]["passed"]
-    vetoed = rws.retraining.train(spec(estimator={"class": "sklearn.ensemble.HistGradientBoostingClassifier"},
-                                       gate={"checks": [f"{CHECKS}:veto"]}))  # fmt: skip
+    vetoed = rws.retraining.train(
+        spec(
+            estimator={"class": "sklearn.ensemble.HistGradientBoostingClassifier"}, gate={"checks": [f"{CHECKS}:veto"]}
+        )
+    )
     assert vetoed.outcome == "rejected" and champion(rws) == 1
     assert any("vetoed at roc_auc" in r for r in vetoed.evidence["gate"]["reasons"])
 
@@ -157,14 +183,26 @@ def test_retrain_uses_the_latest_dataset_version_and_production_feedback(rws: ke
 
 
 def test_project_monitoring_settings_and_rules_are_applied(rws: keel.Workspace) -> None:
-    rws.retraining.train(spec(monitoring={"window_rows": 250, "rules": [
-        {"name": "radius-psi", "metric": "psi", "op": ">", "threshold": 0.3, "feature": "mean_radius"}]}))  # fmt: skip
+    rws.retraining.train(
+        spec(
+            monitoring={
+                "window_rows": 250,
+                "rules": [
+                    {"name": "radius-psi", "metric": "psi", "op": ">", "threshold": 0.3, "feature": "mean_radius"}
+                ],
+            }
+        )
+    )
     assert rws.monitoring.config("tumor").window_rows == 250
     rules = {r.name: r for r in rws.monitoring.alerts.rules("tumor")}
     assert rules["radius-psi"].feature == "mean_radius" and "feature-drift" in rules
 
 
-TUNING = {"params": {"C": {"low": 0.0005, "high": 1.0, "log": True}, "class_weight": ["balanced", None]}, "trials": 4, "seed": 1}
+TUNING = {
+    "params": {"C": {"low": 0.0005, "high": 1.0, "log": True}, "class_weight": ["balanced", None]},
+    "trials": 4,
+    "seed": 1,
+}
 
 
 def test_tuning_searches_on_a_validation_split_then_gates_the_best(rws: keel.Workspace) -> None:

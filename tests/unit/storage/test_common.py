@@ -20,11 +20,13 @@ class _DriverError(Exception):
         (IntegrityError("INSERT", {}, _DriverError("UNIQUE constraint failed: datasets.name")), ConflictError),
         (DataError("INSERT", {}, _DriverError("value too long for type character varying(128)")), InvalidInputError),
         (OperationalError("SELECT", {}, _DriverError("database is locked")), StoreUnavailableError),
-        (DBAPIError("SELECT", {}, _DriverError("server closed the connection"), connection_invalidated=True),
-         StoreUnavailableError),
+        (
+            DBAPIError("SELECT", {}, _DriverError("server closed the connection"), connection_invalidated=True),
+            StoreUnavailableError,
+        ),
         (PoolTimeoutError("QueuePool limit of size 5 overflow 10 reached"), StoreUnavailableError),
     ],
-)  # fmt: skip
+)
 def test_sqlalchemy_errors_become_keel_errors_with_the_driver_message(raised: Exception, expected: type) -> None:
     with pytest.raises(expected) as info:
         with translate_errors():

@@ -57,9 +57,18 @@ def test_opening_a_0001_store_upgrades_it_to_head_and_keeps_its_data(store_url: 
     table = to_arrow(frame)
     digest = BlobStore(settings.resolved_artifacts_url).put_bytes(parquet_bytes(table))
     DatasetStore(engine).add_version(
-        "credit", digest=digest, kind="table", num_rows=3, size_bytes=1, columns=[], profile={},
-        author="old-keel", description="", tags={}, blob_digests=[digest],
-    )  # fmt: skip
+        "credit",
+        digest=digest,
+        kind="table",
+        num_rows=3,
+        size_bytes=1,
+        columns=[],
+        profile={},
+        author="old-keel",
+        description="",
+        tags={},
+        blob_digests=[digest],
+    )
     engine.dispose()
 
     with keel.Workspace(settings) as ws:
@@ -227,11 +236,18 @@ def test_upgrading_to_0009_starts_the_heartbeat_of_running_runs_at_their_start(s
     engine = create_engine(store_url)
     with engine.begin() as conn:
         command.upgrade(alembic_config(conn), "0008")
-        conn.execute(text("INSERT INTO experiments (id, name, created_at) VALUES (1, 'old', :t)"), {"t": "2026-01-01 00:00:00"})
-        for run_id, status, started in [("a" * 32, "running", "2026-01-01 10:00:00"), ("b" * 32, "finished", "2026-01-01 11:00:00")]:
+        conn.execute(
+            text("INSERT INTO experiments (id, name, created_at) VALUES (1, 'old', :t)"), {"t": "2026-01-01 00:00:00"}
+        )
+        for run_id, status, started in [
+            ("a" * 32, "running", "2026-01-01 10:00:00"),
+            ("b" * 32, "finished", "2026-01-01 11:00:00"),
+        ]:
             conn.execute(
-                text("INSERT INTO runs (id, experiment_id, name, status, started_at, environment, author) "
-                     "VALUES (:id, 1, :id, :status, :started, '{}', 'old-keel')"),  # fmt: skip
+                text(
+                    "INSERT INTO runs (id, experiment_id, name, status, started_at, environment, author) "
+                    "VALUES (:id, 1, :id, :status, :started, '{}', 'old-keel')"
+                ),
                 {"id": run_id, "status": status, "started": started},
             )
     with engine.begin() as conn:

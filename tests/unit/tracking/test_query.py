@@ -16,7 +16,11 @@ from keel.tracking import ActiveRun, parse_filter, parse_order_by
 
 # -- parsing ------------------------------------------------------------------------------------
 def test_and_binds_tighter_than_or_and_parentheses_group() -> None:
-    auc, depth, solver = Comparison("metrics", "auc", ">", 0.8), Comparison("params", "max_depth", "=", 6.0), Comparison("params", "solver", "=", "lbfgs")  # fmt: skip
+    auc, depth, solver = (
+        Comparison("metrics", "auc", ">", 0.8),
+        Comparison("params", "max_depth", "=", 6.0),
+        Comparison("params", "solver", "=", "lbfgs"),
+    )
     assert parse_filter("metrics.auc > 0.8 and params.max_depth = 6 or params.solver = 'lbfgs'") == BoolOp(
         "or", (BoolOp("and", (auc, depth)), solver)
     )
@@ -34,7 +38,7 @@ def test_and_binds_tighter_than_or_and_parentheses_group() -> None:
         ("params.max_depth = '6'", Comparison("params", "max_depth", "=", "6")),  # quoted: compared as text
         ("params.solver like 'lb%'", Comparison("params", "solver", "like", "lb%")),
         ("params.max_depth like 6", Comparison("params", "max_depth", "like", "6")),  # like is always text
-        ("tags.team <> \"risk\"", Comparison("tags", "team", "!=", "risk")),
+        ('tags.team <> "risk"', Comparison("tags", "team", "!=", "risk")),
         ("tags.version = 2", Comparison("tags", "version", "=", "2")),  # tags are text, as written
         ("status = FINISHED", Comparison("attributes", "status", "=", "finished")),
         ("attributes.name = 5", Comparison("attributes", "name", "=", "5")),
@@ -74,8 +78,10 @@ def test_bad_filters_raise_invalid_input_with_a_clear_message(text: str, match: 
 
 def test_parse_order_by_reads_direction_and_several_fields() -> None:
     assert parse_order_by("metrics.auc desc, -params.lr, started_at") == [
-        OrderBy("metrics", "auc", True), OrderBy("params", "lr", True), OrderBy("attributes", "started_at", False)
-    ]  # fmt: skip
+        OrderBy("metrics", "auc", True),
+        OrderBy("params", "lr", True),
+        OrderBy("attributes", "started_at", False),
+    ]
     assert parse_order_by(["metrics.loss ASC"]) == [OrderBy("metrics", "loss", False)]
     with pytest.raises(InvalidInputError, match="Ordering by tags"):
         parse_order_by("tags.team")
@@ -140,8 +146,12 @@ def test_search_orders_by_metric_with_runs_lacking_it_last(any_ws: keel.Workspac
     assert by_auc == ["a", "c", "b", "d"]
     assert [r.name for r in any_ws.runs.search(None, order_by="metrics.auc", limit=3)] == ["b", "c", "a"]
     # params order as numbers (12 > 6 = 6.0, ties by their text), then text values ('auto')
-    assert [r.name for r in any_ws.runs.search("params.max_depth >= 0 or params.max_depth = auto",
-                                               order_by=["params.max_depth desc", "name"])] == ["c", "e", "a", "b", "d"]  # fmt: skip
+    assert [
+        r.name
+        for r in any_ws.runs.search(
+            "params.max_depth >= 0 or params.max_depth = auto", order_by=["params.max_depth desc", "name"]
+        )
+    ] == ["c", "e", "a", "b", "d"]
     assert any_ws.runs.search("name = a", order_by="-started_at", limit=1)[0].id == searched["a"]
 
 
@@ -149,7 +159,9 @@ def test_search_compares_start_times(any_ws: keel.Workspace, searched: dict[str,
     now = datetime.now(UTC)
     assert len(any_ws.runs.search(f"started_at > '{(now - timedelta(hours=1)).isoformat()}'")) == 5
     assert any_ws.runs.search(f"started_at > '{(now + timedelta(hours=1)).isoformat()}'") == []
-    assert len(any_ws.runs.search(f"ended_at < '{(now + timedelta(days=1)).date()}'")) == 4  # the running one has no end
+    assert (
+        len(any_ws.runs.search(f"ended_at < '{(now + timedelta(days=1)).date()}'")) == 4
+    )  # the running one has no end
 
 
 def test_search_refuses_a_bad_limit_and_bad_order(ws: keel.Workspace) -> None:

@@ -51,8 +51,10 @@ def child_run(store_url: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen
     settings = Settings(home=tmp_path / "ws", store_url=store_url, author="tester")
     proc = subprocess.Popen(
         [sys.executable, "-c", _CHILD, str(settings.home), settings.resolved_store_url],
-        stdout=subprocess.PIPE, text=True, env={k: v for k, v in os.environ.items() if not k.startswith("KEEL_")},
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("KEEL_")},
+    )
     try:
         assert proc.stdout is not None
         run_id = proc.stdout.readline().strip()
@@ -71,7 +73,12 @@ def _sql(ws: keel.Workspace, statement: str, **params: Any) -> Any:
 
 
 def _age_heartbeat(ws: keel.Workspace, run_id: str, seconds: float) -> None:
-    _sql(ws, "UPDATE runs SET heartbeat_at = :at WHERE id = :id", at=datetime.now(UTC) - timedelta(seconds=seconds), id=run_id)
+    _sql(
+        ws,
+        "UPDATE runs SET heartbeat_at = :at WHERE id = :id",
+        at=datetime.now(UTC) - timedelta(seconds=seconds),
+        id=run_id,
+    )
 
 
 def _heartbeat_at(ws: keel.Workspace, run_id: str) -> datetime:
@@ -85,7 +92,9 @@ def _owner(ws: keel.Workspace, run_id: str) -> Any:
 
 
 # -- a real crash ---------------------------------------------------------------------------------
-@pytest.mark.skipif(not _LINUX, reason="telling a dead process at once needs Linux's /proc; elsewhere the heartbeat decides")
+@pytest.mark.skipif(
+    not _LINUX, reason="telling a dead process at once needs Linux's /proc; elsewhere the heartbeat decides"
+)
 def test_a_run_whose_process_was_killed_is_marked_killed_at_the_next_open(child_run: Any) -> None:
     proc, run_id, settings = child_run
     with keel.Workspace(settings) as ws:  # the child lives: its run is left alone
@@ -153,7 +162,9 @@ def test_gc_marks_and_reports_runs_whose_heartbeat_ran_out(ws: keel.Workspace) -
     from keel.cli import app as cli
 
     run = ws.runs.start("elsewhere")
-    _sql(ws, "UPDATE runs SET owner_host = 'other-host', owner_token = 'other-boot/pid:[1]/42' WHERE id = :id", id=run.id)
+    _sql(
+        ws, "UPDATE runs SET owner_host = 'other-host', owner_token = 'other-boot/pid:[1]/42' WHERE id = :id", id=run.id
+    )
     _age_heartbeat(ws, run.id, 3600)
     result = CliRunner().invoke(cli, ["--workspace", str(ws.settings.home), "gc"])
     assert result.exit_code == 0, result.output
@@ -193,7 +204,9 @@ def test_a_reused_pid_is_told_apart_by_its_start_time(any_ws: keel.Workspace) ->
     assert process_gone(os.getpid(), f"other-boot/pid:[1]/{started}", me) is None  # another machine: cannot tell
 
     run = any_ws.runs.start("reused")  # its owner's pid now runs another process (this one)
-    _sql(any_ws, "UPDATE runs SET owner_token = :token WHERE id = :id", token=f"{scope}/{int(started) - 100}", id=run.id)
+    _sql(
+        any_ws, "UPDATE runs SET owner_token = :token WHERE id = :id", token=f"{scope}/{int(started) - 100}", id=run.id
+    )
     assert any_ws.runs.mark_lost() == [run.id]
     assert "is gone" in any_ws.runs.get(run.id).tags["keel.killed_reason"]
     # The process that still holds the run cannot end it any more: killed stays killed.
@@ -202,7 +215,11 @@ def test_a_reused_pid_is_told_apart_by_its_start_time(any_ws: keel.Workspace) ->
 
 def test_a_run_of_another_host_is_killed_only_when_its_heartbeat_runs_out(any_ws: keel.Workspace) -> None:
     run = any_ws.runs.start("remote-host")
-    _sql(any_ws, "UPDATE runs SET owner_host = 'gpu-7', owner_pid = 1, owner_token = 'b00t/pid:[1]/9' WHERE id = :id", id=run.id)
+    _sql(
+        any_ws,
+        "UPDATE runs SET owner_host = 'gpu-7', owner_pid = 1, owner_token = 'b00t/pid:[1]/9' WHERE id = :id",
+        id=run.id,
+    )
     _age_heartbeat(any_ws, run.id, 500)  # under the 600 s default
     assert any_ws.runs.mark_lost() == []
     _age_heartbeat(any_ws, run.id, 700)
@@ -218,7 +235,9 @@ def test_a_heartbeat_that_arrives_meanwhile_cancels_the_verdict(any_ws: keel.Wor
     _age_heartbeat(any_ws, run.id, 3600)
     (owner,) = any_ws._meta.runs.running_owners()
     any_ws._meta.runs.heartbeat([run.id], datetime.now(UTC))  # the owner beats after the read
-    assert not any_ws._meta.runs.mark_killed(owner, "stale", silent_since=owner.heartbeat_at + timedelta(microseconds=1))
+    assert not any_ws._meta.runs.mark_killed(
+        owner, "stale", silent_since=owner.heartbeat_at + timedelta(microseconds=1)
+    )
     assert run.end().status is RunStatus.FINISHED
 
 

@@ -26,15 +26,19 @@ def credit(ws: keel.Workspace) -> DatasetVersion:
 def _git(repo: Path, *args: str) -> str:
     out = subprocess.run(
         ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-        cwd=repo, check=True, capture_output=True, text=True,
-    )  # fmt: skip
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return out.stdout.strip()
 
 
 # -- what a run records ---------------------------------------------------------------------------
 def test_run_records_params_tags_metric_series_and_times(ws: keel.Workspace) -> None:
-    with ws.runs.start("credit", name="baseline", params={"max_depth": 6, "solver": "lbfgs", "lr": 0.1},
-                       tags={"team": "risk"}) as run:  # fmt: skip
+    with ws.runs.start(
+        "credit", name="baseline", params={"max_depth": 6, "solver": "lbfgs", "lr": 0.1}, tags={"team": "risk"}
+    ) as run:
         for step, loss in enumerate([0.9, 0.5, 0.3]):
             run.log_metric("loss", loss, step=step)
         run.log_metrics({"auc": 0.81, "f1": 0.7})
@@ -204,10 +208,12 @@ def _committed(repo: Path, files: dict[str, str]) -> tuple[Path, str]:
     return repo, _git(repo, "rev-parse", "HEAD")
 
 
-def test_code_version_is_the_git_commit_of_code_dir(ws: keel.Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from keel.tracking import runs as tracking_runs
+def test_code_version_is_the_git_commit_of_code_dir(
+    ws: keel.Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keel.tracking import _git as git_capture
 
-    monkeypatch.setattr(tracking_runs._CodeVersions, "rescan_s", 0.0)  # every run looks at the tracked files
+    monkeypatch.setattr(git_capture.CodeVersions, "rescan_s", 0.0)  # every run looks at the tracked files
     repo, head = _committed(tmp_path / "project", {"train.py": "print('v1')\n"})
     assert ws.runs.start(code_dir=repo).end().code_version == head
     (repo / "train.py").write_text("print('v2')\n")  # an uncommitted change to a tracked file
@@ -219,13 +225,13 @@ def test_code_version_is_the_git_commit_of_code_dir(ws: keel.Workspace, tmp_path
 def test_git_is_asked_again_only_when_the_repository_or_a_tracked_file_changed(
     ws: keel.Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from keel.tracking import runs as tracking_runs
+    from keel.tracking import _git as git_capture
 
     repo, head = _committed(tmp_path / "project", {"src/train.py": "print('v1')\n"})
-    monkeypatch.setattr(tracking_runs._CodeVersions, "rescan_s", 0.0)
+    monkeypatch.setattr(git_capture.CodeVersions, "rescan_s", 0.0)
     asked: list[Path] = []
-    real = tracking_runs._git_commit
-    monkeypatch.setattr(tracking_runs, "_git_commit", lambda cwd: asked.append(cwd) or real(cwd))
+    real = git_capture._git_commit
+    monkeypatch.setattr(git_capture, "_git_commit", lambda cwd: asked.append(cwd) or real(cwd))
     versions = [ws.runs.start(code_dir=repo / "src").end().code_version for _ in range(3)]
     assert versions == [head] * 3 and len(asked) == 1  # nothing moved: one git process for three runs
     (repo / "src" / "train.py").write_text("print('v2, longer')\n")
@@ -239,25 +245,27 @@ def test_git_is_asked_again_only_when_the_repository_or_a_tracked_file_changed(
     _git(repo, "commit", "-q", "-m", "notes")
     head = _git(repo, "rev-parse", "HEAD")
     # Tracked files are looked at again once rescan_s passed; HEAD and the index on every run.
-    monkeypatch.setattr(tracking_runs._CodeVersions, "rescan_s", 3600.0)
+    monkeypatch.setattr(git_capture.CodeVersions, "rescan_s", 3600.0)
     assert ws.runs.start(code_dir=repo / "src").end().code_version == head and len(asked) == 5
     (repo / "src" / "train.py").write_text("print('v3 within the hour')\n")
     assert ws.runs.start(code_dir=repo / "src").end().code_version == head and len(asked) == 5
-    monkeypatch.setattr(tracking_runs._CodeVersions, "rescan_s", 0.0)
+    monkeypatch.setattr(git_capture.CodeVersions, "rescan_s", 0.0)
     assert ws.runs.start(code_dir=repo / "src").end().code_version == f"{head}-dirty" and len(asked) == 6
 
 
 def test_a_repository_with_too_many_files_to_watch_asks_git_once_per_run(
     ws: keel.Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from keel.tracking import runs as tracking_runs
+    from keel.tracking import _git as git_capture
 
     repo, head = _committed(tmp_path / "big", {"a.py": "a = 1\n"})
-    monkeypatch.setattr(tracking_runs._CodeVersions, "max_files", 0)
+    monkeypatch.setattr(git_capture.CodeVersions, "max_files", 0)
     listed, asked = [], []
-    real_tracked, real_commit = tracking_runs._CodeVersions._tracked, tracking_runs._git_commit
-    monkeypatch.setattr(tracking_runs._CodeVersions, "_tracked", lambda self, folder: listed.append(folder) or real_tracked(self, folder))
-    monkeypatch.setattr(tracking_runs, "_git_commit", lambda cwd: asked.append(cwd) or real_commit(cwd))
+    real_tracked, real_commit = git_capture.CodeVersions._tracked, git_capture._git_commit
+    monkeypatch.setattr(
+        git_capture.CodeVersions, "_tracked", lambda self, folder: listed.append(folder) or real_tracked(self, folder)
+    )
+    monkeypatch.setattr(git_capture, "_git_commit", lambda cwd: asked.append(cwd) or real_commit(cwd))
     assert [ws.runs.start(code_dir=repo).end().code_version for _ in range(3)] == [head] * 3
     assert len(asked) == 3 and len(listed) == 1  # git status each run; the files are listed once
 
@@ -364,7 +372,12 @@ def test_a_detached_run_is_logged_to_and_ended_by_id(ws: keel.Workspace, credit:
     ws.runs.set_tags(active.id, {"via": "api"})
     assert [v.ref for v in ws.runs.log_inputs(active.id, ["credit@1"])] == ["credit@1"]
     # A step of None continues the stored series; an explicit step is kept.
-    assert ws.runs.log_metric_points(active.id, [("loss", 0.5, None, None), ("loss", 0.4, None, 12.5), ("auc", 0.7, 3, None)]) == 3
+    assert (
+        ws.runs.log_metric_points(
+            active.id, [("loss", 0.5, None, None), ("loss", 0.4, None, 12.5), ("auc", 0.7, 3, None)]
+        )
+        == 3
+    )
     assert ws.runs.get(active.id).status is RunStatus.RUNNING
     ended = ws.runs.end(active.id, "killed")
     assert ended.status is RunStatus.KILLED and ended.params == {"lr": "0.1"} and ended.tags == {"via": "api"}

@@ -16,6 +16,7 @@ from keel.errors import InvalidInputError
 from keel.server.auth import Principal, need
 from keel.server.errors import ERROR_RESPONSES
 from keel.server.schemas import MAX_INPUTS, AliasMove, MetricBatch, Params, Ref, RunCreate, RunEnd, dump
+from keel.server.state import server_state
 from keel.server.uploads import spool_body, suffix_for
 
 router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
@@ -26,23 +27,23 @@ admin = Depends(need(Role.ADMIN))
 
 
 def _ws(request: Request) -> Any:
-    return request.app.state.ws
+    return server_state(request).ws
 
 
 # -- datasets -----------------------------------------------------------------------------------
 @router.get("/datasets", tags=["datasets"])
 def list_datasets(request: Request, _: Principal = reader) -> list[dict[str, Any]]:
-    return dump(_ws(request).datasets.list())  # type: ignore[no-any-return]
+    return dump(_ws(request).datasets.list())
 
 
 @router.get("/datasets/{name}/versions", tags=["datasets"])
 def dataset_versions(name: str, request: Request, _: Principal = reader) -> list[dict[str, Any]]:
-    return dump(_ws(request).datasets.versions(name))  # type: ignore[no-any-return]
+    return dump(_ws(request).datasets.versions(name))
 
 
 @router.get("/datasets/{ref}", tags=["datasets"])
 def show_dataset(ref: str, request: Request, _: Principal = reader) -> dict[str, Any]:
-    return dump(_ws(request).datasets.get(ref))  # type: ignore[no-any-return]
+    return dump(_ws(request).datasets.get(ref))
 
 
 @router.get("/datasets/{ref}/diff/{other}", tags=["datasets"])
@@ -50,7 +51,7 @@ def diff_datasets(ref: str, other: str, request: Request, _: Principal = reader)
     d = _ws(request).datasets.diff(ref, other)
     out = dump(d)
     out["rows_delta"] = d.rows_delta
-    return out  # type: ignore[no-any-return]
+    return out
 
 
 @router.post("/datasets/{name}", tags=["datasets"], status_code=201)
@@ -67,7 +68,7 @@ async def upload_dataset(
     ws = _ws(request)
     ws.datasets.check_name(name)  # before the body is read: a bad name costs no upload
     suffix = suffix_for(request, format)
-    path = await spool_body(request, suffix=suffix, max_bytes=request.app.state.max_upload_bytes)
+    path = await spool_body(request, suffix=suffix, max_bytes=server_state(request).max_upload_bytes)
 
     def add() -> JSONResponse:
         # Parsing, profiling and encoding the answer (a profile per column: megabytes for a wide
@@ -75,14 +76,19 @@ async def upload_dataset(
         return JSONResponse(dump(ws.datasets.add(name, path, description=description)), status_code=201)
 
     try:
-        return await run_in_threadpool(add)  # type: ignore[return-value]  # the annotation documents the body
+        # The annotation documents the body for OpenAPI; the JSONResponse carries it with status 201.
+        return await run_in_threadpool(add)  # type: ignore[arg-type]
     finally:
         path.unlink(missing_ok=True)
 
 
 @router.get("/datasets/{ref}/download", tags=["datasets"])
 def download_dataset(
-    ref: str, request: Request, background: BackgroundTasks, format: str = Query(default="parquet"), _: Principal = reader
+    ref: str,
+    request: Request,
+    background: BackgroundTasks,
+    format: str = Query(default="parquet"),
+    _: Principal = reader,
 ) -> Response:
     ws = _ws(request)
     version = ws.datasets.get(ref)
@@ -93,10 +99,9 @@ def download_dataset(
         path = ws.datasets.materialize(version, tmp) / f"{version.name}.parquet"
         media = "application/vnd.apache.parquet"
     elif format == "csv":
-        from keel.data.tables import write_csv  # nulls as empty cells, floats that read back as floats
+        from keel.workspace.files import write_dataset_csv  # nulls as empty cells, floats that read back as floats
 
-        path = tmp / f"{version.name}.csv"
-        write_csv(ws.datasets.load(version, format="arrow"), path)
+        path = write_dataset_csv(ws, version, tmp / f"{version.name}.csv")
         media = "text/csv"
     else:
         raise InvalidInputError(f"format must be parquet or csv, got {format!r}")
@@ -118,21 +123,25 @@ def list_runs(
     limit: int = Query(default=100, ge=1, le=10_000),
     _: Principal = reader,
 ) -> list[dict[str, Any]]:
-    return dump(_ws(request).runs.list(experiment=experiment, limit=limit))  # type: ignore[no-any-return]
+    return dump(_ws(request).runs.list(experiment=experiment, limit=limit))
 
 
 @router.get("/runs/search", tags=["runs"])
 def search_runs(
     request: Request,
     filter: str | None = Query(
-        default=None, max_length=100_000, description="e.g. metrics.auc > 0.8 and params.max_depth = 6 (at most 50 comparisons)"
+        default=None,
+        max_length=100_000,
+        description="e.g. metrics.auc > 0.8 and params.max_depth = 6 (at most 50 comparisons)",
     ),
-    order_by: str | None = Query(default=None, max_length=2_000, description="e.g. metrics.auc desc (at most 8 fields)"),
+    order_by: str | None = Query(
+        default=None, max_length=2_000, description="e.g. metrics.auc desc (at most 8 fields)"
+    ),
     experiment: str | None = Query(default=None, max_length=128),
     limit: int = Query(default=100, ge=1, le=10_000),
     _: Principal = reader,
 ) -> list[dict[str, Any]]:
-    return dump(_ws(request).runs.search(filter, order_by=order_by, limit=limit, experiment=experiment))  # type: ignore[no-any-return]
+    return dump(_ws(request).runs.search(filter, order_by=order_by, limit=limit, experiment=experiment))
 
 
 @router.get("/experiments", tags=["runs"])
@@ -142,7 +151,7 @@ def list_experiments(request: Request, _: Principal = reader) -> list[dict[str, 
 
 @router.get("/runs/{run_id}", tags=["runs"])
 def show_run(run_id: str, request: Request, _: Principal = reader) -> dict[str, Any]:
-    return dump(_ws(request).runs.get(run_id))  # type: ignore[no-any-return]
+    return dump(_ws(request).runs.get(run_id))
 
 
 @router.get("/runs/{run_id}/metrics", tags=["runs"])
@@ -159,9 +168,11 @@ def run_metrics(run_id: str, request: Request, key: str | None = None, _: Princi
 
 @router.post("/runs", tags=["runs"], status_code=201)
 def create_run(body: RunCreate, request: Request, _: Principal = writer) -> dict[str, Any]:
-    run = _ws(request).runs.start(body.experiment, name=body.name, params=body.params, tags=body.tags, inputs=body.inputs)
+    run = _ws(request).runs.start(
+        body.experiment, name=body.name, params=body.params, tags=body.tags, inputs=body.inputs
+    )
     run.detach()
-    return dump(_ws(request).runs.get(run.id))  # type: ignore[no-any-return]
+    return dump(_ws(request).runs.get(run.id))
 
 
 @router.post("/runs/{run_id}/params", tags=["runs"])
@@ -183,35 +194,37 @@ def log_metrics(run_id: str, body: MetricBatch, request: Request, _: Principal =
 
 
 @router.post("/runs/{run_id}/inputs", tags=["runs"])
-def log_inputs(run_id: str, body: Annotated[list[Ref], Field(max_length=MAX_INPUTS)], request: Request, _: Principal = writer) -> dict[str, Any]:
+def log_inputs(
+    run_id: str, body: Annotated[list[Ref], Field(max_length=MAX_INPUTS)], request: Request, _: Principal = writer
+) -> dict[str, Any]:
     return {"inputs": [v.ref for v in _ws(request).runs.log_inputs(run_id, body)]}
 
 
 @router.post("/runs/{run_id}/end", tags=["runs"])
 def end_run(run_id: str, body: RunEnd, request: Request, _: Principal = writer) -> dict[str, Any]:
-    return dump(_ws(request).runs.end(run_id, RunStatus(body.status)))  # type: ignore[no-any-return]
+    return dump(_ws(request).runs.end(run_id, RunStatus(body.status)))
 
 
 # -- models -------------------------------------------------------------------------------------
 @router.get("/models", tags=["models"])
 def list_models(request: Request, _: Principal = reader) -> list[dict[str, Any]]:
-    return dump(_ws(request).models.list())  # type: ignore[no-any-return]
+    return dump(_ws(request).models.list())
 
 
 @router.get("/models/{name}/versions", tags=["models"])
 def model_versions(name: str, request: Request, _: Principal = reader) -> list[dict[str, Any]]:
-    return dump(_ws(request).models.versions(name))  # type: ignore[no-any-return]
+    return dump(_ws(request).models.versions(name))
 
 
 @router.get("/models/{ref}", tags=["models"])
 def show_model(ref: str, request: Request, _: Principal = reader) -> dict[str, Any]:
     """A version by reference: 'credit-risk@4', 'credit-risk@champion' or 'credit-risk' (latest)."""
-    return dump(_ws(request).models.get(ref))  # type: ignore[no-any-return]
+    return dump(_ws(request).models.get(ref))
 
 
 @router.get("/models/{ref}/lineage", tags=["models"])
 def model_lineage(ref: str, request: Request, _: Principal = reader) -> dict[str, Any]:
-    return dump(_ws(request).models.lineage(ref))  # type: ignore[no-any-return]
+    return dump(_ws(request).models.lineage(ref))
 
 
 @router.get("/models/{name}/aliases", tags=["models"])
@@ -224,12 +237,14 @@ def alias_history(name: str, request: Request, alias: str | None = None, _: Prin
 @router.put("/models/{name}/aliases/{alias}", tags=["models"])
 def move_alias(name: str, alias: str, body: AliasMove, request: Request, who: Principal = admin) -> dict[str, Any]:
     reason = body.reason or f"moved over the API by {who.name}"
-    return dump(_ws(request).models.set_alias(name, alias, version=body.version, reason=reason))  # type: ignore[no-any-return]
+    return dump(_ws(request).models.set_alias(name, alias, version=body.version, reason=reason))
 
 
 @router.delete("/models/{name}/aliases/{alias}", tags=["models"])
-def delete_alias(name: str, alias: str, request: Request, reason: str = Query(default="", max_length=2000), who: Principal = admin) -> dict[str, Any]:
-    return dump(_ws(request).models.delete_alias(name, alias, reason=reason or f"removed over the API by {who.name}"))  # type: ignore[no-any-return]
+def delete_alias(
+    name: str, alias: str, request: Request, reason: str = Query(default="", max_length=2000), who: Principal = admin
+) -> dict[str, Any]:
+    return dump(_ws(request).models.delete_alias(name, alias, reason=reason or f"removed over the API by {who.name}"))
 
 
 @router.get("/models/{ref}/artifact", tags=["models"])
@@ -238,8 +253,11 @@ def model_artifact(ref: str, request: Request, _: Principal = reader) -> Respons
     ws = _ws(request)
     version = ws.models.get(ref)
     data = ws.models.artifact_bytes(version)
-    return Response(data, media_type="application/octet-stream",
-                    headers={"X-Keel-Digest": version.digest, "X-Keel-Flavor": version.flavor})  # fmt: skip
+    return Response(
+        data,
+        media_type="application/octet-stream",
+        headers={"X-Keel-Digest": version.digest, "X-Keel-Flavor": version.flavor},
+    )
 
 
 @router.post("/models/{name}/versions", tags=["models"], status_code=201)
@@ -255,13 +273,13 @@ async def register_version(name: str, request: Request, _: Principal = writer) -
         meta = json.loads(raw)
     except json.JSONDecodeError:
         raise InvalidInputError("The X-Keel-Meta header is not valid JSON") from None
-    path = await spool_body(request, suffix=".bin", max_bytes=request.app.state.max_upload_bytes)
+    path = await spool_body(request, suffix=".bin", max_bytes=server_state(request).max_upload_bytes)
     try:
         data = path.read_bytes()
     finally:
         path.unlink(missing_ok=True)
     version = await run_in_threadpool(_ws(request).models.register_artifact, name, data, **_register_meta(meta))
-    return dump(version)  # type: ignore[no-any-return]
+    return dump(version)
 
 
 def _register_meta(meta: dict[str, Any]) -> dict[str, Any]:
@@ -280,5 +298,3 @@ def _register_meta(meta: dict[str, Any]) -> dict[str, Any]:
         except (KeyError, TypeError) as exc:
             raise InvalidInputError(f"metadata field 'signature' is malformed: {exc}") from exc
     return out
-
-

@@ -2,28 +2,36 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import functools
+from typing import TYPE_CHECKING, Any
 
 from keel.access import Tokens
 from keel.data import Datasets
 from keel.entities import DatasetVersion, GcReport, Job
+from keel.errors import InvalidInputError
 from keel.jobs import Jobs, make_executor
 from keel.monitoring.alerts import Alerts
 from keel.monitoring.monitor import Monitoring
-from keel.monitoring.predlog import PredictionLog
-from keel.registry import Models
+from keel.monitoring.predlog import PredictionLog, PredictionLogger
+from keel.registry import LoadedModel, Models
 from keel.retraining.retrainer import Retraining
 from keel.settings import Settings
 from keel.storage import BlobStore, MetadataStore, mask_url
 from keel.tracking import Runs
+from keel.workspace.explain import BACKGROUND_ROWS, Explained, Explainer
+from keel.workspace.handlers import HANDLERS, run_job
+from keel.workspace.payloads import PAYLOADS
+
+if TYPE_CHECKING:
+    from keel.explain import LimeExplanation
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Workspace"]
+# LoadedModel and PredictionLogger are named here for the edges' annotations: keel.cli and
+# keel.server may import this package but not the record packages that define them.
+__all__ = ["LoadedModel", "PredictionLogger", "Workspace"]
 
 
 class Workspace:
@@ -47,12 +55,7 @@ class Workspace:
         artifacts: str | None = None,
         artifacts_options: dict[str, Any] | None = None,
     ) -> None:
-        if settings is None:
-            settings = Settings.from_env(home=home, store_url=store, artifacts_url=artifacts, artifacts_options=artifacts_options)
-        else:
-            changes = {k: v for k, v in {"home": home, "store_url": store, "artifacts_url": artifacts,
-                                          "artifacts_options": artifacts_options}.items() if v is not None}  # fmt: skip
-            settings = settings.with_changes(**changes) if changes else settings
+        settings = _settings(settings, home=home, store=store, artifacts=artifacts, artifacts_options=artifacts_options)
         self.settings = settings
         self._blobs = BlobStore(settings.resolved_artifacts_url, settings.artifacts_options)
         self._meta = MetadataStore(settings.resolved_store_url, sqlite_synchronous=settings.sqlite_synchronous)
@@ -79,18 +82,7 @@ class Workspace:
             measure=_measure_importance,
         )
         self.tokens = Tokens(self._meta, author=author)
-        self.predictions = PredictionLog(  # served predictions and their feedback
-            self._meta,
-            self._blobs,
-            datasets=self.datasets,
-            retention_days=settings.predlog_retention_days,
-            buffer_rows=settings.predlog_buffer_rows,
-            flush_s=settings.predlog_flush_s,
-            wal_dir=settings.home.absolute() / "predlog",  # answered rows, until written: replayed after a crash
-            wal=settings.predlog_wal != "off",
-            wal_wait_for_sync=settings.predlog_wal == "sync",
-            wal_sync_ms=settings.predlog_wal_sync_ms,
-        )
+        self.predictions = _prediction_log(self._meta, self._blobs, self.datasets, settings)
         self.monitoring = Monitoring(  # drift, quality and performance checks, and their alerts
             self._meta,
             self._blobs,
@@ -100,48 +92,86 @@ class Workspace:
             alerts=Alerts(self._meta, author=author),
         )
         self.retraining = Retraining(  # model projects, retraining cycles, the gate, the decisions
-            self._meta, datasets=self.datasets, runs=self.runs, models=self.models, monitoring=self.monitoring, author=author,
+            self._meta,
+            datasets=self.datasets,
+            runs=self.runs,
+            models=self.models,
+            monitoring=self.monitoring,
+            author=author,
         )
         self.jobs = Jobs(  # background jobs: state in the store, run by the configured executor
-            self._meta, author=author, factory=functools.partial(Workspace, settings),
-            executor_factory=functools.partial(make_executor, settings), on_lost=self._job_lost,
-        )  # fmt: skip
+            self._meta,
+            author=author,
+            factory=functools.partial(Workspace, settings),
+            kinds=HANDLERS,
+            runner=run_job,
+            executor_factory=functools.partial(make_executor, settings),
+            on_lost=self._job_lost,
+        )
+        # explanations, with the one per-version cache the API, the server and batch jobs share
+        self.explainer = Explainer(self, self._meta.importance)
 
-    def explain(self, model: str, rows: Any, *, method: str = "auto", target: Any = None, top: int = 3,
-                background_rows: int = 200) -> Any:  # fmt: skip
+    def explain(
+        self,
+        model: str,
+        rows: Any,
+        *,
+        method: str = "auto",
+        target: Any = None,
+        top: int = 3,
+        background_rows: int = BACKGROUND_ROWS,
+    ) -> Explained:
         """Attributions (SHAP), predictions and reason codes for `rows` (records or a DataFrame) of
         a model version: exact TreeSHAP for tree ensembles, exact linear SHAP, else a permutation
-        explainer over a sample of the version's training data. Returns keel._explainer.Explained.
+        explainer over a sample of the version's training data. Returns keel.workspace.explain.Explained.
 
         >>> ws.explain("credit-risk@champion", applications.head(3)).reasons[0][0]["text"]  # doctest: +SKIP
         'Income of 45 (typical 120) pushed toward bad (+0.612 log-odds)'
         """
-        from keel._explainer import explain
+        return self.explainer.explain(
+            model, rows, method=method, target=target, top=top, background_rows=background_rows
+        )
 
-        return explain(self, model, rows, method=method, target=target, top=top, background_rows=background_rows)
-
-    def explain_lime(self, model: str, row: Any, *, target: Any = None, top: int = 5, seed: int = 0, seeds: int = 5,
-                     text_column: str | None = None) -> Any:  # fmt: skip
+    def explain_lime(
+        self,
+        model: str,
+        row: Any,
+        *,
+        target: Any = None,
+        top: int = 5,
+        seed: int = 0,
+        seeds: int = 5,
+        text_column: str | None = None,
+    ) -> LimeExplanation:
         """LIME for one row, reproducible with `seed`, with a stability score over `seeds` runs:
         tabular over the training sample, or over the words of `text_column` for a text classifier."""
-        from keel._explainer import explain_lime
-
-        return explain_lime(self, model, row, target=target, top=top, seed=seed, seeds=seeds, text_column=text_column)
+        return self.explainer.lime(model, row, target=target, top=top, seed=seed, seeds=seeds, text_column=text_column)
 
     def importance(self, model: str) -> dict[str, Any]:
         """A model version's global importance (mean absolute attribution on a training sample):
         {"importance": {feature: value}, "method", "space", "rows", "created_at"}. Stored with the
         version when it is registered with its training input X and explained exactly (trees,
         linear models); otherwise computed on the first request and stored."""
-        from keel._explainer import importance
+        return self.explainer.importance(model)
 
-        return importance(self, model)
+    def tick(self, *, at: datetime | None = None, slots: int = 2) -> dict[str, Any]:
+        """One tick of the background loop (`keel worker`, `keel serve`): due monitors, due
+        retraining queued as jobs, shadow challengers judged, queued jobs started here, up to
+        `slots` at once. `at` (default: now) is the time the schedules are read at."""
+        from keel.workspace.tick import tick
+
+        return tick(self, slots=slots, at=at)
 
     def _job_lost(self, job: Job) -> None:
         """A retraining whose worker crashed on its last attempt: a failed decision and its alert."""
-        if job.kind in ("retrain", "tune") and "model" in job.payload:
-            self.retraining.record_crash(job.payload["model"], trigger=job.payload.get("trigger", job.kind),
-                                         error=f"job {job.id}: {job.error}")  # fmt: skip
+        if job.kind not in ("retrain", "tune"):
+            return
+        try:
+            payload = PAYLOADS[job.kind].from_dict(job.payload)
+        except InvalidInputError:  # a malformed payload names no model to record the crash against
+            return
+        trigger = getattr(payload, "trigger", None) or job.kind
+        self.retraining.record_crash(payload.model, trigger=trigger, error=f"job {job.id}: {job.error}")
 
     @property
     def store_url(self) -> str:
@@ -203,8 +233,50 @@ class Workspace:
         return f"Workspace(store={self.store_url!r}, artifacts={self.artifacts_url!r})"
 
 
+def _settings(
+    settings: Settings | None,
+    *,
+    home: str | None,
+    store: str | None,
+    artifacts: str | None,
+    artifacts_options: dict[str, Any] | None,
+) -> Settings:
+    """`settings` (default: read from the environment) with the arguments given to Workspace() in place."""
+    if settings is None:
+        return Settings.from_env(
+            home=home, store_url=store, artifacts_url=artifacts, artifacts_options=artifacts_options
+        )
+    changes = {
+        k: v
+        for k, v in {
+            "home": home,
+            "store_url": store,
+            "artifacts_url": artifacts,
+            "artifacts_options": artifacts_options,
+        }.items()
+        if v is not None
+    }
+    return settings.with_changes(**changes) if changes else settings
+
+
+def _prediction_log(meta: MetadataStore, blobs: BlobStore, datasets: Datasets, settings: Settings) -> PredictionLog:
+    """The served predictions and their feedback, buffered as `settings` says."""
+    return PredictionLog(
+        meta,
+        blobs,
+        datasets=datasets,
+        retention_days=settings.predlog_retention_days,
+        buffer_rows=settings.predlog_buffer_rows,
+        flush_s=settings.predlog_flush_s,
+        wal_dir=settings.home.absolute() / "predlog",  # answered rows, until written: replayed after a crash
+        wal=settings.predlog_wal != "off",
+        wal_wait_for_sync=settings.predlog_wal == "sync",
+        wal_sync_ms=settings.predlog_wal_sync_ms,
+    )
+
+
 def _measure_importance(model: Any, X: Any) -> dict[str, Any] | None:
-    """Global importance at registration (keel._explainer, imported on first use: it is heavy)."""
-    from keel._explainer import measure_importance
+    """Global importance at registration (keel.explain is imported on first use: it is heavy)."""
+    from keel.workspace.explain import measure_importance
 
     return measure_importance(model, X)

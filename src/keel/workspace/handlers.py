@@ -1,0 +1,100 @@
+"""What each kind of job does, given the Workspace the job opened, and `run_job`, which the queue
+(keel.jobs) submits to the executor. A handler returns a small JSON result, stored with the job;
+raising marks the job failed with the message."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from keel.errors import InvalidInputError, KeelError
+from keel.workspace.payloads import BatchExplainPayload, BatchScorePayload, MonitorPayload, RetrainPayload, TunePayload
+
+if TYPE_CHECKING:
+    from keel.workspace.facade import Workspace
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["HANDLERS", "run_job"]
+
+
+def retrain(ws: Workspace, payload: dict[str, Any]) -> dict[str, Any]:
+    """One retraining cycle of the payload's model (trigger and detail as the scheduler saw them)."""
+    p = RetrainPayload.from_dict(payload)
+    decision = ws.retraining.run_one(
+        p.model, trigger=p.trigger or "manual", detail=dict(p.detail or {}), dataset=p.dataset
+    )
+    return {"decision": decision.id, "outcome": decision.outcome, "version": decision.version}
+
+
+def batch_score(ws: Workspace, payload: dict[str, Any]) -> dict[str, Any]:
+    """Score a dataset version with a model version (BatchScorePayload)."""
+    from keel.workspace.batch import batch_score as run
+
+    return run(ws, BatchScorePayload.from_dict(payload))
+
+
+def tune(ws: Workspace, payload: dict[str, Any]) -> dict[str, Any]:
+    """A hyper-parameter search for the payload's model (Ray Tune on the Ray executor), then its gate."""
+    p = TunePayload.from_dict(payload)
+    decision = ws.retraining.tune(p.model, use_ray=ws.settings.executor == "ray", dataset=p.dataset)
+    tuning = decision.evidence.get("tuning") or {}
+    return {
+        "decision": decision.id,
+        "outcome": decision.outcome,
+        "version": decision.version,
+        "best": tuning.get("best"),
+        "trials": len(tuning.get("trials") or []),
+    }
+
+
+def batch_explain(ws: Workspace, payload: dict[str, Any]) -> dict[str, Any]:
+    """Attributions for every row of a dataset version (BatchExplainPayload)."""
+    from keel.workspace.batch import batch_explain as run
+
+    return run(ws, BatchExplainPayload.from_dict(payload))
+
+
+def monitor(ws: Workspace, payload: dict[str, Any]) -> dict[str, Any]:
+    """One monitor check of the payload's model (what `POST /models/{name}/monitor/run` queues); the
+    result names the stored check (`run`), whose values `GET .../monitor/runs/{run}` gives."""
+    model = MonitorPayload.from_dict(payload).model
+    result = ws.monitoring.run(model)
+    return {
+        "model": model,
+        "run": result.run.id,
+        "model_version": result.run.model_version,
+        "rows": result.run.rows,
+        "drifted_features": list(result.drifted_features),
+        "alerts": [a.id for a in result.alerts],
+    }
+
+
+HANDLERS: dict[str, Callable[[Workspace, dict[str, Any]], dict[str, Any]]] = {
+    "retrain": retrain,
+    "batch_score": batch_score,
+    "tune": tune,
+    "batch_explain": batch_explain,
+    "monitor": monitor,
+}
+
+
+def run_job(factory: Callable[[], Workspace], job_id: int) -> dict[str, Any]:
+    """Execute job `job_id` in a Workspace made by `factory` (this process or a Ray worker)."""
+    with factory() as ws:
+        job = ws.jobs.get(job_id)
+        handler = HANDLERS.get(job.kind)
+        try:
+            if handler is None:
+                raise InvalidInputError(f"unknown job kind {job.kind!r}; known: {', '.join(sorted(HANDLERS))}")
+            result = {**handler(ws, job.payload), "ran_on": f"{socket.gethostname()}:{os.getpid()}"}
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, KeelError) else f"{type(exc).__name__}: {exc}"
+            ws.jobs.finish(job_id, error=message)
+            logger.error("job %d (%s) failed: %s", job_id, job.kind, message)
+            raise
+        ws.jobs.finish(job_id, result=result)
+        return result

@@ -1,0 +1,120 @@
+"""Every model flavour in keel.registry.FLAVORS passes every check of flavor_contract.CHECKS.
+
+A new flavour adds one FlavorCase to CASES below; until it does, test_every_flavour_has_a_case fails.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+import xgboost as xgb
+from flavor_contract import CHECKS, FlavorCase, contract_frame  # tests/contracts is on sys.path (rootdir import mode)
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+import keel
+from keel.registry import FLAVORS
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::DeprecationWarning", "ignore::FutureWarning", "ignore:X does not have valid feature names"
+)
+
+
+# -- a model of each flavour -----------------------------------------------------------------------
+def income_score(frame: pd.DataFrame) -> np.ndarray:
+    """A callable model: a module-level function of the validated frame."""
+    return frame["income"].to_numpy() * 2 + frame["age"].to_numpy()
+
+
+def shift(X: Any) -> Any:
+    """A function a scikit-learn pipeline holds: its skops file then needs trusted=True."""
+    return X + 1.0
+
+
+class ThresholdModel:
+    """A model keel has no safe format for: it is registered with flavor='pickle'."""
+
+    def __init__(self) -> None:
+        self.classes_ = np.array([0, 1])
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = 1.0 / (1.0 + np.exp(-(np.asarray(X["income"], dtype=float) - 55.0) / 5.0))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]  # type: ignore[no-any-return]
+
+
+def _sklearn() -> tuple[Any, pd.DataFrame]:
+    X, y = contract_frame()
+    return LogisticRegression(max_iter=500).fit(X, y), X
+
+
+def _sklearn_on_arrays() -> tuple[Any, pd.DataFrame]:
+    X, y = contract_frame()  # fitted on an array: no feature names, so keel feeds it an array
+    return LogisticRegression(max_iter=500).fit(X.to_numpy(), y), X
+
+
+def _sklearn_with_a_function() -> tuple[Any, pd.DataFrame]:
+    X, y = contract_frame()
+    return make_pipeline(FunctionTransformer(shift), LogisticRegression(max_iter=500)).fit(X, y), X
+
+
+def _lightgbm() -> tuple[Any, pd.DataFrame]:
+    X, y = contract_frame()
+    return lgb.LGBMClassifier(n_estimators=15, num_leaves=7, min_child_samples=5, verbose=-1).fit(X, y), X
+
+
+def _xgboost() -> tuple[Any, pd.DataFrame]:
+    X, y = contract_frame()
+    return xgb.XGBRegressor(n_estimators=15, max_depth=3).fit(X, y.astype(float)), X
+
+
+def _callable() -> tuple[Any, pd.DataFrame]:
+    return income_score, contract_frame()[0]
+
+
+def _pickle() -> tuple[Any, pd.DataFrame]:
+    return ThresholdModel(), contract_frame()[0]
+
+
+def _proba(model: Any, X: pd.DataFrame) -> Any:
+    return model.predict_proba(X)
+
+
+def _predict_array(model: Any, X: pd.DataFrame) -> Any:
+    return model.predict(X.to_numpy())
+
+
+def _proba_array(model: Any, X: pd.DataFrame) -> Any:
+    return model.predict_proba(X.to_numpy())
+
+
+CASES: dict[str, FlavorCase] = {
+    "sklearn": FlavorCase("sklearn", _sklearn, predict_proba=_proba, make_trusted_only=_sklearn_with_a_function),
+    "sklearn-on-arrays": FlavorCase("sklearn", _sklearn_on_arrays, predict=_predict_array, predict_proba=_proba_array),
+    "lightgbm": FlavorCase("lightgbm", _lightgbm, predict_proba=_proba, rtol=1e-5),
+    "xgboost": FlavorCase("xgboost", _xgboost, rtol=1e-5),
+    "callable": FlavorCase("callable", _callable, predict=lambda fn, X: fn(X), needs_trust=True),
+    "pickle": FlavorCase("pickle", _pickle, predict_proba=_proba, needs_trust=True),
+}
+
+
+# -- the suite -------------------------------------------------------------------------------------
+def test_every_flavour_has_a_case() -> None:
+    missing = sorted(set(FLAVORS) - {case.flavor for case in CASES.values()})
+    assert not missing, (
+        f"flavours without a contract case: {', '.join(missing)}; add a FlavorCase for each to CASES "
+        "in tests/contracts/test_flavor_contract.py"
+    )
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=[c.__name__ for c in CHECKS])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_flavour_contract(case: str, check: Any, ws: keel.Workspace) -> None:
+    check(ws, CASES[case])
