@@ -10,8 +10,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,7 +59,7 @@ if _PROBLEM:
     print(f"\nskipping the dashboard browser tests: {_PROBLEM}")
     pytest.skip(_PROBLEM, allow_module_level=True)
 
-import uvicorn  # noqa: E402
+from liveserver import live_server  # noqa: E402
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright  # noqa: E402
 
 
@@ -89,19 +87,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     info = _F.build_workspace(home)
     ws = keel.Workspace(Settings(home=home, author="tester"))
     admin, _ = ws.tokens.create("ops", "admin")
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(ws), host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield Site(f"http://127.0.0.1:{port}", info, admin, ws)
-    server.should_exit = True
-    thread.join(timeout=10)
+    with live_server(create_app(ws), lifespan="off") as live:
+        yield Site(live.url, info, admin, ws)
     ws.close()
 
 

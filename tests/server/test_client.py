@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from liveserver import live_server  # tests/server is on sys.path (rootdir import mode)
+from liveserver import live_server  # tests/ is on sys.path (pyproject: pythonpath)
 from sklearn.linear_model import LogisticRegression
 
 import keel

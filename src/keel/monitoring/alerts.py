@@ -28,6 +28,7 @@ from keel.monitoring.alert_rules import (
     MIN_LABELLED_ROWS,
     OPS,
     PERFORMANCE_METRICS,
+    DefaultRule,
     check_rule,
 )
 from keel.refs import check_name
@@ -146,18 +147,13 @@ class Alerts:
         for d in DEFAULT_RULES:
             if d.name in have or (d.outputs and output_kind not in d.outputs):
                 continue
-            added.append(
-                self.add_rule(
-                    model,
-                    d.name,
-                    metric=d.metric,
-                    op=d.op,
-                    threshold=d.threshold,
-                    severity=d.severity,
-                    cooldown_s=d.cooldown_s,
-                )
-            )
+            added.append(self._add_default(model, d))
         return added
+
+    def _add_default(self, model: str, d: DefaultRule) -> AlertRule:
+        return self.add_rule(
+            model, d.name, metric=d.metric, op=d.op, threshold=d.threshold, severity=d.severity, cooldown_s=d.cooldown_s
+        )
 
     def monitor_failing(self, model: str, error: str, *, traceback: Iterable[str] = ()) -> Alert | None:
         """Raise `model`'s one 'monitor-failing' alert, or update it while it is active (count,
@@ -167,15 +163,7 @@ class Alerts:
         if FAILING_RULE not in {r.name for r in self.rules(model)}:
             d = next(d for d in DEFAULT_RULES if d.name == FAILING_RULE)
             try:
-                self.add_rule(
-                    model,
-                    d.name,
-                    metric=d.metric,
-                    op=d.op,
-                    threshold=d.threshold,
-                    severity=d.severity,
-                    cooldown_s=d.cooldown_s,
-                )
+                self._add_default(model, d)
             except ConflictError:  # added meanwhile by another check
                 pass
         fired = self.evaluate(

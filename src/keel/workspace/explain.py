@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from keel.storage.importance import ImportanceStore
     from keel.workspace.facade import Workspace
 
-__all__ = ["Explained", "Context", "Explainer", "explain_rows", "measure_importance", "MAX_VERSIONS"]
+__all__ = ["Explained", "ExplainedRow", "Context", "Explainer", "explain_rows", "measure_importance", "MAX_VERSIONS"]
 
 MAX_VERSIONS = 8  # model versions whose context (and explained sample) stay in memory
 BACKGROUND_ROWS = 200  # rows of training data an explainer samples around
@@ -42,6 +42,20 @@ class Explained:
     reasons: list[list[dict[str, Any]]]
     typical: dict[str, Any]
 
+    def row(self, i: int) -> ExplainedRow:
+        """Row `i`'s explanation: what the API, the server's /predict?explain=true and batch jobs show."""
+        e = self.explanation
+        return ExplainedRow(
+            prediction=_plain(self.predictions[i]),
+            base_value=float(e.base_values[i]),
+            output=float(e.outputs[i]),
+            space=e.space,
+            target=_plain(e.target),
+            method=e.method,
+            attributions=e.row(i),
+            reasons=self.reasons[i],
+        )
+
     def to_dict(self) -> dict[str, Any]:
         e = self.explanation
         return {
@@ -50,16 +64,44 @@ class Explained:
             "space": e.space,
             "target": _plain(e.target),
             "features": list(e.features),
-            "rows": [
-                {
-                    "prediction": _plain(p),
-                    "base_value": float(e.base_values[i]),
-                    "output": float(e.outputs[i]),
-                    "attributions": e.row(i),
-                    "reasons": self.reasons[i],
-                }
-                for i, p in enumerate(self.predictions)
-            ],
+            "rows": [self.row(i).to_dict(with_model=False) for i in range(len(self.predictions))],
+        }
+
+
+@dataclass(frozen=True)
+class ExplainedRow:
+    """One explained prediction: the model's output split into a base value and per-feature
+    attributions (in `space`: log-odds, probability or the raw output), and its reason codes."""
+
+    prediction: Any
+    base_value: float
+    output: float
+    space: str
+    target: Any
+    method: str
+    attributions: dict[str, float]
+    reasons: list[dict[str, Any]]
+
+    def to_dict(self, *, with_model: bool = True) -> dict[str, Any]:
+        """The JSON form. `with_model=False` (inside a response that states the model's method,
+        space and target once): prediction, base value, output, attributions, reasons. With the
+        model (beside a prediction that already holds its value): no prediction."""
+        if not with_model:
+            return {
+                "prediction": self.prediction,
+                "base_value": self.base_value,
+                "output": self.output,
+                "attributions": self.attributions,
+                "reasons": self.reasons,
+            }
+        return {
+            "base_value": self.base_value,
+            "output": self.output,
+            "space": self.space,
+            "target": self.target,
+            "method": self.method,
+            "attributions": self.attributions,
+            "reasons": self.reasons,
         }
 
 

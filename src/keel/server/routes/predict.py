@@ -347,17 +347,8 @@ def _add_explanations(
     """Attributions and reason codes of each prediction, in place (the context is cached per model
     version by the workspace's explainer, bounded, shared with the dashboard and ws.explain)."""
     explained = state_of(app).ws.explainer.rows(model, records, top=top)
-    e = explained.explanation
     for i, prediction in enumerate(result["predictions"]):
-        prediction["explanation"] = {
-            "base_value": float(e.base_values[i]),
-            "output": float(e.outputs[i]),
-            "space": e.space,
-            "target": e.target if not hasattr(e.target, "item") else e.target.item(),
-            "method": e.method,
-            "attributions": e.row(i),
-            "reasons": explained.reasons[i],
-        }
+        prediction["explanation"] = explained.row(i).to_dict()
 
 
 def _shadow_score(app: Any, name: str, version: int, records: list[dict[str, Any]], ids: list[str], at_ms: int) -> None:

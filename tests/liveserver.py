@@ -1,5 +1,6 @@
-"""An app under a real uvicorn server on 127.0.0.1 (a free port), in a daemon thread: for the tests
-that need real sockets (keep-alive connections, keel.Client over HTTP, a clean stop)."""
+"""An app under a real uvicorn server on 127.0.0.1 (a free port), in a daemon thread, for the tests
+that need real sockets (keep-alive connections, keel.Client over HTTP, a clean stop, a browser).
+tests/ is on sys.path (pyproject's pytest `pythonpath`), so every test folder imports it."""
 
 from __future__ import annotations
 
