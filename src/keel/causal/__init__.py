@@ -1,0 +1,53 @@
+"""Causal effects (compute: values in, values out; never storage): causal graphs and identification
+(`graph.py`, DOT/GML in `_parse.py`), average-effect estimators with intervals and their agreement
+(`estimators.py`), the overlap report that travels with every propensity-based estimate
+(`overlap.py`), heterogeneous effects by meta-learners chosen on a cross-validated score (`cate.py`),
+and what-if questions through a structural causal model fitted on the graph (`whatif.py`). The
+workspace's causal studies (issue 13, next) load a dataset version and call these.
+
+May import: keel.errors, numpy, pandas, scipy, scikit-learn; lightgbm (the `causal` extra) only
+inside the functions whose default models use it.
+"""
+
+from keel.causal.cate import CateResult, estimate_cate
+from keel.causal.estimators import (
+    ESTIMATORS,
+    Comparison,
+    Estimate,
+    Trimming,
+    aipw,
+    compare_estimators,
+    dml,
+    ipw,
+    regression_adjustment,
+    summarise,
+)
+from keel.causal.graph import CausalGraph, Identification, causal_graph, check_graph, identify_effect
+from keel.causal.overlap import OverlapReport, balancing_weights, overlap_report
+from keel.causal.whatif import StructuralCausalModel, WhatIfResult, fit_scm
+
+__all__ = [
+    "CateResult",
+    "estimate_cate",
+    "StructuralCausalModel",
+    "WhatIfResult",
+    "fit_scm",
+    "CausalGraph",
+    "Identification",
+    "causal_graph",
+    "check_graph",
+    "identify_effect",
+    "Estimate",
+    "Trimming",
+    "Comparison",
+    "ESTIMATORS",
+    "regression_adjustment",
+    "ipw",
+    "aipw",
+    "dml",
+    "compare_estimators",
+    "summarise",
+    "OverlapReport",
+    "overlap_report",
+    "balancing_weights",
+]
