@@ -41,7 +41,12 @@ def _parse_dot(text: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]
     assert head is not None  # checked by the caller
     if head.group(2) is None:
         raise InvalidInputError("DOT graph is undirected ('graph {...}'); a causal graph needs 'digraph { a -> b; }'.")
-    body = text[head.end() : text.rfind("}")]
+    close = text.rfind("}")
+    if close < head.end() or text[close + 1 :].strip():
+        raise InvalidInputError("DOT graph is not closed: write it as 'digraph { a -> b; }', ending with '}'.")
+    body = text[head.end() : close]
+    if not body.strip():
+        raise InvalidInputError("DOT graph has no nodes or edges: write them as 'digraph { a -> b; }'.")
     body = re.sub(r"/\*.*?\*/", " ", body, flags=re.DOTALL)
     body = re.sub(r"(//|#)[^\n]*", " ", body)
     body = re.sub(r"\[[^\]]*\]", " ", body)  # attributes (labels, colours) carry no causal meaning

@@ -23,6 +23,7 @@ from keel.storage.monitors import MonitorStore
 from keel.storage.predictions import PredictionStore
 from keel.storage.retraining import RetrainingStore
 from keel.storage.runs import RunStore
+from keel.storage.studies import StudyStore
 from keel.storage.tokens import TokenStore
 
 __all__ = ["MetadataStore", "BlobStore", "BlobInfo", "sha256_file", "head_revision", "schema_revision", "mask_url"]
@@ -44,6 +45,7 @@ class MetadataStore:
         self.jobs = JobStore(self.engine)
         self.importance = ImportanceStore(self.engine)
         self.predictions = PredictionStore(self.engine)
+        self.studies = StudyStore(self.engine)
 
     @property
     def dialect(self) -> str:

@@ -450,3 +450,44 @@ model_importance = Table(
     Column("rows", Integer, nullable=False),
     Column("created_at", Timestamp, nullable=False),
 )
+
+# -- causal studies ---------------------------------------------------------------------------
+# A study version: the question and graph as JSON (`spec`), with lineage to the dataset version it
+# reads by name, number and digest (the digest survives a dataset re-added under another number).
+causal_studies = Table(
+    "causal_studies",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("dataset_name", String(128), nullable=False),
+    Column("dataset_version", Integer, nullable=False),
+    Column("dataset_digest", String(80), nullable=False),
+    Column("treatment", String(256), nullable=False),
+    Column("outcome", String(256), nullable=False),
+    Column("spec", JSON, nullable=False),  # edges, latent, covariates, identification
+    Column("description", Text, nullable=False, default=""),
+    Column("author", String(128), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    UniqueConstraint("name", "version"),
+)
+
+# One estimate of a study version. The numbers are nullable: SQLite stores NaN as NULL, and an
+# estimator may give a NaN standard error (read back as NaN).
+causal_estimates = Table(
+    "causal_estimates",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_id", Integer, ForeignKey("causal_studies.id", ondelete="CASCADE"), nullable=False),
+    Column("estimator", String(64), nullable=False),
+    Column("estimand", String(16), nullable=False),
+    Column("value", Float, nullable=True),
+    Column("stderr", Float, nullable=True),
+    Column("ci_low", Float, nullable=True),
+    Column("ci_high", Float, nullable=True),
+    Column("interval_method", String(128), nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("details", JSON, nullable=False),  # overlap, notes, trimming, covariates, seed
+    Column("created_at", Timestamp, nullable=False),
+    Index("ix_causal_estimates_study_id", "study_id"),
+)

@@ -3,6 +3,7 @@
 `facade.py`: `Workspace`, which wires the stores into the record packages (`ws.datasets`,
 `ws.runs`, `ws.models`, `ws.predictions`, `ws.monitoring`, `ws.retraining`, `ws.jobs`).
 `explain.py`: explanations (`ws.explain`, `ws.explainer`) with one bounded per-version cache.
+`causal.py`: causal studies (`ws.causal`): study, estimate, what-if over dataset versions.
 `handlers.py`: what each job kind does, and `run_job`, which the queue (keel.jobs) submits;
 `payloads.py`: the frozen payload type of each job kind.
 `batch.py`: batch scoring and batch explanation as jobs. `tick.py`: one tick of the background

@@ -19,7 +19,9 @@ from keel.registry import LoadedModel, Models
 from keel.retraining.retrainer import Retraining
 from keel.settings import Settings
 from keel.storage import BlobStore, MetadataStore, mask_url
+from keel.studies import Studies
 from keel.tracking import Runs
+from keel.workspace.causal import Causal
 from keel.workspace.explain import BACKGROUND_ROWS, Explained, Explainer
 from keel.workspace.handlers import HANDLERS, run_job
 from keel.workspace.payloads import PAYLOADS
@@ -108,6 +110,8 @@ class Workspace:
             executor_factory=functools.partial(make_executor, settings),
             on_lost=self._job_lost,
         )
+        # causal studies: versioned questions over dataset versions, their estimates, what-if
+        self.causal = Causal(Studies(self._meta, author=author), self.datasets)
         # explanations, with the one per-version cache the API, the server and batch jobs share
         self.explainer = Explainer(self, self._meta.importance)
 

@@ -60,6 +60,18 @@ def test_undirected_dot_is_refused() -> None:
         causal_graph("graph { a -- b }")
 
 
+def test_an_unclosed_or_empty_dot_graph_is_refused() -> None:
+    for text, why in [
+        ("digraph {", "not closed"),
+        ("digraph { a -> b", "not closed"),
+        ("digraph { }", "no nodes"),
+        ("digraph { a -> b } trailing", "not closed"),
+    ]:
+        with pytest.raises(InvalidInputError, match=why):
+            causal_graph(text)
+    assert causal_graph("digraph { a -> b; }").edges == (("a", "b"),)
+
+
 def test_missing_columns_are_named() -> None:
     graph = causal_graph(EDGES)
     with pytest.raises(InvalidInputError, match=r"\['educ'\] are not columns"):

@@ -1,0 +1,260 @@
+"""`keel causal`: causal studies over dataset versions: study, estimate, whatif, list, show."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import typer
+
+from keel.cli._common import JSON_OPTION, err, escape, number, open_workspace, out, print_json, table, when
+from keel.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from keel.entities_studies import Study, StudyEstimate
+
+app = typer.Typer(
+    help="Causal studies: the effect of a treatment on an outcome, from a dataset version and a causal graph.",
+    no_args_is_help=True,
+)
+
+
+def parse_edges(text: str) -> list[tuple[str, str]]:
+    """'a->b, b->c' (or chains 'a->b->c'; ';' also separates) as a list of edges."""
+    edges: list[tuple[str, str]] = []
+    for item in (part.strip() for part in text.replace(";", ",").split(",")):
+        if not item:
+            continue
+        names = [name.strip() for name in item.split("->")]
+        if len(names) < 2 or not all(names):
+            raise InvalidInputError(f"--edges: {item!r} is not an edge; write 'cause->effect', e.g. 'age->treat'")
+        edges.extend(zip(names, names[1:], strict=False))
+    if not edges:
+        raise InvalidInputError("--edges is empty; write edges as 'a->b,b->c'")
+    return edges
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [name.strip() for name in text.split(",") if name.strip()]
+
+
+@app.command("study")
+def study(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Study name, e.g. nsw-training."),
+    dataset: str = typer.Argument(..., metavar="DATASET@V", help="The dataset version it reads, e.g. nsw@1."),
+    edges: str | None = typer.Option(None, "--edges", help="The causal graph as edges: 'age->treat,treat->re78'."),
+    graph: Path | None = typer.Option(
+        None, "--graph", help="The causal graph as a DOT (.dot/.gv) or GML (.gml) file.", exists=True, dir_okay=False
+    ),
+    treatment: str = typer.Option(..., "--treatment", "-t", help="The treatment column (binary for the estimators)."),
+    outcome: str = typer.Option(..., "--outcome", "-y", help="The outcome column."),
+    covariates: str | None = typer.Option(
+        None, "--covariates", help="Adjust for these (comma-separated) instead of the set the graph gives."
+    ),
+    latent: str | None = typer.Option(None, "--latent", help="Graph nodes with no column (comma-separated)."),
+    description: str = typer.Option("", "--description", "-d", help="The question the study asks."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Check a causal graph against a dataset version, identify the effect, and store a new study version."""
+    if (edges is None) == (graph is None):
+        raise InvalidInputError("Give the causal graph once: --edges 'a->b,b->c' or --graph FILE.dot")
+    spec: Any = parse_edges(edges) if edges is not None else graph
+    ws = open_workspace(ctx)
+    made = ws.causal.study(
+        name,
+        dataset,
+        graph=spec,
+        treatment=treatment,
+        outcome=outcome,
+        covariates=_names(covariates),
+        latent=_names(latent) or (),
+        description=description,
+    )
+    if as_json:
+        print_json(made)
+        return
+    ident = made.identification
+    out().print(
+        f"Created [bold]{made.ref}[/]: effect of {escape(made.treatment)} on {escape(made.outcome)} "
+        f"in {made.dataset}, identified by {ident.get('strategy')}"
+    )
+    out().print(f"adjustment set: {escape(', '.join(made.covariates) or '(none)')}")
+    for note in ident.get("notes", []):
+        out().print(f"  - {escape(str(note))}")
+
+
+@app.command("estimate")
+def estimate(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., metavar="NAME[@V]", help="The study version: nsw-training, nsw-training@2."),
+    estimand: str = typer.Option("ate", "--estimand", help="ate, att or atc."),
+    estimators: str = typer.Option("regression,ipw,aipw,dml", "--estimators", help="Comma-separated families."),
+    trim: str | None = typer.Option(
+        None, "--trim", metavar="LOW,HIGH", help="Drop units with a propensity outside [LOW, HIGH] (reported)."
+    ),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the bootstrap and the cross-fitting."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Estimate the study's effect with several estimator families; store each estimate."""
+    bounds = _trim(trim)
+    ws = open_workspace(ctx)
+    with err().status(f"Estimating {ref}..."):
+        stored, comparison = ws.causal.estimate(
+            ref, estimators=tuple(_names(estimators) or ()), estimand=estimand, trim=bounds, seed=seed
+        )
+    if as_json:
+        print_json(
+            {
+                "estimates": stored,
+                "agree": comparison.agree,
+                "disagreements": list(comparison.disagreements),
+                "notes": list(comparison.notes),
+            }
+        )
+        return
+    _print_estimates(stored)
+    for line in comparison.disagreements:
+        out().print(f"[bold red]disagree:[/] {escape(line)}")
+    for line in comparison.notes:
+        out().print(f"[yellow]note:[/] {escape(line)}")
+
+
+def _trim(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise InvalidInputError(f"--trim {text!r}: give two propensities LOW,HIGH, e.g. 0.01,0.99") from None
+    return low, high
+
+
+@app.command("whatif")
+def whatif(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., metavar="NAME[@V]", help="The study version."),
+    assign: list[str] = typer.Option(
+        ..., "--set", help="NODE=VALUE: set (=5), shift (=+5) or scale (=*1.1) a node; repeatable."
+    ),
+    outcome: str | None = typer.Option(None, "--outcome", "-y", help="The outcome asked about (default: the study's)."),
+    counterfactual: bool = typer.Option(
+        False, "--counterfactual", help="For the observed units (default: interventional, for the population)."
+    ),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the fit and its resamples."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """What happens to the outcome if we act: an answer from a structural causal model on the study's graph."""
+    intervene: dict[str, str] = {}
+    for item in assign:
+        node, sep, value = item.partition("=")
+        if not sep or not node.strip() or not value.strip():
+            raise InvalidInputError(f"--set {item!r}: write NODE=VALUE, e.g. re75=*1.1, age=+5 or treat=1")
+        intervene[node.strip()] = value.strip()
+    ws = open_workspace(ctx)
+    kind: Literal["interventional", "counterfactual"] = "counterfactual" if counterfactual else "interventional"
+    with err().status(f"Fitting the structural model of {ref}..."):
+        answer = ws.causal.what_if(ref, intervene=intervene, outcome=outcome, kind=kind, seed=seed)
+    low, high = answer.interval
+    if as_json:
+        print_json(
+            {
+                "outcome": answer.outcome,
+                "kind": answer.kind,
+                "intervene": dict(answer.intervene),
+                "mean_effect": answer.mean_effect,
+                "interval": [low, high],
+                "level": answer.level,
+                "n_resamples": answer.n_resamples,
+                "baseline_mean": answer.baseline_mean,
+                "intervened_mean": answer.intervened_mean,
+            }
+        )
+        return
+    what = ", ".join(f"{node} {words}" for node, words in answer.intervene.items())
+    out().print(
+        f"{escape(what)}: mean {escape(answer.outcome)} {number(answer.baseline_mean)} -> "
+        f"{number(answer.intervened_mean)}, effect [bold]{number(answer.mean_effect)}[/] "
+        f"({answer.level:.0%} [{number(low)}, {number(high)}], {answer.n_resamples} resamples, {answer.kind})"
+    )
+
+
+@app.command("list")
+def list_(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
+    """Every study with its newest version."""
+    studies = open_workspace(ctx).causal.list()
+    if as_json:
+        print_json(studies)
+        return
+    if not studies:
+        out().print("No causal studies yet: keel causal study NAME DATASET@V --edges 'a->b' -t T -y Y")
+        return
+    t = table("study", "dataset", "treatment", "outcome", "strategy", "created", "description")
+    for s in studies:
+        t.add_row(
+            s.ref,
+            s.dataset,
+            s.treatment,
+            s.outcome,
+            str(s.identification.get("strategy", "")),
+            when(s.created_at, short=True),
+            s.description,
+        )
+    out().print(t)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., metavar="NAME[@V]", help="The study version."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """A study version: its graph, identification and stored estimates."""
+    ws = open_workspace(ctx)
+    found = ws.causal.get(ref)
+    stored = ws.causal.estimates(found)
+    if as_json:
+        print_json({"study": found, "estimates": stored})
+        return
+    _print_study(found)
+    if stored:
+        _print_estimates(stored)
+    else:
+        out().print(f"No estimates yet: keel causal estimate {found.ref}")
+
+
+def _print_study(s: Study) -> None:
+    console = out()
+    console.print(f"[bold]{s.ref}[/]  {escape(s.description)}")
+    console.print(f"effect of {escape(s.treatment)} on {escape(s.outcome)} in {s.dataset} ({s.dataset_digest[:19]})")
+    console.print(f"graph: {escape(', '.join(f'{a}->{b}' for a, b in s.edges))}")
+    if s.latent:
+        console.print(f"latent: {escape(', '.join(s.latent))}")
+    console.print(
+        f"identified by {escape(str(s.identification.get('strategy')))}; "
+        f"adjustment set: {escape(', '.join(s.covariates) or '(none)')}"
+    )
+    console.print(f"created {when(s.created_at)} by {escape(s.author)}")
+
+
+def _print_estimates(stored: list[StudyEstimate]) -> None:
+    t = table("estimator", "estimand", "effect>", "95% interval", "interval", "n>", "overlap")
+    for e in stored:
+        t.add_row(
+            e.estimator,
+            e.estimand,
+            number(e.value),
+            f"[{number(e.ci_low)}, {number(e.ci_high)}]",
+            escape(e.interval_method.split(",")[0]),  # the method; --json has its details
+            f"{e.n:,}",
+            _overlap(e.overlap),
+        )
+    out().print(t)
+
+
+def _overlap(report: dict[str, Any] | None) -> str:
+    if not report:
+        return "-"
+    share = report.get("share_outside_support") or 0.0
+    ess = "/".join(number(round(report.get(key) or 0)) for key in ("ess_treated", "ess_control"))
+    return f"{share:.1%} outside, ESS {ess}" + (" (warnings)" if report.get("warnings") else "")

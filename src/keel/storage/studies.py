@@ -1,0 +1,161 @@
+"""Causal study versions and their estimates in the metadata store."""
+
+from __future__ import annotations
+
+import builtins
+import math
+from typing import Any
+
+from sqlalchemy import Connection, Row, func, select
+
+from keel.entities_studies import Study, StudyEstimate
+from keel.errors import InvalidInputError, NotFoundError
+from keel.refs import Ref
+from keel.storage import schema as s
+from keel.storage._common import Transactional, now, retry_conflicts, utc
+
+__all__ = ["StudyStore"]
+
+st, est = s.causal_studies, s.causal_estimates
+
+
+class StudyStore(Transactional):
+    @retry_conflicts()
+    def add(
+        self,
+        name: str,
+        *,
+        dataset: tuple[str, int, str],
+        treatment: str,
+        outcome: str,
+        spec: dict[str, Any],
+        description: str,
+        author: str,
+    ) -> Study:
+        """Store the next version of study `name`; `dataset` is (name, version, digest)."""
+        with self.begin() as conn:
+            latest = conn.execute(select(func.max(st.c.version)).where(st.c.name == name)).scalar()
+            row_id = conn.execute(
+                st.insert().values(
+                    name=name,
+                    version=(latest or 0) + 1,
+                    dataset_name=dataset[0],
+                    dataset_version=dataset[1],
+                    dataset_digest=dataset[2],
+                    treatment=treatment,
+                    outcome=outcome,
+                    spec=spec,
+                    description=description,
+                    author=author,
+                    created_at=now(),
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            return _study(conn.execute(select(st).where(st.c.id == row_id)).one())
+
+    def get(self, ref: Ref) -> Study:
+        with self.connect() as conn:
+            return _study(self._row(conn, ref))
+
+    def list(self) -> builtins.list[Study]:
+        """The latest version of every study, by name."""
+        newest = select(st.c.name, func.max(st.c.version).label("v")).group_by(st.c.name).subquery()
+        q = select(st).join(newest, (st.c.name == newest.c.name) & (st.c.version == newest.c.v)).order_by(st.c.name)
+        with self.connect() as conn:
+            return [_study(r) for r in conn.execute(q)]
+
+    def versions(self, name: str) -> builtins.list[Study]:
+        with self.connect() as conn:
+            rows = conn.execute(select(st).where(st.c.name == name).order_by(st.c.version)).all()
+            if not rows:
+                self._row(conn, Ref(name))  # raises NotFoundError naming the known studies
+        return [_study(r) for r in rows]
+
+    def add_estimates(self, ref: Ref, records: builtins.list[dict[str, Any]]) -> builtins.list[StudyEstimate]:
+        """Store estimates of one study version: each record has the columns of causal_estimates."""
+        ts = now()
+        with self.begin() as conn:
+            study = self._row(conn, ref)
+            ids = []
+            for record in records:
+                values = {k: _finite(v) if k in _NUMBERS else v for k, v in record.items()}
+                result = conn.execute(est.insert().values(study_id=study.id, created_at=ts, **values))
+                ids.append(result.inserted_primary_key[0])  # type: ignore[index]
+            rows = conn.execute(select(est).where(est.c.id.in_(ids)).order_by(est.c.id)).all()
+        return [_estimate(r, f"{study.name}@{study.version}") for r in rows]
+
+    def estimates(self, ref: Ref) -> builtins.list[StudyEstimate]:
+        with self.connect() as conn:
+            study = self._row(conn, ref)
+            rows = conn.execute(select(est).where(est.c.study_id == study.id).order_by(est.c.id)).all()
+        return [_estimate(r, f"{study.name}@{study.version}") for r in rows]
+
+    def _row(self, conn: Connection, ref: Ref) -> Row[Any]:
+        if ref.alias is not None or ref.digest is not None:
+            raise InvalidInputError(
+                f"Study reference {str(ref)!r}: studies are addressed by version number or 'latest'"
+            )
+        q = select(st).where(st.c.name == ref.name)
+        if ref.version is not None:
+            q = q.where(st.c.version == ref.version)
+        row = conn.execute(q.order_by(st.c.version.desc()).limit(1)).first()
+        if row is not None:
+            return row
+        latest = conn.execute(select(func.max(st.c.version)).where(st.c.name == ref.name)).scalar()
+        if latest is not None:
+            raise NotFoundError(f"Study {ref.name!r} has no version {ref.version}; the latest is {latest}")
+        known = conn.execute(select(st.c.name).distinct().order_by(st.c.name).limit(20)).scalars().all()
+        raise NotFoundError(
+            f"No causal study named {ref.name!r}; create one with 'keel causal study'. "
+            f"Known studies: {', '.join(known) or 'none'}"
+        )
+
+
+_NUMBERS = {"value", "stderr", "ci_low", "ci_high"}
+
+
+def _finite(value: Any) -> float | None:
+    # NaN and infinities have no portable SQL form: stored as NULL, read back as NaN.
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _number(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _study(row: Row[Any]) -> Study:
+    spec = row.spec
+    return Study(
+        name=row.name,
+        version=row.version,
+        dataset=f"{row.dataset_name}@{row.dataset_version}",
+        dataset_digest=row.dataset_digest,
+        edges=tuple((str(a), str(b)) for a, b in spec["edges"]),
+        latent=tuple(spec.get("latent", ())),
+        treatment=row.treatment,
+        outcome=row.outcome,
+        covariates=tuple(spec["covariates"]),
+        identification=dict(spec.get("identification", {})),
+        created_at=utc(row.created_at),  # type: ignore[arg-type]
+        author=row.author,
+        description=row.description,
+    )
+
+
+def _estimate(row: Row[Any], study: str) -> StudyEstimate:
+    details = dict(row.details)
+    return StudyEstimate(
+        id=row.id,
+        study=study,
+        estimator=row.estimator,
+        estimand=row.estimand,
+        value=_number(row.value),
+        stderr=_number(row.stderr),
+        ci_low=_number(row.ci_low),
+        ci_high=_number(row.ci_high),
+        interval_method=row.interval_method,
+        n=row.n,
+        overlap=details.pop("overlap", None),
+        notes=tuple(details.pop("notes", ())),
+        details=details,
+        created_at=utc(row.created_at),  # type: ignore[arg-type]
+    )
