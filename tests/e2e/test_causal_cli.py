@@ -95,3 +95,25 @@ def test_a_graph_file_and_bad_arguments(home: Path, tmp_path: Path) -> None:
     assert made["covariates"] == COVARIATES
     assert_one_line_error(keel_cli(home, "causal", "estimate", "dot", "--trim", "0.1"), code=1, contains="LOW,HIGH")
     assert_one_line_error(keel_cli(home, "causal", "whatif", "dot", "--set", "treat"), code=1, contains="NODE=VALUE")
+
+
+def test_refute_prints_each_check_and_the_verdict(home: Path) -> None:
+    keel_json(home, "causal", "study", "ref", "nsw", "--edges", EDGES, "-t", "treat", "-y", "re78")
+    result = keel_json(home, "causal", "refute", "ref", "--estimator", "aipw")
+    names = [c["name"] for c in result["checks"]]
+    assert names == [
+        "placebo_treatment",
+        "random_common_cause",
+        "data_subsets",
+        "dummy_outcome",
+        "sensitivity",
+        "overlap",
+        "estimator_agreement",
+    ]
+    assert result["verdict"] in ("robust", "fragile", "failed") and result["reasons"]
+    placebo = result["checks"][0]
+    assert placebo["passed"] is True  # a permuted treatment has no effect on the randomised experiment
+    code, out, err = keel_cli(home, "causal", "refute", "ref@1")
+    assert code == 0, err
+    assert "placebo_treatment" in out and f"verdict: {result['verdict']}" in out
+    assert keel_json(home, "causal", "show", "ref")["estimates"] == []  # not stored

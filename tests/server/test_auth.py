@@ -64,6 +64,12 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/alerts"): READ,
     ("POST", "/api/v1/alerts/{alert_id}/ack"): WRITE,
     ("POST", "/api/v1/alerts/{alert_id}/resolve"): WRITE,
+    ("GET", "/api/v1/causal/studies"): READ,
+    ("GET", "/api/v1/causal/studies/{name}"): READ,
+    ("GET", "/api/v1/causal/studies/{name}/estimates"): READ,
+    ("POST", "/api/v1/causal/studies"): WRITE,
+    ("POST", "/api/v1/causal/studies/{name}/estimate"): WRITE,
+    ("POST", "/api/v1/causal/studies/{name}/whatif"): READ,  # stores nothing: a question, not a record
     ("GET", "/metrics"): READ,
     ("GET", "/docs"): READ,
     ("GET", "/openapi.json"): READ,

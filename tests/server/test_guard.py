@@ -339,6 +339,9 @@ def test_every_write_route_has_a_decided_body_rule(app: Any) -> None:
                 ("POST", "/api/v1/models/{name}/monitor/run"),
                 ("POST", "/api/v1/alerts/{alert_id}/ack"),
                 ("POST", "/api/v1/alerts/{alert_id}/resolve"),
+                ("POST", "/api/v1/causal/studies"),
+                ("POST", "/api/v1/causal/studies/{name}/estimate"),
+                ("POST", "/api/v1/causal/studies/{name}/whatif"),
             ]
         },
     }

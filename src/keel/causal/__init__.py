@@ -1,7 +1,8 @@
 """Causal effects (compute: values in, values out; never storage): causal graphs and identification
 (`graph.py`, DOT/GML in `_parse.py`), average-effect estimators with intervals and their agreement
 (`estimators.py`), the overlap report that travels with every propensity-based estimate
-(`overlap.py`), heterogeneous effects by meta-learners chosen on a cross-validated score (`cate.py`),
+(`overlap.py`), heterogeneous effects by meta-learners chosen on a cross-validated score (`cate.py`), refutation
+in one call with a verdict (`refute.py`),
 and what-if questions through a structural causal model fitted on the graph (`whatif.py`). The
 workspace's causal studies (issue 13, next) load a dataset version and call these.
 
@@ -24,6 +25,7 @@ from keel.causal.estimators import (
 )
 from keel.causal.graph import CausalGraph, Identification, causal_graph, check_graph, identify_effect
 from keel.causal.overlap import OverlapReport, balancing_weights, overlap_report
+from keel.causal.refute import Check, Refutation, refute, robustness_value
 from keel.causal.whatif import StructuralCausalModel, WhatIfResult, fit_scm
 
 __all__ = [
@@ -50,4 +52,8 @@ __all__ = [
     "OverlapReport",
     "overlap_report",
     "balancing_weights",
+    "Refutation",
+    "Check",
+    "refute",
+    "robustness_value",
 ]

@@ -190,9 +190,19 @@ def regression_adjustment(
     value = _regression_value(data, model, target, seed)
     stderr, low, high, method = _bootstrap(data, lambda d: _regression_value(d, model, target, seed), n_boot, seed)
     return Estimate(
-        target, "regression", value, stderr, low, high, method, int(data.t.size), Trimming(None),
-        treatment, outcome, data.covariates,
-    )  # fmt: skip
+        target,
+        "regression",
+        value,
+        stderr,
+        low,
+        high,
+        method,
+        int(data.t.size),
+        Trimming(None),
+        treatment,
+        outcome,
+        data.covariates,
+    )
 
 
 def _ipw_value(data: Data, model: Any, estimand: Estimand, bounds: tuple[float, float] | None, seed: int) -> float:
@@ -228,9 +238,21 @@ def ipw(
     stderr, low, high, method = _bootstrap(data, lambda d: _ipw_value(d, model, target, bounds, seed), n_boot, seed)
     report = overlap_report(e[keep], data.t[keep], estimand=target)
     return Estimate(
-        target, "ipw", value, stderr, low, high, method, int(keep.sum()), trimming, treatment, outcome,
-        data.covariates, report, _trim_note(trimming, target),
-    )  # fmt: skip
+        target,
+        "ipw",
+        value,
+        stderr,
+        low,
+        high,
+        method,
+        int(keep.sum()),
+        trimming,
+        treatment,
+        outcome,
+        data.covariates,
+        report,
+        _trim_note(trimming, target),
+    )
 
 
 def _dr_score(
@@ -270,10 +292,21 @@ def _dr_estimate(
     value, stderr = _dr_score(t, y, e[keep], m0[keep], m1[keep], estimand)
     report = overlap_report(e[keep], t, estimand=estimand)
     return Estimate(
-        estimand, estimator, value, stderr, value - _Z95 * stderr, value + _Z95 * stderr,
-        "influence function, normal 95%", int(keep.sum()), trimming, data.treatment, data.outcome,
-        data.covariates, report, (*notes, *_trim_note(trimming, estimand)),
-    )  # fmt: skip
+        estimand,
+        estimator,
+        value,
+        stderr,
+        value - _Z95 * stderr,
+        value + _Z95 * stderr,
+        "influence function, normal 95%",
+        int(keep.sum()),
+        trimming,
+        data.treatment,
+        data.outcome,
+        data.covariates,
+        report,
+        (*notes, *_trim_note(trimming, estimand)),
+    )
 
 
 def aipw(

@@ -1,4 +1,4 @@
-"""`keel causal`: causal studies over dataset versions: study, estimate, whatif, list, show."""
+"""`keel causal`: causal studies over dataset versions: study, estimate, whatif, refute, list, show."""
 
 from __future__ import annotations
 
@@ -177,6 +177,44 @@ def whatif(
         f"{number(answer.intervened_mean)}, effect [bold]{number(answer.mean_effect)}[/] "
         f"({answer.level:.0%} [{number(low)}, {number(high)}], {answer.n_resamples} resamples, {answer.kind})"
     )
+
+
+@app.command("refute")
+def refute(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., metavar="NAME[@V]", help="The study version."),
+    estimator: str = typer.Option("aipw", "--estimator", help="regression, ipw, aipw or dml."),
+    estimand: str = typer.Option("ate", "--estimand", help="ate, att or atc."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the permutations, subsets and refits."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Try to break the study's estimate, refitting everything per check; print each check and the verdict."""
+    ws = open_workspace(ctx)
+    with err().status(f"Refuting {ref}..."):
+        result = ws.causal.refute(ref, estimator=estimator, estimand=estimand, seed=seed)
+    checks = [{"name": c.name, "passed": c.passed, "value": c.value, "reason": c.reason} for c in result.checks]
+    if as_json:
+        e = result.estimate
+        print_json(
+            {
+                "estimate": {"estimator": e.estimator, "estimand": e.estimand, "value": e.value,
+                             "ci_low": e.ci_low, "ci_high": e.ci_high},
+                "checks": checks,
+                "verdict": result.verdict,
+                "reasons": list(result.reasons),
+                "seed": result.seed,
+            }
+        )  # fmt: skip
+        return
+    e = result.estimate
+    out().print(f"{escape(e.estimator)} {e.estimand} {number(e.value)} (95% [{number(e.ci_low)}, {number(e.ci_high)}])")
+    for c in result.checks:
+        mark = "[green]pass[/]" if c.passed else "[bold red]FAIL[/]"
+        out().print(f"{mark}  {c.name}: {escape(c.reason)}")
+    colour = {"robust": "green", "fragile": "yellow"}.get(result.verdict, "bold red")
+    out().print(f"verdict: [{colour}]{result.verdict}[/]")
+    for reason in result.reasons:
+        out().print(f"  - {escape(reason)}")
 
 
 @app.command("list")

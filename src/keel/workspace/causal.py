@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from keel.causal import CausalGraph, Comparison, Estimate, WhatIfResult
+    from keel.causal.refute import Refutation
 
     GraphSpec = CausalGraph | str | os.PathLike[str] | Sequence[tuple[str, str]] | Mapping[str, Sequence[str]]
 
@@ -41,7 +42,7 @@ ESTIMATORS = ("regression", "ipw", "aipw", "dml")  # keel.causal.ESTIMATORS
 
 
 class Causal:
-    """Causal studies: `ws.causal.study(...)`, `.estimate(...)`, `.what_if(...)`, `.get/list/versions`."""
+    """Causal studies: `ws.causal.study(...)`, `.estimate(...)`, `.what_if(...)`, `.refute(...)`, `.get/list/versions`."""
 
     def __init__(self, studies: Studies, datasets: Datasets) -> None:
         self._studies = studies
@@ -124,13 +125,7 @@ class Causal:
         flagged, never averaged). Trimming is explicit (`trim=(0.01, 0.99)`) and reported."""
         from keel.causal import compare_estimators
 
-        study = self._studies.get(ref)
-        strategy = study.identification.get("strategy", "backdoor")
-        if strategy != "backdoor":
-            raise InvalidInputError(
-                f"Study {study.ref} is identified by {strategy} only, and the average-effect estimators adjust "
-                "for a backdoor set; give the study observed covariates that block every backdoor path."
-            )
+        study = self._backdoor(ref)
         frame = self._frame(self._datasets.get(study.dataset))
         comparison = compare_estimators(
             frame,
@@ -145,6 +140,29 @@ class Causal:
         )
         records = [_record(estimate, seed) for estimate in comparison.estimates]
         return self._studies.add_estimates(study, records), comparison
+
+    def refute(self, ref: str | Study, *, estimator: str = "aipw", estimand: str = "ate", seed: int = 0) -> Refutation:
+        """Try to break the study's estimate (placebo treatment, random common cause, data subsets, dummy
+        outcome, sensitivity to an unobserved confounder, overlap, estimator agreement), each check refitting
+        everything on the study's dataset version, and judge it robust, fragile or failed. Not stored: it is
+        recomputed from the same data and seed, and the study records have no place for it yet."""
+        from keel.causal.refute import refute
+
+        study = self._backdoor(ref)
+        frame = self._frame(self._datasets.get(study.dataset))
+        return refute(
+            frame, study.treatment, study.outcome, study.covariates, estimator=estimator, estimand=estimand, seed=seed
+        )
+
+    def _backdoor(self, ref: str | Study) -> Study:
+        study = self._studies.get(ref)
+        strategy = study.identification.get("strategy", "backdoor")
+        if strategy != "backdoor":
+            raise InvalidInputError(
+                f"Study {study.ref} is identified by {strategy} only, and the average-effect estimators adjust "
+                "for a backdoor set; give the study observed covariates that block every backdoor path."
+            )
+        return study
 
     def what_if(
         self,
