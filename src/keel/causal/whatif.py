@@ -88,6 +88,21 @@ class WhatIfResult:
     values: Array | None  # counterfactual outcome per observed row (None for interventional)
     effects: Array | None  # counterfactual minus factual outcome per observed row
 
+    def summary(self) -> dict[str, Any]:
+        """The answer without its per-row arrays, as JSON-able values (the CLI's --json, the API)."""
+        low, high = self.interval
+        return {
+            "outcome": self.outcome,
+            "kind": self.kind,
+            "intervene": dict(self.intervene),
+            "mean_effect": float(self.mean_effect),
+            "interval": [float(low), float(high)],
+            "level": float(self.level),
+            "n_resamples": int(self.n_resamples),
+            "baseline_mean": float(self.baseline_mean),
+            "intervened_mean": float(self.intervened_mean),
+        }
+
 
 @dataclass(frozen=True, eq=False)
 class StructuralCausalModel:

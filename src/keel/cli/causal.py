@@ -157,19 +157,7 @@ def whatif(
         answer = ws.causal.what_if(ref, intervene=intervene, outcome=outcome, kind=kind, seed=seed)
     low, high = answer.interval
     if as_json:
-        print_json(
-            {
-                "outcome": answer.outcome,
-                "kind": answer.kind,
-                "intervene": dict(answer.intervene),
-                "mean_effect": answer.mean_effect,
-                "interval": [low, high],
-                "level": answer.level,
-                "n_resamples": answer.n_resamples,
-                "baseline_mean": answer.baseline_mean,
-                "intervened_mean": answer.intervened_mean,
-            }
-        )
+        print_json(answer.summary())
         return
     what = ", ".join(f"{node} {words}" for node, words in answer.intervene.items())
     out().print(

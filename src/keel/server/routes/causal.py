@@ -178,19 +178,4 @@ def what_if(
     answer = server_state(request).ws.causal.what_if(
         _ref(name, version), intervene=dict(body.intervene), outcome=body.outcome, kind=body.kind, seed=body.seed
     )
-    low, high = answer.interval
-    return dict(
-        dump(
-            {
-                "outcome": answer.outcome,
-                "kind": answer.kind,
-                "intervene": dict(answer.intervene),
-                "mean_effect": answer.mean_effect,
-                "interval": [low, high],
-                "level": answer.level,
-                "n_resamples": answer.n_resamples,
-                "baseline_mean": answer.baseline_mean,
-                "intervened_mean": answer.intervened_mean,
-            }
-        )
-    )
+    return dict(dump(answer.summary()))
