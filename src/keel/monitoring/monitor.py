@@ -328,30 +328,29 @@ class Monitoring:
         except NotFoundError:
             return None
 
-    def _marked(self, model: str, runs: list[MonitorRun]) -> list[MonitorRun]:
+    def _marked(self, model: str, runs: list[MonitorRun], now: int | None = None) -> list[MonitorRun]:
+        """`runs` with `superseded_by` set on checks of a version other than `now` (default: the
+        version watched now, looked up only when there is a check to mark)."""
         if not runs:
             return runs
-        now = self.watched_version(model)
+        now = now if now is not None else self.watched_version(model)
         return [
             replace(r, superseded_by=now) if now is not None and r.model_version not in (None, now) else r for r in runs
         ]
 
     def health(self, names: Iterable[str]) -> dict[str, Health]:
         """Per model: its state (unwatched, pending, ok, drift, alert), active alerts and the newest
-        check of the version it watches now (see keel.monitoring.health)."""
-        names = list(names)
+        check of the version it watches now (see keel.monitoring.health). One version lookup and one
+        check read per model: the overview page asks this for every model."""
         active = self.alerts.list(status="active")
         watched = {name for name, _, _ in self.monitors()}
-        return {
-            name: health_of(
-                name,
-                self.runs(name, limit=1),
-                [a for a in active if a.model == name],
-                watched=name in watched,
-                version=self.watched_version(name),
-            )
-            for name in names
-        }
+        out: dict[str, Health] = {}
+        for name in names:
+            version = self.watched_version(name)
+            newest = self._marked(name, self._meta.monitors.runs(name, limit=1), version)
+            mine = [a for a in active if a.model == name]
+            out[name] = health_of(name, newest, mine, watched=name in watched, version=version)
+        return out
 
     def values(self, run_id: int) -> list[tuple[str, str, float | None]]:
         return self._meta.monitors.values(run_id)

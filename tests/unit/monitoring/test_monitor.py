@@ -19,6 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 import keel
+from keel.errors import InvalidInputError, NotFoundError
 from keel.monitoring import stats
 from keel.monitoring.predlog import new_prediction_ids
 from keel.monitoring.profiles import ReferenceProfile
@@ -253,3 +254,127 @@ def test_the_missing_values_rule_compares_with_the_references_own_rate(ws: keel.
     serve(ws, "gap", blank(world(1000, seed=2), 0.3, 2), at=T0 + timedelta(minutes=2))  # a broken upstream field
     loud = ws.monitoring.run("gap", at=T0 + timedelta(minutes=3))
     assert [a.feature for a in loud.alerts if a.rule == "missing-values"] == ["a"]
+
+
+def test_watch_installs_the_default_rules_once_and_keeps_settings(mws: keel.Workspace) -> None:
+    rules = {r.name for r in mws.monitoring.alerts.rules("syn")}
+    assert {"feature-drift", "auc-drop", "schema-violations"} <= rules and "rmse-increase" not in rules
+    config = mws.monitoring.watch("syn", schedule_s=30)
+    assert (config.window_rows, config.schedule_s) == (1000, 30)  # earlier settings kept
+    assert len(mws.monitoring.alerts.rules("syn")) == len(rules)
+    assert [name for name, _, _ in mws.monitoring.monitors()] == ["syn"]
+
+
+def test_bad_monitor_settings_are_refused_and_change_nothing(mws: keel.Workspace) -> None:
+    with pytest.raises(NotFoundError):
+        mws.monitoring.watch("nope")
+    with pytest.raises(InvalidInputError, match="Unknown monitor setting.*windw_rows"):
+        mws.monitoring.watch("syn", windw_rows=10)
+    with pytest.raises(InvalidInputError, match="window_rows must be >= 1"):
+        mws.monitoring.watch("syn", window_rows=0)
+    with pytest.raises(NotFoundError):
+        mws.monitoring.watch("syn", reference="missing@1")
+    assert mws.monitoring.config("syn").window_rows == 1000
+
+
+def test_a_model_without_training_data_needs_an_explicit_reference(ws: keel.Workspace) -> None:
+    frame = world(2000, seed=0)
+    est = LogisticRegression().fit(frame[["a", "b"]], frame["target"])
+    ws.models.register("bare", est, X=frame[["a", "b"]])
+    ws.models.set_alias("bare", "champion", version=1)
+    ws.monitoring.watch("bare")
+    with pytest.raises(InvalidInputError, match="no training dataset in its lineage.*reference="):
+        ws.monitoring.run("bare")
+    ref = ws.datasets.add("bare-ref", frame[["a", "b", "target"]])
+    ws.monitoring.watch("bare", reference=ref.ref)
+    result = ws.monitoring.run("bare")
+    assert result.run.reference == ref.ref and result.value("rows") == 0.0
+
+
+def test_one_broken_monitor_does_not_stop_the_others(mws: keel.Workspace) -> None:
+    frame = world(500, seed=0)
+    ws = mws
+    ws.models.register("orphan", LogisticRegression().fit(frame[["a", "b"]], frame["target"]), X=frame[["a", "b"]])
+    ws.monitoring.watch("orphan")  # no reference: its checks fail
+    serve(ws, "syn", world(1000, seed=1))
+    results = ws.monitoring.run_due()
+    assert [r.run.model for r in results] == ["syn"]
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"window_rows": "x"}, "window_rows must be a whole number"),
+        ({"window_rows": float("nan")}, "window_rows must be a whole number"),
+        ({"window_rows": True}, "window_rows must be a whole number"),
+        ({"window_rows": 10**30}, "window_rows must be at most"),
+        ({"window_s": float("inf"), "window_rows": None}, "window_s must be a finite number"),
+        ({"window_s": 1e308, "window_rows": None}, "window_s must be at most"),
+        ({"schedule_s": 1e308}, "schedule_s must be at most"),
+        ({"schedule_s": float("nan")}, "schedule_s must be a finite number"),
+        ({"schedule_s": "60"}, "schedule_s must be a finite number"),
+        ({"min_rows": 2.5}, "min_rows must be a whole number"),
+        ({"multivariate": "yes"}, "multivariate must be true or false"),
+        ({"reference": 3}, "reference must be a non-empty string"),
+        ({"target": ""}, "target must be a non-empty string"),
+        ({"alias": ["champion"]}, "Invalid alias"),
+        ({"thresholds": "x"}, "thresholds must be an object"),
+        ({"thresholds": {"psi": "high"}}, "thresholds.psi must be a finite number"),
+        ({"thresholds": {"psi": float("nan")}}, "thresholds.psi must be a finite number"),
+        ({"thresholds": {"pis": 0.3}}, "thresholds: unknown name.*pis"),
+        ({"thresholds": {"noise_quantile": 2.0}}, "thresholds: .*noise_quantile"),
+        ({"model": "other"}, "Unknown monitor setting.*model"),
+        ({"self": 1}, "Unknown monitor setting.*self"),
+    ],
+)
+def test_every_monitor_setting_is_validated_for_python_callers_and_nothing_is_stored(
+    mws: keel.Workspace, given: dict[str, Any], message: str
+) -> None:
+    """Before: 'x' thresholds were stored and every later check failed; NaN became null; 1e308 passed."""
+    before = mws.monitoring._meta.monitors.get_monitor("syn")
+    with pytest.raises(InvalidInputError, match=message):
+        mws.monitoring.watch("syn", **given)
+    assert mws.monitoring._meta.monitors.get_monitor("syn") == before
+
+
+def test_valid_thresholds_are_kept_and_used(mws: keel.Workspace) -> None:
+    config = mws.monitoring.watch("syn", thresholds={"psi": 0.5, "ks_stat": None}, schedule_s=86_400)
+    assert config.thresholds == {"psi": 0.5, "ks_stat": None} and config.schedule_s == 86_400
+    assert mws.monitoring.config("syn").thresholds == {"psi": 0.5, "ks_stat": None}
+
+
+def test_after_a_promotion_checks_read_the_new_champions_traffic_and_older_checks_are_marked(
+    mws: keel.Workspace,
+) -> None:
+    serve(mws, "syn", world(1000, seed=1, shift_b=1.0), at=T0)  # v1 served drifted traffic
+    before = mws.monitoring.run("syn", at=T0 + timedelta(minutes=1))
+    assert "b" in before.drifted_features and before.run.model_version == 1
+    assert mws.monitoring.health(["syn"])["syn"].state == "alert"
+
+    # A retrained v2 (on data that is like the drifted traffic) is promoted.
+    fresh = world(5000, seed=2, shift_b=1.0)
+    data = mws.datasets.add("syn", fresh)
+    est = make_pipeline(
+        make_column_transformer((OneHotEncoder(), ["c"]), remainder="passthrough"), LogisticRegression()
+    )
+    with mws.runs.start("syn", inputs=[data]) as run:
+        est.fit(fresh[FEATURES], fresh["target"])
+    mws.models.register("syn", est, run=run, X=fresh[FEATURES])
+    mws.models.set_alias("syn", "champion", version=2)
+    for alert in mws.monitoring.alerts.list(model="syn", status="active"):
+        mws.monitoring.alerts.resolve(alert.id, note="v2 promoted")
+
+    [old] = mws.monitoring.runs("syn")
+    assert old.superseded_by == 2 and mws.monitoring.get_run("syn", old.id).superseded_by == 2
+    pending = mws.monitoring.health(["syn"])["syn"]
+    assert (pending.state, pending.drifted, pending.last, pending.version) == ("pending", (), None, 2)
+    assert pending.superseded is not None and pending.superseded.id == old.id
+
+    # v2 serves 300 rows like its own training data: its check sees those rows only, not v1's.
+    serve(mws, "syn", world(300, seed=3, shift_b=1.0), at=T0 + timedelta(minutes=2))
+    after = mws.monitoring.run("syn", at=T0 + timedelta(minutes=3))
+    assert (after.run.model_version, after.run.rows, after.run.reference) == (2, 300, "syn@2")
+    assert after.drifted_features == () and after.alerts == []
+    healthy = mws.monitoring.health(["syn"])["syn"]
+    assert healthy.state == "ok" and healthy.last is not None and healthy.last.id == after.run.id
+    assert [r.superseded_by for r in mws.monitoring.runs("syn")] == [None, 2]
