@@ -408,6 +408,7 @@ class Job:
     error: str | None
     author: str
     dedup_key: str | None = None
+    progress: dict[str, Any] | None = None  # {done, total, stage}, from a job that reports its steps
 
 
 class AlertSeverity(StrEnum):

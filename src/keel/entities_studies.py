@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Study", "StudyEstimate"]
+__all__ = ["Study", "StudyEstimate", "StudyResult", "RESULT_KINDS"]
+
+# What a stored study result may be (StudyResult.kind).
+RESULT_KINDS = ("refutation", "sensitivity", "effect_change", "policy", "bootstrap", "cate")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class Study:
     created_at: datetime
     author: str
     description: str = ""
+    model: str | None = None  # the model version the study explains, 'credit@3' (lineage), if any
 
     @property
     def ref(self) -> str:
@@ -55,3 +59,16 @@ class StudyEstimate:
 
     def covers(self, value: float) -> bool:
         return self.ci_low <= value <= self.ci_high
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """One stored result of a study version, as plain JSON: a 'refutation' (checks and verdict), a
+    'sensitivity' sweep, an 'effect_change' between study versions, a 'policy', a 'bootstrap' interval."""
+
+    id: int
+    study: str  # 'nsw-training@2'
+    kind: str  # one of RESULT_KINDS
+    payload: dict[str, Any]
+    author: str
+    created_at: datetime

@@ -18,6 +18,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 import keel
+from keel.causal import PolicyTree
 from keel.registry import FLAVORS
 
 pytestmark = pytest.mark.filterwarnings(
@@ -83,6 +84,26 @@ def _pickle() -> tuple[Any, pd.DataFrame]:
     return ThresholdModel(), contract_frame()[0]
 
 
+def _policy() -> tuple[Any, pd.DataFrame]:
+    """A policy tree (which of three offers for whom) as keel.causal learns them: actions are integers."""
+    tree = PolicyTree.from_dict(
+        {
+            "format": "keel.policy_tree/1",
+            "features": ["age", "income"],
+            "actions": [0, 1, 2],
+            "baseline": 0,
+            "nodes": [
+                {"feature": "age", "threshold": 40.5, "left": 1, "right": 2},
+                {"action": 1, "expected_outcomes": [0.0, 1.2, 0.4], "n": 50},
+                {"feature": "income", "threshold": 55.0, "left": 3, "right": 4},
+                {"action": 0, "expected_outcomes": [0.3, 0.1, 0.2], "n": 30},
+                {"action": 2, "expected_outcomes": [0.1, 0.5, 0.9], "n": 40},
+            ],
+        }
+    )
+    return tree, contract_frame()[0]
+
+
 def _proba(model: Any, X: pd.DataFrame) -> Any:
     return model.predict_proba(X)
 
@@ -102,6 +123,7 @@ CASES: dict[str, FlavorCase] = {
     "xgboost": FlavorCase("xgboost", _xgboost, rtol=1e-5),
     "callable": FlavorCase("callable", _callable, predict=lambda fn, X: fn(X), needs_trust=True),
     "pickle": FlavorCase("pickle", _pickle, predict_proba=_proba, needs_trust=True),
+    "policy": FlavorCase("policy", _policy),
 }
 
 

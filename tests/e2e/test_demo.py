@@ -53,7 +53,7 @@ def test_demo_succeeds_in_a_fresh_temporary_workspace(demo: Demo) -> None:
 
 def test_demo_output_is_short_and_names_data_set_champion_and_lineage(demo: Demo) -> None:
     lines = demo.stdout.strip().splitlines()
-    assert len(lines) <= 40
+    assert len(lines) <= 46  # thirteen acts, most of them one or two lines
     out = demo.stdout
     assert "modeldata::credit_data" in out
     assert "credit@1" in out and "4,454 rows" in out and "sha256:" in out
@@ -171,6 +171,35 @@ def test_demo_prints_the_reason_codes_of_its_riskiest_application(demo: Demo) ->
     )
 
 
+def test_demo_studies_the_nsw_training_effect_against_the_experiment(demo: Demo) -> None:
+    out = demo.stdout
+    assert "12 Cause" in out and "causaldata::nsw_mixtape" in out
+    assert "difference in means, $1,794, is inside the interval" in out  # the experimental benchmark
+    assert "refutation " in out and "checks passed" in out
+    shown = keel_json(demo.home, "causal", "show", "job-training")
+    assert shown["study"]["dataset"] == "nsw@1" and shown["study"]["treatment"] == "treat"
+    by_name = {e["estimator"]: e for e in shown["estimates"]}
+    assert set(by_name) == {"regression", "ipw", "aipw", "dml"}
+    assert all(e["ci_low"] <= 1794.34 <= e["ci_high"] for e in by_name.values())
+
+
+def test_demo_targets_offers_with_a_registered_policy_near_the_known_optimum(demo: Demo) -> None:
+    out = demo.stdout
+    assert "13 Target" in out and "retention-offer@1" in out
+    rules = [line.strip() for line in out.splitlines() if line.strip().startswith("- ") and " -> " in line]
+    assert {rule.rsplit(" -> ", 1)[1] for rule in rules} == {"none", "call", "discount"}
+    agreement = int(out.split("the known best offer for ")[1].split("%")[0])
+    assert agreement >= 90
+    model = keel_json(demo.home, "models", "show", "retention-offer")
+    assert model["versions"][0]["flavor"] == "policy"
+    with keel.Workspace(Settings(home=demo.home)) as ws:
+        loaded = ws.models.load("retention-offer@1")  # a policy loads without trusted=True
+        assert list(loaded.predict([{"tenure": 3, "spend": 90.0}, {"tenure": 40, "spend": 120.0}])) == [
+            "discount",
+            "call",
+        ]
+
+
 def test_keel_monitor_show_marks_the_checks_made_before_the_promotion(demo: Demo) -> None:
     from clitools import keel_cli
 
@@ -215,5 +244,5 @@ def test_the_demos_log_lines_go_to_a_file_not_between_the_story(demo: Demo) -> N
     assert "alert #1 [warning] credit-risk: Amount drifted" in log
     assert "the server log (logs/demo.log)" in demo.stdout
     numbered = [line for line in demo.stdout.splitlines() if line[:2].strip().isdigit()]
-    assert len(numbered) == 11  # steps 1 to 11, their text in one column ('9 Monitor   ', '10 Alert    ')
+    assert len(numbered) == 13  # steps 1 to 13, their text in one column ('9 Monitor   ', '10 Alert    ')
     assert all(line[11] == " " and line[12] != " " for line in numbered), numbered

@@ -70,6 +70,11 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/causal/studies"): WRITE,
     ("POST", "/api/v1/causal/studies/{name}/estimate"): WRITE,
     ("POST", "/api/v1/causal/studies/{name}/whatif"): READ,  # stores nothing: a question, not a record
+    ("POST", "/api/v1/causal/studies/{name}/refute"): WRITE,  # stores the refutation (or queues a job)
+    ("GET", "/api/v1/causal/studies/{name}/results"): READ,
+    ("POST", "/api/v1/causal/studies/{name}/rerun"): WRITE,
+    ("POST", "/api/v1/causal/studies/{name}/cate"): WRITE,  # stores the heterogeneous effects
+    ("POST", "/api/v1/causal/studies/{name}/policy"): WRITE,  # stores the policy (and registers a model on request)
     ("GET", "/metrics"): READ,
     ("GET", "/docs"): READ,
     ("GET", "/openapi.json"): READ,
@@ -93,6 +98,8 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/models/{name}"): READ,
     ("GET", "/models/{name}/explain"): READ,
     ("GET", "/models/{name}/monitoring"): READ,
+    ("GET", "/studies"): READ,
+    ("GET", "/studies/{name}"): READ,
     ("GET", "/alerts"): READ,
     ("MOUNT", "/static"): OPEN,  # the dashboard's CSS, JS and icons
     ("MOUNT", "/static-offline-docs"): OPEN,  # Swagger UI's files (the spec itself is /openapi.json)

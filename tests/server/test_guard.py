@@ -342,6 +342,10 @@ def test_every_write_route_has_a_decided_body_rule(app: Any) -> None:
                 ("POST", "/api/v1/causal/studies"),
                 ("POST", "/api/v1/causal/studies/{name}/estimate"),
                 ("POST", "/api/v1/causal/studies/{name}/whatif"),
+                ("POST", "/api/v1/causal/studies/{name}/refute"),
+                ("POST", "/api/v1/causal/studies/{name}/rerun"),
+                ("POST", "/api/v1/causal/studies/{name}/policy"),
+                ("POST", "/api/v1/causal/studies/{name}/cate"),
             ]
         },
     }

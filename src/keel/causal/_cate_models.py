@@ -25,7 +25,7 @@ class Predictor(Protocol):
 
 
 def default_models(seed: int) -> dict[str, Any]:
-    """Outcome / effect regressors: boosting for the rough parts, a quadratic ridge for smooth ones.
+    """Outcome / effect regressors, simplest first: a quadratic ridge for smooth parts, boosting for rough ones.
 
     The ridge on degree-2 features is there because effects are often smooth in a few features,
     where boosting on noisy pseudo-outcomes pays a variance price; selection picks per data set.
@@ -51,7 +51,7 @@ def default_models(seed: int) -> dict[str, Any]:
     ridge = make_pipeline(
         StandardScaler(), PolynomialFeatures(2, include_bias=False), RidgeCV(alphas=np.logspace(-2, 4, 13))
     )
-    return {"lgbm": lgbm, "ridge_poly2": ridge}
+    return {"ridge_poly2": ridge, "lgbm": lgbm}  # simplest first: the order breaks near-ties in selection
 
 
 def default_propensity_models(seed: int) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from keel.errors import InvalidInputError
 __all__ = ["Check", "Refutation", "refute", "robustness_value"]
 
 Verdict = Literal["robust", "fragile", "failed"]
+MapTasks = Callable[[Sequence[Callable[[], "Check"]]], Sequence["Check"]]
 _Z95 = 1.959963984540054
 # A wrong-signed "effect" of nothing is a broken pipeline; the rest only make the estimate less sure.
 _FAILS = ("placebo_treatment", "dummy_outcome", "estimator_agreement")
@@ -120,11 +121,14 @@ def refute(
     agreement: Sequence[str] = ESTIMATORS,
     trim: tuple[float, float] | None = None,
     n_boot: int = 100,
+    map_tasks: MapTasks | None = None,
 ) -> Refutation:
     """Refit the `estimator`'s estimate of `treatment` on `outcome` under every check and judge it.
 
     `agreement` names the estimator families compared with each other (dml is the slowest);
     `min_robustness` is the smallest robustness value of the interval limit taken as robust.
+    `map_tasks` runs the four refitting checks (zero-argument callables, each returning its Check) and
+    returns their results in order: a job passes one that sends each to its executor (default: in turn).
     """
     if estimator not in ESTIMATORS:
         raise InvalidInputError(f"Unknown estimator {estimator!r}; choose from {list(ESTIMATORS)}.")
@@ -145,21 +149,31 @@ def refute(
 
     families = tuple(dict.fromkeys(agreement))
     comparison = compare_estimators(
-        frame, treatment, outcome, covariates, estimand=estimand, estimators=families, trim=trim, n_boot=n_boot,
+        frame,
+        treatment,
+        outcome,
+        covariates,
+        estimand=estimand,
+        estimators=families,
+        trim=trim,
+        n_boot=n_boot,
         seed=seed,
-    )  # fmt: skip
+    )
     mine = [e for e in comparison.estimates if e.estimator == estimator]
     original = mine[0] if mine else fit(frame, covariates)
     covs = list(covariates)
-    checks = (
-        _vanishes("placebo_treatment", "treatment", treatment, frame, lambda d: fit(d, covs), n_placebo, seed, 1),
-        _random_cause(frame, covs, original, fit, n_random, seed),
-        _subsets(frame, covs, original, fit, n_subsets, subset_fraction, seed),
-        _vanishes("dummy_outcome", "outcome", outcome, frame, lambda d: fit(d, covs), n_placebo, seed, 4),
-        _sensitivity(original, min_robustness),
-        _overlap(original, comparison),
-        _agreement(comparison),
-    )
+    tasks: list[Callable[[], Check]] = [
+        lambda: _vanishes(
+            "placebo_treatment", "treatment", treatment, frame, lambda d: fit(d, covs), n_placebo, seed, 1
+        ),
+        lambda: _random_cause(frame, covs, original, fit, n_random, seed),
+        lambda: _subsets(frame, covs, original, fit, n_subsets, subset_fraction, seed),
+        lambda: _vanishes("dummy_outcome", "outcome", outcome, frame, lambda d: fit(d, covs), n_placebo, seed, 4),
+    ]
+    refitted = list(map_tasks(tasks)) if map_tasks is not None else [task() for task in tasks]
+    if len(refitted) != len(tasks) or not all(isinstance(c, Check) for c in refitted):
+        raise InvalidInputError(f"map_tasks must return one Check per task ({len(tasks)}), in order")
+    checks = (*refitted, _sensitivity(original, min_robustness), _overlap(original, comparison), _agreement(comparison))
     return Refutation(original, checks, *_verdict(checks), comparison, seed)
 
 
@@ -176,9 +190,15 @@ def _interval(e: Estimate) -> str:
 
 
 def _vanishes(
-    name: str, what: str, column: str, frame: pd.DataFrame, fit: Callable[[pd.DataFrame], Estimate], repeats: int,
-    seed: int, stream: int,
-) -> Check:  # fmt: skip
+    name: str,
+    what: str,
+    column: str,
+    frame: pd.DataFrame,
+    fit: Callable[[pd.DataFrame], Estimate],
+    repeats: int,
+    seed: int,
+    stream: int,
+) -> Check:
     rng = _rng(seed, stream)
     runs = []
     for _ in range(repeats):

@@ -11,7 +11,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from keel.cli import alerts, causal, data, explain, jobs, models, monitor, retrain, runs, serve
+from keel.cli import alerts, causal, causal_targeting, data, explain, jobs, models, monitor, retrain, runs, serve
 from keel.cli._common import JSON_OPTION, State, err, escape, open_workspace, out, print_json, size, state, to_jsonable
 from keel.errors import KeelError
 
@@ -139,6 +139,8 @@ models.app.command("explain")(explain.explain_dataset)
 app.command("worker")(jobs.worker)
 models.app.command("score")(jobs.score)
 app.add_typer(jobs.app, name="jobs")
+causal.app.command("cate")(causal_targeting.cate)
+causal.app.command("policy")(causal_targeting.policy)
 app.add_typer(causal.app, name="causal")
 models.app.command("approve")(retrain.approve)
 models.app.command("rollback")(retrain.rollback)

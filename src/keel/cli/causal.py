@@ -1,4 +1,5 @@
-"""`keel causal`: causal studies over dataset versions: study, estimate, whatif, refute, list, show."""
+"""`keel causal`: causal studies over dataset versions: study, estimate, whatif, refute, sensitivity,
+bootstrap, rerun, results, list, show. Refute, sensitivity and bootstrap run as jobs with --queue."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from keel.cli._common import JSON_OPTION, err, escape, number, open_workspace, o
 from keel.errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from keel.entities_studies import Study, StudyEstimate
+    from keel.entities import Job
+    from keel.entities_studies import Study, StudyEstimate, StudyResult
+    from keel.workspace import Workspace
+    from keel.workspace.payloads import StudyJobPayload
 
 app = typer.Typer(
     help="Causal studies: the effect of a treatment on an outcome, from a dataset version and a causal graph.",
@@ -54,6 +58,7 @@ def study(
     ),
     latent: str | None = typer.Option(None, "--latent", help="Graph nodes with no column (comma-separated)."),
     description: str = typer.Option("", "--description", "-d", help="The question the study asks."),
+    model: str | None = typer.Option(None, "--model", help="The model version the study explains, e.g. credit@3."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Check a causal graph against a dataset version, identify the effect, and store a new study version."""
@@ -70,6 +75,7 @@ def study(
         covariates=_names(covariates),
         latent=_names(latent) or (),
         description=description,
+        model=model,
     )
     if as_json:
         print_json(made)
@@ -174,10 +180,18 @@ def refute(
     estimator: str = typer.Option("aipw", "--estimator", help="regression, ipw, aipw or dml."),
     estimand: str = typer.Option("ate", "--estimand", help="ate, att or atc."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the permutations, subsets and refits."),
+    queue: bool = typer.Option(False, "--queue", help="Queue it as a job for keel worker / keel serve instead."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Try to break the study's estimate, refitting everything per check; print each check and the verdict."""
+    """Try to break the study's estimate, refitting everything per check; print each check and the verdict
+    (stored as the study's refutation result)."""
     ws = open_workspace(ctx)
+    if queue:
+        from keel.workspace.payloads import CausalRefutePayload
+
+        study = ws.causal.get(ref)  # an unknown study fails here, not in the worker
+        _queue(ws, CausalRefutePayload(study.ref, estimator=estimator, estimand=estimand, seed=seed), as_json)
+        return
     with err().status(f"Refuting {ref}..."):
         result = ws.causal.refute(ref, estimator=estimator, estimand=estimand, seed=seed)
     checks = [{"name": c.name, "passed": c.passed, "value": c.value, "reason": c.reason} for c in result.checks]
@@ -185,14 +199,19 @@ def refute(
         e = result.estimate
         print_json(
             {
-                "estimate": {"estimator": e.estimator, "estimand": e.estimand, "value": e.value,
-                             "ci_low": e.ci_low, "ci_high": e.ci_high},
+                "estimate": {
+                    "estimator": e.estimator,
+                    "estimand": e.estimand,
+                    "value": e.value,
+                    "ci_low": e.ci_low,
+                    "ci_high": e.ci_high,
+                },
                 "checks": checks,
                 "verdict": result.verdict,
                 "reasons": list(result.reasons),
                 "seed": result.seed,
             }
-        )  # fmt: skip
+        )
         return
     e = result.estimate
     out().print(f"{escape(e.estimator)} {e.estimand} {number(e.value)} (95% [{number(e.ci_low)}, {number(e.ci_high)}])")
@@ -203,6 +222,163 @@ def refute(
     out().print(f"verdict: [{colour}]{result.verdict}[/]")
     for reason in result.reasons:
         out().print(f"  - {escape(reason)}")
+
+
+def _queue(ws: Workspace, payload: StudyJobPayload, as_json: bool) -> None:
+    job, created = ws.jobs.run_or_queue(payload.kind, payload.to_dict(), background=True, dedup_key=payload.dedup_key)
+    if as_json:
+        print_json(job)
+        return
+    again = "" if created else " (already queued)"
+    out().print(f"Queued: job {job.id}{again}; keel worker or keel serve runs it (keel jobs show {job.id})")
+
+
+def _run(ws: Workspace, payload: StudyJobPayload, *, queue: bool, as_json: bool, what: str) -> Job | None:
+    """Queue the job, or run it here on the configured executor and wait: the finished job (None if queued)."""
+    from keel.errors import KeelError
+
+    if queue:
+        _queue(ws, payload, as_json)
+        return None
+    with err().status(f"{what} ({ws.settings.executor} executor)..."):
+        job, _ = ws.jobs.run_or_queue(payload.kind, payload.to_dict(), background=False)
+    if job.status == "failed":
+        raise KeelError(f"{what} failed (job {job.id}): {job.error}")
+    return job
+
+
+@app.command("sensitivity")
+def sensitivity(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., metavar="NAME[@V]", help="The study version."),
+    estimator: str = typer.Option("regression", "--estimator", help="regression (exact), ipw, aipw or dml."),
+    estimand: str = typer.Option("ate", "--estimand", help="ate, att or atc."),
+    seed: int = typer.Option(0, "--seed", min=0),
+    queue: bool = typer.Option(False, "--queue", help="Queue it as a job for keel worker / keel serve instead."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """How strong an unobserved confounder would have to be to move the effect (partial R2 sweep, as a job)."""
+    from keel.workspace.payloads import CausalSensitivityPayload
+
+    ws = open_workspace(ctx)
+    study = ws.causal.get(ref)
+    payload = CausalSensitivityPayload(study.ref, estimator=estimator, estimand=estimand, seed=seed)
+    if _run(ws, payload, queue=queue, as_json=as_json, what=f"Sensitivity of {study.ref}") is None:
+        return
+    stored = ws.causal.results(study, kind="sensitivity")[-1]
+    if as_json:
+        print_json(stored)
+        return
+    _print_sensitivity(stored.payload)
+
+
+def _print_sensitivity(p: dict[str, Any]) -> None:
+    out().print(f"{escape(p['estimator'])} {p['estimand']} {number(p['estimate'])} (se {number(p['stderr'])})")
+    t = table("r2 treatment | outcome", *[f"{v:g}>" for v in p["r2_outcome"]])
+    for r2, row in zip(p["r2_treatment"], p["adjusted"], strict=True):
+        t.add_row(f"{r2:g}", *[number(v) for v in row])
+    out().print(t)
+    out().print(
+        f"robustness value {p['robustness_value']:.1%} (to move the estimate to 0), "
+        f"{p['robustness_value_ci']:.1%} (to move its 95% limit to 0); {escape(p['method'])}"
+    )
+
+
+@app.command("bootstrap")
+def bootstrap(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., metavar="NAME[@V]", help="The study version."),
+    estimators: str = typer.Option("regression,ipw,aipw", "--estimators", help="Comma-separated families."),
+    estimand: str = typer.Option("ate", "--estimand", help="ate, att or atc."),
+    n_boot: int = typer.Option(200, "--n-boot", min=20, help="Resamples."),
+    tasks: int = typer.Option(4, "--tasks", min=1, help="Chunks of resamples (Ray tasks with KEEL_EXECUTOR=ray)."),
+    seed: int = typer.Option(0, "--seed", min=0),
+    queue: bool = typer.Option(False, "--queue", help="Queue it as a job for keel worker / keel serve instead."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Percentile bootstrap intervals of the study's effect, the resamples split into tasks (a job)."""
+    from keel.workspace.payloads import CausalBootstrapPayload
+
+    ws = open_workspace(ctx)
+    study = ws.causal.get(ref)
+    payload = CausalBootstrapPayload(
+        study.ref, estimators=_names(estimators), estimand=estimand, seed=seed, n_boot=n_boot, tasks=tasks
+    )
+    job = _run(ws, payload, queue=queue, as_json=as_json, what=f"Bootstrap of {study.ref}")
+    if job is None or job.result is None:
+        return
+    if as_json:
+        print_json(job.result)
+        return
+    t = table("estimator", "estimand", "effect>", "95% interval", "resamples>")
+    for i in job.result["intervals"]:
+        t.add_row(
+            i["estimator"],
+            i["estimand"],
+            number(i["value"]),
+            f"[{number(i['ci_low'])}, {number(i['ci_high'])}]",
+            str(i["n_boot"]),
+        )
+    out().print(t)
+
+
+@app.command("rerun")
+def rerun(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The study."),
+    dataset: str | None = typer.Option(None, "--dataset", help="The dataset version (default: the newest)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Re-estimate the study on its dataset's newest version as a new study version, and report how
+    each estimator's effect changed (a drifted effect raises the study's causal-effect-drift alert)."""
+    ws = open_workspace(ctx)
+    with err().status(f"Rerunning {name}..."):
+        made, change = ws.causal.rerun(name, dataset=dataset)
+    if as_json:
+        print_json({"study": made, "effect_change": change})
+        return
+    _print_change(change)
+
+
+def _print_change(change: StudyResult) -> None:
+    p = change.payload
+    out().print(f"{p['previous_study']} ({p['previous_dataset']}) -> [bold]{p['study']}[/] ({p['dataset']})")
+    t = table("estimator", "previous>", "new>", "difference>", "z>", "drifted")
+    for r in p["estimators"]:
+        z = "-" if r["z"] is None else f"{r['z']:.2f}"
+        mark = "[bold red]yes[/]" if r["drifted"] else "no"
+        t.add_row(r["estimator"], number(r["previous"]), number(r["new"]), number(r["difference"]), z, mark)
+    out().print(t)
+    out().print(escape(p["rule"]))
+
+
+@app.command("results")
+def results(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., metavar="NAME[@V]", help="The study version."),
+    kind: str | None = typer.Option(None, "--kind", help="refutation, sensitivity, effect_change, bootstrap, policy."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """The stored results of a study version, oldest first."""
+    stored = open_workspace(ctx).causal.results(ref, kind)
+    if as_json:
+        print_json(stored)
+        return
+    t = table("id>", "kind", "created", "summary")
+    for r in stored:
+        t.add_row(str(r.id), r.kind, when(r.created_at, short=True), escape(_summary(r)))
+    out().print(t)
+
+
+def _summary(r: StudyResult) -> str:
+    p = r.payload
+    if r.kind == "refutation":
+        return f"{p['verdict']} ({p['estimate']['estimator']})"
+    if r.kind == "sensitivity":
+        return f"robustness value {p['robustness_value']:.1%} ({p['estimator']})"
+    if r.kind == "effect_change":
+        return f"{p['previous_study']} -> {p['study']}: {'drifted' if p['drifted'] else 'stable'}"
+    return ", ".join(sorted(p))[:80]
 
 
 @app.command("list")
@@ -235,18 +411,30 @@ def show(
     ref: str = typer.Argument(..., metavar="NAME[@V]", help="The study version."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """A study version: its graph, identification and stored estimates."""
+    """A study version: its graph, identification, stored estimates and latest refutation verdict."""
     ws = open_workspace(ctx)
     found = ws.causal.get(ref)
     stored = ws.causal.estimates(found)
+    refutations = ws.causal.results(found, kind="refutation")
+    latest = refutations[-1] if refutations else None
     if as_json:
-        print_json({"study": found, "estimates": stored})
+        print_json({"study": found, "estimates": stored, "refutation": latest})
         return
     _print_study(found)
     if stored:
         _print_estimates(stored)
     else:
         out().print(f"No estimates yet: keel causal estimate {found.ref}")
+    if latest is None:
+        out().print(f"Not refuted yet: keel causal refute {found.ref}")
+    else:
+        p = latest.payload
+        colour = {"robust": "green", "fragile": "yellow"}.get(p["verdict"], "bold red")
+        out().print(
+            f"refutation ({escape(p['estimate']['estimator'])}, {when(latest.created_at)}): [{colour}]{p['verdict']}[/]"
+        )
+        for reason in p["reasons"]:
+            out().print(f"  - {escape(reason)}")
 
 
 def _print_study(s: Study) -> None:
@@ -256,6 +444,8 @@ def _print_study(s: Study) -> None:
     console.print(f"graph: {escape(', '.join(f'{a}->{b}' for a, b in s.edges))}")
     if s.latent:
         console.print(f"latent: {escape(', '.join(s.latent))}")
+    if s.model:
+        console.print(f"explains model {escape(s.model)}")
     console.print(
         f"identified by {escape(str(s.identification.get('strategy')))}; "
         f"adjustment set: {escape(', '.join(s.covariates) or '(none)')}"

@@ -4,12 +4,16 @@
         --alias champion (best test AUC)--> load credit-risk@champion --predict--> held-out applications
         --explain--> reason codes --serve over HTTP--> two waves of traffic, the second drifting
         --monitor--> alerts delivered --retrain (the alerts trigger it)--> a new champion, still serving
+    causaldata::nsw_mixtape --study--> job-training@1 --estimate, refute--> the effect of training
+    simulated logged offers --study--> retention-offers@1 --policy--> retention-offer@1 (a model)
 
     data.py      1 Data        train.py    2 Train, 3 Register, 4 Promote, 5 Lineage
     predict.py   6 Predict     explain.py  7 Explain
     serve.py     8 Serve (the server and the webhook receiver)
     live.py      8 Serve, 9 Monitor, 10 Alert (the traffic, the checks, the alerts)
     retrain.py   11 Retrain (the model project, the retraining while traffic goes on)
+    causal.py    12 Cause (the NSW job-training experiment: effect, overlap, refutation)
+    targeting.py 13 Target (which retention offer for whom: a policy tree, registered and asked)
 
 A new act is one module with one function taking the workspace and the console, called in order by
 `_story` below. The data is the 4,454 loan applications of R's `modeldata` package (target
@@ -36,7 +40,9 @@ from keel.settings import Settings
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from keel.demo.causal import CausalResult
     from keel.demo.live import LiveResult
+    from keel.demo.targeting import TargetingResult
     from keel.workspace import Workspace
 
 __all__ = ["run_demo", "DemoResult", "TrainedModel", "SOURCE", "DATASET_NAME", "MODEL_NAME"]
@@ -58,6 +64,8 @@ class DemoResult:
     lineage: Lineage
     live: LiveResult | None = None  # the served, monitored traffic (None with live=False)
     riskiest: dict[str, Any] | None = None  # the riskiest held-out application and its reason codes
+    causal: CausalResult | None = None  # the NSW job-training study (act 12)
+    targeting: TargetingResult | None = None  # the retention-offer policy (act 13)
 
 
 def run_demo(
@@ -174,6 +182,12 @@ def _story(ws: Workspace, home: Path, console: Console, live: bool, sock: Any, l
             keep_serving=sock is not None,
             log=f"the server log ({log.relative_to(home)})",
         )
+    from keel.demo.causal import study_training
+    from keel.demo.targeting import learn_targeting
+
+    first = 12 if live else 8
+    causal = study_training(ws, console, number=first)
+    targeting = learn_targeting(ws, console, number=first + 1)
     console.print(
         f"Explore: [cyan]keel --workspace {escape(str(home))} models show {MODEL_NAME}[/]"
         + (f"  ·  [cyan]keel --workspace {escape(str(home))} alerts list[/]" if live else "")
@@ -191,4 +205,6 @@ def _story(ws: Workspace, home: Path, console: Console, live: bool, sock: Any, l
         lineage=lineage,
         live=served,
         riskiest=riskiest,
+        causal=causal,
+        targeting=targeting,
     )

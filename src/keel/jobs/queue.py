@@ -120,6 +120,10 @@ class Jobs:
         """Record how a job ended (the runner calls it, in whatever process ran the job)."""
         self._store.finish(job_id, result=result, error=error)
 
+    def progress(self, job_id: int, done: int, total: int, stage: str = "") -> None:
+        """Record that a running job has done `done` of `total` steps (of `stage`); shown with the job."""
+        self._store.progress(job_id, {"done": int(done), "total": int(total), "stage": stage})
+
     def list(self, *, status: str | None = None, kind: str | None = None, limit: int = 100) -> list[Job]:
         return self._store.list(status=status, kind=kind, limit=limit)
 

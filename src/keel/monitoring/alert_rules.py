@@ -36,6 +36,7 @@ FEATURE_METRICS = frozenset(
         "missing_rate_increase",
         "out_of_range_rate",
         "unseen_category_rate",
+        "causal_effect_drift",  # 1 when a causal study's rerun moved an estimator's effect (feature: the estimator)
     }
 )
 MODEL_METRICS = frozenset(

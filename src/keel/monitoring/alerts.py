@@ -334,6 +334,11 @@ def _title(model: str, rule: AlertRule, feature: str, value: float, evidence: di
         return f"{model}: {feature} drifted ({'; '.join(str(r) for r in reasons)})"
     if rule.metric == "retraining_failed":
         return f"{model}: retraining failed: {str(evidence.get('error') or 'see the evidence')[:300]}"
+    if rule.metric == "causal_effect_drift":
+        old, new = (
+            f"{v:.4g}" if isinstance(v, (int, float)) else "?" for v in (evidence.get("previous"), evidence.get("new"))
+        )
+        return f"{evidence.get('study') or model}: causal effect ({feature}) drifted from {old} to {new}"
     if rule.metric == "monitor_failing":
         return f"{model}: monitor failing: {str(evidence.get('error') or 'see the evidence')[:300]}"
     what = f"{rule.metric} of {feature}" if feature else rule.metric

@@ -5,10 +5,11 @@
     xgboost   XGBoost boosters and their scikit-learn wrappers, as XGBoost's JSON format
     callable  a plain module-level Python function, saved as its import path ('module:qualname');
               a lambda or nested function is refused (it has no import path)
+    policy    keel.causal.PolicyTree (which action for whom), as plain JSON (flavor_policy.py)
     pickle    anything else, only when asked for by name (flavor='pickle'); saved with cloudpickle
               when it is installed (so lambdas work), and loading needs trusted=True
 
-A flavour is a small object (see `Flavor`) that knows everything kind-specific about a model:
+A flavour is a small object (see `Flavor` in flavor_base.py) that knows everything kind-specific about a model:
 its format, its trust rule, the input it takes and how it predicts, so `LoadedModel` and
 registration never ask which flavour they hold. A new capability (ONNX, C builds, RL policies,
 language models) subclasses `BaseFlavor`, adds itself to FLAVORS and a case to
@@ -22,79 +23,20 @@ import json
 import os
 import pickle
 import tempfile
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from keel._optional import require
 from keel.errors import InvalidInputError, InvalidModelError, KeelError, UnsafeLoadError, UserCodeError
 from keel.registry._skops_vetting import check_tree_arrays, skops_audit, vet_skops
+from keel.registry.flavor_base import BaseFlavor, Flavor, RecordsForm
+from keel.registry.flavor_policy import PolicyFlavor
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Flavor", "BaseFlavor", "FLAVORS", "flavor_for", "get_flavor"]
-
-RecordsForm = Literal["array", "frame"]
-
-
-class Flavor(Protocol):
-    name: str
-    format: str  # how the artifact is stored, in words (describe() shows it)
-    needs_trust: bool  # the artifact is code (a function, a pickle): it loads only with trusted=True
-    by_name_only: bool  # flavor_for() never picks it: the caller asks for it by name
-    # register() checks the model as loaded from its bytes, not the live object: the flavour
-    # serves it through keel's own wrappers, so the check predicts as serving will.
-    checks_loaded: bool
-
-    def accepts(self, model: Any) -> bool: ...
-    def save(self, model: Any) -> bytes: ...
-    def load(self, data: bytes, *, trusted: bool) -> Any: ...
-    def audit(self, data: bytes, *, trusted: bool) -> None:
-        """Raise UnsafeLoadError where load(data, trusted=trusted) would, without building the model."""
-
-    def records_as(self, model: Any, columns: tuple[str, ...]) -> RecordsForm | None:
-        """How all-numeric records with these columns reach the model: a float64 array, a typed
-        frame, or None to go through validate_input like any other input."""
-
-    def prepare(self, model: Any, frame: pd.DataFrame) -> Any:
-        """The validated frame as the model takes it."""
-
-    def predict(self, model: Any, data: Any, *, ref: str) -> Any:
-        """The model's predictions for prepared `data` (`ref` names the version in errors)."""
-
-    def labels_from_proba(self, model: Any, proba: np.ndarray) -> np.ndarray | None:
-        """The labels predict() would give, computed from predict_proba()'s output; None to call predict()."""
-
-    def describe(self, model: Any) -> dict[str, Any]:
-        """What the model is, in JSON-ready values: flavour, format, type and what the flavour adds."""
-
-
-class BaseFlavor:
-    """The defaults of a flavour whose models have scikit-learn's predict / predict_proba and take
-    a DataFrame; a flavour overrides what differs."""
-
-    name = ""
-    format = ""
-    needs_trust = False
-    by_name_only = False
-    checks_loaded = False
-
-    def records_as(self, model: Any, columns: tuple[str, ...]) -> RecordsForm | None:
-        return "frame"
-
-    def prepare(self, model: Any, frame: pd.DataFrame) -> Any:
-        return frame
-
-    def predict(self, model: Any, data: Any, *, ref: str) -> Any:
-        return model.predict(data)
-
-    def labels_from_proba(self, model: Any, proba: np.ndarray) -> np.ndarray | None:
-        return None
-
-    def describe(self, model: Any) -> dict[str, Any]:
-        kind = type(model)
-        return {"flavor": self.name, "format": self.format, "type": f"{kind.__module__}.{kind.__qualname__}"}
+__all__ = ["FLAVORS", "flavor_for", "get_flavor"]
 
 
 class _FittedOnArrays(BaseFlavor):
@@ -403,7 +345,8 @@ def _plain(value: Any) -> Any:
 
 # Order matters: the first flavour that accepts a model saves it.
 FLAVORS: dict[str, Flavor] = {
-    f.name: f for f in (LightGBMFlavor(), XGBoostFlavor(), SklearnFlavor(), CallableFlavor(), PickleFlavor())
+    f.name: f
+    for f in (LightGBMFlavor(), XGBoostFlavor(), SklearnFlavor(), PolicyFlavor(), CallableFlavor(), PickleFlavor())
 }
 
 

@@ -144,8 +144,25 @@ class LoadedModel:
             return labels, proba
         return np.asarray(self._call(self._predict, data)), proba
 
+    @property
+    def has_row_fields(self) -> bool:
+        """Whether each row's answer carries fields of the flavour's own (a policy: `expected_gain`)."""
+        return self._flavor.row_fields is not None
+
+    def row_fields(self, X: Any, *, extra: str = "error") -> list[dict[str, Any]] | None:
+        """The flavour's extra answer fields, one dict per row of `X`; None where the flavour has none."""
+        hook = self._flavor.row_fields
+        return None if hook is None else hook(self.model, self.prepare(X, extra=extra))
+
+    def explain_rows(self, X: Any, *, extra: str = "error") -> list[dict[str, Any]] | None:
+        """The flavour's own explanation of each row of `X` (a policy: the rule that fired); None where
+        it has none, and SHAP attributions (keel.explain) apply instead."""
+        hook = self._flavor.explain_rows
+        return None if hook is None else hook(self.model, self.prepare(X, extra=extra))
+
     def predictions_frame(self, X: Any, *, extra: str = "error") -> pd.DataFrame:
-        """`prediction` and, for classifiers, one `proba_<class>` column per class: predictions_frame()."""
+        """`prediction`, for classifiers one `proba_<class>` column per class, and the flavour's per-row
+        fields (a policy's `expected_gain`): predictions_frame()."""
         return predictions_frame(self, X, extra=extra)
 
     def _predict(self, data: Any) -> Any:
@@ -176,4 +193,8 @@ def predictions_frame(model: LoadedModel, X: Any, *, extra: str = "error") -> pd
     if proba is not None:
         for i, c in enumerate(model.classes or ()):
             out[f"proba_{c}"] = proba[:, i]
+    fields = model.row_fields(X, extra=extra) if model.has_row_fields else None
+    if fields:  # the flavour's own per-row answer fields (a policy's expected_gain), as columns
+        for key in fields[0]:
+            out[key] = [row.get(key) for row in fields]
     return out

@@ -16,7 +16,8 @@ import pandas as pd
 from keel.entities import AliasEvent, DatasetVersion, Lineage, ModelVersion, RegisteredModel, Run, Signature
 from keel.errors import InvalidInputError, InvalidModelError, KeelError, UnsafeLoadError
 from keel.refs import MAX_VERSION, check_name, parse_ref
-from keel.registry.flavors import Flavor, flavor_for, get_flavor
+from keel.registry.flavor_base import Flavor
+from keel.registry.flavors import flavor_for, get_flavor
 from keel.registry.loaded import LoadedModel
 from keel.registry.sample import read_sample, sample_bytes
 from keel.registry.signature import infer_signature, input_example, signature_from_schema

@@ -302,7 +302,8 @@ def _monitoring(raw: Any, at: At) -> tuple[dict[str, Any], tuple[dict[str, Any],
 
 
 def _retraining(raw: Any, at: At) -> Retraining:
-    r = _mapping(raw, at, {"triggers", "alert_rules", "schedule", "debounce_s", "cooldown_s", "data"})
+    r = _mapping(raw, at, {"triggers", "alert_rules", "schedule", "debounce_s", "cooldown_s", "data", "study"})
+    study = None if r.get("study") is None else _str(r["study"], at / "study")
     triggers = tuple(_list(r.get("triggers", ["manual"]), at / "triggers"))
     for i, t in enumerate(triggers):
         if t not in TRIGGERS:
@@ -326,6 +327,7 @@ def _retraining(raw: Any, at: At) -> Retraining:
         _num(r.get("debounce_s", 3600.0), at / "debounce_s", lo=0, what="a number >= 0"),
         data,
         _num(r.get("cooldown_s", 3600.0), at / "cooldown_s", lo=0, what="a number >= 0"),
+        study,
     )
 
 

@@ -126,6 +126,8 @@ class Retraining:
     # cycle starts for this long, and only alerts raised after the move count: the new champion
     # is judged on its own traffic, not retrained on what its predecessor's checks found.
     cooldown_s: float = 3600.0
+    # Optional: a causal study (`retraining: {study: NAME}`) rerun on the newest data after each retraining.
+    study: str | None = None
 
 
 @dataclass(frozen=True)

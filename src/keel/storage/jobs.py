@@ -95,6 +95,13 @@ class JobStore(Transactional):
             raise NotFoundError(f"No job {job_id}")
         return _job(row)
 
+    def progress(self, job_id: int, progress: dict[str, Any]) -> None:
+        """Record how far a running job is (its heartbeat too: a job reporting progress is alive)."""
+        with self.begin() as conn:
+            conn.execute(
+                update(j).where(j.c.id == job_id, j.c.status == "running").values(progress=progress, heartbeat_at=now())
+            )
+
     def requeue_stale(self, older_than_s: float) -> tuple[list[int], list[int]]:
         """Running jobs whose heartbeat is older than `older_than_s`: queued again, or failed after
         their last attempt. Returns (ids queued again, ids failed)."""
@@ -153,4 +160,5 @@ def _job(row: Row[Any]) -> Job:
         error=row.error,
         author=row.author,
         dedup_key=row.dedup_key,
+        progress=row.progress,
     )

@@ -434,6 +434,7 @@ jobs = Table(
     Column("result", JSON, nullable=True),
     Column("error", Text, nullable=True),
     Column("author", String(128), nullable=False),
+    Column("progress", JSON, nullable=True),  # {done, total, stage} while a job reports it (0011)
     Index("ix_jobs_status_created_at", "status", "created_at"),
     Index("ix_jobs_dedup_key_status", "dedup_key", "status"),
 )

@@ -1,4 +1,5 @@
-"""Causal study versions and their estimates in the metadata store."""
+"""Causal study versions, their estimates and their results (refutations, sensitivity sweeps, effect
+changes, ...) in the metadata store."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import builtins
 import math
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, select
+from sqlalchemy import JSON, Column, Connection, ForeignKey, Index, Integer, Row, String, Table, func, select
 
-from keel.entities_studies import Study, StudyEstimate
+from keel.entities_studies import Study, StudyEstimate, StudyResult
 from keel.errors import InvalidInputError, NotFoundError
 from keel.refs import Ref
 from keel.storage import schema as s
@@ -16,7 +17,22 @@ from keel.storage._common import Transactional, now, retry_conflicts, utc
 
 __all__ = ["StudyStore"]
 
-st, est = s.causal_studies, s.causal_estimates
+# A stored result of one study version: a refutation, a sensitivity sweep, an effect change between
+# versions, ... as plain JSON (`kind` says which). Declared here, on schema.metadata (so migrations are
+# checked against it like every other table), because schema.py is at the module size limit.
+causal_results = Table(
+    "causal_results",
+    s.metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_id", Integer, ForeignKey("causal_studies.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("author", String(128), nullable=False),
+    Column("created_at", s.Timestamp, nullable=False),
+    Index("ix_causal_results_study_id_kind", "study_id", "kind"),
+)
+
+st, est, res = s.causal_studies, s.causal_estimates, causal_results
 
 
 class StudyStore(Transactional):
@@ -89,6 +105,25 @@ class StudyStore(Transactional):
             rows = conn.execute(select(est).where(est.c.study_id == study.id).order_by(est.c.id)).all()
         return [_estimate(r, f"{study.name}@{study.version}") for r in rows]
 
+    def add_result(self, ref: Ref, kind: str, payload: dict[str, Any], *, author: str) -> StudyResult:
+        """Store one result of a study version (`payload`: plain JSON)."""
+        with self.begin() as conn:
+            study = self._row(conn, ref)
+            row_id = conn.execute(
+                res.insert().values(study_id=study.id, kind=kind, payload=payload, author=author, created_at=now())
+            ).inserted_primary_key[0]  # type: ignore[index]
+            return _result(conn.execute(select(res).where(res.c.id == row_id)).one(), f"{study.name}@{study.version}")
+
+    def results(self, ref: Ref, kind: str | None = None) -> builtins.list[StudyResult]:
+        """The results of one study version (of `kind`, or all), oldest first."""
+        with self.connect() as conn:
+            study = self._row(conn, ref)
+            q = select(res).where(res.c.study_id == study.id)
+            if kind is not None:
+                q = q.where(res.c.kind == kind)
+            rows = conn.execute(q.order_by(res.c.id)).all()
+        return [_result(r, f"{study.name}@{study.version}") for r in rows]
+
     def _row(self, conn: Connection, ref: Ref) -> Row[Any]:
         if ref.alias is not None or ref.digest is not None:
             raise InvalidInputError(
@@ -135,6 +170,7 @@ def _study(row: Row[Any]) -> Study:
         outcome=row.outcome,
         covariates=tuple(spec["covariates"]),
         identification=dict(spec.get("identification", {})),
+        model=spec.get("model"),
         created_at=utc(row.created_at),  # type: ignore[arg-type]
         author=row.author,
         description=row.description,
@@ -157,5 +193,16 @@ def _estimate(row: Row[Any], study: str) -> StudyEstimate:
         overlap=details.pop("overlap", None),
         notes=tuple(details.pop("notes", ())),
         details=details,
+        created_at=utc(row.created_at),  # type: ignore[arg-type]
+    )
+
+
+def _result(row: Row[Any], study: str) -> StudyResult:
+    return StudyResult(
+        id=row.id,
+        study=study,
+        kind=row.kind,
+        payload=dict(row.payload),
+        author=row.author,
         created_at=utc(row.created_at),  # type: ignore[arg-type]
     )

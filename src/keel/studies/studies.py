@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from keel.entities import DatasetVersion
-from keel.entities_studies import Study, StudyEstimate
+from keel.entities_studies import RESULT_KINDS, Study, StudyEstimate, StudyResult
 from keel.errors import InvalidInputError
 from keel.refs import Ref, check_name, parse_ref
 from keel.storage import MetadataStore
@@ -41,17 +41,21 @@ class Studies:
         covariates: Sequence[str],
         identification: Mapping[str, Any],
         description: str = "",
+        model: str | None = None,
     ) -> Study:
-        """Store the next version of study `name` (the caller has checked the graph and identified it)."""
+        """Store the next version of study `name` (the caller has checked the graph and identified it;
+        `model` is the model version it explains, 'credit@3', checked to exist by the caller)."""
         self.check_name(name)
         if not isinstance(description, str) or len(description) > _MAX_DESCRIPTION:
             raise InvalidInputError(f"A study description is text of at most {_MAX_DESCRIPTION:,} characters")
-        spec = {
+        spec: dict[str, Any] = {
             "edges": [[str(a), str(b)] for a, b in edges],
             "latent": [str(node) for node in latent],
             "covariates": [str(c) for c in covariates],
             "identification": dict(identification),
         }
+        if model is not None:
+            spec["model"] = str(model)
         return self._meta.studies.add(
             name,
             dataset=(dataset.name, dataset.version, dataset.digest),
@@ -89,6 +93,21 @@ class Studies:
         """Every estimate stored for one study version, oldest first."""
         study = self.get(ref)
         return self._meta.studies.estimates(Ref(study.name, version=study.version))
+
+    def add_result(self, study: Study, kind: str, payload: Mapping[str, Any]) -> StudyResult:
+        """Store a result of `study` (`kind` one of RESULT_KINDS; `payload` plain JSON)."""
+        if kind not in RESULT_KINDS:
+            raise InvalidInputError(f"Unknown study result kind {kind!r}; known: {', '.join(RESULT_KINDS)}")
+        return self._meta.studies.add_result(
+            Ref(study.name, version=study.version), kind, dict(payload), author=self._author
+        )
+
+    def results(self, ref: str | Study, kind: str | None = None) -> builtins.list[StudyResult]:
+        """The stored results of one study version (of `kind`, or every kind), oldest first."""
+        if kind is not None and kind not in RESULT_KINDS:
+            raise InvalidInputError(f"Unknown study result kind {kind!r}; known: {', '.join(RESULT_KINDS)}")
+        study = self.get(ref)
+        return self._meta.studies.results(Ref(study.name, version=study.version), kind)
 
 
 def _ref(text: str) -> Ref:

@@ -10,25 +10,29 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-import math
+import logging
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-
 from keel.data import Datasets
 from keel.entities import DatasetVersion
-from keel.entities_studies import Study, StudyEstimate
+from keel.entities_studies import Study, StudyEstimate, StudyResult
 from keel.errors import InvalidInputError
 from keel.studies import Studies
+from keel.workspace.causal_records import effect_change, estimate_record, plain, refutation_payload
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from keel.causal import CausalGraph, Comparison, Estimate, WhatIfResult
-    from keel.causal.refute import Refutation
+    from keel.causal import CausalGraph, Comparison, StructuralCausalModel, WhatIfResult
+    from keel.causal.refute import MapTasks, Refutation
+    from keel.causal.sensitivity import Sensitivity
+    from keel.monitoring.alerts import Alerts
+    from keel.registry import Models
 
     GraphSpec = CausalGraph | str | os.PathLike[str] | Sequence[tuple[str, str]] | Mapping[str, Sequence[str]]
 
@@ -39,14 +43,35 @@ __all__ = ["Causal"]
 # keel.causal pulls in scikit-learn and SciPy (most of a second): imported on first use, so that
 # opening a workspace for anything else stays fast.
 ESTIMATORS = ("regression", "ipw", "aipw", "dml")  # keel.causal.ESTIMATORS
+DRIFT_RULE = "causal-effect-drift"  # the alert rule a drifted effect fires (metric causal_effect_drift)
+logger = logging.getLogger(__name__)
 
 
 class Causal:
-    """Causal studies: `ws.causal.study(...)`, `.estimate(...)`, `.what_if(...)`, `.refute(...)`, `.get/list/versions`."""
+    """Causal studies: `ws.causal.study(...)`, `.estimate(...)`, `.what_if(...)`, `.refute(...)`,
+    `.sensitivity(...)`, `.rerun(...)`, `.results(...)`, `.get/list/versions`.
 
-    def __init__(self, studies: Studies, datasets: Datasets) -> None:
+    `models` checks the model version a study explains; `alerts` raises an alert when a rerun finds
+    the effect drifted. Fitted structural causal models are kept, `cache_size` at most (least
+    recently used first out), so a repeated what-if on the same study and data does not refit.
+    """
+
+    def __init__(
+        self,
+        studies: Studies,
+        datasets: Datasets,
+        *,
+        models: Models | None = None,
+        alerts: Alerts | None = None,
+        cache_size: int = 8,
+    ) -> None:
         self._studies = studies
         self._datasets = datasets
+        self._models = models
+        self._alerts = alerts
+        self._scms: OrderedDict[tuple[str, str, int, int], StructuralCausalModel] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
 
     def study(
         self,
@@ -60,14 +85,16 @@ class Causal:
         latent: Sequence[str] = (),
         orient: Literal["parents", "children"] | None = None,
         description: str = "",
+        model: str | None = None,
     ) -> Study:
         """Check `graph` against the dataset version, identify the effect of `treatment` on `outcome`,
         and store the next version of study `name`.
 
         `graph`: edges [("age", "treat"), ...], DOT or GML text or a path to a .dot/.gml file, a
         mapping with `orient` ("parents": {node: [parents]}, "children": {node: [children]}), or a
-        CausalGraph. `covariates` overrides the adjustment set the graph gives. Bad input raises
-        InvalidInputError naming the problem, and nothing is stored.
+        CausalGraph. `covariates` overrides the adjustment set the graph gives. `model` ('credit@3',
+        optional) is the model version the study explains (lineage; an alias resolves to its version
+        now). Bad input raises InvalidInputError naming the problem, and nothing is stored.
 
         >>> ws.causal.study("nsw", "nsw@1", graph=[("age", "treat"), ("age", "re78"), ("treat", "re78")],
         ...                 treatment="treat", outcome="re78")     # doctest: +SKIP
@@ -75,6 +102,7 @@ class Causal:
         from keel.causal import causal_graph, identify_effect
 
         self._studies.check_name(name)
+        explains = self._model_ref(model)
         dataset = self._datasets.get(dataset_ref)
         frame = self._frame(dataset)
         g = causal_graph(_graph_source(graph), orient=orient, latent=latent)
@@ -91,9 +119,17 @@ class Causal:
             treatment=treatment,
             outcome=outcome,
             covariates=adjustment,
-            identification=_plain(dataclasses.asdict(identification)),
+            identification=plain(dataclasses.asdict(identification)),
             description=description,
+            model=explains,
         )
+
+    def _model_ref(self, model: str | None) -> str | None:
+        if model is None:
+            return None
+        if self._models is None:
+            raise InvalidInputError("This workspace has no model registry to check the study's model against")
+        return self._models.get(model).ref  # NotFoundError names the known models
 
     def get(self, ref: str | Study) -> Study:
         """A study version: 'nsw', 'nsw@2' or 'nsw@latest'."""
@@ -138,21 +174,87 @@ class Causal:
             n_boot=n_boot,
             seed=seed,
         )
-        records = [_record(estimate, seed) for estimate in comparison.estimates]
+        records = [estimate_record(estimate, seed) for estimate in comparison.estimates]
         return self._studies.add_estimates(study, records), comparison
 
-    def refute(self, ref: str | Study, *, estimator: str = "aipw", estimand: str = "ate", seed: int = 0) -> Refutation:
+    def refute(
+        self,
+        ref: str | Study,
+        *,
+        estimator: str = "aipw",
+        estimand: str = "ate",
+        seed: int = 0,
+        map_tasks: MapTasks | None = None,
+    ) -> Refutation:
         """Try to break the study's estimate (placebo treatment, random common cause, data subsets, dummy
         outcome, sensitivity to an unobserved confounder, overlap, estimator agreement), each check refitting
-        everything on the study's dataset version, and judge it robust, fragile or failed. Not stored: it is
-        recomputed from the same data and seed, and the study records have no place for it yet."""
+        everything on the study's dataset version, and judge it robust, fragile or failed. Stored as the
+        study version's 'refutation' result (`results(ref, kind="refutation")`). `map_tasks` runs the
+        refitting checks (a job sends each to its executor; default: in turn, here)."""
         from keel.causal.refute import refute
 
         study = self._backdoor(ref)
-        frame = self._frame(self._datasets.get(study.dataset))
-        return refute(
-            frame, study.treatment, study.outcome, study.covariates, estimator=estimator, estimand=estimand, seed=seed
+        result = refute(
+            self.frame(study),
+            study.treatment,
+            study.outcome,
+            study.covariates,
+            estimator=estimator,
+            estimand=estimand,
+            seed=seed,
+            map_tasks=map_tasks,
         )
+        self._studies.add_result(study, "refutation", refutation_payload(result))
+        return result
+
+    def sensitivity(
+        self, ref: str | Study, *, estimator: str = "regression", estimand: str = "ate", seed: int = 0
+    ) -> tuple[Sensitivity, StudyResult]:
+        """The study's estimate adjusted for an unobserved confounder over a grid of partial R2 with the
+        treatment and the outcome (Cinelli & Hazlett bounds), with its robustness values; stored as a
+        'sensitivity' result. Exact for the regression estimate, an approximation for the others."""
+        from keel.causal import compare_estimators
+        from keel.causal.sensitivity import sensitivity_sweep
+
+        study = self._backdoor(ref)
+        comparison = compare_estimators(
+            self.frame(study),
+            study.treatment,
+            study.outcome,
+            study.covariates,
+            estimand=estimand,
+            estimators=(estimator,),
+            seed=seed,
+        )
+        sweep = sensitivity_sweep(comparison.estimates[0])
+        return sweep, self._studies.add_result(study, "sensitivity", {**sweep.to_dict(), "seed": seed})
+
+    def policy(self, ref: str | Study, **kw: Any) -> Any:
+        """Which action for whom: a policy tree learned on the study (keel.workspace.causal_policy.learn_policy:
+        features=, depth=, baseline=, register_as=, seed=); returns (PolicyResult, StudyResult, ModelVersion | None)."""
+        from keel.workspace.causal_policy import learn_policy
+
+        return learn_policy(self, ref, **kw)
+
+    def cate(self, ref: str | Study, **kw: Any) -> Any:
+        """For whom does the treatment work: the T/S/X/DR meta-learners chosen by a cross-validated score
+        (keel.workspace.causal_cate.estimate_cate: learners=, selection='r_loss'|'dr', seed=), stored as
+        the study's 'cate' result; returns (CateResult, StudyResult)."""
+        from keel.workspace.causal_cate import estimate_cate
+
+        return estimate_cate(self, ref, **kw)
+
+    def results(self, ref: str | Study, kind: str | None = None) -> builtins.list[StudyResult]:
+        """The stored results of a study version ('refutation', 'sensitivity', 'effect_change', ...), oldest first."""
+        return self._studies.results(ref, kind)
+
+    def add_result(self, ref: str | Study, kind: str, payload: Mapping[str, Any]) -> StudyResult:
+        """Store a result of a study version (what the causal jobs compute); `payload` plain JSON."""
+        return self._studies.add_result(self._studies.get(ref), kind, plain(payload))
+
+    def frame(self, ref: str | Study) -> pd.DataFrame:
+        """The study's dataset version as a table (loaded afresh: the caller may change it)."""
+        return self._frame(self._datasets.get(self._studies.get(ref).dataset))
 
     def _backdoor(self, ref: str | Study) -> Study:
         study = self._studies.get(ref)
@@ -176,19 +278,96 @@ class Causal:
     ) -> WhatIfResult:
         """The effect on `outcome` (default: the study's) of setting (5), shifting ("+5"), scaling
         ("*1.1") or mapping (a function) nodes, through a structural causal model fitted on the
-        study's graph and dataset version. Not stored: a what-if is a question, not a record."""
-        from keel.causal import causal_graph, fit_scm
-
+        study's graph and dataset version. Not stored: a what-if is a question, not a record. The
+        fitted model is kept (see the class), so the next question on the study answers at once."""
         study = self._studies.get(ref)
         if study.latent:
             raise InvalidInputError(
                 f"Study {study.ref} has latent node(s) {list(study.latent)}; a what-if fits a mechanism for every "
                 "node, so each must be an observed column."
             )
-        graph = causal_graph(study.edges)
-        frame = self._frame(self._datasets.get(study.dataset))
-        scm = fit_scm(frame, graph, n_resamples=n_resamples, seed=seed)
-        return scm.what_if(intervene, outcome or study.outcome, kind=kind)
+        return self._scm(study, n_resamples, seed).what_if(intervene, outcome or study.outcome, kind=kind)
+
+    def _scm(self, study: Study, n_resamples: int, seed: int) -> StructuralCausalModel:
+        """The structural causal model of (study version, its dataset digest, n_resamples, seed), fitted
+        once: a fitted model is never mutated by a question, so sharing it is safe."""
+        from keel.causal import causal_graph, fit_scm
+
+        key = (study.ref, study.dataset_digest, int(n_resamples), int(seed))
+        with self._lock:
+            scm = self._scms.get(key)
+            if scm is not None:
+                self._scms.move_to_end(key)
+                return scm
+        scm = fit_scm(self.frame(study), causal_graph(study.edges), n_resamples=n_resamples, seed=seed)
+        with self._lock:
+            self._scms[key] = scm
+            while len(self._scms) > max(self._cache_size, 0):
+                self._scms.popitem(last=False)
+        return scm
+
+    def rerun(self, name: str, dataset: str | None = None) -> tuple[Study, StudyResult]:
+        """The loop: a new version of study `name` on its dataset's newest version (or `dataset`), with the
+        same graph, treatment, outcome and adjustment set, re-estimated with the estimators, estimand,
+        trimming and seed of the last estimate run, and an 'effect_change' result comparing each estimator
+        with that run (keel.workspace.causal_records.DRIFT_RULE says when an effect drifted). A drifted
+        effect raises the study's 'causal-effect-drift' alert. Returns (new study version, the result)."""
+        last = self._studies.get(self._studies.check_name(name))
+        previous = self._last_run(last)
+        target = self._datasets.get(dataset or last.dataset.rsplit("@", 1)[0])
+        from keel.causal import causal_graph
+
+        made = self.study(
+            last.name,
+            target,
+            graph=causal_graph(last.edges, latent=last.latent),
+            treatment=last.treatment,
+            outcome=last.outcome,
+            covariates=last.covariates,
+            latent=last.latent,
+            description=last.description,
+            model=last.model,
+        )
+        details = previous[0].details
+        trim = (details.get("trimming") or {}).get("bounds")
+        stored, _ = self.estimate(
+            made,
+            estimators=tuple(dict.fromkeys(e.estimator for e in previous)),
+            estimand=previous[0].estimand,
+            trim=(float(trim[0]), float(trim[1])) if trim else None,
+            seed=int(details.get("seed", 0)),
+        )
+        change = effect_change(previous, stored, previous_dataset=last.dataset, dataset=made.dataset)
+        result = self._studies.add_result(made, "effect_change", change)
+        if change["drifted"]:
+            self._raise_drift(made, change)
+        return made, result
+
+    def _last_run(self, study: Study) -> builtins.list[StudyEstimate]:
+        stored = self._studies.estimates(study)
+        if not stored:
+            raise InvalidInputError(
+                f"Study {study.ref} has no estimates to compare a rerun with; run 'keel causal estimate {study.name}' first"
+            )
+        newest = stored[-1].created_at  # one estimate run is stored at one time
+        return [e for e in stored if e.created_at == newest]
+
+    def _raise_drift(self, study: Study, change: Mapping[str, Any]) -> None:
+        """One alert per drifted estimator, through the study's 'causal-effect-drift' rule (added once)."""
+        if self._alerts is None:
+            return
+        try:
+            if not any(r.name == DRIFT_RULE for r in self._alerts.rules(study.name)):
+                self._alerts.add_rule(
+                    study.name, DRIFT_RULE, metric="causal_effect_drift", op=">=", threshold=1.0, cooldown_s=0
+                )
+            for row in change["estimators"]:
+                if row["drifted"]:
+                    context = {"study": study.ref, "previous_study": change["previous_study"], **row}
+                    context["rule_text"] = change["rule"]
+                    self._alerts.evaluate(study.name, [(row["estimator"], "causal_effect_drift", 1.0)], context=context)
+        except Exception:  # alerting must not lose the result it reports: the effect change is stored
+            logger.exception("raising the causal effect drift alert of %s failed", study.ref)
 
     def _frame(self, dataset: DatasetVersion) -> pd.DataFrame:
         if dataset.kind != "table":
@@ -226,44 +405,3 @@ def _checked_covariates(
             "biases the estimate. Leave them out."
         )
     return names
-
-
-def _record(estimate: Estimate, seed: int) -> dict[str, Any]:
-    """A compute Estimate as the plain record keel.studies stores."""
-    trimming = estimate.trimming
-    return {
-        "estimator": estimate.estimator,
-        "estimand": estimate.estimand,
-        "value": estimate.value,
-        "stderr": estimate.stderr,
-        "ci_low": estimate.ci_low,
-        "ci_high": estimate.ci_high,
-        "interval_method": estimate.interval_method,
-        "n": int(estimate.n),
-        "details": _plain(
-            {
-                "overlap": dataclasses.asdict(estimate.overlap) if estimate.overlap is not None else None,
-                "notes": list(estimate.notes),
-                "trimming": {
-                    "bounds": trimming.bounds,
-                    "n_dropped_treated": trimming.n_dropped_treated,
-                    "n_dropped_control": trimming.n_dropped_control,
-                },
-                "covariates": list(estimate.covariates),
-                "seed": seed,
-            }
-        ),
-    }
-
-
-def _plain(value: Any) -> Any:
-    """JSON-storable: tuples as lists, numpy scalars as Python numbers, NaN and infinities as None."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -111,7 +111,9 @@ class Workspace:
             on_lost=self._job_lost,
         )
         # causal studies: versioned questions over dataset versions, their estimates, what-if
-        self.causal = Causal(Studies(self._meta, author=author), self.datasets)
+        self.causal = Causal(
+            Studies(self._meta, author=author), self.datasets, models=self.models, alerts=self.monitoring.alerts
+        )
         # explanations, with the one per-version cache the API, the server and batch jobs share
         self.explainer = Explainer(self, self._meta.importance)
 

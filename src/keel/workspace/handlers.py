@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from keel.errors import InvalidInputError, KeelError
+from keel.workspace.causal_jobs import CURRENT_JOB, causal_bootstrap, causal_refute, causal_sensitivity
 from keel.workspace.payloads import BatchExplainPayload, BatchScorePayload, MonitorPayload, RetrainPayload, TunePayload
 
 if TYPE_CHECKING:
@@ -22,12 +23,30 @@ __all__ = ["HANDLERS", "run_job"]
 
 
 def retrain(ws: Workspace, payload: dict[str, Any]) -> dict[str, Any]:
-    """One retraining cycle of the payload's model (trigger and detail as the scheduler saw them)."""
+    """One retraining cycle of the payload's model (trigger and detail as the scheduler saw them); then
+    the causal study the project names (`retraining: {study: NAME}`), if any, is rerun on the newest data."""
     p = RetrainPayload.from_dict(payload)
     decision = ws.retraining.run_one(
         p.model, trigger=p.trigger or "manual", detail=dict(p.detail or {}), dataset=p.dataset
     )
-    return {"decision": decision.id, "outcome": decision.outcome, "version": decision.version}
+    result: dict[str, Any] = {"decision": decision.id, "outcome": decision.outcome, "version": decision.version}
+    if decision.outcome != "failed":
+        result.update(_rerun_study(ws, p.model))
+    return result
+
+
+def _rerun_study(ws: Workspace, model: str) -> dict[str, Any]:
+    """Rerun the study the model's project names: its effect change is stored (a drift alerts); a study
+    that cannot be rerun is reported in the job's result, and never fails the retraining."""
+    study = ws.retraining.project(model).retraining.study
+    if study is None:
+        return {}
+    try:
+        made, change = ws.causal.rerun(study)
+    except KeelError as exc:
+        logger.warning("rerunning study %s after retraining %s failed: %s", study, model, exc)
+        return {"study": study, "study_error": str(exc)}
+    return {"study": made.ref, "effect_change": change.id, "effect_drifted": bool(change.payload["drifted"])}
 
 
 def batch_score(ws: Workspace, payload: dict[str, Any]) -> dict[str, Any]:
@@ -79,6 +98,10 @@ HANDLERS: dict[str, Callable[[Workspace, dict[str, Any]], dict[str, Any]]] = {
     "tune": tune,
     "batch_explain": batch_explain,
     "monitor": monitor,
+    # causal study jobs (keel.workspace.causal_jobs): their work split into tasks on the executor
+    "causal_bootstrap": causal_bootstrap,
+    "causal_refute": causal_refute,
+    "causal_sensitivity": causal_sensitivity,
 }
 
 
@@ -87,6 +110,7 @@ def run_job(factory: Callable[[], Workspace], job_id: int) -> dict[str, Any]:
     with factory() as ws:
         job = ws.jobs.get(job_id)
         handler = HANDLERS.get(job.kind)
+        token = CURRENT_JOB.set(job_id)  # a handler reports progress against it
         try:
             if handler is None:
                 raise InvalidInputError(f"unknown job kind {job.kind!r}; known: {', '.join(sorted(HANDLERS))}")
@@ -96,5 +120,7 @@ def run_job(factory: Callable[[], Workspace], job_id: int) -> dict[str, Any]:
             ws.jobs.finish(job_id, error=message)
             logger.error("job %d (%s) failed: %s", job_id, job.kind, message)
             raise
+        finally:
+            CURRENT_JOB.reset(token)
         ws.jobs.finish(job_id, result=result)
         return result

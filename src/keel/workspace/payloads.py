@@ -19,10 +19,15 @@ __all__ = [
     "PAYLOADS",
     "BatchExplainPayload",
     "BatchScorePayload",
+    "CausalBootstrapPayload",
+    "CausalRefutePayload",
+    "CausalSensitivityPayload",
     "DatasetJobPayload",
     "JobPayload",
     "MonitorPayload",
     "RetrainPayload",
+    "STUDY_PAYLOADS",
+    "StudyJobPayload",
     "TunePayload",
     "retrain_key",
 ]
@@ -80,6 +85,109 @@ class JobPayload:
         if "model" not in payload:
             raise InvalidInputError(f"{cls.kind} job payload needs 'model' (the model's name or reference)")
         return cls(**payload)
+
+
+_ESTIMATORS = ("regression", "ipw", "aipw", "dml")  # keel.causal.ESTIMATORS
+_ESTIMANDS = ("ate", "att", "atc")
+
+
+@dataclass(frozen=True)
+class StudyJobPayload:
+    """What the causal study jobs share: the study version (`study`, 'nsw' or 'nsw@2'), the estimand and
+    the seed. Not a JobPayload: these jobs are about a study, not a model. One active job per kind and
+    study version."""
+
+    kind: ClassVar[str] = ""
+    study: str
+    estimand: str | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        _text(self.kind, "study", self.study)
+        if self.estimand is not None and self.estimand not in _ESTIMANDS:
+            raise InvalidInputError(
+                f"{self.kind} job payload: 'estimand' must be one of {_ESTIMANDS}, got {self.estimand!r}"
+            )
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+            raise InvalidInputError(f"{self.kind} job payload: 'seed' must be an integer >= 0, got {self.seed!r}")
+
+    @property
+    def dedup_key(self) -> str:
+        return f"{self.kind}:{self.study}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    @classmethod
+    def from_dict(cls, payload: Mapping[str, Any]) -> Self:
+        if not isinstance(payload, Mapping):
+            raise InvalidInputError(f"{cls.kind} job payload must be a JSON object, got {type(payload).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(payload) - known)
+        if unknown:
+            raise InvalidInputError(
+                f"{cls.kind} job payload: unknown keys {unknown}; known: {', '.join(sorted(known))}"
+            )
+        if "study" not in payload:
+            raise InvalidInputError(f"{cls.kind} job payload needs 'study' (the study's name or reference)")
+        return cls(**payload)
+
+
+def _estimator(kind: str, value: Any) -> None:
+    if value is not None and value not in _ESTIMATORS:
+        raise InvalidInputError(f"{kind} job payload: 'estimator' must be one of {_ESTIMATORS}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class CausalBootstrapPayload(StudyJobPayload):
+    """A percentile bootstrap interval of each of `estimators` (default: regression, ipw, aipw) with
+    `n_boot` resamples (default 200), cut into `tasks` chunks (default 4) sent to the executor."""
+
+    kind: ClassVar[str] = "causal_bootstrap"
+    estimators: tuple[str, ...] | list[str] | None = None
+    n_boot: int | None = None
+    tasks: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.estimators is not None:
+            if isinstance(self.estimators, str) or not self.estimators:
+                raise InvalidInputError(f"{self.kind} job payload: 'estimators' must be a non-empty list")
+            for name in self.estimators:
+                _estimator(self.kind, name)
+            object.__setattr__(self, "estimators", tuple(self.estimators))
+        _count(self.kind, "tasks", self.tasks)
+        _count(self.kind, "n_boot", self.n_boot)
+        if self.n_boot is not None and self.n_boot < 20:
+            raise InvalidInputError(
+                f"n_boot must be at least 20 for an interval, got {self.n_boot} ({self.kind} job payload)"
+            )
+
+
+@dataclass(frozen=True)
+class _OneEstimatorPayload(StudyJobPayload):
+    """A study job about one estimator family (left unset: the job kind's default)."""
+
+    estimator: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _estimator(self.kind, self.estimator)
+
+
+@dataclass(frozen=True)
+class CausalRefutePayload(_OneEstimatorPayload):
+    """The refutation suite of a study version's `estimator` (default aipw); each refitting check a task."""
+
+    kind: ClassVar[str] = "causal_refute"
+
+
+@dataclass(frozen=True)
+class CausalSensitivityPayload(_OneEstimatorPayload):
+    """The sensitivity sweep of a study version's `estimator` (default regression) to an unobserved confounder."""
+
+    kind: ClassVar[str] = "causal_sensitivity"
 
 
 @dataclass(frozen=True)
@@ -186,4 +294,8 @@ class MonitorPayload(JobPayload):
 # The payload type of each job kind (the kinds keel.workspace.handlers runs).
 PAYLOADS: dict[str, type[JobPayload]] = {
     p.kind: p for p in (RetrainPayload, BatchScorePayload, TunePayload, BatchExplainPayload, MonitorPayload)
+}
+# The causal study jobs (keel.workspace.causal_jobs): about a study version, not a model.
+STUDY_PAYLOADS: dict[str, type[StudyJobPayload]] = {
+    p.kind: p for p in (CausalBootstrapPayload, CausalRefutePayload, CausalSensitivityPayload)
 }

@@ -233,7 +233,7 @@ def test_a_forest_whose_trees_expect_other_inputs_is_refused() -> None:
 
 
 # -- registration validates the artifact ------------------------------------------------------------
-@pytest.mark.parametrize("flavor", ["sklearn", "lightgbm", "xgboost", "callable", "pickle"])
+@pytest.mark.parametrize("flavor", ["sklearn", "lightgbm", "xgboost", "callable", "pickle", "policy"])
 def test_random_bytes_are_refused_at_registration(flavor: str, ws: keel.Workspace) -> None:
     junk = os.urandom(512)
     with pytest.raises(InvalidModelError, match=f"Cannot register junk: the {flavor} artifact"):

@@ -9,6 +9,7 @@ One module per section, each with its own `router` from `base.page_router()`:
     models        /models, /models/{name}  (versions, aliases and their history, lineage, promote / roll back)
     monitoring    /models/{name}/monitoring, /alerts
     explanations  /models/{name}/explain
+    studies       /studies, /studies/{name}  (causal graph, estimates, overlap, refutation, policy, what-if)
 
 `base` holds what they share: the templates (keel/server/templates) and their filters, `render`,
 the route class, the `reader` guard and the queries several sections ask. A new section is one
@@ -25,11 +26,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from keel.server.dashboard import datasets, explanations, login, models, monitoring, overview, runs
+from keel.server.dashboard import datasets, explanations, login, models, monitoring, overview, runs, studies
 
 __all__ = ["SECTIONS", "router"]
 
-SECTIONS = (login, overview, datasets, runs, models, monitoring, explanations)
+SECTIONS = (login, overview, datasets, runs, models, monitoring, explanations, studies)
 
 
 def _router() -> APIRouter:

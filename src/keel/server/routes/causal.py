@@ -1,5 +1,6 @@
 """Causal studies over HTTP (/api/v1/causal): list, show and compare studies and their estimates,
-create a study, estimate its effect, and ask what-if questions -- all through `ws.causal`.
+create a study, estimate its effect, refute it (now, or as a job with `?queue=true`), learn a
+targeting policy (registered as a model on request), rerun it on new data, list its stored results, and ask what-if questions -- all through `ws.causal`.
 
 Writers create studies and estimates (both are stored); a what-if stores nothing, so a reader may
 ask one. Bad input (a cyclic graph, a node that is no column) is a KeelError from the facade, which
@@ -11,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field, field_validator
 
 from keel.entities import Role
@@ -43,6 +44,7 @@ class StudyCreate(BaseModel):
     )
     latent: list[Key] = Field(default=[], max_length=MAX_NODES, description="Graph nodes with no column")
     description: str = Field(default="", max_length=10_000)
+    model: Ref | None = Field(default=None, description="The model version the study explains, e.g. credit@3")
 
     @field_validator("graph")
     @classmethod
@@ -91,6 +93,36 @@ class WhatIfRequest(BaseModel):
         return value
 
 
+class RefuteRequest(BaseModel):
+    estimator: Estimator = "aipw"
+    estimand: Literal["ate", "att", "atc"] = "ate"
+    seed: Seed = 0
+
+
+class RerunRequest(BaseModel):
+    dataset: Ref | None = Field(default=None, description="The dataset version (default: the study dataset's newest)")
+
+
+class CateRequest(BaseModel):
+    learners: list[Literal["T", "S", "X", "DR"]] | None = Field(
+        default=None, min_length=1, max_length=4, description="Meta-learners to choose among (default: all four)"
+    )
+    selection: Literal["r_loss", "dr"] = Field(default="r_loss", description="The cross-validated score that chooses")
+    seed: Seed = 0
+
+
+class PolicyRequest(BaseModel):
+    features: list[Key] | None = Field(
+        default=None, max_length=MAX_NODES, description="Columns the rules split on (default: the adjustment set)"
+    )
+    depth: int = Field(default=2, ge=1, le=3, description="Depth of the policy tree")
+    baseline: str | int | None = Field(default=None, description="The 'no one' action (default: the first sorted)")
+    register_as: Name | None = Field(default=None, description="Register the tree as the next version of this model")
+    seed: Seed = 0
+
+
+ResultKind = Literal["refutation", "sensitivity", "effect_change", "policy", "bootstrap", "cate"]  # RESULT_KINDS
+
 VersionQuery = Query(default=None, ge=1, le=INT64_MAX, description="A version number (default: the latest)")
 
 
@@ -108,12 +140,15 @@ def list_studies(request: Request, _: Principal = reader) -> list[dict[str, Any]
 def show_study(
     name: str, request: Request, version: int | None = VersionQuery, _: Principal = reader
 ) -> dict[str, Any]:
-    """A study version (`?version=`, default the latest) with its estimates, and every version of the study."""
+    """A study version (`?version=`, default the latest) with its estimates, its latest refutation (or
+    null), and every version of the study. `study.model` is the model version it explains, if any."""
     causal = server_state(request).ws.causal
     study = causal.get(_ref(name, version))
+    refutations = causal.results(study, kind="refutation")
     return {
         "study": dump(study),
         "estimates": dump(causal.estimates(study)),
+        "refutation": dump(refutations[-1]) if refutations else None,
         "versions": dump(causal.versions(study.name)),
     }
 
@@ -134,6 +169,7 @@ def create_study(body: StudyCreate, request: Request, _: Principal = writer) -> 
         covariates=body.covariates,
         latent=body.latent,
         description=body.description,
+        model=body.model,
     )
     return dict(dump(study))
 
@@ -179,3 +215,86 @@ def what_if(
         _ref(name, version), intervene=dict(body.intervene), outcome=body.outcome, kind=body.kind, seed=body.seed
     )
     return dict(dump(answer.summary()))
+
+
+@router.post("/studies/{name}/refute")
+def refute(
+    name: str,
+    body: RefuteRequest,
+    request: Request,
+    response: Response,
+    version: int | None = VersionQuery,
+    queue: bool = Query(default=False, description="Run it as a job: answer 202 at once with the job"),
+    _: Principal = writer,
+) -> dict[str, Any]:
+    """Try to break the study's estimate (every check refits everything) and store the verdict as a
+    'refutation' result. With `?queue=true` it runs as a job (its checks as tasks on the executor):
+    202 with the job (`url`, also in `Location`); poll it for `progress` and the stored `result`."""
+    ws = server_state(request).ws
+    study = ws.causal.get(_ref(name, version))  # an unknown study is a 404 now, not a failed job later
+    if queue:
+        from keel.workspace.payloads import CausalRefutePayload
+
+        payload = CausalRefutePayload(study.ref, estimator=body.estimator, estimand=body.estimand, seed=body.seed)
+        job, created = ws.jobs.start(payload.kind, payload.to_dict(), dedup_key=payload.dedup_key)
+        response.status_code = 202
+        out = {**dump(job), "url": f"/api/v1/jobs/{job.id}", "created": created}
+        response.headers["Location"] = out["url"]
+        return dict(out)
+    ws.causal.refute(study, estimator=body.estimator, estimand=body.estimand, seed=body.seed)
+    return dict(dump(ws.causal.results(study, kind="refutation")[-1]))
+
+
+@router.get("/studies/{name}/results")
+def list_results(
+    name: str,
+    request: Request,
+    version: int | None = VersionQuery,
+    kind: ResultKind | None = Query(default=None, description="Only results of this kind"),
+    _: Principal = reader,
+) -> dict[str, Any]:
+    """The stored results of a study version (default the latest), oldest first: refutations,
+    sensitivity sweeps, effect changes between versions, ..."""
+    causal = server_state(request).ws.causal
+    study = causal.get(_ref(name, version))
+    return {"study": study.ref, "results": dump(causal.results(study, kind))}
+
+
+@router.post("/studies/{name}/cate", status_code=201)
+def cate(
+    name: str, body: CateRequest, request: Request, version: int | None = VersionQuery, _: Principal = writer
+) -> dict[str, Any]:
+    """Heterogeneous effects: the T/S/X/DR meta-learners fitted on the study's binary treatment, one
+    chosen by a cross-validated R-loss or doubly robust score (every candidate's score is in the
+    answer), with the effects' distribution and the uplift / Qini curves; stored as a 'cate' result."""
+    _, stored = server_state(request).ws.causal.cate(
+        _ref(name, version), learners=body.learners, selection=body.selection, seed=body.seed
+    )
+    return dict(dump(stored))
+
+
+@router.post("/studies/{name}/policy", status_code=201)
+def policy(
+    name: str, body: PolicyRequest, request: Request, version: int | None = VersionQuery, _: Principal = writer
+) -> dict[str, Any]:
+    """Learn which action suits whom: a shallow doubly robust policy tree over the study's treatment
+    (K >= 2 actions), its out-of-fold value versus treating everyone alike, and uplift / Qini curves;
+    stored as the study's 'policy' result. With `register_as` the tree becomes a model version
+    (flavour 'policy') served at /api/v1/models/{model}/predict with each row's expected gain."""
+    _, stored, model = server_state(request).ws.causal.policy(
+        _ref(name, version),
+        features=body.features,
+        depth=body.depth,
+        baseline=body.baseline,
+        register_as=body.register_as,
+        seed=body.seed,
+    )
+    return {**dict(dump(stored)), "model": None if model is None else dump(model)}
+
+
+@router.post("/studies/{name}/rerun", status_code=201)
+def rerun(name: str, body: RerunRequest, request: Request, _: Principal = writer) -> dict[str, Any]:
+    """A new version of the study on its dataset's newest version (or `dataset`), re-estimated like
+    its last estimate run, with the 'effect_change' result (a drifted effect raises an alert)."""
+    study, change = server_state(request).ws.causal.rerun(name, dataset=body.dataset)
+    return {"study": dump(study), "effect_change": dump(change)}

@@ -124,7 +124,14 @@ class Prediction(BaseModel):
     id: str = Field(description="The prediction id: send it back with the true label to /models/{name}/feedback")
     prediction: Any = Field(description="The predicted class or value")
     probabilities: dict[str, float] | None = Field(default=None, description="Per class, for classifiers")
-    explanation: dict[str, Any] | None = Field(default=None, description="With ?explain=true: attributions and reasons")
+    explanation: dict[str, Any] | None = Field(
+        default=None,
+        description="With ?explain=true: attributions and reasons; for a policy model, the rule that fired, "
+        "the action and each action's expected outcome",
+    )
+    expected_gain: float | None = Field(
+        default=None, description="Policy models: the recommended action's expected gain over the baseline action"
+    )
 
 
 class PredictResponse(BaseModel):
@@ -186,11 +193,15 @@ def score(
     """The response body, and the raw predictions and probabilities for the log."""
     preds, probabilities = model.predict_and_proba(records)
     classes = [str(c) for c in (model.classes or ())]
+    # The flavour's own per-row fields (a policy's expected_gain); most flavours have none.
+    fields = model.row_fields(records) if model.has_row_fields else None
     out: list[dict[str, Any]] = []
     for i, p in enumerate(_plain(preds)):
         row: dict[str, Any] = {"id": ids[i], "prediction": p}
         if probabilities is not None:
             row["probabilities"] = dict(zip(classes, probabilities[i].tolist(), strict=False))
+        if fields is not None:
+            row.update(fields[i])
         out.append(row)
     return {"model": model.name, "version": model.version, "predictions": out}, preds, probabilities
 
@@ -217,7 +228,10 @@ async def predict(
     request: Request,
     alias: str | None = Query(default=None),
     version: int | None = Query(default=None, ge=1, le=INT64_MAX),
-    explain: bool = Query(default=False, description="Add attributions (SHAP) and reason codes to each prediction."),
+    explain: bool = Query(
+        default=False,
+        description="Add attributions (SHAP) and reason codes to each prediction (a policy model: the rule that fired).",
+    ),
     top: int = Query(default=3, ge=1, le=50, description="Reason codes per prediction, with explain=true."),
     extra: Literal["error", "ignore"] = Query(
         default="error",
@@ -345,7 +359,13 @@ def _add_explanations(
     app: Any, model: LoadedModel, records: list[dict[str, Any]], result: dict[str, Any], top: int
 ) -> None:
     """Attributions and reason codes of each prediction, in place (the context is cached per model
-    version by the workspace's explainer, bounded, shared with the dashboard and ws.explain)."""
+    version by the workspace's explainer, bounded, shared with the dashboard and ws.explain). A flavour
+    with its own explanation (a policy: the rule that fired) gives that instead."""
+    own = model.explain_rows(records)
+    if own is not None:
+        for prediction, explanation in zip(result["predictions"], own, strict=True):
+            prediction["explanation"] = explanation
+        return
     explained = state_of(app).ws.explainer.rows(model, records, top=top)
     for i, prediction in enumerate(result["predictions"]):
         prediction["explanation"] = explained.row(i).to_dict()

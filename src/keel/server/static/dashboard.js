@@ -5,6 +5,8 @@
 // Run metrics: <canvas data-metric="loss"> inside #metric-charts[data-run]; series come from
 //   /api/v1/runs/{id}/metrics.
 // Alert buttons: <button data-alert data-action="ack"|"resolve">, through /api/v1/alerts/{id}/{action}.
+// What-if panel: <form data-whatif="STUDY" data-version="N"> (select node, input expr, select kind) ->
+//   POST /api/v1/causal/studies/{study}/whatif?version=N; the answer goes into #whatif-answer, no reload.
 // Alias buttons: <button data-model data-alias data-version data-reason>; the first click arms
 //   the button, the second (within 5 s) sends PUT /api/v1/models/{model}/aliases/{alias}.
 (function () {
@@ -190,6 +192,61 @@
   document.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-alert][data-action]");
     if (button && !button.disabled) alertAction(button);
+  });
+
+  function fmt(x) {
+    return Number(x).toLocaleString("en-US", { maximumFractionDigits: 4 });
+  }
+
+  function signed(x) {
+    return (Number(x) > 0 ? "+" : "") + fmt(x);
+  }
+
+  async function whatIf(form) {
+    const out = document.getElementById("whatif-answer");
+    const button = form.querySelector("button[type=submit]");
+    const data = new FormData(form);
+    const node = String(data.get("node") || "");
+    const expr = String(data.get("expr") || "").trim();
+    button.disabled = true;
+    out.hidden = false;
+    out.classList.remove("error");
+    out.textContent = "Asking the structural causal model…";
+    try {
+      const url = "/api/v1/causal/studies/" + encodeURIComponent(form.dataset.whatif) + "/whatif?version=" + encodeURIComponent(form.dataset.version);
+      const resp = await fetch(url, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify({ intervene: { [node]: expr }, kind: String(data.get("kind") || "interventional") }),
+      });
+      const body = await resp.json().catch(() => ({}));
+      if (!resp.ok) throw new Error((body.error && body.error.detail) || resp.status + " " + resp.statusText);
+      const [low, high] = body.interval;
+      out.replaceChildren();
+      const head = document.createElement("p");
+      head.append("Mean effect on " + body.outcome + " of " + node + " " + expr + ": ");
+      const strong = Object.assign(document.createElement("strong"), { id: "whatif-effect", textContent: signed(body.mean_effect) });
+      head.append(strong, " (" + Math.round(100 * body.level) + "% [" + fmt(low) + ", " + fmt(high) + "])");
+      const detail = Object.assign(document.createElement("p"), {
+        className: "muted",
+        textContent: body.kind + ": mean " + body.outcome + " " + fmt(body.baseline_mean) + " → " + fmt(body.intervened_mean) +
+          ", interval from " + body.n_resamples + " resamples",
+      });
+      out.append(head, detail);
+    } catch (err) {
+      out.textContent = "Could not answer: " + err.message;
+      out.classList.add("error");
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  document.addEventListener("submit", (event) => {
+    const form = event.target.closest("form[data-whatif]");
+    if (!form) return;
+    event.preventDefault();
+    whatIf(form);
   });
 
   function init(root) {
