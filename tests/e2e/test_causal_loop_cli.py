@@ -75,3 +75,12 @@ def test_rerun_reports_the_change_of_the_effect(home: Path, tmp_path: Path) -> N
     assert "effect@1 (obs@1) -> effect@2 (obs@2)" in out and "yes" in out and "|z| > 1.96" in out
     shown = keel_json(home, "causal", "results", "effect@2", "--kind", "effect_change")
     assert shown[0]["payload"]["drifted"] is True
+
+    compared = keel_json(home, "causal", "compare", "effect@1", "effect@2")
+    assert compared["previous_study"] == "effect@1" and compared["study"] == "effect@2" and compared["drifted"]
+    assert compared["edges"] == {"added": [], "removed": []} and compared["same_question"] is True
+    rows = {r["estimator"]: r for r in compared["estimators"]}
+    assert rows["regression"]["new"] - rows["regression"]["previous"] == pytest.approx(3.0, abs=0.6)
+    code, out, _ = keel_cli(home, "causal", "compare", "effect@1", "effect@2")
+    assert code == 0 and "effect@1 (obs@1) -> effect@2 (obs@2)" in out and "regression" in out
+    assert_one_line_error(keel_cli(home, "causal", "compare", "effect@1", "effect@9"), code=1, contains="effect")

@@ -55,9 +55,15 @@ def build_causal_workspace(home: Path) -> dict[str, Any]:
         ws.causal.estimate("training", n_boot=20)
         refutation = ws.causal.refute("training")
         ws.causal.policy("training", features=["age", "educ"], depth=1)
+        sweep, _ = ws.causal.sensitivity("training")
         ws.causal.study("sim", "sim@1", graph=[(HOSTILE, "t"), (HOSTILE, "y"), ("t", "y")], treatment="t", outcome="y")
         ws.causal.estimate("sim", estimators=("regression", "aipw"), n_boot=20)
-        return {"verdict": refutation.verdict, "checks": [c.name for c in refutation.checks]}
+        return {
+            "verdict": refutation.verdict,
+            "checks": [c.name for c in refutation.checks],
+            "robustness": sweep.robustness_value,
+            "grid": (len(sweep.r2_treatment), len(sweep.r2_outcome)),
+        }
     finally:
         ws.close()
 
@@ -131,6 +137,11 @@ def test_a_study_page_shows_estimates_overlap_refutation_and_policy(site: TestCl
     form = re.search(r'<form class="search" data-whatif="training" data-version="1" id="whatif-form">', text)
     assert form is not None and '<option value="treat">treat</option>' in text
     assert '<option value="re78">' not in text  # the outcome is not something to intervene on
+    grid = re.search(r'<table id="sensitivity-grid">(.*?)</table>', text, re.S)
+    assert grid is not None and f"{100 * built[1]['robustness']:.1f}%</strong>" in text
+    rows, cols = built[1]["grid"]
+    assert grid.group(1).count("<tr>") == rows + 1 and grid.group(1).count('<td class="num') == rows * cols
+    assert "check-failed" in grid.group(1)  # a strong enough confounder brings the NSW interval to 0
 
 
 def test_hostile_node_names_are_escaped_everywhere(site: TestClient) -> None:

@@ -73,6 +73,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/causal/studies/{name}/refute"): WRITE,  # stores the refutation (or queues a job)
     ("GET", "/api/v1/causal/studies/{name}/results"): READ,
     ("POST", "/api/v1/causal/studies/{name}/rerun"): WRITE,
+    ("GET", "/api/v1/causal/studies/{name}/compare"): READ,
     ("POST", "/api/v1/causal/studies/{name}/cate"): WRITE,  # stores the heterogeneous effects
     ("POST", "/api/v1/causal/studies/{name}/policy"): WRITE,  # stores the policy (and registers a model on request)
     ("GET", "/metrics"): READ,

@@ -98,6 +98,10 @@ def test_rerun_records_the_effect_change(client: Any, causal_ws: keel.Workspace)
     assert body["study"]["dataset"] == "obs@2"
     change = body["effect_change"]["payload"]
     assert change["drifted"] and {r["estimator"] for r in change["estimators"]} == {"regression", "aipw"}
+    compared = client.get("/api/v1/causal/studies/effect/compare?a=1&b=2")
+    assert compared.status_code == 200, compared.text
+    assert compared.json()["drifted"] and compared.json()["study"] == "effect@2"
+    assert client.get("/api/v1/causal/studies/effect/compare?a=1").status_code == 422  # b is required
     kinds = client.get("/api/v1/causal/studies/effect/results?version=2").json()["results"]
     assert [k["kind"] for k in kinds] == ["effect_change"]
     alerts = client.get("/api/v1/alerts?model=effect").json()

@@ -337,11 +337,11 @@ def rerun(
     if as_json:
         print_json({"study": made, "effect_change": change})
         return
-    _print_change(change)
+    print_change(change.payload)
 
 
-def _print_change(change: StudyResult) -> None:
-    p = change.payload
+def print_change(p: dict[str, Any]) -> None:
+    """An effect change (a rerun's stored result, or a comparison of two versions) as a table."""
     out().print(f"{p['previous_study']} ({p['previous_dataset']}) -> [bold]{p['study']}[/] ({p['dataset']})")
     t = table("estimator", "previous>", "new>", "difference>", "z>", "drifted")
     for r in p["estimators"]:

@@ -1,7 +1,8 @@
-"""`keel causal cate` and `keel causal policy`: for whom the treatment works (meta-learners chosen by
-a cross-validated score) and which action for whom (a shallow doubly robust policy tree, printed as
-rules with its value against treating everyone alike, registered as a model on request). Their own
-module beside keel.cli.causal (at its size limit); keel.cli._app adds them to `keel causal`."""
+"""`keel causal cate`, `keel causal policy` and `keel causal compare`: for whom the treatment works
+(meta-learners chosen by a cross-validated score), which action for whom (a shallow doubly robust policy
+tree, printed as rules with its value against treating everyone alike, registered as a model on
+request), and two study versions side by side. Their own module beside keel.cli.causal (at its size
+limit); keel.cli._app adds them to `keel causal`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,32 @@ import typer
 
 from keel.cli._common import JSON_OPTION, err, escape, number, open_workspace, out, print_json
 
-__all__ = ["cate", "policy"]
+__all__ = ["cate", "compare", "policy"]
+
+
+def compare(
+    ctx: typer.Context,
+    a: str = typer.Argument(..., metavar="NAME@V", help="The earlier study version."),
+    b: str = typer.Argument(..., metavar="NAME@V", help="The later study version (any study)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Two study versions side by side: their dataset versions, graph and adjustment-set differences,
+    and how each estimator's latest effect moved (drifted: disjoint intervals or |z| > 1.96)."""
+    from keel.cli.causal import print_change
+
+    ws = open_workspace(ctx)
+    p = ws.causal.compare(a, b)
+    if as_json:
+        print_json(p)
+        return
+    for what in ("edges", "covariates"):
+        added = [("->".join(x) if isinstance(x, list) else x) for x in p[what]["added"]]
+        removed = [("->".join(x) if isinstance(x, list) else x) for x in p[what]["removed"]]
+        if added or removed:
+            out().print(f"{what}: +{escape(', '.join(added) or '-')}  -{escape(', '.join(removed) or '-')}")
+    if not p["same_question"]:
+        out().print("[yellow]note:[/] the two versions ask about different treatments or outcomes")
+    print_change(p)
 
 
 def cate(

@@ -343,11 +343,31 @@ class Causal:
             self._raise_drift(made, change)
         return made, result
 
+    def compare(self, a: str | Study, b: str | Study) -> dict[str, Any]:
+        """Two study versions side by side: what differs in their question (dataset version, edges, adjustment
+        set) and how each estimator's latest effect changed from `a` to `b` (the rerun's rule). Not stored."""
+        first, second = self._studies.get(a), self._studies.get(b)
+        change = effect_change(
+            self._last_run(first), self._last_run(second), previous_dataset=first.dataset, dataset=second.dataset
+        )
+
+        def diff(old: Any, new: Any) -> dict[str, builtins.list[Any]]:
+            return {"added": [x for x in new if x not in old], "removed": [x for x in old if x not in new]}
+
+        return {
+            **change,
+            "previous_study": first.ref,
+            "study": second.ref,
+            "edges": diff([list(e) for e in first.edges], [list(e) for e in second.edges]),
+            "covariates": diff(list(first.covariates), list(second.covariates)),
+            "same_question": (first.treatment, first.outcome) == (second.treatment, second.outcome),
+        }
+
     def _last_run(self, study: Study) -> builtins.list[StudyEstimate]:
         stored = self._studies.estimates(study)
         if not stored:
             raise InvalidInputError(
-                f"Study {study.ref} has no estimates to compare a rerun with; run 'keel causal estimate {study.name}' first"
+                f"Study {study.ref} has no estimates to compare; run 'keel causal estimate {study.ref}' first"
             )
         newest = stored[-1].created_at  # one estimate run is stored at one time
         return [e for e in stored if e.created_at == newest]

@@ -107,6 +107,7 @@ def study_page(
         flagged=flagged,
         overlap=_overlap(run),
         refutation=_last(causal.results(study, kind="refutation")),
+        sensitivity=_last(causal.results(study, kind="sensitivity")),
         policy=_policy(policy) if policy else None,
         cate=_cate(cate) if cate else None,
         changes=causal.results(study, kind="effect_change"),

@@ -292,6 +292,19 @@ def policy(
     return {**dict(dump(stored)), "model": None if model is None else dump(model)}
 
 
+@router.get("/studies/{name}/compare")
+def compare(
+    name: str,
+    request: Request,
+    a: int = Query(ge=1, le=INT64_MAX, description="The earlier version"),
+    b: int = Query(ge=1, le=INT64_MAX, description="The later version"),
+    _: Principal = reader,
+) -> dict[str, Any]:
+    """Two versions of a study side by side: dataset versions, graph and adjustment-set differences,
+    and each estimator's latest effect in both with their difference, z and whether it drifted."""
+    return dict(dump(server_state(request).ws.causal.compare(f"{name}@{a}", f"{name}@{b}")))
+
+
 @router.post("/studies/{name}/rerun", status_code=201)
 def rerun(name: str, body: RerunRequest, request: Request, _: Principal = writer) -> dict[str, Any]:
     """A new version of the study on its dataset's newest version (or `dataset`), re-estimated like
