@@ -53,7 +53,7 @@ def test_demo_succeeds_in_a_fresh_temporary_workspace(demo: Demo) -> None:
 
 def test_demo_output_is_short_and_names_data_set_champion_and_lineage(demo: Demo) -> None:
     lines = demo.stdout.strip().splitlines()
-    assert len(lines) <= 46  # thirteen acts, most of them one or two lines
+    assert len(lines) <= 50  # fourteen acts, most of them one or two lines
     out = demo.stdout
     assert "modeldata::credit_data" in out
     assert "credit@1" in out and "4,454 rows" in out and "sha256:" in out
@@ -200,6 +200,20 @@ def test_demo_targets_offers_with_a_registered_policy_near_the_known_optimum(dem
         ]
 
 
+def test_demo_builds_a_forest_and_an_int8_network_for_a_cortex_m4(demo: Demo) -> None:
+    out = demo.stdout
+    assert "14 Edge" in out and "digits@1 (1,797 8x8 images)" in out
+    lines = [line.strip() for line in out.splitlines() if line.strip().startswith(("digits-forest@1", "digits-mlp@1"))]
+    assert [line.split(":")[0] for line in lines] == ["digits-forest@1 int16", "digits-mlp@1 int8"]
+    assert all("100.0% agree with Python" in line for line in lines)  # both builds agree on every image
+    builds = keel_json(demo.home, "edge", "list")
+    assert {(b["model"], b["quantize"]) for b in builds} == {("digits-forest@1", "int16"), ("digits-mlp@1", "int8")}
+    for build in builds:
+        size = build["report"]["size"]
+        if size and size.get("flash_bytes") is not None:  # the Arm toolchain is installed
+            assert size["flash_bytes"] <= 8 * 1024 and size["fits_flash"]
+
+
 def test_keel_monitor_show_marks_the_checks_made_before_the_promotion(demo: Demo) -> None:
     from clitools import keel_cli
 
@@ -244,5 +258,5 @@ def test_the_demos_log_lines_go_to_a_file_not_between_the_story(demo: Demo) -> N
     assert "alert #1 [warning] credit-risk: Amount drifted" in log
     assert "the server log (logs/demo.log)" in demo.stdout
     numbered = [line for line in demo.stdout.splitlines() if line[:2].strip().isdigit()]
-    assert len(numbered) == 13  # steps 1 to 13, their text in one column ('9 Monitor   ', '10 Alert    ')
+    assert len(numbered) == 14  # steps 1 to 14, their text in one column ('9 Monitor   ', '10 Alert    ')
     assert all(line[11] == " " and line[12] != " " for line in numbered), numbered

@@ -74,6 +74,10 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/causal/studies/{name}/results"): READ,
     ("POST", "/api/v1/causal/studies/{name}/rerun"): WRITE,
     ("GET", "/api/v1/causal/studies/{name}/compare"): READ,
+    ("POST", "/api/v1/edge/builds"): WRITE,  # stores a build
+    ("GET", "/api/v1/edge/builds"): READ,
+    ("GET", "/api/v1/edge/builds/{build_id}"): READ,
+    ("GET", "/api/v1/edge/builds/{build_id}/download"): READ,
     ("POST", "/api/v1/causal/studies/{name}/cate"): WRITE,  # stores the heterogeneous effects
     ("POST", "/api/v1/causal/studies/{name}/policy"): WRITE,  # stores the policy (and registers a model on request)
     ("GET", "/metrics"): READ,
@@ -101,6 +105,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/models/{name}/monitoring"): READ,
     ("GET", "/studies"): READ,
     ("GET", "/studies/{name}"): READ,
+    ("GET", "/edge"): READ,
     ("GET", "/alerts"): READ,
     ("MOUNT", "/static"): OPEN,  # the dashboard's CSS, JS and icons
     ("MOUNT", "/static-offline-docs"): OPEN,  # Swagger UI's files (the spec itself is /openapi.json)
@@ -113,6 +118,7 @@ _PARAMS = {
     "alias": "challenger",
     "alert_id": "1",
     "job_id": "1",
+    "build_id": "1",
     "version": "1",
     "path": "notes.txt",
 }

@@ -133,6 +133,7 @@ def _show_version(ws: Workspace, version: ModelVersion, *, as_json: bool) -> Non
         ("trained on", trained_on),
         ("metrics", "  ".join(f"{k} {number(v)}" for k, v in sorted(version.metrics.items()))),
         ("tags", ", ".join(f"{k}={v}" for k, v in version.tags.items())),
+        ("edge builds", ", ".join(f"#{b.id} {b.target} {b.quantize} {b.mcu}" for b in ws.edge.list(version.ref))),
     ]
     for label, value in lines:
         if value:

@@ -6,6 +6,7 @@
         --monitor--> alerts delivered --retrain (the alerts trigger it)--> a new champion, still serving
     causaldata::nsw_mixtape --study--> job-training@1 --estimate, refute--> the effect of training
     simulated logged offers --study--> retention-offers@1 --policy--> retention-offer@1 (a model)
+    sklearn digits --add--> digits@1 --register--> digits-forest@1, digits-mlp@1 --edge build--> C, sized, emulated
 
     data.py      1 Data        train.py    2 Train, 3 Register, 4 Promote, 5 Lineage
     predict.py   6 Predict     explain.py  7 Explain
@@ -14,6 +15,7 @@
     retrain.py   11 Retrain (the model project, the retraining while traffic goes on)
     causal.py    12 Cause (the NSW job-training experiment: effect, overlap, refutation)
     targeting.py 13 Target (which retention offer for whom: a policy tree, registered and asked)
+    edge.py      14 Edge (a forest and an int8 network on digits, built to C for a Cortex-M4)
 
 A new act is one module with one function taking the workspace and the console, called in order by
 `_story` below. The data is the 4,454 loan applications of R's `modeldata` package (target
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from keel.demo.causal import CausalResult
+    from keel.demo.edge import EdgeResult
     from keel.demo.live import LiveResult
     from keel.demo.targeting import TargetingResult
     from keel.workspace import Workspace
@@ -66,6 +69,7 @@ class DemoResult:
     riskiest: dict[str, Any] | None = None  # the riskiest held-out application and its reason codes
     causal: CausalResult | None = None  # the NSW job-training study (act 12)
     targeting: TargetingResult | None = None  # the retention-offer policy (act 13)
+    edge: EdgeResult | None = None  # the digit recognisers built for a Cortex-M4 (act 14)
 
 
 def run_demo(
@@ -188,6 +192,9 @@ def _story(ws: Workspace, home: Path, console: Console, live: bool, sock: Any, l
     first = 12 if live else 8
     causal = study_training(ws, console, number=first)
     targeting = learn_targeting(ws, console, number=first + 1)
+    from keel.demo.edge import build_for_the_edge
+
+    edge = build_for_the_edge(ws, console, number=first + 2)
     console.print(
         f"Explore: [cyan]keel --workspace {escape(str(home))} models show {MODEL_NAME}[/]"
         + (f"  ·  [cyan]keel --workspace {escape(str(home))} alerts list[/]" if live else "")
@@ -207,4 +214,5 @@ def _story(ws: Workspace, home: Path, console: Console, live: bool, sock: Any, l
         riskiest=riskiest,
         causal=causal,
         targeting=targeting,
+        edge=edge,
     )

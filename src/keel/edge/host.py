@@ -132,13 +132,19 @@ def compile_host(model: CModel, workdir: Path, *, cc: str | None = None) -> Host
 
 
 def quantize_input(model: CModel, X: npt.ArrayLike) -> npt.NDArray[Any]:
-    """Round float rows to `NAME_predict_int`'s input: `round(x * input_scale[i])`, saturated to the type."""
+    """Float rows as `NAME_predict` hands them to `NAME_predict_int`: `x * input_scale[i]` in float32,
+    saturated to +-(the type's max), rounded half away from zero. It must be the C's arithmetic to the
+    bit: in float64 with round-half-even, 0.4375 * 145.142853f is 63.49999... and rounds to 63, where
+    the C computes exactly 63.5 and gives 64."""
     if model.int_input is None or model.input_scale is None:
         raise InvalidInputError(f"CModel {model.name!r} has no integer entry point (int_input/input_scale unset).")
     dtype = _INT_TYPES[model.int_input][1]
-    info = np.iinfo(dtype)
-    scaled = np.rint(np.asarray(X, dtype=np.float64) * np.asarray(model.input_scale, dtype=np.float64))
-    return np.clip(scaled, info.min, info.max).astype(dtype)
+    limit = np.float32(np.iinfo(dtype).max)
+    v = np.asarray(X, dtype=np.float32) * np.asarray(model.input_scale, dtype=np.float32)
+    v = np.minimum(np.where(v > -limit, v, -limit), limit)  # NaN -> -limit, as the C comparisons do
+    half = np.float32(0.5)
+    rounded: npt.NDArray[Any] = np.where(v >= 0, np.trunc(v + half), np.trunc(v - half)).astype(dtype)
+    return rounded
 
 
 @dataclass(frozen=True)

@@ -245,11 +245,21 @@ def _pre_process(proto: Any, path: Path) -> tuple[Path, str]:
     scale check cannot compare (it fails on 'truth value of an array'). Gemm broadcasts either shape."""
     onnx = require("onnx", extra="edge")
     shape_inference = require("onnxruntime.quantization.shape_inference", extra="edge")
-    # Symbolic shape inference is skipped: where it fails (it does not know every ai.onnx.ml op) it
-    # writes 'sym_shape_infer_temp.onnx' into the process's working directory, outside any folder of
-    # ours; ONNX's own shape inference is enough for the MatMul/Gemm graphs that quantise.
-    note = "quant_pre_process: ONNX shape inference and optimisation"
-    shape_inference.quant_pre_process(proto, path, skip_symbolic_shape=True)
+    note = "quant_pre_process: symbolic shape inference and optimisation"
+    # Where symbolic shape inference fails (it does not know every ai.onnx.ml op), onnxruntime saves
+    # 'sym_shape_infer_temp.onnx' (and its .data) into the process's working directory: removed again.
+    # It cannot simply be skipped: with skip_symbolic_shape=True, onnxruntime 1.32's graph optimisation
+    # fails on skl2onnx's MLP graphs ("not enough values to unpack") and logs a traceback.
+    strays = [Path("sym_shape_infer_temp.onnx"), Path("sym_shape_infer_temp.onnx.data")]
+    existed = [p.exists() for p in strays]
+    try:
+        shape_inference.quant_pre_process(proto, path)
+    except Exception:  # noqa: BLE001 - the fallback below runs ONNX's own shape inference instead
+        for stray, was_there in zip(strays, existed, strict=True):
+            if not was_there:
+                stray.unlink(missing_ok=True)
+        shape_inference.quant_pre_process(proto, path, skip_symbolic_shape=True)
+        note = "quant_pre_process: ONNX shape inference (symbolic inference failed) and optimisation"
     prepared = onnx.load(path)
     initializers = {tensor.name: tensor for tensor in prepared.graph.initializer}
     for node in prepared.graph.node:

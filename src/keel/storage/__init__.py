@@ -15,6 +15,7 @@ from keel.storage._common import translate_errors
 from keel.storage.alerts import AlertStore
 from keel.storage.blobs import BlobInfo, BlobStore, sha256_file
 from keel.storage.datasets import DatasetStore
+from keel.storage.edge import EdgeStore
 from keel.storage.engine import head_revision, mask_url, open_engine, schema_revision
 from keel.storage.importance import ImportanceStore
 from keel.storage.jobs import JobStore
@@ -46,6 +47,7 @@ class MetadataStore:
         self.importance = ImportanceStore(self.engine)
         self.predictions = PredictionStore(self.engine)
         self.studies = StudyStore(self.engine)
+        self.edge = EdgeStore(self.engine)
 
     @property
     def dialect(self) -> str:

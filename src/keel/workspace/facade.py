@@ -22,6 +22,7 @@ from keel.storage import BlobStore, MetadataStore, mask_url
 from keel.studies import Studies
 from keel.tracking import Runs
 from keel.workspace.causal import Causal
+from keel.workspace.edge import Edge
 from keel.workspace.explain import BACKGROUND_ROWS, Explained, Explainer
 from keel.workspace.handlers import HANDLERS, run_job
 from keel.workspace.payloads import PAYLOADS
@@ -116,6 +117,8 @@ class Workspace:
         )
         # explanations, with the one per-version cache the API, the server and batch jobs share
         self.explainer = Explainer(self, self._meta.importance)
+        # edge builds: model versions compiled to C or ONNX, verified, recorded with the registry
+        self.edge = Edge(self, self._meta, self._blobs, author=author)
 
     def explain(
         self,

@@ -10,6 +10,7 @@ One module per section, each with its own `router` from `base.page_router()`:
     monitoring    /models/{name}/monitoring, /alerts
     explanations  /models/{name}/explain
     studies       /studies, /studies/{name}  (causal graph, estimates, overlap, refutation, policy, what-if)
+    edge          /edge  (each model version's edge builds: size against the MCU, agreement, emulated run)
 
 `base` holds what they share: the templates (keel/server/templates) and their filters, `render`,
 the route class, the `reader` guard and the queries several sections ask. A new section is one
@@ -26,11 +27,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from keel.server.dashboard import datasets, explanations, login, models, monitoring, overview, runs, studies
+from keel.server.dashboard import datasets, edge, explanations, login, models, monitoring, overview, runs, studies
 
 __all__ = ["SECTIONS", "router"]
 
-SECTIONS = (login, overview, datasets, runs, models, monitoring, explanations, studies)
+SECTIONS = (login, overview, datasets, runs, models, monitoring, explanations, studies, edge)
 
 
 def _router() -> APIRouter:
