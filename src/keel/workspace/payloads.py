@@ -52,6 +52,20 @@ def _count(kind: str, name: str, value: Any) -> None:
         )
 
 
+def _checked_keys(cls: Any, payload: Any, *, required: str, what: str) -> Mapping[str, Any]:
+    """A stored payload's keys, checked against the payload type's fields: a JSON object, no unknown
+    key, and the `required` one present; the values are checked by the type itself."""
+    if not isinstance(payload, Mapping):
+        raise InvalidInputError(f"{cls.kind} job payload must be a JSON object, got {type(payload).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(payload) - known)
+    if unknown:
+        raise InvalidInputError(f"{cls.kind} job payload: unknown keys {unknown}; known: {', '.join(sorted(known))}")
+    if required not in payload:
+        raise InvalidInputError(f"{cls.kind} job payload needs {required!r} ({what})")
+    return payload
+
+
 @dataclass(frozen=True)
 class JobPayload:
     """What every payload shares: the job kind it belongs to, and the model it is about."""
@@ -74,17 +88,7 @@ class JobPayload:
     @classmethod
     def from_dict(cls, payload: Mapping[str, Any]) -> Self:
         """A stored payload, checked: unknown keys and wrong values are refused, with what is allowed."""
-        if not isinstance(payload, Mapping):
-            raise InvalidInputError(f"{cls.kind} job payload must be a JSON object, got {type(payload).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(payload) - known)
-        if unknown:
-            raise InvalidInputError(
-                f"{cls.kind} job payload: unknown keys {unknown}; known: {', '.join(sorted(known))}"
-            )
-        if "model" not in payload:
-            raise InvalidInputError(f"{cls.kind} job payload needs 'model' (the model's name or reference)")
-        return cls(**payload)
+        return cls(**_checked_keys(cls, payload, required="model", what="the model's name or reference"))
 
 
 _ESTIMATORS = ("regression", "ipw", "aipw", "dml")  # keel.causal.ESTIMATORS
@@ -121,17 +125,7 @@ class StudyJobPayload:
 
     @classmethod
     def from_dict(cls, payload: Mapping[str, Any]) -> Self:
-        if not isinstance(payload, Mapping):
-            raise InvalidInputError(f"{cls.kind} job payload must be a JSON object, got {type(payload).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(payload) - known)
-        if unknown:
-            raise InvalidInputError(
-                f"{cls.kind} job payload: unknown keys {unknown}; known: {', '.join(sorted(known))}"
-            )
-        if "study" not in payload:
-            raise InvalidInputError(f"{cls.kind} job payload needs 'study' (the study's name or reference)")
-        return cls(**payload)
+        return cls(**_checked_keys(cls, payload, required="study", what="the study's name or reference"))
 
 
 def _estimator(kind: str, value: Any) -> None:
