@@ -417,6 +417,30 @@ def test_model_page_shows_the_retraining_timeline(ws: keel.Workspace) -> None:
     assert f"v{promoted.version}" in timeline and "pager" in timeline and "roc_auc" in timeline
 
 
+def test_the_timeline_shows_each_versions_edge_builds(ws: keel.Workspace) -> None:
+    features = ["mean radius", "mean texture", "worst area", "mean smoothness"]
+    project = keel.Project.from_dict(
+        {
+            "model": MODEL,
+            "data": {"dataset": "cancer@1", "target": "target", "features": features},
+            "estimator": {
+                "class": "sklearn.linear_model.LogisticRegression",
+                "params": {"max_iter": 5000},
+                "preprocess": "none",
+            },
+            "edge": {"targets": [{"mcu": "host"}, {"mcu": "cortex-m0", "quantize": "int8"}], "qemu": False},
+        }
+    )
+    decision = ws.retraining.train(project)
+    assert decision.outcome == "rejected"  # a logistic model takes no int8 build: the gate says so
+    with TestClient(create_app(ws), base_url="http://127.0.0.1") as client:
+        text = _page(client, f"/models/{MODEL}")
+    timeline = text.split('id="timeline"', 1)[1].split("</table>", 1)[0]
+    assert "<th>Edge builds</th>" in timeline
+    assert f'href="/edge?model={MODEL}%40{decision.version}"' in timeline and "c/float32/host 100.0%" in timeline
+    assert "c/int8/cortex-m0 not built" in timeline
+
+
 # -- auth ---------------------------------------------------------------------------------------
 def test_admin_sees_promote_buttons_and_a_reader_does_not(ws: keel.Workspace) -> None:
     admin, _ = ws.tokens.create("ops", "admin")

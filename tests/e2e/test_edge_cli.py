@@ -110,3 +110,33 @@ def test_cortex_m4_build_is_sized_and_run_under_qemu(home: Path) -> None:
     report = keel_json(home, "edge", "show", "1")["report"]
     assert report["size"]["fits_flash"] and report["qemu_rows"] == 600
     assert np.isclose(report["qemu_class_agreement"], 1.0)
+
+
+PROJECT = """\
+model: pixels
+data: {dataset: digits, target: digit, split: {test_fraction: 0.25, seed: 0}}
+estimator:
+  class: sklearn.ensemble.RandomForestClassifier
+  params: {n_estimators: 5, max_depth: 6, random_state: 0}
+  preprocess: none
+evaluation: {metrics: [accuracy], primary: accuracy}
+edge:
+  targets: [{target: c, quantize: int16, mcu: host}]
+  qemu: false
+"""
+
+
+def test_a_project_with_edge_targets_builds_them_and_the_timeline_shows_them(home: Path, tmp_path: Path) -> None:
+    project = tmp_path / "keel.yaml"
+    project.write_text(PROJECT)
+    code, out, err = keel_cli(home, "train", str(project))
+    assert code == 0, err
+    assert (
+        "promoted" in out and "edge      c/int16/host kept (build #1): agreement on the host 100.00% of 150 rows" in out
+    )
+    code, out, _ = keel_cli(home, "models", "timeline", "pixels")
+    assert code == 0 and "edge builds" in out and "#1 c/int16/host 100.0%" in out
+    code, out, _ = keel_cli(home, "edge", "build", "pixels@1", "--mcu", "host", "--no-qemu", "--queue")
+    assert code == 0 and out.startswith("Queued: job ")
+    job = keel_json(home, "jobs", "show", out.split()[2].rstrip(";"))
+    assert job["kind"] == "edge_build" and job["payload"]["model"] == "pixels@1" and job["status"] == "queued"

@@ -78,6 +78,11 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/edge/builds"): READ,
     ("GET", "/api/v1/edge/builds/{build_id}"): READ,
     ("GET", "/api/v1/edge/builds/{build_id}/download"): READ,
+    ("GET", "/api/v1/rl/twins"): READ,
+    ("POST", "/api/v1/rl/twins"): WRITE,  # stores a twin
+    ("GET", "/api/v1/rl/twins/{name}"): READ,
+    ("POST", "/api/v1/rl/twins/{name}/baselines"): WRITE,  # stores the baselines
+    ("GET", "/api/v1/rl/twins/{name}/results"): READ,
     ("POST", "/api/v1/causal/studies/{name}/cate"): WRITE,  # stores the heterogeneous effects
     ("POST", "/api/v1/causal/studies/{name}/policy"): WRITE,  # stores the policy (and registers a model on request)
     ("GET", "/metrics"): READ,

@@ -4,6 +4,7 @@ errors naming the limit, and the Edge page with size bars and a download link.""
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 from collections.abc import Iterator
 from typing import Any
@@ -62,6 +63,28 @@ def test_build_list_show_download_and_the_page(client: Any) -> None:
     assert page.status_code == 200 and "pixels-forest@1" in page.text
     assert f'href="/api/v1/edge/builds/{build["id"]}/download"' in page.text
     assert "100.00%" in page.text  # the agreement
+
+
+def test_a_build_can_run_as_a_job(client: Any, edge_ws: keel.Workspace) -> None:
+    body = {"model": "pixels-forest@latest", "quantize": "int16", "mcu": "host", "qemu": False}
+    queued = client.post("/api/v1/edge/builds?queue=true", json=body, headers=JSON)
+    assert queued.status_code == 202, queued.text
+    job = queued.json()
+    assert job["kind"] == "edge_build" and queued.headers["Location"] == f"/api/v1/jobs/{job['id']}"
+    assert job["payload"] == {
+        "model": "pixels-forest@1",
+        "target": "c",
+        "quantize": "int16",
+        "mcu": "host",
+        "qemu": False,
+    }
+    deadline = time.monotonic() + 60
+    while (state := client.get(job["url"]).json())["status"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert state["status"] == "succeeded", state
+    assert client.get(f"/api/v1/edge/builds/{state['result']['build']}").json()["quantize"] == "int16"
+    unknown = client.post("/api/v1/edge/builds?queue=true", json={"model": "nothing@1"}, headers=JSON)
+    assert unknown.status_code == 404  # refused now, not as a failed job later
 
 
 def test_bad_builds_are_refused_naming_the_problem(client: Any) -> None:

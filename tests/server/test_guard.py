@@ -347,6 +347,8 @@ def test_every_write_route_has_a_decided_body_rule(app: Any) -> None:
                 ("POST", "/api/v1/causal/studies/{name}/policy"),
                 ("POST", "/api/v1/causal/studies/{name}/cate"),
                 ("POST", "/api/v1/edge/builds"),
+                ("POST", "/api/v1/rl/twins"),
+                ("POST", "/api/v1/rl/twins/{name}/baselines"),
             ]
         },
     }

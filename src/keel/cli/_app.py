@@ -11,7 +11,21 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from keel.cli import alerts, causal, causal_targeting, data, edge, explain, jobs, models, monitor, retrain, runs, serve
+from keel.cli import (
+    alerts,
+    causal,
+    causal_targeting,
+    data,
+    edge,
+    explain,
+    jobs,
+    models,
+    monitor,
+    retrain,
+    rl,
+    runs,
+    serve,
+)
 from keel.cli._common import JSON_OPTION, State, err, escape, open_workspace, out, print_json, size, state, to_jsonable
 from keel.errors import KeelError
 
@@ -144,6 +158,7 @@ causal.app.command("compare")(causal_targeting.compare)
 causal.app.command("policy")(causal_targeting.policy)
 app.add_typer(causal.app, name="causal")
 app.add_typer(edge.app, name="edge")
+app.add_typer(rl.app, name="rl")
 models.app.command("approve")(retrain.approve)
 models.app.command("rollback")(retrain.rollback)
 models.app.command("timeline")(retrain.timeline)

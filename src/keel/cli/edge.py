@@ -25,10 +25,24 @@ def build(
     quantize: str = typer.Option("float32", "--quantize", help="float32, int16 (trees, C) or int8 (MLPs, ONNX)."),
     mcu: str = typer.Option("cortex-m4", "--mcu", help="The part to size it for: cortex-m4, cortex-m0 or host."),
     qemu: bool = typer.Option(True, "--qemu/--no-qemu", help="Run the build on an emulated microcontroller."),
+    queue: bool = typer.Option(False, "--queue", help="Queue it as a job for keel worker / keel serve instead."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Compile a model version, verify it against the Python model, and store the build."""
-    made = open_workspace(ctx).edge.build(model, target=target, quantize=quantize, mcu=mcu, qemu=qemu)
+    """Compile a model version, verify it against the Python model on its held-out rows, and store the build."""
+    ws = open_workspace(ctx)
+    if queue:
+        from keel.workspace.payloads import EdgeBuildPayload
+
+        version = ws.models.get(model)  # an unknown model fails here, not in the worker
+        payload = EdgeBuildPayload(version.ref, target=target, quantize=quantize, mcu=mcu, qemu=qemu)
+        job, created = ws.jobs.enqueue(payload.kind, payload.to_dict(), dedup_key=payload.dedup_key)
+        if as_json:
+            print_json(job)
+            return
+        again = "" if created else " (already queued)"
+        out().print(f"Queued: job {job.id}{again}; keel worker or keel serve runs it (keel jobs show {job.id})")
+        return
+    made = ws.edge.build(model, target=target, quantize=quantize, mcu=mcu, qemu=qemu)
     if as_json:
         print_json(made)
         return

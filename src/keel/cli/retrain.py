@@ -137,15 +137,18 @@ def timeline(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Every retraining decision of a model, newest first, with the metrics that decided it."""
-    decisions = open_workspace(ctx).retraining.decisions(name, limit=limit)
+    ws = open_workspace(ctx)
+    decisions = ws.retraining.decisions(name, limit=limit)
     if as_json:
         print_json(decisions)
         return
     if not decisions:
         out().print(f"No retraining decisions for {escape(name)} yet: run keel train keel.yaml")
         return
-    t = table("when", "trigger", "outcome", "version>", "champion>", "why")
+    builds = ws.edge.by_version(name)
+    t = table("when", "trigger", "outcome", "version>", "champion>", "why", *(["edge builds"] if builds else []))
     for d in decisions:
+        edge = [_edge_cell(b) for b in builds.get(d.version or 0, [])] if d.trigger != "rollback" else []
         t.add_row(
             when(d.at, short=True),
             d.trigger,
@@ -153,8 +156,16 @@ def timeline(
             _v(d.version),
             _v(d.champion_version),
             escape(d.summary()),
+            *(["\n".join(edge) or "-"] if builds else []),
         )
     out().print(t)
+
+
+def _edge_cell(build: Any) -> str:
+    """'#12 c/int8/cortex-m4 99.8%': one edge build of the decision's version."""
+    agreement = build.report.get("class_agreement")
+    share = "" if agreement is None else f" {agreement:.1%}"
+    return escape(f"#{build.id} {build.target}/{build.quantize}/{build.mcu}{share}")
 
 
 def _v(version: int | None) -> str:
@@ -197,5 +208,12 @@ def _print(d: RetrainDecision) -> None:
         console.print(t)
     for reason in ev.get("gate", {}).get("reasons", []):
         console.print(f"  gate      {escape(reason)}")
+    edge = ev.get("edge") or {}
+    for b in edge.get("builds", []):
+        mark = "[green]kept[/]" if b["passed"] else "[bold red]FAILED[/]"
+        build = f" (build #{b['build']})" if b.get("build") else ""
+        console.print(f"  edge      {escape(b['target'])} {mark}{build}: {escape('; '.join(b['reasons']))}")
+    if edge.get("job"):
+        console.print(f"  edge      the builds follow as job {edge['job']} (keel jobs show {edge['job']})")
     if d.outcome == "awaiting_approval":
         console.print(f"  approve with: keel models approve {escape(d.model)} {d.version}")

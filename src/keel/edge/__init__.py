@@ -10,7 +10,7 @@ May import: keel.errors, numpy, pandas, scikit-learn; lightgbm, xgboost, onnx, o
 from keel.edge.host import CompileError, HostLibrary, compile_host
 from keel.edge.linear import linear_to_c
 from keel.edge.mcu import MCUS, EmulationError, McuProfile, SizeReport, measure_size, run_qemu, toolchain_problem
-from keel.edge.mlp import DenseStack, int8_logits, mlp_from_layers, mlp_from_sequential, mlp_to_c
+from keel.edge.mlp import DenseStack, int8_logits, mlp_from_layers, mlp_from_sequential, mlp_from_torch, mlp_to_c
 from keel.edge.onnx_build import OnnxAgreement, OnnxModel, onnx_agreement, quantize_int8, run_onnx, to_onnx
 from keel.edge.report import BuildReport, verify
 from keel.edge.source import CModel, Quantize, TaskKind
@@ -22,6 +22,7 @@ __all__ = [
     "linear_to_c",
     "mlp_from_layers",
     "mlp_from_sequential",
+    "mlp_from_torch",
     "mlp_to_c",
     "BuildReport",
     "CompileError",

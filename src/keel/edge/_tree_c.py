@@ -10,6 +10,7 @@ Layout (struct of arrays, so no padding; every index type is the smallest unsign
 - leaves of a forest classifier: a payload below K is a pure leaf (the class: one byte, no table);
   otherwise `ENT[LBASE[t] + payload - K]` starts a run of `count << (cb + 1) | class << 1 | last`
   entries (the mixed leaf's nonzero class counts, exact), divided by their sum as predict_proba does;
+  a forest classifier's sums are float64 held as bits in uint64_t, computed by `_F64` in integers;
 - leaves of boosting and of forest regressors: `VAL[LBASE[t] + payload]` (float32).
 
 A tree that is one leaf gets one node whose two children are that leaf, so every tree has a root.
@@ -195,11 +196,15 @@ def c_source(name: str, ens: Ensemble, p: Packed, thr_ctype: str, scales: list[f
     if scales is not None and not unit:  # all-integer inputs need no scale table
         tables.append(_array("float", f"{name}_scale", [_fmt_float(v) for v in scales]))
     leaf = _leaf_code(name, ens, p, t)
-    finish = _finish_code(ens)
+    finish = _finish_code(name, ens)
     init = ", ".join(_fmt_float(b) for b in ens.base)
-    run = f"""static int {name}_run(const {xin} *x, float *scores)
+    # A forest classifier sums its trees' probabilities in double, as predict_proba does (see _leaf_code).
+    acc_type = "uint64_t" if ens.aggregate == "votes" else "float"
+    run = (
+        (_F64.replace("NAME", name) if ens.aggregate == "votes" else "")
+        + f"""static int {name}_run(const {xin} *x, float *scores)
 {{
-    float acc[{k}] = {{{init}}};
+    {acc_type} acc[{k}] = {{{init}}};
     uint32_t t;
     int i, best = 0;
     for (t = 0; t < {len(p.root)}u; ++t) {{
@@ -221,6 +226,7 @@ def c_source(name: str, ens: Ensemble, p: Packed, thr_ctype: str, scales: list[f
 {finish}
 }}
 """
+    )
     decls, wrappers = _entries(name, ens.n_features, scales)
     guard = f"{name.upper()}_H"
     header = (
@@ -232,6 +238,73 @@ def c_source(name: str, ens: Ensemble, p: Packed, thr_ctype: str, scales: list[f
         f'#include <stdint.h>\n#include "{name}.h"\n\n' + "\n".join(tables) + "\n" + run + "\n" + wrappers
     )
     return {f"{name}.h": header, f"{name}.c": source}
+
+
+# A forest classifier's sums are float64 as scikit-learn's, but held as their IEEE bits in uint64_t and
+# computed in integers: libgcc's soft-double add, divide (which brings the multiply), compare and
+# conversions cost about 2.4 KB of Cortex-M4 flash; these three routines, exact for the values a
+# forest makes (>= 0, normal or zero), cost a fraction of that. For x >= 0 the bits order as the values,
+# so comparisons are integer comparisons. A double is m * 2^(e - 1075), m of 53 bits with its leading 1.
+_F64 = """#define NAME_FRAC 0xFFFFFFFFFFFFFull
+#define NAME_LEAD 0x10000000000000ull
+
+/* m * 2^(e - 1075) / d as double bits, correctly rounded (to nearest, ties to even), by long division */
+static uint64_t NAME_div(uint64_t m, int e, uint32_t d)
+{
+    uint64_t q = 0u, r = 0u, sig;
+    int i = 0;
+    if (m == 0u) return 0u;
+    while (m < NAME_LEAD) { m <<= 1; --e; }
+    while (q < 0x40000000000000ull) { /* quotient bits until 55: 53 kept, a round bit, one more */
+        r = (r << 1) | (i < 53 ? (m >> (52 - i)) & 1u : 0u);
+        q <<= 1;
+        if (r >= d) { r -= d; q |= 1u; }
+        ++i;
+    }
+    sig = q >> 2;
+    e += 55 - i;
+    if ((q & 2u) && ((q & 1u) || r != 0u || (sig & 1u))) ++sig;
+    if (sig >> 53) { sig >>= 1; ++e; }
+    return ((uint64_t)e << 52) | (sig & NAME_FRAC);
+}
+
+/* a + b for doubles >= 0 (bits in, bits out), correctly rounded: guard, round and sticky bits */
+static uint64_t NAME_add(uint64_t a, uint64_t b)
+{
+    uint64_t ma, mb;
+    int e, sh;
+    if (a < b) { ma = a; a = b; b = ma; }
+    if (b == 0u) return a;
+    e = (int)(a >> 52);
+    sh = e - (int)(b >> 52);
+    ma = ((a & NAME_FRAC) | NAME_LEAD) << 3;
+    mb = ((b & NAME_FRAC) | NAME_LEAD) << 3;
+    if (sh > 58) mb = 1u;
+    else if (sh > 0) mb = (mb >> sh) | ((mb & ((1ull << sh) - 1u)) != 0u);
+    ma += mb;
+    if (ma >> 56) { ma = (ma >> 1) | (ma & 1u); ++e; }
+    mb = ma & 7u;
+    ma >>= 3;
+    if (mb > 4u || (mb == 4u && (ma & 1u))) ++ma;
+    if (ma >> 53) { ma >>= 1; ++e; }
+    return ((uint64_t)e << 52) | (ma & NAME_FRAC);
+}
+
+/* (float) of a double >= 0 given as bits, correctly rounded */
+static float NAME_f32(uint64_t a)
+{
+    union { float f; uint32_t u; } v;
+    uint64_t m = (a & NAME_FRAC) | NAME_LEAD, low = m & 0x1FFFFFFFu;
+    int e = (int)(a >> 52) - 1023 + 127;
+    if (a == 0u) return 0.0f;
+    m >>= 29;
+    if (low > 0x10000000u || (low == 0x10000000u && (m & 1u))) ++m;
+    if (m >> 24) { m >>= 1; ++e; }
+    v.u = ((uint32_t)e << 23) | (uint32_t)(m & 0x7FFFFFu);
+    return v.f;
+}
+
+"""
 
 
 def _entries(name: str, n_features: int, scales: list[float] | None) -> tuple[list[str], str]:
@@ -275,10 +348,14 @@ def _leaf_code(name: str, ens: Ensemble, p: Packed, t: dict[str, tuple[str, int]
         return f"        acc[{slot}] += {name}_val[{name}_lbase[t] + r];"
     kb = p.class_bits
     ent = t["ent"][0]
-    # A mixed leaf: sum its counts first, then add count / sum per class, exactly as the tree's
-    # predict_proba normalises (the division is correctly rounded float32).
+    # Bit for bit what scikit-learn does: each tree's leaf holds count / n as a float64 fraction
+    # (correctly rounded, which `(double)count / (double)sum` is too), predict_proba adds those
+    # fractions tree by tree into float64 sums and divides by the tree count, and predict takes the
+    # first argmax. Mathematically tied classes are then broken by float64 rounding, not by index, so
+    # neither float32 nor exact rational sums reproduce it (each decided 3 of 2,000 tied rows
+    # differently in tests/unit/edge/test_tree_ties.py). The float64 arithmetic is _F64's, in integers.
     return f"""        if (r < {k}u) {{
-            acc[r] += 1.0f;
+            acc[r] = {name}_add(acc[r], 0x3FF0000000000000ull); /* 1.0 */
         }} else {{
             uint32_t e = {name}_lbase[t] + r - {k}u, j = e;
             uint32_t sum = 0;
@@ -286,21 +363,30 @@ def _leaf_code(name: str, ens: Ensemble, p: Packed, t: dict[str, tuple[str, int]
             do {{ v = {name}_ent[j++]; sum += (uint32_t)(v >> {kb + 1}); }} while (!(v & 1u));
             do {{
                 v = {name}_ent[e++];
-                acc[(v >> 1) & {(1 << kb) - 1}u] += (float)(v >> {kb + 1}) / (float)sum;
+                i = (int)((v >> 1) & {(1 << kb) - 1}u);
+                acc[i] = {name}_add(acc[i], {name}_div(v >> {kb + 1}, 1075, sum));
             }} while (!(v & 1u));
         }}"""
 
 
-def _finish_code(ens: Ensemble) -> str:
+def _finish_code(name: str, ens: Ensemble) -> str:
     k = ens.n_outputs
     n = len(ens.trees)
     if ens.aggregate == "mean":
         return f"    (void)i; (void)best;\n    scores[0] = acc[0] / {float(n)!r}f;\n    return 0;"
-    lines = []
     if ens.aggregate == "votes":
-        lines.append(f"    for (i = 0; i < {k}; ++i) scores[i] = acc[i] / {float(n)!r}f;")
-    else:
-        lines.append(f"    for (i = 0; i < {k}; ++i) scores[i] = acc[i];")
+        # predict_proba divides the sums by the tree count before the argmax; division keeps the order
+        # but can round a slightly smaller sum of a lower class to the same value (a tie the lower
+        # index wins), so only those near candidates are divided exactly (the division is slow).
+        return (
+            f"    for (i = 1; i < {k}; ++i) if (acc[i] > acc[best]) best = i;\n"
+            f"    {{\n        uint64_t top = {name}_div((acc[best] & {name}_FRAC) | {name}_LEAD, (int)(acc[best] >> 52), {n}u);\n"
+            f"        for (i = 0; i < best; ++i)\n"
+            f"            if (acc[best] - acc[i] <= 4u && {name}_div((acc[i] & {name}_FRAC) | {name}_LEAD, (int)(acc[i] >> 52), {n}u) == top) {{\n"
+            f"                best = i;\n                break;\n            }}\n    }}\n"
+            f"    for (i = 0; i < {k}; ++i) scores[i] = {name}_f32(acc[i]) / {float(n)!r}f;\n    return best;"
+        )
+    lines = [f"    for (i = 0; i < {k}; ++i) scores[i] = acc[i];"]
     if ens.kind == "regressor":
         lines.append("    (void)best;\n    return 0;")
     elif k == 1:  # binary boosting: the margin of the positive class; class 1 iff margin > 0

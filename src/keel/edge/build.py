@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from keel.edge._torch import is_torch_sequential
 from keel.edge._tree_ir import _SUPPORTED as _TREE_KINDS
 from keel.edge.host import compile_host
 from keel.edge.linear import _DECISION, _REGRESSORS, linear_to_c
@@ -72,12 +73,12 @@ def model_family(model: Any) -> Family:
         return "tree"
     if kind in _LINEAR_KINDS:
         return "linear"
-    if kind in _MLP_KINDS or isinstance(final, DenseStack):
+    if kind in _MLP_KINDS or isinstance(final, DenseStack) or is_torch_sequential(final):
         return "mlp"
     raise InvalidInputError(
         f"no edge build for a {kind}: keel.edge compiles tree ensembles ({', '.join(_TREE_KINDS[:8])}, gradient "
         f"boosting, LightGBM, XGBoost), linear models ({', '.join(_LINEAR_KINDS)}) and MLPs "
-        f"({', '.join(_MLP_KINDS)}), alone or ending a pipeline"
+        f"({', '.join(_MLP_KINDS)}, torch.nn.Sequential of Linear + ReLU), alone or ending a pipeline"
     )
 
 

@@ -3,7 +3,9 @@
 Accepted: scikit-learn `MLPClassifier` / `MLPRegressor` (alone or after StandardScaler /
 MinMaxScaler / MaxAbsScaler steps of a Pipeline, folded into the first layer), and a `DenseStack`
 built by `mlp_from_layers` (a list of `(weight, bias)` arrays in PyTorch's `nn.Linear` layout) or
-`mlp_from_sequential` (a duck-typed PyTorch `nn.Sequential` of Linear + ReLU; torch is not imported).
+`mlp_from_sequential` (a duck-typed PyTorch `nn.Sequential` of Linear + ReLU; torch is not imported),
+and a real `torch.nn.Sequential` (`mlp_from_torch`, also taken directly by `mlp_to_c`; see
+`keel.edge._torch` for the layers accepted, skipped, folded and refused).
 
 - float32: plain loops over `const float` tables; hidden activations relu, identity, tanh or
   logistic (the last two call libm's tanhf / expf).
@@ -29,10 +31,11 @@ import numpy as np
 from keel.edge._affine import Unwrapped, fold_first, unwrap
 from keel.edge._carray import EXPF_BYTES, check_features, check_flash, check_name, float_table, head_c, header
 from keel.edge._int8 import int8_model, plan_int8, quantize_input, run_int8
+from keel.edge._torch import is_torch_sequential, read_sequential
 from keel.edge.source import CModel, Quantize
 from keel.errors import InvalidInputError, NotFittedError
 
-__all__ = ["DenseStack", "int8_logits", "mlp_from_layers", "mlp_from_sequential", "mlp_to_c"]
+__all__ = ["DenseStack", "int8_logits", "mlp_from_layers", "mlp_from_sequential", "mlp_from_torch", "mlp_to_c"]
 
 _ACTIVATIONS = {
     "relu": "acc > 0.0f ? acc : 0.0f",
@@ -141,6 +144,38 @@ def mlp_from_sequential(seq: Any, classes: Sequence[Any] | None = None) -> Dense
     return mlp_from_layers(layers, "relu", classes)
 
 
+def mlp_from_torch(model: Any, classes: Sequence[Any] | None = None) -> DenseStack:
+    """A DenseStack from a real `torch.nn.Sequential` (torch imported here only), weights read as float32.
+
+    Classifier or regressor: `classes` (labels in output order) makes it a classifier; when None,
+    the module's own `classes` attribute is used (set `model.classes = [...]` before building:
+    `compile_model` and `ws.edge.build` pass no labels). Without labels it is a regressor, which
+    must end with its last Linear: a final Softmax / Sigmoid without labels is refused. Softmax
+    needs one output per label; Sigmoid one output and two labels. The C head recomputes the final
+    Softmax / Sigmoid (a Sequential without one still gets softmax probabilities as scores when it
+    has labels: the class, the argmax of the logits, is the same).
+    """
+    read = read_sequential(model)
+    labels = classes if classes is not None else getattr(model, "classes", None)
+    n_out = read.layers[-1][0].shape[0]
+    if labels is None:
+        if read.out != "none":
+            raise InvalidInputError(
+                f"the Sequential ends with a {read.out.capitalize()}, a classifier head, but has no class labels: "
+                "pass classes=[...] or set model.classes = [...] (one label per output; two for one sigmoid output)"
+            )
+        return mlp_from_layers(read.layers, "relu", None)
+    labels = [c.item() if hasattr(c, "item") else c for c in labels]  # tensors / numpy scalars to plain values
+    if read.out == "sigmoid" and n_out != 1:
+        raise InvalidInputError(
+            f"a final Sigmoid over {n_out} outputs is multilabel, which keel.edge does not build; "
+            "use one output with Sigmoid (two classes) or Softmax over one output per class"
+        )
+    if read.out == "softmax" and n_out < 2:
+        raise InvalidInputError("a final Softmax over one output is constant; use Sigmoid for two classes")
+    return mlp_from_layers(read.layers, "relu", labels)
+
+
 def _array(tensor: Any) -> np.ndarray:
     if tensor is None:
         raise InvalidInputError("a Linear layer without bias is not supported; use bias=True")
@@ -236,6 +271,8 @@ def _stack_of(model: Any) -> tuple[DenseStack, Unwrapped]:
     est = u.estimator
     if isinstance(est, DenseStack):
         return est, u
+    if is_torch_sequential(est):
+        return mlp_from_torch(est), u
     kind = type(est).__name__
     if kind not in ("MLPClassifier", "MLPRegressor"):
         raise InvalidInputError(

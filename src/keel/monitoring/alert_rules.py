@@ -37,6 +37,7 @@ FEATURE_METRICS = frozenset(
         "out_of_range_rate",
         "unseen_category_rate",
         "causal_effect_drift",  # 1 when a causal study's rerun moved an estimator's effect (feature: the estimator)
+        "edge_build_failed",  # 1 when a new champion's edge build lost agreement or no longer fits (feature: the target)
     }
 )
 MODEL_METRICS = frozenset(

@@ -339,6 +339,8 @@ def _title(model: str, rule: AlertRule, feature: str, value: float, evidence: di
             f"{v:.4g}" if isinstance(v, (int, float)) else "?" for v in (evidence.get("previous"), evidence.get("new"))
         )
         return f"{evidence.get('study') or model}: causal effect ({feature}) drifted from {old} to {new}"
+    if rule.metric == "edge_build_failed":
+        return f"{evidence.get('model_version') or model}: edge build {feature} failed: {evidence.get('reason')}"[:500]
     if rule.metric == "monitor_failing":
         return f"{model}: monitor failing: {str(evidence.get('error') or 'see the evidence')[:300]}"
     what = f"{rule.metric} of {feature}" if feature else rule.metric

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainingSet", "training_set", "score_champion", "gate_checks", "run_params", "jsonable"]
+__all__ = ["TrainingSet", "training_set", "score_champion", "gate_checks", "run_params", "jsonable", "recorded_holdout"]
 
 
 @dataclass(frozen=True)
@@ -150,6 +150,27 @@ def _features(
             ", ".join(ignored),
         )
     return tuple(features)
+
+
+def recorded_holdout(
+    project: Project, version: ModelVersion, evidence: dict[str, Any], *, datasets: Datasets
+) -> tuple[pd.DataFrame, pd.Series, str] | None:
+    """The holdout a retraining cycle scored `version` on, drawn again from the decision's evidence
+    (the dataset version, the split's fraction and seed; the same stratification rule): the rows the
+    version never saw. None when the cycle held out production rows, which are not kept apart."""
+    from dataclasses import replace
+
+    data = evidence.get("data") or {}
+    split_spec = data.get("split") or {}
+    if "test_fraction" not in split_spec or not data.get("dataset") or version.signature is None:
+        return None
+    spec = replace(
+        project.data,
+        split=replace(project.data.split, test_fraction=split_spec["test_fraction"], seed=split_spec["seed"]),
+    )
+    frame = datasets.load(data["dataset"])
+    _, X_test, _, y_test = split(replace(project, data=spec), frame, version.signature.column_names)
+    return X_test, y_test, f"the holdout of {data['dataset']} the retraining scored {version.ref} on"
 
 
 def score_champion(

@@ -14,9 +14,14 @@ from keel.errors import InvalidInputError
 from keel.refs import check_name
 from keel.retraining.project import (
     DATA_POLICIES,
+    EDGE_ON_FAILURE,
+    EDGE_QUANTIZE,
+    EDGE_TARGETS,
     METRICS,
     TRIGGERS,
     Data,
+    EdgeLoop,
+    EdgeTarget,
     Estimator,
     Evaluation,
     Gate,
@@ -108,7 +113,7 @@ def parse(raw: Any, source: str) -> Project:
     doc = _mapping(
         raw,
         top,
-        {"model", "data", "estimator", "evaluation", "gate", "monitoring", "retraining", "tuning", "explain"},
+        {"model", "data", "estimator", "evaluation", "gate", "monitoring", "retraining", "tuning", "explain", "edge"},
         required={"model", "data", "estimator"},
     )
     model = _name(doc["model"], top / "model", "model name")
@@ -122,7 +127,61 @@ def parse(raw: Any, source: str) -> Project:
     retraining = _retraining(doc.get("retraining", {}), top / "retraining")
     tuning = _tuning(doc["tuning"], top / "tuning") if doc.get("tuning") is not None else None
     explain = _explain(doc.get("explain", {}), top / "explain")
-    return Project(model, data, estimator, evaluation, gate, monitoring, rules, retraining, tuning, explain, source)
+    edge = _edge(doc["edge"], top / "edge") if doc.get("edge") is not None else None
+    return Project(
+        model, data, estimator, evaluation, gate, monitoring, rules, retraining, tuning, explain, edge, source
+    )
+
+
+def _edge(raw: Any, at: At) -> EdgeLoop:
+    from keel.edge.mcu import MCUS  # the parts a build can be sized for (compute, below this package)
+
+    e = _mapping(raw, at, {"targets", "min_agreement", "max_abs_diff", "on_failure", "qemu"}, required={"targets"})
+    items = _list(e["targets"], at / "targets")
+    if not items:
+        raise (at / "targets").fail("expected at least one target such as {target: c, quantize: int8, mcu: cortex-m4}")
+    targets = []
+    for i, item in enumerate(items):
+        where = at / "targets" / i
+        t = _mapping(item, where, {"target", "quantize", "mcu", "min_agreement", "max_abs_diff"})
+        for key, allowed, default in (
+            ("target", EDGE_TARGETS, "c"),
+            ("quantize", EDGE_QUANTIZE, "float32"),
+            ("mcu", tuple(MCUS), "cortex-m4"),
+        ):
+            if t.get(key, default) not in allowed:
+                raise (where / key).fail(f"expected one of {', '.join(allowed)}, got {_kind(t[key])}")
+        targets.append(
+            EdgeTarget(
+                t.get("target", "c"),
+                t.get("quantize", "float32"),
+                t.get("mcu", "cortex-m4"),
+                _share(t.get("min_agreement"), where / "min_agreement"),
+                _diff(t.get("max_abs_diff"), where / "max_abs_diff"),
+            )
+        )
+    labels = [t.label for t in targets]
+    twice = sorted({x for x in labels if labels.count(x) > 1})
+    if twice:
+        raise (at / "targets").fail(f"{', '.join(twice)} named more than once")
+    on_failure = e.get("on_failure", "gate")
+    if on_failure not in EDGE_ON_FAILURE:
+        raise (at / "on_failure").fail(f"expected one of {', '.join(EDGE_ON_FAILURE)}, got {_kind(on_failure)}")
+    return EdgeLoop(
+        tuple(targets),
+        1.0 if e.get("min_agreement") is None else float(_num(e["min_agreement"], at / "min_agreement", lo=0, hi=1)),
+        _diff(e.get("max_abs_diff"), at / "max_abs_diff"),
+        on_failure,
+        _bool(e.get("qemu", True), at / "qemu"),
+    )
+
+
+def _share(value: Any, at: At) -> float | None:
+    return None if value is None else _num(value, at, lo=0.0, hi=1.0, what="a share between 0 and 1")
+
+
+def _diff(value: Any, at: At) -> float | None:
+    return None if value is None else _num(value, at, lo=0.0, what="a number >= 0")
 
 
 def _explain(raw: Any, at: At) -> dict[str, Any]:

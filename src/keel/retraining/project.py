@@ -36,6 +36,16 @@ explain:                          # optional: how reason codes name features
 tuning:                           # optional: `keel tune NAME` searches these, then runs the gate
   params: {learning_rate: {low: 0.01, high: 0.3, log: true}, max_leaf_nodes: [15, 31, 63]}
   trials: 8
+edge:                             # optional: edge builds that follow the champion (ws.edge)
+  targets:
+    - {target: c, quantize: int16, mcu: cortex-m4}
+    - {target: c, quantize: int8, mcu: cortex-m0, min_agreement: 0.99}
+  min_agreement: 1.0              # the share of identical predicted classes on the holdout (classifiers)
+  max_abs_diff: null              # optional: the largest score difference allowed (regressors' check)
+  on_failure: gate                # gate: a build that loses agreement or does not fit fails the promotion;
+                                  #   alert: the champion is promoted, its builds follow as a job, and a
+                                  #   failing one raises the edge-build-failed alert
+  qemu: true                      # also run each C build on the emulated MCU (when the toolchain is here)
 ```
 
 Every wrong key or value raises `ProjectError` naming its location (`keel.yaml: gate.tolerance.accuracy:
@@ -57,6 +67,8 @@ from keel.errors import InvalidInputError
 __all__ = [
     "Project",
     "ProjectError",
+    "EdgeLoop",
+    "EdgeTarget",
     "Tuning",
     "load_project",
     "check_imports",
@@ -71,6 +83,9 @@ LOWER_IS_BETTER = frozenset({"log_loss", "ece", "mae", "rmse"})
 METRICS = HIGHER_IS_BETTER | LOWER_IS_BETTER
 TRIGGERS = ("alert", "new_data", "schedule", "manual")
 DATA_POLICIES = ("latest", "reference+production")
+EDGE_TARGETS = ("c", "onnx")
+EDGE_QUANTIZE = ("float32", "int16", "int8")
+EDGE_ON_FAILURE = ("gate", "alert")
 
 
 class ProjectError(InvalidInputError):
@@ -140,6 +155,36 @@ class Tuning:
 
 
 @dataclass(frozen=True)
+class EdgeTarget:
+    """One edge build that follows the champion: what `ws.edge.build` is called with, and the
+    agreement it must keep (None: the project's `min_agreement`)."""
+
+    target: str = "c"
+    quantize: str = "float32"
+    mcu: str = "cortex-m4"
+    min_agreement: float | None = None
+    max_abs_diff: float | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.target}/{self.quantize}/{self.mcu}"
+
+
+@dataclass(frozen=True)
+class EdgeLoop:
+    """The project's edge targets: rebuilt and verified for each new champion. With
+    `on_failure: gate` they are built for the challenger before it is promoted, and a build that
+    loses agreement or no longer fits the MCU fails the gate; with `alert` the champion is promoted
+    and its builds follow as a job, a failing one raising the `edge-build-failed` alert."""
+
+    targets: tuple[EdgeTarget, ...]
+    min_agreement: float = 1.0
+    max_abs_diff: float | None = None
+    on_failure: str = "gate"
+    qemu: bool = True
+
+
+@dataclass(frozen=True)
 class Project:
     """A model project; `Project.from_dict(...)` or `load_project("keel.yaml")` validate it."""
 
@@ -153,6 +198,7 @@ class Project:
     retraining: Retraining = field(default_factory=Retraining)
     tuning: Tuning | None = None
     explain: dict[str, Any] = field(default_factory=dict)  # {"display": {feature: {"name": ..., "unit": ...}}}
+    edge: EdgeLoop | None = None
     source: str = "<dict>"
 
     @classmethod

@@ -22,7 +22,16 @@ from typing import TYPE_CHECKING, Any
 from keel.entities import ModelVersion, RetrainDecision
 from keel.errors import InvalidInputError, KeelError, NotFoundError
 from keel.refs import CHALLENGER, CHAMPION
-from keel.retraining._cycle_data import TrainingSet, gate_checks, jsonable, run_params, score_champion, training_set
+from keel.retraining._cycle_data import (
+    TrainingSet,
+    gate_checks,
+    jsonable,
+    recorded_holdout,
+    run_params,
+    score_champion,
+    training_set,
+)
+from keel.retraining.edge_gate import EdgeBuilder, edge_checks, follow_edge
 from keel.retraining.gate import Verdict, judge
 from keel.retraining.pipeline import evaluate, fit, output_kind
 from keel.retraining.project import Project, check_imports, load_project
@@ -56,8 +65,10 @@ class Retraining:
         models: Models,
         monitoring: Monitoring,
         author: str,
+        edge: EdgeBuilder | None = None,
     ) -> None:
         self._store = meta.retraining
+        self._edge = edge
         self._datasets = datasets
         self._runs = runs
         self._models = models
@@ -148,6 +159,9 @@ class Retraining:
                 self._models, project, model, champion, data.X_test, data.y_test, metrics, champion_metrics
             )
             verdict = judge(project, metrics, champion_metrics, custom=custom)
+            if verdict.passed and project.edge is not None and project.edge.on_failure == "gate":
+                custom.update(edge_checks(self._edge, project, candidate, data.X_test, data.y_test, evidence))
+                verdict = judge(project, metrics, champion_metrics, custom=custom)
         except Exception as exc:  # a failed cycle never touches the champion
             return self._failed(project, champion, trigger, evidence, run_id, candidate, exc)
         evidence["metrics"] = {"challenger": metrics, "champion": champion_metrics}
@@ -191,6 +205,8 @@ class Retraining:
             )
         elif project.gate.shadow_rows and champion is None and outcome == "promoted":
             evidence["gate"]["reasons"].append("no shadow mode for the first version: there is no champion to shadow")
+        if outcome == "promoted":
+            follow_edge(self._edge, project, candidate, evidence)
         decision = self._store.record(
             model=name,
             version=candidate.version,
@@ -308,6 +324,8 @@ class Retraining:
                 "gate": {"passed": verdict.passed, "reasons": list(verdict.reasons), "checks": verdict.checks},
                 "data": {"live_labelled_rows": len(both)},
             }
+            if outcome == "promoted":
+                follow_edge(self._edge, project, challenger_info, evidence)
             decisions.append(
                 self._store.record(
                     model=model,
@@ -407,13 +425,15 @@ class Retraining:
             )
         champion = self._champion(model)
         self._models.set_alias(model, CHAMPION, version=version, reason=reason or f"approved by {self._author}")
+        evidence: dict[str, Any] = {"approves": waiting[0].id, "reason": reason}
+        follow_edge(self._edge, self.project(model), self._models.get(f"{model}@{version}"), evidence)
         return self._store.record(
             model=model,
             version=version,
             champion_version=champion.version if champion else None,
             trigger="approval",
             outcome="approved",
-            evidence={"approves": waiting[0].id, "reason": reason},
+            evidence=evidence,
             run_id=waiting[0].run_id,
             author=self._author,
         )
@@ -448,6 +468,14 @@ class Retraining:
         if not found:
             self._models.versions(model)  # NotFoundError for an unknown model
         return found
+
+    def holdout(self, version: ModelVersion) -> tuple[Any, Any, str] | None:
+        """The rows a retraining cycle held out when it trained `version` (X, y, where from), or None
+        for a version no cycle trained (or one judged on production rows, which are not kept apart)."""
+        for d in self._store.decisions(version.name, limit=1000):
+            if d.version == version.version and d.trigger in CYCLE_TRIGGERS and d.outcome != "failed":
+                return recorded_holdout(self.project(version.name), version, d.evidence, datasets=self._datasets)
+        return None
 
     # -- helpers -------------------------------------------------------------------------------
     def _champion(self, model: str) -> ModelVersion | None:

@@ -26,6 +26,7 @@ from keel.storage.retraining import RetrainingStore
 from keel.storage.runs import RunStore
 from keel.storage.studies import StudyStore
 from keel.storage.tokens import TokenStore
+from keel.storage.twins import TwinStore
 
 __all__ = ["MetadataStore", "BlobStore", "BlobInfo", "sha256_file", "head_revision", "schema_revision", "mask_url"]
 
@@ -48,6 +49,7 @@ class MetadataStore:
         self.predictions = PredictionStore(self.engine)
         self.studies = StudyStore(self.engine)
         self.edge = EdgeStore(self.engine)
+        self.twins = TwinStore(self.engine)
 
     @property
     def dialect(self) -> str:

@@ -2,15 +2,20 @@
 compile it with keel.edge (C99 or ONNX), verify the build against the Python model on the version's
 own rows, package it, and record it with the registry (keel.registry.edge_builds).
 
-The rows: the linked training dataset version when it holds the signature's columns (labels from a
-column whose values are the model's classes, so the report gives both accuracies), else the training
-sample the version was registered with (no labels). They calibrate quantised builds and verify every
-build; the report says where they came from.
+Two sets of rows, and the report says where each came from:
+- calibration (quantised builds): the version's training data: the linked training dataset version
+  when it holds the signature's columns, else the training sample it was registered with;
+- verification: the version's held-out rows, which it never saw: those a retraining cycle held out
+  when it trained the version (drawn again from the decision's evidence), or the holdout the caller
+  passes (the retraining loop passes its own); only for a version trained outside a model project,
+  where no holdout is recorded, the training rows, and the report says so. Labels (for both
+  accuracies) come from the holdout, or from a dataset column whose values are the model's classes.
 """
 
 from __future__ import annotations
 
 import builtins
+import logging
 import re
 import time
 from typing import TYPE_CHECKING, Any
@@ -20,9 +25,11 @@ import pandas as pd
 
 from keel.entities import ModelVersion
 from keel.entities_edge import EdgeBuild
-from keel.errors import InvalidInputError
+from keel.errors import InvalidInputError, KeelError
 from keel.registry.edge_builds import EdgeBuilds
 from keel.registry.sample import spread
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from keel.edge import CModel, OnnxModel
@@ -44,10 +51,18 @@ class Edge:
         self.records = EdgeBuilds(meta, blobs, author=author)
 
     def build(
-        self, model_ref: str, *, target: str = "c", quantize: str = "float32", mcu: str = "cortex-m4", qemu: bool = True
+        self,
+        model_ref: str,
+        *,
+        target: str = "c",
+        quantize: str = "float32",
+        mcu: str = "cortex-m4",
+        qemu: bool = True,
+        holdout: tuple[pd.DataFrame, Any] | None = None,
     ) -> EdgeBuild:
         """Compile, verify and store an edge build of a model version ('credit@3', 'credit@champion').
 
+        `holdout`: (rows, labels or None) to verify on; default: the version's recorded holdout.
         Raises InvalidInputError, before anything is stored, for a model kind, quantisation, MCU or
         size the target cannot hold."""
         from keel.edge import MCUS
@@ -58,7 +73,8 @@ class Edge:
         loaded = self._ws.models.load(model_ref)  # untrusted: a pickled model is refused, as serving does
         info = loaded.info
         names = _feature_names(info)
-        X, y, source = self._rows(loaded)
+        calibration, y_train, train_source = self._rows(loaded)
+        X, y, source = self._verify_rows(loaded, holdout, (calibration, y_train, train_source))
         started = time.perf_counter()
         built = compile_model(
             loaded.model,
@@ -66,7 +82,7 @@ class Edge:
             feature_names=names,
             target=target,
             quantize=quantize,
-            calibration=X,
+            calibration=calibration,
             max_flash_bytes=None if target == "onnx" else MCUS[mcu].flash_bytes,
         )
         compile_s = time.perf_counter() - started
@@ -77,6 +93,7 @@ class Edge:
             quantize=quantize,
             mcu=mcu,
             rows_source=source,
+            calibration_source=train_source,
             compile_s=compile_s,
             mcu_flash_bytes=MCUS[mcu].flash_bytes,
             mcu_ram_bytes=MCUS[mcu].ram_bytes,
@@ -92,6 +109,13 @@ class Edge:
         """Builds, newest first: all, a model's ('credit') or one version's ('credit@3', 'credit@champion')."""
         return self.records.list(model)
 
+    def by_version(self, model: str) -> dict[int, builtins.list[EdgeBuild]]:
+        """A model's builds by version number, newest first (what the model's timeline shows)."""
+        out: dict[int, builtins.list[EdgeBuild]] = {}
+        for b in self.records.list(model):
+            out.setdefault(int(b.model.rpartition("@")[2]), []).append(b)
+        return out
+
     def get(self, build_id: int | str) -> EdgeBuild:
         return self.records.get(build_id)
 
@@ -106,6 +130,38 @@ class Edge:
 
         built, _ = open_package(self.archive(build_id))
         return predict_build(built, frame)
+
+    def _verify_rows(
+        self, loaded: LoadedModel, holdout: tuple[pd.DataFrame, Any] | None, training: tuple[pd.DataFrame, Any, str]
+    ) -> tuple[pd.DataFrame, np.ndarray | None, str]:
+        """The rows a build is verified on: held-out rows where they are known (see the module's doc)."""
+        info = loaded.info
+        source = "the held-out rows passed to the build"
+        if holdout is None:
+            try:
+                found = self._ws.retraining.holdout(info)
+            except KeelError as exc:  # a project that no longer reads: say so, and verify on training rows
+                logger.warning("the recorded holdout of %s cannot be drawn: %s", info.ref, exc)
+                found = None
+            if found is None:
+                X, y, where = training
+                return X, y, f"{where}: no held-out rows are recorded for {info.ref} (trained outside a model project)"
+            holdout, source = (found[0], found[1]), found[2]
+        names = list(_feature_names(info))
+        X, labels = holdout
+        frame = pd.DataFrame(X).reset_index(drop=True)
+        missing = [n for n in names if n not in frame.columns]
+        if missing:
+            raise InvalidInputError(f"the held-out rows lack the feature(s) {missing[:5]} that {info.ref} takes")
+        keep = frame[names].notna().all(axis=1).to_numpy()
+        y = None if labels is None else np.asarray(labels)[keep]
+        frame = frame[names][keep].reset_index(drop=True)
+        if len(frame) > VERIFY_ROWS:  # evenly spread, as for the training rows
+            step = -(-len(frame) // VERIFY_ROWS)
+            frame, y = frame.iloc[::step].reset_index(drop=True), None if y is None else y[::step]
+        if len(frame) == 0:
+            raise InvalidInputError(f"no complete held-out rows to verify an edge build of {info.ref} on")
+        return frame, y, f"{source} ({len(frame):,} rows)"
 
     def _rows(self, loaded: LoadedModel) -> tuple[pd.DataFrame, np.ndarray | None, str]:
         """(rows in feature order, their labels or None, where they came from)."""

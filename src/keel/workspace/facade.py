@@ -23,9 +23,11 @@ from keel.studies import Studies
 from keel.tracking import Runs
 from keel.workspace.causal import Causal
 from keel.workspace.edge import Edge
+from keel.workspace.edge_loop import EdgeFollower
 from keel.workspace.explain import BACKGROUND_ROWS, Explained, Explainer
 from keel.workspace.handlers import HANDLERS, run_job
 from keel.workspace.payloads import PAYLOADS
+from keel.workspace.rl import RL
 
 if TYPE_CHECKING:
     from keel.explain import LimeExplanation
@@ -101,6 +103,7 @@ class Workspace:
             models=self.models,
             monitoring=self.monitoring,
             author=author,
+            edge=EdgeFollower(self),  # the project's edge targets, built for each new champion
         )
         self.jobs = Jobs(  # background jobs: state in the store, run by the configured executor
             self._meta,
@@ -119,6 +122,8 @@ class Workspace:
         self.explainer = Explainer(self, self._meta.importance)
         # edge builds: model versions compiled to C or ONNX, verified, recorded with the registry
         self.edge = Edge(self, self._meta, self._blobs, author=author)
+        # digital twins fitted on dataset versions, their classic baselines, optimum and policies
+        self.rl = RL(self, self._meta, author=author)
 
     def explain(
         self,

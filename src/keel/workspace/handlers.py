@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from keel.errors import InvalidInputError, KeelError
 from keel.workspace.causal_jobs import CURRENT_JOB, causal_bootstrap, causal_refute, causal_sensitivity
+from keel.workspace.edge_loop import edge_build, edge_follow
 from keel.workspace.payloads import BatchExplainPayload, BatchScorePayload, MonitorPayload, RetrainPayload, TunePayload
 
 if TYPE_CHECKING:
@@ -102,6 +103,9 @@ HANDLERS: dict[str, Callable[[Workspace, dict[str, Any]], dict[str, Any]]] = {
     "causal_bootstrap": causal_bootstrap,
     "causal_refute": causal_refute,
     "causal_sensitivity": causal_sensitivity,
+    # edge builds (keel.workspace.edge_loop): one build, or a new champion's project targets
+    "edge_build": edge_build,
+    "edge_follow": edge_follow,
 }
 
 

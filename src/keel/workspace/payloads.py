@@ -23,6 +23,8 @@ __all__ = [
     "CausalRefutePayload",
     "CausalSensitivityPayload",
     "DatasetJobPayload",
+    "EdgeBuildPayload",
+    "EdgeFollowPayload",
     "JobPayload",
     "MonitorPayload",
     "RetrainPayload",
@@ -285,9 +287,60 @@ class MonitorPayload(JobPayload):
         return f"monitor:{self.model}"
 
 
+_EDGE_CHOICES = {"target": ("c", "onnx"), "quantize": ("float32", "int16", "int8")}  # ws.edge.build's
+
+
+@dataclass(frozen=True)
+class EdgeBuildPayload(JobPayload):
+    """One edge build of the model version `model` ('credit@3'): what `ws.edge.build` takes (left
+    unset: its defaults, C float32 for a Cortex-M4, with the emulated run). One active job per
+    version and build."""
+
+    kind: ClassVar[str] = "edge_build"
+    target: str | None = None
+    quantize: str | None = None
+    mcu: str | None = None
+    qemu: bool | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name, allowed in _EDGE_CHOICES.items():
+            value = getattr(self, name)
+            if value is not None and value not in allowed:
+                raise InvalidInputError(f"{self.kind} job payload: {name!r} must be one of {allowed}, got {value!r}")
+        _text(self.kind, "mcu", self.mcu, optional=True)
+        if self.qemu is not None and not isinstance(self.qemu, bool):
+            raise InvalidInputError(f"{self.kind} job payload: 'qemu' must be true or false, got {self.qemu!r}")
+
+    @property
+    def dedup_key(self) -> str:
+        return f"edge_build:{self.model}:{self.target or 'c'}/{self.quantize or 'float32'}/{self.mcu or 'cortex-m4'}"
+
+
+@dataclass(frozen=True)
+class EdgeFollowPayload(JobPayload):
+    """The edge targets of `model`'s project rebuilt for the version `model` ('credit@4', a new champion)
+    and judged; a failing build raises the edge-build-failed alert (`edge: {on_failure: alert}`)."""
+
+    kind: ClassVar[str] = "edge_follow"
+
+    @property
+    def dedup_key(self) -> str:
+        return f"edge_follow:{self.model}"
+
+
 # The payload type of each job kind (the kinds keel.workspace.handlers runs).
 PAYLOADS: dict[str, type[JobPayload]] = {
-    p.kind: p for p in (RetrainPayload, BatchScorePayload, TunePayload, BatchExplainPayload, MonitorPayload)
+    p.kind: p
+    for p in (
+        RetrainPayload,
+        BatchScorePayload,
+        TunePayload,
+        BatchExplainPayload,
+        MonitorPayload,
+        EdgeBuildPayload,
+        EdgeFollowPayload,
+    )
 }
 # The causal study jobs (keel.workspace.causal_jobs): about a study version, not a model.
 STUDY_PAYLOADS: dict[str, type[StudyJobPayload]] = {

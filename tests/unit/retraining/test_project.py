@@ -80,6 +80,25 @@ def test_the_documented_example_parses_and_round_trips(tmp_path: Path) -> None:
     assert Project.from_dict(p.to_dict(), source="keel.yaml") == p
 
 
+def test_the_edge_section_parses_with_defaults_and_round_trips() -> None:
+    raw = {
+        **base(),
+        "edge": {
+            "targets": [
+                {"quantize": "int16"},
+                {"target": "c", "quantize": "int8", "mcu": "cortex-m0", "min_agreement": 0.99},
+            ],
+            "on_failure": "alert",
+        },
+    }
+    p = Project.from_dict(raw)
+    assert p.edge is not None and [t.label for t in p.edge.targets] == ["c/int16/cortex-m4", "c/int8/cortex-m0"]
+    assert (p.edge.min_agreement, p.edge.on_failure, p.edge.qemu) == (1.0, "alert", True)
+    assert p.edge.targets[1].min_agreement == 0.99 and p.edge.targets[0].min_agreement is None
+    assert Project.from_dict(p.to_dict()) == p
+    assert Project.from_dict(base()).edge is None
+
+
 def test_defaults_fill_what_a_small_project_leaves_out() -> None:
     p = Project.from_dict(base())
     assert p.data.features is None and p.data.split.test_fraction == 0.25
@@ -129,6 +148,14 @@ def test_defaults_fill_what_a_small_project_leaves_out() -> None:
         ),
         ({"retraining": {"schedule": "every day"}}, "retraining.schedule: expected a cron expression of 5 fields"),
         ({"retraining": {"data": "all"}}, "retraining.data: expected one of latest, reference+production"),
+        ({"edge": {"on_failure": "gate"}}, "edge: missing required key 'targets'"),
+        ({"edge": {"targets": []}}, "edge.targets: expected at least one target"),
+        ({"edge": {"targets": [{"target": "wasm"}]}}, "edge.targets[0].target: expected one of c, onnx"),
+        ({"edge": {"targets": [{"mcu": "z80"}]}}, "edge.targets[0].mcu: expected one of cortex-m4, cortex-m0, host"),
+        ({"edge": {"targets": [{"quantize": "int8", "min_agreement": 1.5}]}}, "edge.targets[0].min_agreement:"),
+        ({"edge": {"targets": [{}, {"target": "c"}]}}, "edge.targets: c/float32/cortex-m4 named more than once"),
+        ({"edge": {"targets": [{}], "on_failure": "ignore"}}, "edge.on_failure: expected one of gate, alert"),
+        ({"edge": {"targets": [{}], "qemu": "yes"}}, "edge.qemu: expected true or false"),
     ],
 )
 def test_each_mistake_is_named_with_its_location(change: dict[str, Any], message: str) -> None:

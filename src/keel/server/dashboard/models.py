@@ -137,4 +137,5 @@ def model(name: str, request: Request, who: Principal = reader) -> HTMLResponse:
         chart=dump(chart) if keys and len(versions) > 1 else None,
         health=health(ws, [name])[name],
         timeline=ws.retraining.decisions(name, limit=50),
+        edge_builds=ws.edge.by_version(name),
     )

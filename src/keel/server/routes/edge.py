@@ -37,13 +37,32 @@ class BuildRequest(BaseModel):
 
 
 @router.post("/builds", status_code=201)
-def build(body: BuildRequest, request: Request, _: Principal = writer) -> dict[str, Any]:
-    """Compile the model version for the target, verify it against the Python model on its training
-    sample (agreement, accuracy, flash/RAM/stack on the MCU, host latency, the emulated run), and store
-    the zip with its report. A model the target cannot hold is refused before anything is written."""
-    made = server_state(request).ws.edge.build(
-        body.model, target=body.target, quantize=body.quantize, mcu=body.mcu, qemu=body.qemu
-    )
+def build(
+    body: BuildRequest,
+    request: Request,
+    response: Response,
+    queue: bool = Query(default=False, description="Run it as a job: answer 202 at once with the job"),
+    _: Principal = writer,
+) -> dict[str, Any]:
+    """Compile the model version for the target, verify it against the Python model on the version's
+    held-out rows (agreement, accuracy, flash/RAM/stack on the MCU, host latency, the emulated run), and
+    store the zip with its report. A model the target cannot hold is refused before anything is written.
+    With `?queue=true` it runs as a job: 202 with the job (`url`, also in `Location`); its result names
+    the build."""
+    ws = server_state(request).ws
+    if queue:
+        from keel.workspace.payloads import EdgeBuildPayload
+
+        version = ws.models.get(body.model)  # an unknown model is a 404 now, not a failed job later
+        payload = EdgeBuildPayload(
+            version.ref, target=body.target, quantize=body.quantize, mcu=body.mcu, qemu=body.qemu
+        )
+        job, created = ws.jobs.start(payload.kind, payload.to_dict(), dedup_key=payload.dedup_key)
+        response.status_code = 202
+        out = {**dump(job), "url": f"/api/v1/jobs/{job.id}", "created": created}
+        response.headers["Location"] = out["url"]
+        return dict(out)
+    made = ws.edge.build(body.model, target=body.target, quantize=body.quantize, mcu=body.mcu, qemu=body.qemu)
     return dict(dump(made))
 
 
