@@ -104,6 +104,53 @@ def _policy() -> tuple[Any, pd.DataFrame]:
     return tree, contract_frame()[0]
 
 
+def _network_policy() -> tuple[Any, pd.DataFrame]:
+    """A trained decision policy (keel.rl) whose observations are the frame's columns: the order is an
+    order-up-to level on `age` from a small tanh network (weights seeded, not trained: the contract is
+    about storing and serving it, bench/rl.py about training it)."""
+    from keel.rl.agent import ActionMap, TrainedPolicy
+
+    rng = np.random.default_rng(0)
+    X = contract_frame()[0]
+    mean, var = X.mean().to_numpy(np.float32), X.var().to_numpy(np.float32)
+    weights = (
+        rng.normal(0, 0.5, (2, 8)).astype(np.float32),
+        np.zeros(8, np.float32),
+        rng.normal(0, 0.5, (8, 1)).astype(np.float32),
+        np.zeros(1, np.float32),
+    )
+    action = ActionMap("order_up_to", (60.0,), (30.0,), (100,))
+    return TrainedPolicy(weights, "tanh", mean, var, 10.0, action, ("age", "income")), X
+
+
+def _torch() -> tuple[Any, pd.DataFrame]:
+    """A torch Sequential classifier (labels in its `classes` attribute), fitted a few steps on the frame."""
+    import torch
+
+    X, y = contract_frame()
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.BatchNorm1d(2), torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2), torch.nn.Softmax(dim=1)
+    )
+    rows, target = torch.tensor(X.to_numpy(), dtype=torch.float32), torch.tensor(y)
+    optimiser = torch.optim.Adam(net.parameters(), lr=0.05)
+    for _ in range(30):
+        optimiser.zero_grad()
+        torch.nn.functional.nll_loss(torch.log(net(rows)), target).backward()
+        optimiser.step()
+    net.eval()
+    net.classes = [0, 1]
+    return net, X
+
+
+def _torch_outputs(model: Any, X: pd.DataFrame) -> Any:
+    import torch
+
+    rows = np.ascontiguousarray(X.to_numpy(), dtype=np.float32)  # row-major, as keel feeds it: a column-major
+    with torch.no_grad():  # input changes the matmul's summation order, and so the last bit of the output
+        return model(torch.from_numpy(rows)).numpy()
+
+
 def _proba(model: Any, X: pd.DataFrame) -> Any:
     return model.predict_proba(X)
 
@@ -124,6 +171,15 @@ CASES: dict[str, FlavorCase] = {
     "callable": FlavorCase("callable", _callable, predict=lambda fn, X: fn(X), needs_trust=True),
     "pickle": FlavorCase("pickle", _pickle, predict_proba=_proba, needs_trust=True),
     "policy": FlavorCase("policy", _policy),
+    "policy-network": FlavorCase(
+        "policy", _network_policy, predict=lambda p, X: p.act(X[["age", "income"]].to_numpy(np.float64))
+    ),
+    "torch": FlavorCase(
+        "torch",
+        _torch,
+        predict=lambda net, X: np.asarray(net.classes)[np.argmax(_torch_outputs(net, X), axis=1)],
+        predict_proba=_torch_outputs,
+    ),
 }
 
 

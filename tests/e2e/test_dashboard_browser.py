@@ -292,3 +292,26 @@ def test_unknown_model_page_is_a_friendly_404(watched: Watched, site: Site) -> N
     assert response is not None and response.status == 404
     assert watched.page.locator("h1").inner_text() == "Not found"
     assert "no-such-model" in watched.page.locator(".error-detail").inner_text()
+
+
+def test_a_twin_page_draws_its_cost_plot_learning_curve_and_trajectories(watched: Watched, site: Site) -> None:
+    import numpy as np
+    import pandas as pd
+
+    demand = np.random.default_rng(0).poisson(10, size=120)
+    site.ws.datasets.add("shop-sales", pd.DataFrame({"week": np.arange(120), "units": demand}))
+    twin = site.ws.rl.twin("shop", "shop-sales@1", demand_column="units", time_column="week")
+    baselines, _ = site.ws.rl.baselines(twin, periods=100, copies=16)
+    curve = [[0, 20.0], [1000, 12.0], [2000, 10.5]]
+    site.ws.rl.records.add_result(twin, "evaluation", {"model": "shop-policy@1", "learning_curve": curve})
+    _open(watched, f"{site.url}/twins/shop")
+    svg = watched.page.locator("svg.twin-costs")
+    box = svg.bounding_box()
+    assert box is not None and box["width"] > 300 and box["height"] > 50  # the server-side SVG is drawn
+    assert svg.locator("g.interval").count() == len(baselines.payload["classic"])
+    expected = 1 + len(baselines.payload["classic"])  # the learning curve and one trajectory per classic policy
+    assert watched.page.locator("canvas").count() == expected
+    watched.page.wait_for_function(f"() => Object.keys(Chart.instances).length === {expected}")
+    assert watched.page.evaluate("Object.values(Chart.instances).every(c => c.data.datasets[0].data.length > 0)")
+    assert watched.page.locator("nav.topnav a.active").inner_text() == "Twins"
+    assert watched.errors == []

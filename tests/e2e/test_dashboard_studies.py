@@ -27,7 +27,7 @@ import keel
 from keel import Settings
 from keel.entities_studies import Study, StudyEstimate
 from keel.server import create_app
-from keel.server.dashboard._study_svg import graph_layout
+from keel.server.dashboard._svg import graph_layout
 from keel.server.dashboard.studies import disagreements
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

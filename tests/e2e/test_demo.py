@@ -53,7 +53,7 @@ def test_demo_succeeds_in_a_fresh_temporary_workspace(demo: Demo) -> None:
 
 def test_demo_output_is_short_and_names_data_set_champion_and_lineage(demo: Demo) -> None:
     lines = demo.stdout.strip().splitlines()
-    assert len(lines) <= 50  # fourteen acts, most of them one or two lines
+    assert len(lines) <= 54  # fifteen acts, most of them one or two lines
     out = demo.stdout
     assert "modeldata::credit_data" in out
     assert "credit@1" in out and "4,454 rows" in out and "sha256:" in out
@@ -83,6 +83,9 @@ def test_demo_champion_is_the_version_with_the_best_test_auc(demo: Demo) -> None
 
 def test_demo_tracks_both_runs_with_inputs_and_a_boosting_series(demo: Demo) -> None:
     runs = keel_json(demo.home, "runs", "list")
+    ppo = [r for r in runs if r["experiment"] == "rl-pharmacy"]  # act 15's training run
+    assert [r["name"] for r in ppo] == ["ppo"] and ppo[0]["inputs"] == ["a10-sales@1"]
+    runs = [r for r in runs if r["experiment"] != "rl-pharmacy"]
     assert isinstance(runs, list) and len(runs) == 3
     retraining = next(r for r in runs if r["name"] == "alert-training")  # the retraining's run
     assert retraining["inputs"] == ["credit-retrain@1"] and retraining["status"] == "finished"
@@ -214,6 +217,26 @@ def test_demo_builds_a_forest_and_an_int8_network_for_a_cortex_m4(demo: Demo) ->
             assert size["flash_bytes"] <= 8 * 1024 and size["fits_flash"]
 
 
+def test_demo_fits_a_twin_and_serves_an_ordering_policy(demo: Demo) -> None:
+    out = demo.stdout
+    assert "15 Decide" in out and "fpp2::a10 (a10-sales@1: the last 60 months, x10 units)" in out
+    assert "seasonal (12 months)" in out and "best classic policy: seasonal base-stock" in out
+    twin = keel_json(demo.home, "rl", "show", "pharmacy")
+    classic = twin["baselines"]["payload"]["classic"]
+    # on seasonal demand a level per month beats one level for the whole year
+    assert classic["seasonal base-stock"]["evaluation"]["cost"] < classic["base-stock"]["evaluation"]["cost"]
+    with keel.Workspace(Settings(home=demo.home)) as ws:
+        model = ws.models.load("a10-ordering@champion")  # a trained policy loads without trusted=True
+        assert model.info.flavor == "policy" and model.info.tags["keel.twin"] == "pharmacy@1"
+        low, high = model.predict(
+            [
+                {"position": 100.0, "net_inventory": 100.0, "phase": 0.0},
+                {"position": 900.0, "net_inventory": 900.0, "phase": 0.0},
+            ]
+        )
+        assert low > 0 and high == 0
+
+
 def test_keel_monitor_show_marks_the_checks_made_before_the_promotion(demo: Demo) -> None:
     from clitools import keel_cli
 
@@ -258,5 +281,5 @@ def test_the_demos_log_lines_go_to_a_file_not_between_the_story(demo: Demo) -> N
     assert "alert #1 [warning] credit-risk: Amount drifted" in log
     assert "the server log (logs/demo.log)" in demo.stdout
     numbered = [line for line in demo.stdout.splitlines() if line[:2].strip().isdigit()]
-    assert len(numbered) == 14  # steps 1 to 14, their text in one column ('9 Monitor   ', '10 Alert    ')
+    assert len(numbered) == 15  # steps 1 to 15, their text in one column ('9 Monitor   ', '10 Alert    ')
     assert all(line[11] == " " and line[12] != " " for line in numbered), numbered

@@ -50,3 +50,20 @@ def test_mistakes_are_one_line_errors(home: Path) -> None:
     )
     assert_one_line_error(keel_cli(home, "rl", "show", "nothing"), code=1, contains="No twin named 'nothing'")
     assert keel_json(home, "rl", "list") == []
+
+
+def test_train_registers_a_policy_and_can_queue(home: Path) -> None:
+    assert keel_cli(home, "rl", "twin", "shop", "sales@1", "--demand", "units")[0] == 0
+    code, out, err = keel_cli(
+        home, "rl", "train", "shop", "--steps", "1024", "--n-envs", "2", "--register-as", "shop-policy"
+    )
+    assert code == 0, err
+    assert "policy shop-policy@1 on twin shop@1: PPO, order_up_to actions" in out
+    assert "vs best" in out and "(paired)" in out and "optimum   gap" in out
+    assert keel_json(home, "models", "show", "shop-policy@1")["flavor"] == "policy"
+    code, out, _ = keel_cli(home, "rl", "train", "shop", "--steps", "512", "--queue")
+    assert code == 0 and out.startswith("Queued: job ")
+    assert_one_line_error(keel_cli(home, "rl", "train", "nothing", "--queue"), code=1, contains="No twin named")
+    assert_one_line_error(
+        keel_cli(home, "rl", "train", "shop", "--action", "buy"), code=1, contains="action must be one of"
+    )

@@ -83,6 +83,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/rl/twins/{name}"): READ,
     ("POST", "/api/v1/rl/twins/{name}/baselines"): WRITE,  # stores the baselines
     ("GET", "/api/v1/rl/twins/{name}/results"): READ,
+    ("POST", "/api/v1/rl/twins/{name}/train"): WRITE,  # stores an evaluation (and registers a model on request)
     ("POST", "/api/v1/causal/studies/{name}/cate"): WRITE,  # stores the heterogeneous effects
     ("POST", "/api/v1/causal/studies/{name}/policy"): WRITE,  # stores the policy (and registers a model on request)
     ("GET", "/metrics"): READ,
@@ -111,6 +112,8 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/studies"): READ,
     ("GET", "/studies/{name}"): READ,
     ("GET", "/edge"): READ,
+    ("GET", "/twins"): READ,
+    ("GET", "/twins/{name}"): READ,
     ("GET", "/alerts"): READ,
     ("MOUNT", "/static"): OPEN,  # the dashboard's CSS, JS and icons
     ("MOUNT", "/static-offline-docs"): OPEN,  # Swagger UI's files (the spec itself is /openapi.json)

@@ -349,6 +349,7 @@ def test_every_write_route_has_a_decided_body_rule(app: Any) -> None:
                 ("POST", "/api/v1/edge/builds"),
                 ("POST", "/api/v1/rl/twins"),
                 ("POST", "/api/v1/rl/twins/{name}/baselines"),
+                ("POST", "/api/v1/rl/twins/{name}/train"),
             ]
         },
     }

@@ -79,3 +79,29 @@ def test_writing_needs_a_writer(client: Any, rl_ws: keel.Workspace) -> None:
     body = {"name": "shop", "dataset": "sales@1", "demand_column": "units"}
     assert client.post("/api/v1/rl/twins", json=body, headers=reader).status_code == 403
     assert client.get("/api/v1/rl/twins", headers=reader).status_code == 200
+
+
+def test_a_trained_policy_is_served_and_logged_and_training_can_queue(client: Any, rl_ws: keel.Workspace) -> None:
+    body = {"name": "shop", "dataset": "sales@1", "demand_column": "units"}
+    assert client.post("/api/v1/rl/twins", json=body, headers=JSON).status_code == 201
+    train = {"register_as": "shop-policy", "steps": 1024, "n_envs": 2}
+    trained = client.post("/api/v1/rl/twins/shop/train", json=train, headers=JSON)
+    assert trained.status_code == 201, trained.text
+    assert trained.json()["payload"]["model"] == "shop-policy@1"
+    rl_ws.models.set_alias("shop-policy", "champion", version=1)  # served by alias, as any model
+    rows = [
+        {"position": 20.0, "net_inventory": 10.0, "pipeline_1": 5.0},
+        {"pipeline_1": 10.0, "position": 60.0, "net_inventory": 40.0},  # any column order: the twin's layout wins
+    ]
+    answer = client.post("/api/v1/models/shop-policy/predict?explain=true", json={"records": rows})
+    assert answer.status_code == 200, answer.text
+    first, second = answer.json()["predictions"]
+    assert first["prediction"] > 0 and second["prediction"] == 0
+    assert first["explanation"]["rule"].startswith("order up to ") and "order_up_to" in first
+    refused = client.post("/api/v1/models/shop-policy/predict", json={"records": [{"position": 1.0}]})
+    assert refused.status_code == 422 and "net_inventory" in refused.text
+
+    queued = client.post("/api/v1/rl/twins/shop/train?queue=true", json={"steps": 512, "n_envs": 1}, headers=JSON)
+    assert queued.status_code == 202 and queued.json()["kind"] == "rl_train"
+    assert queued.json()["payload"]["twin"] == "shop@1"
+    assert client.post("/api/v1/rl/twins/none/train?queue=true", json={}, headers=JSON).status_code == 404

@@ -29,7 +29,7 @@ def test_an_app_without_server_state_says_how_to_build_one() -> None:
 
 def test_dashboard_sections_import_only_base_from_their_package() -> None:
     """A section never imports another, so a new one is one module and no cycle can start. A section
-    may keep its drawing code in a private helper (`_study_svg.py`), which imports nothing of the package."""
+    may keep its drawing code in a private helper (`_svg.py`), which imports nothing of the package."""
     package = files("keel.server.dashboard")
     sections = [p for p in package.iterdir() if p.name.endswith(".py") and p.name not in ("__init__.py", "base.py")]
     assert {p.name for p in sections} >= {

@@ -76,6 +76,40 @@ def baselines(
     _print_baselines(stored[0])
 
 
+@app.command("train")
+def train(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., metavar="TWIN[@VERSION]"),
+    register_as: str | None = typer.Option(None, "--register-as", help="Register the policy as this model."),
+    steps: int = typer.Option(200_000, "--steps", min=256, help="PPO training steps per seed."),
+    seeds: int = typer.Option(1, "--seeds", min=1, max=16, help="Seeds trained (tasks on the executor)."),
+    action: str = typer.Option("order_up_to", "--action", help="order_up_to, delta or quantity."),
+    n_envs: int = typer.Option(8, "--n-envs", min=1, help="Parallel copies of the twin per seed."),
+    queue: bool = typer.Option(False, "--queue", help="Queue it as a job for keel worker / keel serve instead."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Train a PPO policy on a twin (warm-started from its best classic policy), score it against the
+    best classic policy and the optimum with common random numbers, and register it on request."""
+    ws = open_workspace(ctx)
+    if queue:
+        from keel.workspace.payloads import TrainPolicyPayload
+
+        twin_ref = ws.rl.get(ref).ref  # an unknown twin fails here, not in the worker
+        payload = TrainPolicyPayload(twin_ref, register_as, steps, seeds, action, n_envs)
+        job, created = ws.jobs.enqueue(payload.kind, payload.to_dict(), dedup_key=payload.dedup_key)
+        if as_json:
+            print_json(job)
+            return
+        again = "" if created else " (already queued)"
+        out().print(f"Queued: job {job.id}{again}; keel worker or keel serve runs it (keel jobs show {job.id})")
+        return
+    result = ws.rl.train(ref, register_as=register_as, steps=steps, seeds=seeds, action=action, n_envs=n_envs)
+    if as_json:
+        print_json(result)
+        return
+    _print_evaluation(result)
+
+
 @app.command("list")
 def list_(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """The latest version of every twin."""
@@ -150,6 +184,24 @@ def _print_twin(w: Twin) -> None:
             c["family"], number(c["log_likelihood"]), number(c["aic"]), c["gof_test"][:40], number(c["gof_p_value"])
         )
     console.print(t)
+
+
+def _print_evaluation(result: TwinResult) -> None:
+    p: dict[str, Any] = result.payload
+    e, b, d = p["evaluation"], p["baseline"]["evaluation"], p["difference"]
+    console = out()
+    head = f"policy {p['model']}" if p.get("model") else "policy (not registered)"
+    console.print(f"[bold]{escape(head)}[/] on twin {escape(result.twin)}: PPO, {p['policy']['action']} actions")
+    console.print(f"  cost      {number(e['cost'])} ± {number(e['se'])} per period", markup=False)
+    console.print(
+        f"  vs best   {p['baseline']['family']} {number(b['cost'])}: {d['value']:+.4f} ± {d['se']:.4f} (paired)",
+        markup=False,
+    )
+    if p.get("gap") is not None:
+        console.print(f"  optimum   gap {100 * p['gap']:+.2f} % ± {100 * p['gap_se']:.2f} %", markup=False)
+    curve = p.get("learning_curve") or []
+    if curve:
+        console.print(f"  curve     {len(curve)} checkpoints, kept step {p['kept_step']:,}", markup=False)
 
 
 def _print_baselines(result: TwinResult) -> None:

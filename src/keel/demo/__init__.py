@@ -7,6 +7,7 @@
     causaldata::nsw_mixtape --study--> job-training@1 --estimate, refute--> the effect of training
     simulated logged offers --study--> retention-offers@1 --policy--> retention-offer@1 (a model)
     sklearn digits --add--> digits@1 --register--> digits-forest@1, digits-mlp@1 --edge build--> C, sized, emulated
+    fpp2::a10 --add--> a10-sales@1 --twin--> pharmacy@1 --baselines, PPO--> a10-ordering@1 (a policy model)
 
     data.py      1 Data        train.py    2 Train, 3 Register, 4 Promote, 5 Lineage
     predict.py   6 Predict     explain.py  7 Explain
@@ -16,6 +17,7 @@
     causal.py    12 Cause (the NSW job-training experiment: effect, overlap, refutation)
     targeting.py 13 Target (which retention offer for whom: a policy tree, registered and asked)
     edge.py      14 Edge (a forest and an int8 network on digits, built to C for a Cortex-M4)
+    decide.py    15 Decide (a pharmacy's ordering policy, learnt on a digital twin of its sales)
 
 A new act is one module with one function taking the workspace and the console, called in order by
 `_story` below. The data is the 4,454 loan applications of R's `modeldata` package (target
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from keel.demo.causal import CausalResult
+    from keel.demo.decide import DecideResult
     from keel.demo.edge import EdgeResult
     from keel.demo.live import LiveResult
     from keel.demo.targeting import TargetingResult
@@ -70,6 +73,7 @@ class DemoResult:
     causal: CausalResult | None = None  # the NSW job-training study (act 12)
     targeting: TargetingResult | None = None  # the retention-offer policy (act 13)
     edge: EdgeResult | None = None  # the digit recognisers built for a Cortex-M4 (act 14)
+    decide: DecideResult | None = None  # the pharmacy's twin and ordering policy (act 15)
 
 
 def run_demo(
@@ -195,6 +199,9 @@ def _story(ws: Workspace, home: Path, console: Console, live: bool, sock: Any, l
     from keel.demo.edge import build_for_the_edge
 
     edge = build_for_the_edge(ws, console, number=first + 2)
+    from keel.demo.decide import learn_ordering
+
+    decide = learn_ordering(ws, console, number=first + 3)
     console.print(
         f"Explore: [cyan]keel --workspace {escape(str(home))} models show {MODEL_NAME}[/]"
         + (f"  ·  [cyan]keel --workspace {escape(str(home))} alerts list[/]" if live else "")
@@ -215,4 +222,5 @@ def _story(ws: Workspace, home: Path, console: Console, live: bool, sock: Any, l
         causal=causal,
         targeting=targeting,
         edge=edge,
+        decide=decide,
     )

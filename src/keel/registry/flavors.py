@@ -6,6 +6,7 @@
     callable  a plain module-level Python function, saved as its import path ('module:qualname');
               a lambda or nested function is refused (it has no import path)
     policy    keel.causal.PolicyTree (which action for whom), as plain JSON (flavor_policy.py)
+    torch     a PyTorch nn.Sequential of plain layers, as a layer list and safetensors (flavor_torch.py)
     pickle    anything else, only when asked for by name (flavor='pickle'); saved with cloudpickle
               when it is installed (so lambdas work), and loading needs trusted=True
 
@@ -32,6 +33,7 @@ from keel.errors import InvalidInputError, InvalidModelError, KeelError, UnsafeL
 from keel.registry._skops_vetting import check_tree_arrays, skops_audit, vet_skops
 from keel.registry.flavor_base import BaseFlavor, Flavor, RecordsForm
 from keel.registry.flavor_policy import PolicyFlavor
+from keel.registry.flavor_torch import TorchFlavor
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -346,7 +348,15 @@ def _plain(value: Any) -> Any:
 # Order matters: the first flavour that accepts a model saves it.
 FLAVORS: dict[str, Flavor] = {
     f.name: f
-    for f in (LightGBMFlavor(), XGBoostFlavor(), SklearnFlavor(), PolicyFlavor(), CallableFlavor(), PickleFlavor())
+    for f in (
+        LightGBMFlavor(),
+        XGBoostFlavor(),
+        SklearnFlavor(),
+        PolicyFlavor(),
+        TorchFlavor(),  # before callable: a torch module is callable too
+        CallableFlavor(),
+        PickleFlavor(),
+    )
 }
 
 

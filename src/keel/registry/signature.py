@@ -10,6 +10,7 @@ import pandas as pd
 
 from keel.entities import ColumnSchema, ColumnSpec, Signature
 from keel.errors import InvalidInputError, SignatureError
+from keel.registry.flavor_torch import is_torch_module, torch_classes
 
 __all__ = [
     "infer_signature",
@@ -44,6 +45,9 @@ def _column_type(s: pd.Series) -> ColumnSpec:
 
 
 def _output_kind(model: Any) -> tuple[str, tuple[Any, ...] | None]:
+    if is_torch_module(model):  # a classifier when it names its labels `classes` (keel.edge's convention)
+        labels = torch_classes(model)
+        return ("regression", None) if labels is None else ("classification", labels)
     classes = getattr(model, "classes_", None)
     if classes is not None:
         return "classification", tuple(c.item() if isinstance(c, np.generic) else c for c in classes)

@@ -1,5 +1,6 @@
 """Reinforcement learning on digital twins (compute: values in, values out; never storage)."""
 
+from keel.rl.agent import ActionMap, TrainedPolicy, policy_from_bytes, policy_to_bytes, train_policy, train_seeds
 from keel.rl.demand import DemandFit, Empirical, NegativeBinomial, Poisson, fit_demand, scale_to_units
 from keel.rl.dp import Optimum, PolicyCost, base_stock_cost, best_base_stock, best_s_S, optimum, s_S_cost
 from keel.rl.evaluate import (
@@ -13,7 +14,7 @@ from keel.rl.evaluate import (
     evaluate_many,
 )
 from keel.rl.inventory import InventoryTwin
-from keel.rl.policies import SS, BaseStock, CappedBaseStock, EchelonBaseStock
+from keel.rl.policies import SS, BaseStock, CappedBaseStock, EchelonBaseStock, SeasonalBaseStock
 from keel.rl.serial import SerialTwin, or_gym_spec
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "EchelonBaseStock",
     "Evaluation",
     "InventoryTwin",
+    "SeasonalBaseStock",
     "SerialTwin",
     "best_classic",
     "best_serial_base_stock",
@@ -46,4 +48,11 @@ __all__ = [
     "best_s_S",
     "optimum",
     "s_S_cost",
+    # trained policies (agent.py; torch and SB3 are imported only when training)
+    "ActionMap",
+    "TrainedPolicy",
+    "policy_from_bytes",
+    "policy_to_bytes",
+    "train_policy",
+    "train_seeds",
 ]

@@ -13,7 +13,7 @@ from keel.errors import InvalidInputError
 from keel.rl.demand import DemandFit, Empirical, NegativeBinomial, Poisson
 from keel.rl.dp import Optimum
 from keel.rl.evaluate import Evaluation
-from keel.rl.policies import SS, BaseStock, CappedBaseStock, Policy
+from keel.rl.policies import SS, BaseStock, CappedBaseStock, Policy, SeasonalBaseStock
 from keel.rl.spec import Costs, Demand, InventorySpec
 
 __all__ = [
@@ -116,10 +116,12 @@ def policy_to_dict(policy: Policy) -> dict[str, Any]:
         return {"kind": "capped base-stock", "level": int(policy.level), "cap": int(policy.cap)}
     if isinstance(policy, SS):
         return {"kind": "(s,S)", "s": int(policy.s), "S": int(policy.S)}
+    if isinstance(policy, SeasonalBaseStock):
+        return {"kind": "seasonal base-stock", "levels": [int(v) for v in policy.levels]}
     raise InvalidInputError(f"no stored form for a policy of type {type(policy).__name__}")
 
 
-def policy_from_dict(raw: Mapping[str, Any]) -> BaseStock | CappedBaseStock | SS:
+def policy_from_dict(raw: Mapping[str, Any]) -> BaseStock | CappedBaseStock | SS | SeasonalBaseStock:
     kind = raw.get("kind")
     try:
         if kind == "base-stock":
@@ -128,9 +130,13 @@ def policy_from_dict(raw: Mapping[str, Any]) -> BaseStock | CappedBaseStock | SS
             return CappedBaseStock(int(raw["level"]), int(raw["cap"]))
         if kind == "(s,S)":
             return SS(int(raw["s"]), int(raw["S"]))
+        if kind == "seasonal base-stock":
+            return SeasonalBaseStock(tuple(int(v) for v in raw["levels"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInputError(f"policy ({kind}): missing or malformed {exc}") from None
-    raise InvalidInputError(f"policy kind must be one of base-stock, capped base-stock, (s,S); got {kind!r}")
+    raise InvalidInputError(
+        f"policy kind must be one of base-stock, capped base-stock, (s,S), seasonal base-stock; got {kind!r}"
+    )
 
 
 def evaluation_to_dict(evaluation: Evaluation) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from keel.errors import InvalidInputError
 from keel.rl.inventory import InventoryTwin
-from keel.rl.policies import SS, BaseStock, CappedBaseStock, EchelonBaseStock
+from keel.rl.policies import SS, BaseStock, CappedBaseStock, EchelonBaseStock, SeasonalBaseStock
 from keel.rl.serial import SerialTwin
 from keel.rl.spec import Demand, InventorySpec, SerialSpec
 
@@ -192,7 +192,7 @@ def _search(
     half the step around the best point, down to step 1. Invalid combinations are skipped."""
     steps = [max(1, (hi - lo) // (points - 1)) for lo, hi in zip(lows, highs, strict=True)]
     centre: list[int] | None = None
-    best: tuple[Any, Evaluation] | None = None
+    best: tuple[Any, Evaluation, list[int]] | None = None
     while True:
         axes = []
         for j, (lo, hi, st) in enumerate(zip(lows, highs, steps, strict=True)):
@@ -201,30 +201,50 @@ def _search(
             else:
                 axes.append([v for v in range(centre[j] - 2 * st, centre[j] + 2 * st + 1, st) if v >= 0])
         grid = np.array(np.meshgrid(*axes, indexing="ij")).reshape(len(axes), -1).T
-        candidates = []
+        candidates: list[Any] = []
+        coords: list[list[int]] = []
         for point in grid:
             try:
                 candidates.append(make(*[int(v) for v in point]))
             except InvalidInputError:
                 continue
+            coords.append([int(v) for v in point])
         evals = run(candidates)
         i = int(np.argmin([e.cost for e in evals]))
         if best is None or evals[i].cost < best[1].cost:
-            best = (candidates[i], evals[i])
-        centre = [int(v) for v in _params(best[0])]
+            best = (candidates[i], evals[i], coords[i])
+        centre = best[2]  # the search's own coordinates, whatever the policy's parameters are
         if max(steps) == 1:
-            return best
+            return best[0], best[1]
         steps = [max(1, st // 2) for st in steps]
 
 
-def _params(policy: Any) -> tuple[int, ...]:
-    if isinstance(policy, SS):
-        return (policy.s, policy.S - policy.s)
-    if isinstance(policy, CappedBaseStock):
-        return (policy.level, policy.cap)
-    if isinstance(policy, BaseStock):
-        return (policy.level,)
-    return tuple(policy.levels)
+def _seasonal_levels(spec: InventorySpec, demand: Demand) -> list[int]:
+    """Per phase p, the newsvendor level on the demand of periods p .. p + lead time (what an order
+    placed in phase p must cover): the critical ratio penalty / (penalty + holding)."""
+    ratio = spec.costs.penalty / max(spec.costs.penalty + spec.costs.holding, 1e-12)
+    levels = []
+    for p in range(demand.season):
+        dist = demand.pmf(p)
+        for t in range(p + 1, p + spec.lead_time + 1):
+            dist = np.convolve(dist, demand.pmf(t))
+        levels.append(int(np.searchsorted(np.cumsum(dist), ratio)))
+    return levels
+
+
+def _best_seasonal(
+    run: Callable[[list[Any]], list[Evaluation]], spec: InventorySpec, demand: Demand, level: int
+) -> Any:
+    """The per-phase newsvendor levels, shifted together by the offset that costs least on the twin
+    (with common random numbers): the seasonal counterpart of the base-stock search."""
+    levels = _seasonal_levels(spec, demand)
+    spread = max(4, int(0.3 * max(level, 1)))
+
+    def make(shift: int) -> SeasonalBaseStock:
+        return SeasonalBaseStock(tuple(max(0, v + shift - spread) for v in levels))
+
+    best, _ = _search(run, make, [0], [2 * spread])
+    return best
 
 
 def best_classic(
@@ -248,6 +268,8 @@ def best_classic(
     eoq = np.sqrt(2 * max(spec.costs.fixed_order, spec.costs.holding) * max(mean, 1.0) / max(spec.costs.holding, 1e-9))
     ss, _ = _search(run, lambda s, q: SS(s, s + q), [max(-1, lo - int(mean)), 1], [base.level, max(4, int(3 * eoq))])
     found = {"base-stock": base, "(s,S)": ss, "capped base-stock": capped}
+    if demand.season > 1:
+        found["seasonal base-stock"] = _best_seasonal(run, spec, demand, base.level)
     fresh = evaluate_many(factory, list(found.values()), periods=periods, copies=copies, warmup=warmup, seed=seed + 1)
     evaluations = dict(zip(found, fresh, strict=True))
     return ClassicSearch(found, evaluations, min(evaluations, key=lambda k: evaluations[k].cost))

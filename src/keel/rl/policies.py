@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from keel.errors import InvalidInputError
 
-__all__ = ["SS", "BaseStock", "CappedBaseStock", "EchelonBaseStock", "Policy"]
+__all__ = ["SS", "BaseStock", "CappedBaseStock", "EchelonBaseStock", "Policy", "SeasonalBaseStock"]
 
 
 def _positions(obs: ArrayLike, columns: int) -> tuple[NDArray[np.float64], bool]:
@@ -89,6 +89,25 @@ class SS:
 
 
 @dataclass(frozen=True)
+class SeasonalBaseStock:
+    """Base-stock with one level per phase of the seasonal cycle: order up to `levels[phase]`, the
+    phase being the observation's last column (t % season, as a seasonal twin lays it out)."""
+
+    levels: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.levels) < 2:
+            raise InvalidInputError(f"a seasonal base-stock needs a level per phase (>= 2), got {self.levels}")
+        for i, level in enumerate(self.levels):
+            _whole(f"levels[{i}]", level)
+
+    def act(self, obs: ArrayLike) -> NDArray[np.int64]:
+        pos, single = _positions(obs, 1)
+        phase = np.atleast_2d(np.asarray(obs, dtype=np.float64))[:, -1].astype(np.int64) % len(self.levels)
+        return _orders(np.asarray(self.levels, dtype=np.float64)[phase] - pos[:, 0], single)
+
+
+@dataclass(frozen=True)
 class EchelonBaseStock:
     """Per-stage *echelon* base-stock for a serial chain (Clark and Scarf): stage i orders up to
     `levels[i]` on its echelon position, the sum of the installation positions of stages 0..i (its
@@ -108,4 +127,4 @@ class EchelonBaseStock:
         return _orders(np.asarray(self.levels, dtype=np.float64) - echelon, single)
 
 
-Policy = BaseStock | CappedBaseStock | SS | EchelonBaseStock
+Policy = BaseStock | CappedBaseStock | SS | SeasonalBaseStock | EchelonBaseStock

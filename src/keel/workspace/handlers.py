@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 from keel.errors import InvalidInputError, KeelError
 from keel.workspace.causal_jobs import CURRENT_JOB, causal_bootstrap, causal_refute, causal_sensitivity
 from keel.workspace.edge_loop import edge_build, edge_follow
-from keel.workspace.payloads import BatchExplainPayload, BatchScorePayload, MonitorPayload, RetrainPayload, TunePayload
+from keel.workspace.payloads import (
+    BatchExplainPayload,
+    BatchScorePayload,
+    MonitorPayload,
+    RetrainPayload,
+    TrainPolicyPayload,
+    TunePayload,
+)
 
 if TYPE_CHECKING:
     from keel.workspace.facade import Workspace
@@ -93,6 +100,20 @@ def monitor(ws: Workspace, payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def rl_train(ws: Workspace, payload: dict[str, Any]) -> dict[str, Any]:
+    """A decision policy trained on a twin (TrainPolicyPayload); its seeds are tasks on the executor."""
+    p = TrainPolicyPayload.from_dict(payload)
+    result = ws.rl.train(p.twin, **p.options())
+    return {
+        "twin": result.twin,
+        "result": result.id,
+        "model": result.payload["model"],
+        "cost": result.payload["evaluation"]["cost"],
+        "difference": result.payload["difference"]["value"],
+        "gap": result.payload["gap"],
+    }
+
+
 HANDLERS: dict[str, Callable[[Workspace, dict[str, Any]], dict[str, Any]]] = {
     "retrain": retrain,
     "batch_score": batch_score,
@@ -106,6 +127,8 @@ HANDLERS: dict[str, Callable[[Workspace, dict[str, Any]], dict[str, Any]]] = {
     # edge builds (keel.workspace.edge_loop): one build, or a new champion's project targets
     "edge_build": edge_build,
     "edge_follow": edge_follow,
+    # a decision policy trained on a digital twin (keel.workspace.rl_train)
+    "rl_train": rl_train,
 }
 
 

@@ -30,6 +30,8 @@ __all__ = [
     "RetrainPayload",
     "STUDY_PAYLOADS",
     "StudyJobPayload",
+    "TWIN_PAYLOADS",
+    "TrainPolicyPayload",
     "TunePayload",
     "retrain_key",
 ]
@@ -346,3 +348,48 @@ PAYLOADS: dict[str, type[JobPayload]] = {
 STUDY_PAYLOADS: dict[str, type[StudyJobPayload]] = {
     p.kind: p for p in (CausalBootstrapPayload, CausalRefutePayload, CausalSensitivityPayload)
 }
+
+
+_ACTIONS = ("order_up_to", "delta", "quantity")  # keel.rl.agent.ACTION_KINDS
+
+
+@dataclass(frozen=True)
+class TrainPolicyPayload:
+    """A decision policy trained on the twin version `twin` ('shop' or 'shop@2'): what `ws.rl.train`
+    takes (left unset: its defaults). Not a JobPayload: it is about a twin, not a model. One active
+    training per twin version."""
+
+    kind: ClassVar[str] = "rl_train"
+    twin: str
+    register_as: str | None = None
+    steps: int | None = None
+    seeds: int | None = None
+    action: str | None = None
+    n_envs: int | None = None
+
+    def __post_init__(self) -> None:
+        _text(self.kind, "twin", self.twin)
+        _text(self.kind, "register_as", self.register_as, optional=True)
+        for name in ("steps", "seeds", "n_envs"):
+            _count(self.kind, name, getattr(self, name))
+        if self.action is not None and self.action not in _ACTIONS:
+            raise InvalidInputError(f"{self.kind} job payload: 'action' must be one of {_ACTIONS}, got {self.action!r}")
+
+    @property
+    def dedup_key(self) -> str:
+        return f"{self.kind}:{self.twin}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    @classmethod
+    def from_dict(cls, payload: Mapping[str, Any]) -> Self:
+        return cls(**_checked_keys(cls, payload, required="twin", what="the twin's name or reference"))
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of ws.rl.train that are set."""
+        return {k: v for k, v in self.to_dict().items() if k != "twin"}
+
+
+# The digital-twin jobs (keel.workspace.rl_train): about a twin version.
+TWIN_PAYLOADS: dict[str, type[TrainPolicyPayload]] = {TrainPolicyPayload.kind: TrainPolicyPayload}

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from keel.entities_rl import Twin, TwinResult
-from keel.errors import InvalidInputError
+from keel.errors import InvalidInputError, NotFoundError
+from keel.refs import CHAMPION
 from keel.twins import Twins
 
 if TYPE_CHECKING:
@@ -143,6 +144,104 @@ class RL:
         if optimal is not None:
             stored.append(self.records.add_result(twin, "optimum", optimal))
         return stored
+
+    def train(
+        self,
+        ref: str | Twin,
+        *,
+        register_as: str | None = None,
+        steps: int = 200_000,
+        seeds: int = 1,
+        action: str = "order_up_to",
+        n_envs: int = 8,
+        eval_periods: int = 500,
+        eval_copies: int = 256,
+    ) -> TwinResult:
+        """Train a PPO policy on the twin (warm-started from its best classic policy: the latest
+        baselines, computed first if there are none), `seeds` seeds as tasks on the executor; keep the
+        best seed on fresh common random numbers; score it against the best classic policy (paired)
+        and the optimum; track the run (learning curves); store the 'evaluation' result; with
+        `register_as`, register the policy as the next version of that model (the `policy` flavour,
+        served at /predict: an observation in, the order out)."""
+        from keel.workspace.rl_train import train_policy_on_twin
+
+        return train_policy_on_twin(
+            self._ws,
+            ref,
+            register_as=register_as,
+            steps=steps,
+            seeds=seeds,
+            action=action,
+            n_envs=n_envs,
+            eval_periods=eval_periods,
+            eval_copies=eval_copies,
+        )
+
+    def trajectory(
+        self, ref: str | Twin, policies: Mapping[str, Any], *, periods: int = 52, seed: int = 0
+    ) -> dict[str, Any]:
+        """One simulated path per policy (a name -> anything with `act(observations)`), all facing the same
+        demand draw (common random numbers): per period the demand, the orders, the stock at the end of
+        the period (on hand; minus the backlog under backorders), and the cost. Plain JSON values."""
+        from keel.rl.inventory import InventoryTwin
+
+        if isinstance(periods, bool) or not isinstance(periods, int) or not 1 <= periods <= 10_000:
+            raise InvalidInputError(f"periods must be an integer between 1 and 10,000, got {periods!r}")
+        spec, demand = self.system(ref)
+        draws = demand.sample(np.random.default_rng(seed), periods, 1)
+        paths: dict[str, Any] = {}
+        for name, policy in policies.items():
+            twin = InventoryTwin(spec, demand, copies=1)
+            obs = twin.reset(demand=draws)
+            path: dict[str, list[float]] = {"demand": [], "order": [], "stock": [], "cost": []}
+            for _ in range(periods):
+                orders = np.asarray(policy.act(obs), dtype=np.int64).reshape(1)
+                obs, cost, info = twin.step(orders)
+                path["demand"].append(int(info["demand"][0]))
+                path["order"].append(int(info["ordered"][0]))
+                path["stock"].append(int(info["on_hand"][0] - info["backlog"][0]))
+                path["cost"].append(float(cost[0]))
+            path["mean_cost"] = [float(np.mean(path["cost"]))]
+            paths[name] = path
+        return {"periods": periods, "seed": seed, "paths": paths}
+
+    def trajectories(self, ref: str | Twin, *, periods: int = 52, seed: int = 0) -> dict[str, Any]:
+        """`trajectory` of the twin's trained policy (the champion of the model its latest registered
+        evaluation names, when that champion was trained on this twin version; else that version) and
+        of the classic policies of its latest baselines, the best first: all facing the same demand."""
+        from keel.rl.codec import policy_from_dict
+
+        twin = self.records.get(ref)
+        stored = self.records.results(twin, "baselines")
+        if not stored:
+            raise InvalidInputError(f"Twin {twin.ref} has no baselines yet: run `keel rl baselines {twin.ref}` first")
+        payload = stored[-1].payload
+        families = sorted(payload["classic"], key=lambda family: family != payload.get("best"))
+        trained = self._trained(twin)
+        policies: dict[str, Any] = dict(trained)
+        policies.update({family: policy_from_dict(payload["classic"][family]["policy"]) for family in families})
+        found = self.trajectory(twin, policies, periods=periods, seed=seed)
+        return {**found, "best": payload.get("best"), "trained": trained[0][0] if trained else None}
+
+    def _trained(self, twin: Twin) -> builtins.list[tuple[str, Any]]:
+        """[(label, policy)] of the twin's newest registered trained policy, or [] when there is none."""
+        for result in reversed(self.records.results(twin, "evaluation")):
+            model = result.payload.get("model")
+            if not model:
+                continue
+            version = None
+            try:
+                version, label = self._ws.models.get(model), model
+                champion = self._ws.models.get(f"{version.name}@{CHAMPION}")
+                if champion.tags.get("keel.twin") == twin.ref:  # the champion serves this twin's decisions
+                    version, label = champion, f"{champion.ref} (champion)"
+            except NotFoundError:  # the version is gone, or the model has no champion: skip or keep it
+                if version is None:
+                    continue
+            loaded = self._ws.models.load(version)
+            if hasattr(loaded.model, "act"):
+                return [(label, loaded.model)]
+        return []
 
     def get(self, ref: str | Twin) -> Twin:
         return self.records.get(ref)

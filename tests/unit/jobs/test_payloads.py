@@ -20,10 +20,10 @@ from keel.workspace.payloads import (
 
 
 def test_every_job_kind_has_a_payload_type() -> None:
-    from keel.workspace.payloads import STUDY_PAYLOADS  # the causal study jobs: about a study, not a model
+    from keel.workspace.payloads import STUDY_PAYLOADS, TWIN_PAYLOADS  # jobs about a study or a twin, not a model
 
-    assert not set(PAYLOADS) & set(STUDY_PAYLOADS)
-    assert set(PAYLOADS) | set(STUDY_PAYLOADS) == set(HANDLERS)
+    assert not set(PAYLOADS) & set(STUDY_PAYLOADS) and not set(PAYLOADS) & set(TWIN_PAYLOADS)
+    assert set(PAYLOADS) | set(STUDY_PAYLOADS) | set(TWIN_PAYLOADS) == set(HANDLERS)
 
 
 @pytest.mark.parametrize(

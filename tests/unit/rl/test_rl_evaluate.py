@@ -100,3 +100,18 @@ def test_best_classic_finds_the_reference_policies() -> None:
     capped = lost.policies["capped base-stock"]
     assert isinstance(capped, CappedBaseStock) and lost.best == "capped base-stock"
     assert lost.evaluations["capped base-stock"].cost < lost.evaluations["base-stock"].cost - 0.1
+
+
+def test_seasonal_demand_gets_a_seasonal_base_stock_that_beats_one_level() -> None:
+    from keel.rl.policies import SeasonalBaseStock
+
+    demand = ToyPoisson(20.0, (0.5, 0.7, 1.0, 1.6, 1.4, 0.8))
+    spec = InventorySpec(lead_time=1, costs=Costs(holding=1.0, penalty=9.0))
+    found = best_classic(spec, demand, periods=300, copies=128, seed=0)
+    seasonal = found.policies["seasonal base-stock"]
+    assert isinstance(seasonal, SeasonalBaseStock) and len(seasonal.levels) == 6
+    # the level follows the demand it must cover: the peak phase's level is the highest
+    assert int(np.argmax(seasonal.levels)) in (2, 3) and found.best == "seasonal base-stock"
+    one, per_phase = found.evaluations["base-stock"], found.evaluations["seasonal base-stock"]
+    assert per_phase.cost < 0.9 * one.cost
+    assert compare(per_phase, one).difference < -5 * compare(per_phase, one).se

@@ -101,3 +101,30 @@ def test_negatives_and_gaps_in_the_history_are_refused(ws: keel.Workspace) -> No
     with pytest.raises(InvalidInputError, match="'week' does not advance in equal steps \\(a gap or a repeat after 19"):
         ws.rl.twin("t", "skips@1", demand_column="units", time_column="week")
     assert ws.rl.list() == []
+
+
+def test_trajectories_face_the_same_demand(rws: keel.Workspace) -> None:
+    from keel.rl import BaseStock
+
+    twin = rws.rl.twin("shop", "sales@1", demand_column="units")
+    paths = rws.rl.trajectory(twin, {"low": BaseStock(30), "high": BaseStock(45)}, periods=40, seed=3)["paths"]
+    assert paths["low"]["demand"] == paths["high"]["demand"] and len(paths["low"]["demand"]) == 40
+    assert sum(paths["high"]["stock"]) > sum(paths["low"]["stock"])  # a higher level holds more stock
+    assert paths["low"]["mean_cost"][0] == pytest.approx(np.mean(paths["low"]["cost"]))
+    with pytest.raises(InvalidInputError, match="periods must be an integer between 1 and 10,000"):
+        rws.rl.trajectory(twin, {"low": BaseStock(30)}, periods=0)
+
+
+def test_trajectories_rebuilds_the_latest_baselines_policies(rws: keel.Workspace) -> None:
+    from keel.rl import BaseStock
+
+    twin = rws.rl.twin("shop", "sales@1", demand_column="units", costs={"holding": 1, "penalty": 9})
+    with pytest.raises(InvalidInputError, match="has no baselines yet: run `keel rl baselines shop@1` first"):
+        rws.rl.trajectories(twin)
+    (baselines, _) = rws.rl.baselines(twin, periods=200, copies=32)
+    best = baselines.payload["best"]
+    paths = rws.rl.trajectories("shop", periods=30, seed=5)["paths"]
+    assert list(paths)[0] == best and set(paths) == set(baselines.payload["classic"])
+    level = baselines.payload["classic"]["base-stock"]["policy"]["level"]
+    direct = rws.rl.trajectory(twin, {"base-stock": BaseStock(level)}, periods=30, seed=5)["paths"]["base-stock"]
+    assert paths["base-stock"] == direct  # the stored policy, rebuilt: the same path under the same demand

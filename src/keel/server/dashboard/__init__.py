@@ -11,6 +11,8 @@ One module per section, each with its own `router` from `base.page_router()`:
     explanations  /models/{name}/explain
     studies       /studies, /studies/{name}  (causal graph, estimates, overlap, refutation, policy, what-if)
     edge          /edge  (each model version's edge builds: size against the MCU, agreement, emulated run)
+    twins         /twins, /twins/{name}  (system, demand fit, classic baselines against the optimum, trained
+                  policies and their learning curves, a simulated trajectory)
 
 `base` holds what they share: the templates (keel/server/templates) and their filters, `render`,
 the route class, the `reader` guard and the queries several sections ask. A new section is one
@@ -27,11 +29,22 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from keel.server.dashboard import datasets, edge, explanations, login, models, monitoring, overview, runs, studies
+from keel.server.dashboard import (
+    datasets,
+    edge,
+    explanations,
+    login,
+    models,
+    monitoring,
+    overview,
+    runs,
+    studies,
+    twins,
+)
 
 __all__ = ["SECTIONS", "router"]
 
-SECTIONS = (login, overview, datasets, runs, models, monitoring, explanations, studies, edge)
+SECTIONS = (login, overview, datasets, runs, models, monitoring, explanations, studies, edge, twins)
 
 
 def _router() -> APIRouter:

@@ -3,7 +3,7 @@
 The list shows every study's latest version: its dataset version, treatment -> outcome, the latest
 AIPW estimate (or the first of the latest run) with its interval, and the latest refutation verdict.
 
-A study page shows, for one version: the causal graph as an inline SVG laid out here (_study_svg),
+A study page shows, for one version: the causal graph as an inline SVG laid out in _svg,
 the latest estimate run side by side (table and interval plot, disagreeing estimators flagged: their
 95 % intervals do not overlap), the overlap histogram of the propensity by arm, the latest
 refutation, the latest policy (value against each single action, the rules, and the uplift curves
@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse
 
 from keel.entities_studies import Study, StudyEstimate, StudyResult
 from keel.server.auth import Principal
-from keel.server.dashboard._study_svg import graph_layout, interval_plot
+from keel.server.dashboard._svg import graph_layout, interval_plot
 from keel.server.dashboard.base import num, page_router, reader, render, workspace
 from keel.server.schemas import dump
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from keel.entities import Role
@@ -60,6 +60,16 @@ class BaselinesRequest(BaseModel):
     periods: Annotated[int, Field(ge=10, le=100_000)] = Field(default=1000, description="Simulated periods per copy")
     copies: Annotated[int, Field(ge=10, le=10_000)] = Field(default=256, description="Independent copies")
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
+
+
+class TrainRequest(BaseModel):
+    register_as: Name | None = Field(default=None, description="Register the policy as the next version of this model")
+    steps: Annotated[int, Field(ge=256, le=10_000_000)] = Field(default=200_000, description="PPO steps per seed")
+    seeds: Annotated[int, Field(ge=1, le=16)] = Field(default=1, description="Seeds trained, as tasks")
+    action: Literal["order_up_to", "delta", "quantity"] = Field(
+        default="order_up_to", description="What the network outputs"
+    )
+    n_envs: Annotated[int, Field(ge=1, le=256)] = Field(default=8, description="Parallel copies of the twin per seed")
 
 
 def _ref(name: str, version: int | None) -> str:
@@ -130,3 +140,32 @@ def results(
 ) -> list[dict[str, Any]]:
     """The stored results of a twin version, oldest first (of one kind with `?kind=`)."""
     return list(dump(server_state(request).ws.rl.results(_ref(name, version), kind)))
+
+
+@router.post("/twins/{name}/train", status_code=201)
+def train(
+    name: str,
+    body: TrainRequest,
+    request: Request,
+    response: Response,
+    version: int | None = VersionQuery,
+    queue: bool = Query(default=False, description="Run it as a job: answer 202 at once with the job"),
+    _: Principal = writer,
+) -> dict[str, Any]:
+    """Train a PPO policy on the twin (warm-started from its best classic policy), score it against that
+    policy (paired, common random numbers) and the optimum, store the 'evaluation' result and, with
+    `register_as`, register the policy (served at /api/v1/models/{name}/predict: an observation in, the
+    order out). With `?queue=true` it runs as a job: 202 with the job (`url`, also in `Location`)."""
+    ws = server_state(request).ws
+    twin = ws.rl.get(_ref(name, version))  # an unknown twin is a 404 now, not a failed job later
+    options = body.model_dump()
+    if queue:
+        from keel.workspace.payloads import TrainPolicyPayload
+
+        payload = TrainPolicyPayload(twin.ref, **options)
+        job, created = ws.jobs.start(payload.kind, payload.to_dict(), dedup_key=payload.dedup_key)
+        response.status_code = 202
+        out = {**dump(job), "url": f"/api/v1/jobs/{job.id}", "created": created}
+        response.headers["Location"] = out["url"]
+        return dict(out)
+    return dict(dump(ws.rl.train(twin, **options)))

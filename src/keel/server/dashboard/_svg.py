@@ -1,6 +1,9 @@
-"""Geometry of the study page's inline SVGs, computed here so that the page needs no layout library:
-the causal graph in layers (left to right, a node one layer right of its deepest parent) and the
-interval plot of the estimates (point and 95 % interval per estimator on one axis).
+"""Geometry of the dashboard's inline SVGs, computed here so that the pages need no layout library:
+the study page's causal graph in layers (left to right, a node one layer right of its deepest parent)
+and the interval plot of its estimates (point and 95 % interval per estimator on one axis); the twin
+page's cost plot (each classic policy's cost per period with its 95 % error bar, ±1.96 standard
+errors of the common-random-numbers evaluation, against the exact optimum as a dashed line, drawn
+with the interval plot's styles).
 
 Values only: names stay plain strings (the template escapes them), numbers are rounded to 0.1 px.
 """
@@ -13,7 +16,7 @@ from typing import Any
 
 from keel.entities_studies import Study, StudyEstimate
 
-__all__ = ["graph_layout", "interval_plot"]
+__all__ = ["Z95", "cost_plot", "graph_layout", "interval_plot", "number"]
 
 NODE_H = 30
 ROW_GAP = 16
@@ -153,5 +156,61 @@ def interval_plot(estimates: Sequence[StudyEstimate], flagged: set[str]) -> dict
                 "title": f"{e.estimator}: {e.value:,.6g} (95% [{e.ci_low:,.6g}, {e.ci_high:,.6g}])",
             }
             for i, e in enumerate(rows)
+        ],
+    }
+
+
+# -- the twin page's cost plot --------------------------------------------------------------------
+Z95 = 1.96  # a 95 % normal interval: the evaluation's mean over many independent copies
+
+
+def number(value: Any) -> float | None:
+    """A stored JSON number as a finite float; None for None, NaN, booleans and anything else."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def cost_plot(classic: dict[str, Any], best: str | None, optimum: float | None) -> dict[str, Any] | None:
+    """{width, height, left, axis_y, optimum, ticks, rows} for `classic` ({family: {"evaluation": {cost, se}}}),
+    the best family flagged; None when no family has a finite cost."""
+    rows = []
+    for family, entry in classic.items():
+        evaluation = (entry or {}).get("evaluation") or {}
+        cost, se = number(evaluation.get("cost")), number(evaluation.get("se"))
+        if cost is not None:
+            half = Z95 * (se or 0.0)
+            rows.append((family, cost, cost - half, cost + half))
+    if not rows:
+        return None
+    optimum = number(optimum)
+    marks = [v for _, _, lo, hi in rows for v in (lo, hi)] + ([] if optimum is None else [optimum])
+    low, high = min(marks), max(marks)
+    pad = (high - low) * 0.08 or max(abs(high) * 0.05, 1.0)
+    low, high = low - pad, high + pad
+    left, width, row_h = 150, 420, 30
+
+    def px(v: float) -> float:
+        return round(left + (v - low) / (high - low) * width, 1)
+
+    height = len(rows) * row_h + 36
+    return {
+        "width": left + width + 20,
+        "height": height,
+        "left": left,
+        "axis_y": height - 26,
+        "optimum": None if optimum is None else px(optimum),
+        "ticks": [{"x": px(t), "label": f"{t:,.6g}"} for t in _ticks(low, high)],
+        "rows": [
+            {
+                "family": family,
+                "y": 10 + i * row_h + row_h / 2,
+                "x": px(cost),
+                "lo": px(lo),
+                "hi": px(hi),
+                "best": family == best,
+                "title": f"{family}: {cost:,.4f} per period (95% [{lo:,.4f}, {hi:,.4f}])",
+            }
+            for i, (family, cost, lo, hi) in enumerate(rows)
         ],
     }
