@@ -67,3 +67,30 @@ def test_train_registers_a_policy_and_can_queue(home: Path) -> None:
     assert_one_line_error(
         keel_cli(home, "rl", "train", "shop", "--action", "buy"), code=1, contains="action must be one of"
     )
+
+
+POLICY_PROJECT = """\
+model: shop-ordering
+data: {dataset: sales, target: units}
+policy:
+  twin: shop
+  time_column: week
+  costs: {holding: 1, penalty: 9}
+  steps: 1024
+  n_envs: 2
+  periods: 200
+  copies: 64
+"""
+
+
+def test_a_policy_project_trains_and_retrains_on_its_twin(home: Path, tmp_path: Path) -> None:
+    project = tmp_path / "keel.yaml"
+    project.write_text(POLICY_PROJECT)
+    code, out, err = keel_cli(home, "train", str(project))
+    assert code == 0, err
+    assert "shop-ordering@1 promoted (manual)" in out and "data      sales@1: twin shop@1" in out
+    code, out, err = keel_cli(home, "retrain", "shop-ordering")
+    assert code == 0, err
+    assert "paired    on shop@1: challenger" in out and "cost" in out
+    code, out, _ = keel_cli(home, "models", "timeline", "shop-ordering")
+    assert code == 0 and out.count("manual") == 2

@@ -105,3 +105,21 @@ def test_a_trained_policy_is_served_and_logged_and_training_can_queue(client: An
     assert queued.status_code == 202 and queued.json()["kind"] == "rl_train"
     assert queued.json()["payload"]["twin"] == "shop@1"
     assert client.post("/api/v1/rl/twins/none/train?queue=true", json={}, headers=JSON).status_code == 404
+
+
+def test_each_answered_observation_is_in_the_prediction_log(rl_ws: keel.Workspace) -> None:
+    from fastapi.testclient import TestClient
+
+    from keel.server import create_app
+
+    twin = rl_ws.rl.twin("shop", "sales@1", demand_column="units")
+    rl_ws.rl.train(twin, register_as="shop-policy", steps=512, n_envs=1, eval_copies=32)
+    rl_ws.models.set_alias("shop-policy", "champion", version=1)
+    rows = [{"position": p, "net_inventory": p, "pipeline_1": 0.0} for p in (10.0, 25.0, 80.0)]
+    with TestClient(create_app(rl_ws, token_cache_s=0.0), base_url="http://127.0.0.1") as client:
+        answer = client.post("/api/v1/models/shop-policy/predict", json={"records": rows})
+        assert answer.status_code == 200, answer.text
+        orders = [p["prediction"] for p in answer.json()["predictions"]]
+    log = rl_ws.predictions.window("shop-policy")  # written when the server stopped
+    assert sorted(log["__prediction"].tolist()) == sorted(orders) and len(log) == 3
+    assert sorted(log["position"].tolist()) == [10.0, 25.0, 80.0]

@@ -190,7 +190,15 @@ def _print(d: RetrainDecision) -> None:
     console.print(f"[bold]{head}[/] [{color}]{d.outcome.replace('_', ' ')}[/] ({d.trigger})")
     ev: dict[str, Any] = d.evidence
     data = ev.get("data")
-    if data:
+    if data and "twin" in data:  # a policy project: trained and judged on a twin of the data
+        console.print(f"  data      {escape(data['dataset'])}: twin {escape(data['twin'])}")
+        paired = ev.get("paired")
+        if paired:
+            console.print(
+                f"  paired    on {escape(paired['twin'])}: challenger {paired['challenger']:.4f} vs champion "
+                f"{paired['champion']:.4f} ({paired['difference']:+.4f} ± {paired['se']:.4f} a period)"
+            )
+    elif data:
         console.print(
             f"  data      {escape(data['dataset'])}: {data['train_rows']:,} rows to train, {data['holdout_rows']:,} held out"
         )

@@ -22,12 +22,22 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from keel.data import Datasets
+    from keel.monitoring.monitor import Monitoring
     from keel.monitoring.predlog import PredictionLog
     from keel.registry import Models
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainingSet", "training_set", "score_champion", "gate_checks", "run_params", "jsonable", "recorded_holdout"]
+__all__ = [
+    "TrainingSet",
+    "training_set",
+    "score_champion",
+    "gate_checks",
+    "run_params",
+    "jsonable",
+    "recorded_holdout",
+    "apply_monitoring",
+]
 
 
 @dataclass(frozen=True)
@@ -226,6 +236,46 @@ def run_params(project: Project, trigger: str) -> dict[str, Any]:
         }
     )
     return params
+
+
+def shadow_name(model: str) -> str:
+    """The prediction-log name of a model's shadow traffic."""
+    return f"{model}.shadow"
+
+
+def shadow_metrics(
+    monitoring: Monitoring, project: Project, champion: ModelVersion, challenger: ModelVersion
+) -> tuple[dict[str, float], dict[str, float], int] | None:
+    """Both models' metrics on the live requests the champion answered and the challenger scored in
+    shadow, once `gate.shadow_rows` of them have labels: (challenger's, champion's, rows); else None."""
+    from keel.monitoring.check import performance_from_log
+    from keel.monitoring.columns import ID, LABEL
+
+    live = monitoring.predictions.window(champion.name, version=champion.version, labelled_only=True)
+    shadow = monitoring.predictions.window(shadow_name(champion.name), version=challenger.version)
+    both = live[live[ID].isin(set(shadow[ID]))]
+    if len(both) < (project.gate.shadow_rows or 0):
+        return None
+    labels = both.set_index(ID)[LABEL]
+    shadow = shadow[shadow[ID].isin(labels.index)].copy()
+    shadow[LABEL] = shadow[ID].map(labels)
+    keep = set(project.evaluation.metrics)
+    metrics = {k: v for k, v in performance_from_log(challenger, shadow).items() if k in keep}
+    champion_metrics = {k: v for k, v in performance_from_log(champion, both).items() if k in keep}
+    return metrics, champion_metrics, len(both)
+
+
+def apply_monitoring(monitoring: Monitoring, project: Project) -> None:
+    """Watch the model as the project says, and add its own alert rules (once each)."""
+    if not project.monitoring and not project.alert_rules:
+        return
+    monitoring.watch(project.model, **project.monitoring)
+    alerts = monitoring.alerts
+    have = {r.name for r in alerts.rules(project.model)}
+    for rule in project.alert_rules:
+        if rule["name"] not in have:
+            spec = {k: v for k, v in rule.items() if k != "name"}
+            alerts.add_rule(project.model, rule["name"], **spec)
 
 
 def jsonable(value: Any) -> Any:

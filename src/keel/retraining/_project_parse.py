@@ -113,15 +113,37 @@ def parse(raw: Any, source: str) -> Project:
     doc = _mapping(
         raw,
         top,
-        {"model", "data", "estimator", "evaluation", "gate", "monitoring", "retraining", "tuning", "explain", "edge"},
-        required={"model", "data", "estimator"},
+        {
+            "model",
+            "data",
+            "estimator",
+            "evaluation",
+            "gate",
+            "monitoring",
+            "retraining",
+            "tuning",
+            "explain",
+            "edge",
+            "policy",
+        },
+        required={"model", "data"}
+        if "policy" in (raw if isinstance(raw, Mapping) else {})
+        else {"model", "data", "estimator"},
     )
     model = _name(doc["model"], top / "model", "model name")
     if "@" in model:
         raise (top / "model").fail("a model name, without '@'")
     data = _data(doc["data"], top / "data")
-    estimator = _estimator(doc["estimator"], top / "estimator")
-    evaluation = _evaluation(doc.get("evaluation", {}), top / "evaluation")
+    if "policy" in doc:
+        from keel.retraining._project_policy import policy_sections  # it imports this module
+
+        policy, estimator, evaluation = policy_sections(doc, top, model)
+    else:
+        policy = None
+        estimator = _estimator(doc["estimator"], top / "estimator")
+        evaluation = _evaluation(doc.get("evaluation", {}), top / "evaluation")
+        if "cost" in evaluation.metrics:
+            raise (top / "evaluation").fail("'cost' is the metric of policy projects (a `policy:` section)")
     gate = _gate(doc.get("gate", {}), top / "gate", evaluation)
     monitoring, rules = _monitoring(doc.get("monitoring", {}), top / "monitoring")
     retraining = _retraining(doc.get("retraining", {}), top / "retraining")
@@ -129,7 +151,7 @@ def parse(raw: Any, source: str) -> Project:
     explain = _explain(doc.get("explain", {}), top / "explain")
     edge = _edge(doc["edge"], top / "edge") if doc.get("edge") is not None else None
     return Project(
-        model, data, estimator, evaluation, gate, monitoring, rules, retraining, tuning, explain, edge, source
+        model, data, estimator, evaluation, gate, monitoring, rules, retraining, tuning, explain, edge, policy, source
     )
 
 

@@ -48,6 +48,27 @@ edge:                             # optional: edge builds that follow the champi
   qemu: true                      # also run each C build on the emulated MCU (when the toolchain is here)
 ```
 
+A decision policy is a model project too: with a `policy:` section (and no estimator) the model is a
+PPO policy trained on a digital twin of `data.dataset`, whose demand column is `data.target`; each
+cycle refits the twin on the newest data and the gate compares challenger and champion on it with
+common random numbers (metric `cost`, per period, lower is better):
+
+```yaml
+model: a10-ordering
+data: {dataset: a10-sales, target: value}
+policy:
+  twin: pharmacy                  # the twin's name (default: the model's)
+  time_column: time
+  period: month
+  scale: 10
+  lead_time: 1
+  costs: {holding: 1, penalty: 9}
+  steps: 50000
+  seeds: 2
+gate: {min_improvement: 0.0}      # in cost per period
+retraining: {triggers: [new_data, manual]}
+```
+
 Every wrong key or value raises `ProjectError` naming its location (`keel.yaml: gate.tolerance.accuracy:
 expected a number >= 0, got 'high'`). `Project.from_dict` is pure (a stored project parses even where
 its modules are absent); `load_project` and `Retraining.train` also import every path the project
@@ -60,7 +81,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from keel.errors import InvalidInputError
 
@@ -69,6 +90,8 @@ __all__ = [
     "ProjectError",
     "EdgeLoop",
     "EdgeTarget",
+    "PolicyProject",
+    "PolicyTrainer",
     "Tuning",
     "load_project",
     "check_imports",
@@ -79,8 +102,9 @@ __all__ = [
 ]
 
 HIGHER_IS_BETTER = frozenset({"roc_auc", "accuracy", "f1", "r2"})
-LOWER_IS_BETTER = frozenset({"log_loss", "ece", "mae", "rmse"})
+LOWER_IS_BETTER = frozenset({"log_loss", "ece", "mae", "rmse", "cost"})  # cost: a policy's, per period
 METRICS = HIGHER_IS_BETTER | LOWER_IS_BETTER
+POLICY_METRICS = ("cost",)  # what a policy project's gate weighs (the twin's simulated cost per period)
 TRIGGERS = ("alert", "new_data", "schedule", "manual")
 DATA_POLICIES = ("latest", "reference+production")
 EDGE_TARGETS = ("c", "onnx")
@@ -185,6 +209,39 @@ class EdgeLoop:
 
 
 @dataclass(frozen=True)
+class PolicyProject:
+    """`policy:`: the model is a decision policy trained on a digital twin of `data.dataset` (its demand
+    column `data.target`): the twin's system (ws.rl.twin's arguments), the training (ws.rl.train's) and
+    the gate's evaluation on the refitted twin (`periods` x `copies`, common random numbers)."""
+
+    twin: str
+    lead_time: int = 2
+    costs: dict[str, float] = field(default_factory=dict)
+    lost_sales: bool = False
+    capacity: int | None = None
+    shelf_life: int | None = None
+    time_column: str | None = None
+    period: str | None = None
+    season: int | None = None
+    scale: float | None = None
+    steps: int = 200_000
+    seeds: int = 1
+    action: str = "order_up_to"
+    n_envs: int = 8
+    periods: int = 500
+    copies: int = 256
+
+
+class PolicyTrainer(Protocol):
+    """What a policy project's cycle needs of the workspace (keel.workspace.rl_loop wires it): refit the
+    twin, train and register the challenger, and score it and the champion on the same demand."""
+
+    def train(
+        self, project: Project, dataset: str | None, champion: Any, evidence: dict[str, Any]
+    ) -> tuple[Any, dict[str, float], dict[str, float] | None, str | None]: ...
+
+
+@dataclass(frozen=True)
 class Project:
     """A model project; `Project.from_dict(...)` or `load_project("keel.yaml")` validate it."""
 
@@ -199,6 +256,7 @@ class Project:
     tuning: Tuning | None = None
     explain: dict[str, Any] = field(default_factory=dict)  # {"display": {feature: {"name": ..., "unit": ...}}}
     edge: EdgeLoop | None = None
+    policy: PolicyProject | None = None
     source: str = "<dict>"
 
     @classmethod
@@ -211,6 +269,9 @@ class Project:
         """The canonical form (what the workspace stores; `from_dict` reads it back unchanged)."""
         out = asdict(self)
         est = out.pop("estimator")
+        if self.policy is not None:  # a policy project has no estimator
+            out.pop("source")
+            return _plain(_monitoring_out(self, out))
         out["estimator"] = {
             k: v
             for k, v in {
@@ -221,13 +282,8 @@ class Project:
             }.items()
             if v is not None
         }
-        monitoring = dict(out.pop("monitoring"))
-        if self.alert_rules:
-            monitoring["rules"] = [dict(r) for r in self.alert_rules]
-        out.pop("alert_rules")
-        out["monitoring"] = monitoring
         out.pop("source")
-        return _plain(out)
+        return _plain(_monitoring_out(self, out))
 
     @property
     def lower_is_better(self) -> bool:
@@ -288,6 +344,15 @@ def check_imports(project: Project) -> Project:
         if not callable(found):
             raise where.fail(f"{path!r} is a {type(found).__name__}, not a class or function")
     return project
+
+
+def _monitoring_out(project: Project, out: dict[str, Any]) -> dict[str, Any]:
+    monitoring = dict(out.pop("monitoring"))
+    if project.alert_rules:
+        monitoring["rules"] = [dict(r) for r in project.alert_rules]
+    out.pop("alert_rules")
+    out["monitoring"] = monitoring
+    return out
 
 
 def _plain(value: Any) -> Any:

@@ -24,17 +24,20 @@ from keel.errors import InvalidInputError, KeelError, NotFoundError
 from keel.refs import CHALLENGER, CHAMPION
 from keel.retraining._cycle_data import (
     TrainingSet,
+    apply_monitoring,
     gate_checks,
     jsonable,
     recorded_holdout,
     run_params,
     score_champion,
+    shadow_metrics,
+    shadow_name,
     training_set,
 )
 from keel.retraining.edge_gate import EdgeBuilder, edge_checks, follow_edge
 from keel.retraining.gate import Verdict, judge
 from keel.retraining.pipeline import evaluate, fit, output_kind
-from keel.retraining.project import Project, check_imports, load_project
+from keel.retraining.project import PolicyTrainer, Project, check_imports, load_project
 from keel.retraining.triggers import AUTOMATIC, CYCLE_TRIGGERS, PROMOTIONS, Due, due
 from keel.retraining.tuning import search, with_params
 
@@ -50,11 +53,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["Retraining", "shadow_name"]
 
 
-def shadow_name(model: str) -> str:
-    """The prediction-log name of a model's shadow traffic."""
-    return f"{model}.shadow"
-
-
 class Retraining:
     def __init__(
         self,
@@ -66,9 +64,11 @@ class Retraining:
         monitoring: Monitoring,
         author: str,
         edge: EdgeBuilder | None = None,
+        policies: PolicyTrainer | None = None,
     ) -> None:
         self._store = meta.retraining
         self._edge = edge
+        self._policies = policies
         self._datasets = datasets
         self._runs = runs
         self._models = models
@@ -133,6 +133,8 @@ class Retraining:
         evidence: dict[str, Any] = {"trigger": {"kind": trigger, **detail}}
         run_id: str | None = None
         candidate: ModelVersion | None = None
+        if project.policy is not None:
+            return self._policy_cycle(project, champion, trigger, evidence, dataset)
         try:
             data = training_set(
                 project, dataset, champion, evidence, datasets=self._datasets, predictions=self._monitoring.predictions
@@ -162,6 +164,28 @@ class Retraining:
             if verdict.passed and project.edge is not None and project.edge.on_failure == "gate":
                 custom.update(edge_checks(self._edge, project, candidate, data.X_test, data.y_test, evidence))
                 verdict = judge(project, metrics, champion_metrics, custom=custom)
+        except Exception as exc:  # a failed cycle never touches the champion
+            return self._failed(project, champion, trigger, evidence, run_id, candidate, exc)
+        evidence["metrics"] = {"challenger": metrics, "champion": champion_metrics}
+        return self._decide(project, verdict, candidate, champion, trigger, evidence, run_id)
+
+    def _policy_cycle(
+        self,
+        project: Project,
+        champion: ModelVersion | None,
+        trigger: str,
+        evidence: dict[str, Any],
+        dataset: str | None,
+    ) -> RetrainDecision:
+        """A policy project's cycle: the workspace refits the twin, trains and registers the challenger
+        and scores both policies on the same demand; the gate judges their costs as for any model."""
+        candidate = run_id = None
+        try:
+            if self._policies is None:
+                raise InvalidInputError(f"{project.model} is a policy project; this workspace cannot train policies")
+            candidate, metrics, champion_metrics, run_id = self._policies.train(project, dataset, champion, evidence)
+            self._models.set_alias(project.model, CHALLENGER, version=candidate.version, reason=f"{trigger} retraining")
+            verdict = judge(project, metrics, champion_metrics)
         except Exception as exc:  # a failed cycle never touches the champion
             return self._failed(project, champion, trigger, evidence, run_id, candidate, exc)
         evidence["metrics"] = {"challenger": metrics, "champion": champion_metrics}
@@ -218,7 +242,7 @@ class Retraining:
             author=self._author,
         )
         logger.info("retraining %s (%s): v%d %s", name, trigger, candidate.version, outcome)
-        self._apply_monitoring(project)
+        apply_monitoring(self._monitoring, project)
         return decision
 
     def _outcome(
@@ -295,34 +319,22 @@ class Retraining:
     def judge_shadows(self) -> list[RetrainDecision]:
         """For each model in shadow mode with `shadow_rows` labelled requests scored by both the
         champion and the challenger: the gate on those live rows, then promotion or rejection."""
-        from keel.monitoring.check import performance_from_log
-        from keel.monitoring.columns import ID, LABEL
-
         decisions = []
         for model, version in self.shadows().items():
             project = self.project(model)
             champion = self._champion(model)
-            if champion is None:
-                continue
-            live = self._monitoring.predictions.window(model, version=champion.version, labelled_only=True)
-            shadow = self._monitoring.predictions.window(shadow_name(model), version=version)
-            both = live[live[ID].isin(set(shadow[ID]))]
-            if len(both) < (project.gate.shadow_rows or 0):
-                continue
-            labels = both.set_index(ID)[LABEL]
-            shadow = shadow[shadow[ID].isin(labels.index)].copy()
-            shadow[LABEL] = shadow[ID].map(labels)
             challenger_info = self._models.get(f"{model}@{version}")
-            keep = set(project.evaluation.metrics)
-            metrics = {k: v for k, v in performance_from_log(challenger_info, shadow).items() if k in keep}
-            champion_metrics = {k: v for k, v in performance_from_log(champion, both).items() if k in keep}
+            scored = None if champion is None else shadow_metrics(self._monitoring, project, champion, challenger_info)
+            if champion is None or scored is None:
+                continue
+            metrics, champion_metrics, rows = scored
             verdict = judge(project, metrics, champion_metrics)
             outcome = self._outcome(project, verdict, challenger_info, champion, shadowed=True)
             evidence = {
-                "trigger": {"kind": "shadow", "rows": len(both)},
+                "trigger": {"kind": "shadow", "rows": rows},
                 "metrics": {"challenger": metrics, "champion": champion_metrics},
                 "gate": {"passed": verdict.passed, "reasons": list(verdict.reasons), "checks": verdict.checks},
-                "data": {"live_labelled_rows": len(both)},
+                "data": {"live_labelled_rows": rows},
             }
             if outcome == "promoted":
                 follow_edge(self._edge, project, challenger_info, evidence)
@@ -483,15 +495,3 @@ class Retraining:
             return self._models.get(f"{model}@{CHAMPION}")
         except NotFoundError:
             return None
-
-    def _apply_monitoring(self, project: Project) -> None:
-        """Watch the model as the project says, and add its own alert rules (once each)."""
-        if not project.monitoring and not project.alert_rules:
-            return
-        self._monitoring.watch(project.model, **project.monitoring)
-        alerts = self._monitoring.alerts
-        have = {r.name for r in alerts.rules(project.model)}
-        for rule in project.alert_rules:
-            if rule["name"] not in have:
-                spec = {k: v for k, v in rule.items() if k != "name"}
-                alerts.add_rule(project.model, rule["name"], **spec)

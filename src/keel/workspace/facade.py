@@ -28,6 +28,7 @@ from keel.workspace.explain import BACKGROUND_ROWS, Explained, Explainer
 from keel.workspace.handlers import HANDLERS, run_job
 from keel.workspace.payloads import PAYLOADS
 from keel.workspace.rl import RL
+from keel.workspace.rl_loop import PolicyLoop
 
 if TYPE_CHECKING:
     from keel.explain import LimeExplanation
@@ -104,6 +105,7 @@ class Workspace:
             monitoring=self.monitoring,
             author=author,
             edge=EdgeFollower(self),  # the project's edge targets, built for each new champion
+            policies=PolicyLoop(self),  # policy projects: the twin refitted, the policy trained and judged
         )
         self.jobs = Jobs(  # background jobs: state in the store, run by the configured executor
             self._meta,

@@ -107,3 +107,17 @@ def test_batch_explanations_split_into_ray_tasks(ray_instance: Any, tmp_path: Pa
         )
         assert job.status == "succeeded", job.error
         assert job.result is not None and (job.result["rows"], job.result["chunks"]) == (90, 3)
+
+
+def test_policy_seeds_train_as_ray_tasks(ray_instance: Any, tmp_path: Path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    with keel.Workspace(Settings(home=tmp_path / "ws", author="tester", executor="ray")) as ws:
+        ws.datasets.add("sales", pd.DataFrame({"units": np.random.default_rng(0).poisson(10, size=120)}))
+        ws.rl.twin("shop", "sales@1", demand_column="units")
+        ws.rl.baselines("shop", periods=200, copies=32)
+        result = ws.rl.train("shop", steps=512, seeds=2, n_envs=1, eval_periods=100, eval_copies=32)
+        assert len(result.payload["seed_costs"]) == 2  # both seeds came back from Ray workers
+        curves = ws.runs.get(result.payload["run"]).metrics
+        assert "cost/seed0" in curves and "cost/seed1" in curves
