@@ -83,7 +83,14 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/rl/twins/{name}"): READ,
     ("POST", "/api/v1/rl/twins/{name}/baselines"): WRITE,  # stores the baselines
     ("GET", "/api/v1/rl/twins/{name}/results"): READ,
-    ("POST", "/api/v1/rl/twins/{name}/train"): WRITE,  # stores an evaluation (and registers a model on request)
+    ("POST", "/api/v1/rl/twins/{name}/train"): WRITE,
+    ("GET", "/api/v1/genai/indexes"): READ,
+    ("POST", "/api/v1/genai/indexes"): WRITE,  # stores an index
+    ("GET", "/api/v1/genai/indexes/{name}"): READ,
+    (
+        "POST",
+        "/api/v1/genai/{index}/ask",
+    ): PREDICT,  # a question to a model, as /predict  # stores an evaluation (and registers a model on request)
     ("POST", "/api/v1/causal/studies/{name}/cate"): WRITE,  # stores the heterogeneous effects
     ("POST", "/api/v1/causal/studies/{name}/policy"): WRITE,  # stores the policy (and registers a model on request)
     ("GET", "/metrics"): READ,
@@ -127,6 +134,7 @@ _PARAMS = {
     "alert_id": "1",
     "job_id": "1",
     "build_id": "1",
+    "index": "docs",
     "version": "1",
     "path": "notes.txt",
 }

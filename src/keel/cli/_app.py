@@ -18,6 +18,7 @@ from keel.cli import (
     data,
     edge,
     explain,
+    genai,
     jobs,
     models,
     monitor,
@@ -159,6 +160,7 @@ causal.app.command("policy")(causal_targeting.policy)
 app.add_typer(causal.app, name="causal")
 app.add_typer(edge.app, name="edge")
 app.add_typer(rl.app, name="rl")
+app.add_typer(genai.app, name="genai")
 models.app.command("approve")(retrain.approve)
 models.app.command("rollback")(retrain.rollback)
 models.app.command("timeline")(retrain.timeline)

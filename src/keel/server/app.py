@@ -119,7 +119,7 @@ def create_app(
 def _add_routes(app: FastAPI) -> None:
     """The JSON API, /predict and its batch and feedback routes, monitoring, the dashboard and its static files."""
     from keel.server import dashboard
-    from keel.server.routes import api, causal, edge, feedback, monitoring, predict, predict_batch, rl
+    from keel.server.routes import api, causal, edge, feedback, genai, monitoring, predict, predict_batch, rl
 
     app.include_router(api.router)
     app.include_router(predict.router)
@@ -129,6 +129,7 @@ def _add_routes(app: FastAPI) -> None:
     app.include_router(causal.router)
     app.include_router(edge.router)
     app.include_router(rl.router)
+    app.include_router(genai.router)
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=str(files("keel.server") / "static")), name="static")
 

@@ -17,6 +17,7 @@ from keel.storage.blobs import BlobInfo, BlobStore, sha256_file
 from keel.storage.datasets import DatasetStore
 from keel.storage.edge import EdgeStore
 from keel.storage.engine import head_revision, mask_url, open_engine, schema_revision
+from keel.storage.genai import TextIndexStore
 from keel.storage.importance import ImportanceStore
 from keel.storage.jobs import JobStore
 from keel.storage.models import ModelStore
@@ -50,6 +51,7 @@ class MetadataStore:
         self.studies = StudyStore(self.engine)
         self.edge = EdgeStore(self.engine)
         self.twins = TwinStore(self.engine)
+        self.indexes = TextIndexStore(self.engine)
 
     @property
     def dialect(self) -> str:

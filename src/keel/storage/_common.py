@@ -33,7 +33,8 @@ def utc(value: datetime | None) -> datetime | None:
 
 
 def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: list[str], update: list[str]) -> None:
-    """INSERT ... ON CONFLICT (keys) DO UPDATE SET update-columns, on SQLite and PostgreSQL."""
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET update-columns (no columns: DO NOTHING), on SQLite
+    and PostgreSQL."""
     if not rows:
         return
     dialect = conn.dialect.name
@@ -44,7 +45,10 @@ def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: lis
         ins = sqlite.insert(table)
     else:  # pragma: no cover - only SQLite and PostgreSQL are supported
         raise NotImplementedError(dialect)
-    stmt = ins.on_conflict_do_update(index_elements=keys, set_={c: ins.excluded[c] for c in update})
+    if not update:
+        stmt = ins.on_conflict_do_nothing(index_elements=keys)
+    else:
+        stmt = ins.on_conflict_do_update(index_elements=keys, set_={c: ins.excluded[c] for c in update})
     conn.execute(stmt, rows)
 
 

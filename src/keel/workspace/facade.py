@@ -25,6 +25,7 @@ from keel.workspace.causal import Causal
 from keel.workspace.edge import Edge
 from keel.workspace.edge_loop import EdgeFollower
 from keel.workspace.explain import BACKGROUND_ROWS, Explained, Explainer
+from keel.workspace.genai import GenAI
 from keel.workspace.handlers import HANDLERS, run_job
 from keel.workspace.payloads import PAYLOADS
 from keel.workspace.rl import RL
@@ -126,6 +127,8 @@ class Workspace:
         self.edge = Edge(self, self._meta, self._blobs, author=author)
         # digital twins fitted on dataset versions, their classic baselines, optimum and policies
         self.rl = RL(self, self._meta, author=author)
+        # retrieval indexes over corpus versions (and, next, language models trained on them)
+        self.genai = GenAI(self, self._meta, self._blobs, author=author)
 
     def explain(
         self,
