@@ -1,4 +1,5 @@
-"""Helpers shared by the stores: time, error translation, dialect-aware upserts."""
+"""Helpers shared by the stores: time, error translation, dialect-aware upserts, and reading versioned
+records (studies, twins, indexes: a name and a version number per row)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import Connection, Engine, Table
+from sqlalchemy import Connection, Engine, Row, Select, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from keel.errors import ConflictError, InvalidInputError, StoreUnavailableError
+from keel.errors import ConflictError, InvalidInputError, NotFoundError, StoreUnavailableError
+from keel.refs import Ref
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -109,3 +111,31 @@ def retry_conflicts(attempts: int = 10) -> Callable[[Callable[P, T]], Callable[P
         return wrapper
 
     return deco
+
+
+def latest_versions(table: Table) -> Select[Any]:
+    """The newest version's row of every name of a versioned record table (name, version columns)."""
+    newest = select(table.c.name, func.max(table.c.version).label("v")).group_by(table.c.name).subquery()
+    on = (table.c.name == newest.c.name) & (table.c.version == newest.c.v)
+    return select(table).join(newest, on).order_by(table.c.name)
+
+
+def versioned_row(conn: Connection, table: Table, ref: Ref, *, noun: str, plural: str, missing: str) -> Row[Any]:
+    """The row of a versioned record that `ref` names ('x', 'x@3', 'x@latest'), else a NotFoundError that
+    says what exists: the latest version of the name, or (`missing`, formatted with the name) the known
+    names. Aliases and digests are refused: such records are addressed by version number only."""
+    if ref.alias is not None or ref.digest is not None:
+        raise InvalidInputError(
+            f"{noun.capitalize()} reference {str(ref)!r}: {plural} are addressed by version number or 'latest'"
+        )
+    q = select(table).where(table.c.name == ref.name)
+    if ref.version is not None:
+        q = q.where(table.c.version == ref.version)
+    row = conn.execute(q.order_by(table.c.version.desc()).limit(1)).first()
+    if row is not None:
+        return row
+    latest = conn.execute(select(func.max(table.c.version)).where(table.c.name == ref.name)).scalar()
+    if latest is not None:
+        raise NotFoundError(f"{noun.capitalize()} {ref.name!r} has no version {ref.version}; the latest is {latest}")
+    known = conn.execute(select(table.c.name).distinct().order_by(table.c.name).limit(20)).scalars().all()
+    raise NotFoundError(f"{missing.format(name=ref.name)}. Known {plural}: {', '.join(known) or 'none'}")

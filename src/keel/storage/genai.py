@@ -29,10 +29,9 @@ from sqlalchemy import (
 )
 
 from keel.entities_genai import TextIndex
-from keel.errors import InvalidInputError, NotFoundError
 from keel.refs import Ref
 from keel.storage import schema as s
-from keel.storage._common import Transactional, now, retry_conflicts, upsert, utc
+from keel.storage._common import Transactional, latest_versions, now, retry_conflicts, upsert, utc, versioned_row
 
 __all__ = ["TextIndexStore", "genai_embeddings", "genai_indexes"]
 
@@ -111,8 +110,7 @@ class TextIndexStore(Transactional):
 
     def list(self) -> builtins.list[TextIndex]:
         """The latest version of every index, by name."""
-        newest = select(gi.c.name, func.max(gi.c.version).label("v")).group_by(gi.c.name).subquery()
-        q = select(gi).join(newest, (gi.c.name == newest.c.name) & (gi.c.version == newest.c.v)).order_by(gi.c.name)
+        q = latest_versions(gi)
         with self.connect() as conn:
             return [_index(r) for r in conn.execute(q)]
 
@@ -144,22 +142,13 @@ class TextIndexStore(Transactional):
             upsert(conn, ge, rows, ["embedder", "hash"], [])
 
     def _row(self, conn: Connection, ref: Ref) -> Row[Any]:
-        if ref.alias is not None or ref.digest is not None:
-            raise InvalidInputError(
-                f"Index reference {str(ref)!r}: indexes are addressed by version number or 'latest'"
-            )
-        q = select(gi).where(gi.c.name == ref.name)
-        if ref.version is not None:
-            q = q.where(gi.c.version == ref.version)
-        row = conn.execute(q.order_by(gi.c.version.desc()).limit(1)).first()
-        if row is not None:
-            return row
-        latest = conn.execute(select(func.max(gi.c.version)).where(gi.c.name == ref.name)).scalar()
-        if latest is not None:
-            raise NotFoundError(f"Index {ref.name!r} has no version {ref.version}; the latest is {latest}")
-        known = conn.execute(select(gi.c.name).distinct().order_by(gi.c.name).limit(20)).scalars().all()
-        raise NotFoundError(
-            f"No index named {ref.name!r}; build one with 'keel genai index'. Known indexes: {', '.join(known) or 'none'}"
+        return versioned_row(
+            conn,
+            gi,
+            ref,
+            noun="index",
+            plural="indexes",
+            missing="No index named {name!r}; build one with 'keel genai index'",
         )
 
 

@@ -10,10 +10,9 @@ from typing import Any
 from sqlalchemy import JSON, Column, Connection, ForeignKey, Index, Integer, Row, String, Table, func, select
 
 from keel.entities_studies import Study, StudyEstimate, StudyResult
-from keel.errors import InvalidInputError, NotFoundError
 from keel.refs import Ref
 from keel.storage import schema as s
-from keel.storage._common import Transactional, now, retry_conflicts, utc
+from keel.storage._common import Transactional, latest_versions, now, retry_conflicts, utc, versioned_row
 
 __all__ = ["StudyStore"]
 
@@ -74,8 +73,7 @@ class StudyStore(Transactional):
 
     def list(self) -> builtins.list[Study]:
         """The latest version of every study, by name."""
-        newest = select(st.c.name, func.max(st.c.version).label("v")).group_by(st.c.name).subquery()
-        q = select(st).join(newest, (st.c.name == newest.c.name) & (st.c.version == newest.c.v)).order_by(st.c.name)
+        q = latest_versions(st)
         with self.connect() as conn:
             return [_study(r) for r in conn.execute(q)]
 
@@ -125,23 +123,13 @@ class StudyStore(Transactional):
         return [_result(r, f"{study.name}@{study.version}") for r in rows]
 
     def _row(self, conn: Connection, ref: Ref) -> Row[Any]:
-        if ref.alias is not None or ref.digest is not None:
-            raise InvalidInputError(
-                f"Study reference {str(ref)!r}: studies are addressed by version number or 'latest'"
-            )
-        q = select(st).where(st.c.name == ref.name)
-        if ref.version is not None:
-            q = q.where(st.c.version == ref.version)
-        row = conn.execute(q.order_by(st.c.version.desc()).limit(1)).first()
-        if row is not None:
-            return row
-        latest = conn.execute(select(func.max(st.c.version)).where(st.c.name == ref.name)).scalar()
-        if latest is not None:
-            raise NotFoundError(f"Study {ref.name!r} has no version {ref.version}; the latest is {latest}")
-        known = conn.execute(select(st.c.name).distinct().order_by(st.c.name).limit(20)).scalars().all()
-        raise NotFoundError(
-            f"No causal study named {ref.name!r}; create one with 'keel causal study'. "
-            f"Known studies: {', '.join(known) or 'none'}"
+        return versioned_row(
+            conn,
+            st,
+            ref,
+            noun="study",
+            plural="studies",
+            missing="No causal study named {name!r}; create one with 'keel causal study'",
         )
 
 

@@ -24,10 +24,9 @@ from sqlalchemy import (
 )
 
 from keel.entities_rl import Twin, TwinResult
-from keel.errors import InvalidInputError, NotFoundError
 from keel.refs import Ref
 from keel.storage import schema as s
-from keel.storage._common import Transactional, now, retry_conflicts, utc
+from keel.storage._common import Transactional, latest_versions, now, retry_conflicts, utc, versioned_row
 
 __all__ = ["TwinStore"]
 
@@ -99,8 +98,7 @@ class TwinStore(Transactional):
     def list(self) -> builtins.list[Twin]:
         """The latest version of every twin, by name."""
         t = rl_twins
-        newest = select(t.c.name, func.max(t.c.version).label("v")).group_by(t.c.name).subquery()
-        q = select(t).join(newest, (t.c.name == newest.c.name) & (t.c.version == newest.c.v)).order_by(t.c.name)
+        q = latest_versions(t)
         with self.connect() as conn:
             return [_twin(r) for r in conn.execute(q)]
 
@@ -132,20 +130,13 @@ class TwinStore(Transactional):
         return [_result(r, f"{twin.name}@{twin.version}") for r in rows]
 
     def _row(self, conn: Connection, ref: Ref) -> Row[Any]:
-        if ref.alias is not None or ref.digest is not None:
-            raise InvalidInputError(f"Twin reference {str(ref)!r}: twins are addressed by version number or 'latest'")
-        q = select(rl_twins).where(rl_twins.c.name == ref.name)
-        if ref.version is not None:
-            q = q.where(rl_twins.c.version == ref.version)
-        row = conn.execute(q.order_by(rl_twins.c.version.desc()).limit(1)).first()
-        if row is not None:
-            return row
-        latest = conn.execute(select(func.max(rl_twins.c.version)).where(rl_twins.c.name == ref.name)).scalar()
-        if latest is not None:
-            raise NotFoundError(f"Twin {ref.name!r} has no version {ref.version}; the latest is {latest}")
-        known = conn.execute(select(rl_twins.c.name).distinct().order_by(rl_twins.c.name).limit(20)).scalars().all()
-        raise NotFoundError(
-            f"No twin named {ref.name!r}; fit one with 'keel rl twin'. Known twins: {', '.join(known) or 'none'}"
+        return versioned_row(
+            conn,
+            rl_twins,
+            ref,
+            noun="twin",
+            plural="twins",
+            missing="No twin named {name!r}; fit one with 'keel rl twin'",
         )
 
 
