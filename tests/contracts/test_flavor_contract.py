@@ -123,6 +123,25 @@ def _network_policy() -> tuple[Any, pd.DataFrame]:
     return TrainedPolicy(weights, "tanh", mean, var, 10.0, action, ("age", "income")), X
 
 
+def _lm() -> tuple[Any, pd.DataFrame]:
+    """A tiny language model trained a few steps (keel.genai); it reads the `prompt` column (the contract's
+    `age` and `income` columns ride along, so the signature checks apply as to every flavour)."""
+    from keel.genai.lm import GPTConfig
+    from keel.genai.train import train_lm
+
+    texts = [f"def add_{i}(x, y):\n    return x + y * {i % 7}\n" for i in range(60)]
+    lm = train_lm(texts, config=GPTConfig(vocab_size=300, n_layer=1, n_head=2, n_embd=32, block_size=32), steps=20)
+    X = contract_frame()[0].head(6).copy()
+    X["prompt"] = [f"def add_{i}(" for i in range(6)]
+    return lm, X
+
+
+def _lm_predict(lm: Any, X: pd.DataFrame) -> Any:
+    from keel.genai.generation import generate
+
+    return np.array([generate(lm, p, max_tokens=32, temperature=0.0).text for p in X["prompt"]], dtype=object)
+
+
 def _torch() -> tuple[Any, pd.DataFrame]:
     """A torch Sequential classifier (labels in its `classes` attribute), fitted a few steps on the frame."""
     import torch
@@ -171,6 +190,7 @@ CASES: dict[str, FlavorCase] = {
     "callable": FlavorCase("callable", _callable, predict=lambda fn, X: fn(X), needs_trust=True),
     "pickle": FlavorCase("pickle", _pickle, predict_proba=_proba, needs_trust=True),
     "policy": FlavorCase("policy", _policy),
+    "lm": FlavorCase("lm", _lm, predict=_lm_predict),
     "policy-network": FlavorCase(
         "policy", _network_policy, predict=lambda p, X: p.act(X[["age", "income"]].to_numpy(np.float64))
     ),

@@ -5,6 +5,7 @@
     xgboost   XGBoost boosters and their scikit-learn wrappers, as XGBoost's JSON format
     callable  a plain module-level Python function, saved as its import path ('module:qualname');
               a lambda or nested function is refused (it has no import path)
+    lm        a keel.genai language model, as safetensors with its config and tokenizer (flavor_lm.py)
     policy    keel.causal.PolicyTree (which action for whom), as plain JSON (flavor_policy.py)
     torch     a PyTorch nn.Sequential of plain layers, as a layer list and safetensors (flavor_torch.py)
     pickle    anything else, only when asked for by name (flavor='pickle'); saved with cloudpickle
@@ -32,6 +33,7 @@ from keel._optional import require
 from keel.errors import InvalidInputError, InvalidModelError, KeelError, UnsafeLoadError, UserCodeError
 from keel.registry._skops_vetting import check_tree_arrays, skops_audit, vet_skops
 from keel.registry.flavor_base import BaseFlavor, Flavor, RecordsForm
+from keel.registry.flavor_lm import LMFlavor
 from keel.registry.flavor_policy import PolicyFlavor
 from keel.registry.flavor_torch import TorchFlavor
 
@@ -354,6 +356,7 @@ FLAVORS: dict[str, Flavor] = {
         SklearnFlavor(),
         PolicyFlavor(),
         TorchFlavor(),  # before callable: a torch module is callable too
+        LMFlavor(),
         CallableFlavor(),
         PickleFlavor(),
     )
