@@ -33,6 +33,9 @@ HAND = {
 }
 
 
+GOAL_RECALL_AT_5 = 0.80  # issue 16: hybrid recall@5 >= 80 %
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-words", type=int, default=120)
@@ -57,8 +60,11 @@ def main() -> None:
         "held_out_chunks": len(held_out),
         "embed_seconds": round(embed_s, 1),
     }
+    recall_at_5: dict[str, float] = {}
     for name, questions in (("generated", generated), ("hand_written", hand)):
         reports = evaluate_retrieval(index, questions, k=(1, 5))
+        if name == "generated":
+            recall_at_5 = {mode: r.recall[5] for mode, r in reports.items()}
         out[name] = {
             mode: {
                 "n": r.n,
@@ -69,6 +75,12 @@ def main() -> None:
             for mode, r in reports.items()
         }
     print(json.dumps(out, indent=2))
+    hybrid, dense = recall_at_5["hybrid"], recall_at_5["dense"]
+    status = "met" if hybrid >= GOAL_RECALL_AT_5 else "MISSED"
+    print(
+        f"hybrid recall@5 on generated held-out questions: {hybrid:.1%} (goal >= {GOAL_RECALL_AT_5:.0%}: {status}); "
+        f"embeddings alone {dense:.1%} (the issue's anchor: 62 % on a near-duplicate-heavy licence corpus)"
+    )
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JSON_OPTION",
+    "queue_job",
     "State",
     "err",
     "escape",
@@ -283,3 +284,14 @@ def parse_tags(values: list[str] | None) -> dict[str, str]:
             raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="'--tag'")
         tags[key.strip()] = val
     return tags
+
+
+def queue_job(ws: Workspace, payload: Any, as_json: bool) -> None:
+    """Queue a job payload (JobPayload, StudyJobPayload, ...) for `keel worker` / `keel serve` and say so
+    (an active job of the same de-duplication key is reported instead of a new one)."""
+    job, created = ws.jobs.enqueue(payload.kind, payload.to_dict(), dedup_key=payload.dedup_key)
+    if as_json:
+        print_json(job)
+        return
+    again = "" if created else " (already queued)"
+    out().print(f"Queued: job {job.id}{again}; keel worker or keel serve runs it (keel jobs show {job.id})")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
-from keel.cli._common import JSON_OPTION, err, escape, number, open_workspace, out, print_json, table, when
+from keel.cli._common import JSON_OPTION, err, escape, number, open_workspace, out, print_json, queue_job, table, when
 from keel.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -190,7 +190,7 @@ def refute(
         from keel.workspace.payloads import CausalRefutePayload
 
         study = ws.causal.get(ref)  # an unknown study fails here, not in the worker
-        _queue(ws, CausalRefutePayload(study.ref, estimator=estimator, estimand=estimand, seed=seed), as_json)
+        queue_job(ws, CausalRefutePayload(study.ref, estimator=estimator, estimand=estimand, seed=seed), as_json)
         return
     with err().status(f"Refuting {ref}..."):
         result = ws.causal.refute(ref, estimator=estimator, estimand=estimand, seed=seed)
@@ -224,21 +224,12 @@ def refute(
         out().print(f"  - {escape(reason)}")
 
 
-def _queue(ws: Workspace, payload: StudyJobPayload, as_json: bool) -> None:
-    job, created = ws.jobs.run_or_queue(payload.kind, payload.to_dict(), background=True, dedup_key=payload.dedup_key)
-    if as_json:
-        print_json(job)
-        return
-    again = "" if created else " (already queued)"
-    out().print(f"Queued: job {job.id}{again}; keel worker or keel serve runs it (keel jobs show {job.id})")
-
-
 def _run(ws: Workspace, payload: StudyJobPayload, *, queue: bool, as_json: bool, what: str) -> Job | None:
     """Queue the job, or run it here on the configured executor and wait: the finished job (None if queued)."""
     from keel.errors import KeelError
 
     if queue:
-        _queue(ws, payload, as_json)
+        queue_job(ws, payload, as_json)
         return None
     with err().status(f"{what} ({ws.settings.executor} executor)..."):
         job, _ = ws.jobs.run_or_queue(payload.kind, payload.to_dict(), background=False)

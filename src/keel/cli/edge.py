@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from keel.cli._common import JSON_OPTION, open_workspace, out, print_json, size, table, when
+from keel.cli._common import JSON_OPTION, open_workspace, out, print_json, queue_job, size, table, when
 from keel.entities_edge import EdgeBuild
 from keel.errors import InvalidInputError
 
@@ -35,12 +35,7 @@ def build(
 
         version = ws.models.get(model)  # an unknown model fails here, not in the worker
         payload = EdgeBuildPayload(version.ref, target=target, quantize=quantize, mcu=mcu, qemu=qemu)
-        job, created = ws.jobs.enqueue(payload.kind, payload.to_dict(), dedup_key=payload.dedup_key)
-        if as_json:
-            print_json(job)
-            return
-        again = "" if created else " (already queued)"
-        out().print(f"Queued: job {job.id}{again}; keel worker or keel serve runs it (keel jobs show {job.id})")
+        queue_job(ws, payload, as_json)
         return
     made = ws.edge.build(model, target=target, quantize=quantize, mcu=mcu, qemu=qemu)
     if as_json:

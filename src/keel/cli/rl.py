@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from keel.cli._common import JSON_OPTION, escape, number, open_workspace, out, print_json, table, when
+from keel.cli._common import JSON_OPTION, escape, number, open_workspace, out, print_json, queue_job, table, when
 from keel.entities_rl import Twin, TwinResult
 
 app = typer.Typer(
@@ -96,12 +96,7 @@ def train(
 
         twin_ref = ws.rl.get(ref).ref  # an unknown twin fails here, not in the worker
         payload = TrainPolicyPayload(twin_ref, register_as, steps, seeds, action, n_envs)
-        job, created = ws.jobs.enqueue(payload.kind, payload.to_dict(), dedup_key=payload.dedup_key)
-        if as_json:
-            print_json(job)
-            return
-        again = "" if created else " (already queued)"
-        out().print(f"Queued: job {job.id}{again}; keel worker or keel serve runs it (keel jobs show {job.id})")
+        queue_job(ws, payload, as_json)
         return
     result = ws.rl.train(ref, register_as=register_as, steps=steps, seeds=seeds, action=action, n_envs=n_envs)
     if as_json:

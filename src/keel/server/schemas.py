@@ -148,3 +148,13 @@ class MetricBatch(BaseModel):
 class RunEnd(BaseModel):
     # 'running' is not an end: it would mark the run ended and running at once.
     status: Literal["finished", "failed", "killed"] = "finished"
+
+
+def started_job(ws: Any, payload: Any, response: Any) -> dict[str, Any]:
+    """Start a job payload on the server's executor now and answer 202 with the job, its `url` (also in
+    `Location`) and whether it is new (an active job of the same de-duplication key is returned)."""
+    job, created = ws.jobs.start(payload.kind, payload.to_dict(), dedup_key=payload.dedup_key)
+    response.status_code = 202
+    out = {**dump(job), "url": f"/api/v1/jobs/{job.id}", "created": created}
+    response.headers["Location"] = out["url"]
+    return dict(out)

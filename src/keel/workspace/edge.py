@@ -156,9 +156,8 @@ class Edge:
         keep = frame[names].notna().all(axis=1).to_numpy()
         y = None if labels is None else np.asarray(labels)[keep]
         frame = frame[names][keep].reset_index(drop=True)
-        if len(frame) > VERIFY_ROWS:  # evenly spread, as for the training rows
-            step = -(-len(frame) // VERIFY_ROWS)
-            frame, y = frame.iloc[::step].reset_index(drop=True), None if y is None else y[::step]
+        picked = spread(frame, VERIFY_ROWS)  # evenly spread, as for the training rows
+        frame, y = picked.reset_index(drop=True), None if y is None else y[picked.index.to_numpy()]
         if len(frame) == 0:
             raise InvalidInputError(f"no complete held-out rows to verify an edge build of {info.ref} on")
         return frame, y, f"{source} ({len(frame):,} rows)"

@@ -65,13 +65,9 @@ class EdgeFollower:
 def edge_build(ws: Workspace, payload: dict[str, Any]) -> dict[str, Any]:
     """One edge build (EdgeBuildPayload): what `keel edge build --queue` and POST /edge/builds?queue=true run."""
     p = EdgeBuildPayload.from_dict(payload)
-    build = ws.edge.build(
-        p.model,
-        target=p.target or "c",
-        quantize=p.quantize or "float32",
-        mcu=p.mcu or "cortex-m4",
-        qemu=True if p.qemu is None else p.qemu,
-    )
+    # what the payload leaves unset takes ws.edge.build's own defaults
+    options: dict[str, Any] = {"target": p.target, "quantize": p.quantize, "mcu": p.mcu, "qemu": p.qemu}
+    build = ws.edge.build(p.model, **{k: v for k, v in options.items() if v is not None})
     report = build.report
     return {
         "build": build.id,

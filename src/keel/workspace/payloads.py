@@ -99,8 +99,25 @@ _ESTIMATORS = ("regression", "ipw", "aipw", "dml")  # keel.causal.ESTIMATORS
 _ESTIMANDS = ("ate", "att", "atc")
 
 
+class _RecordPayload:
+    """What the payloads of jobs about a record other than a model (a study, a twin) share: the stored
+    JSON (the fields that are set, tuples as lists) and its check (`required` names the record)."""
+
+    kind: ClassVar[str] = ""
+    required: ClassVar[str] = ""
+    what: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}  # type: ignore[arg-type]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    @classmethod
+    def from_dict(cls, payload: Mapping[str, Any]) -> Self:
+        return cls(**_checked_keys(cls, payload, required=cls.required, what=cls.what))
+
+
 @dataclass(frozen=True)
-class StudyJobPayload:
+class StudyJobPayload(_RecordPayload):
     """What the causal study jobs share: the study version (`study`, 'nsw' or 'nsw@2'), the estimand and
     the seed. Not a JobPayload: these jobs are about a study, not a model. One active job per kind and
     study version."""
@@ -119,17 +136,12 @@ class StudyJobPayload:
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
             raise InvalidInputError(f"{self.kind} job payload: 'seed' must be an integer >= 0, got {self.seed!r}")
 
+    required: ClassVar[str] = "study"
+    what: ClassVar[str] = "the study's name or reference"
+
     @property
     def dedup_key(self) -> str:
         return f"{self.kind}:{self.study}"
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
-
-    @classmethod
-    def from_dict(cls, payload: Mapping[str, Any]) -> Self:
-        return cls(**_checked_keys(cls, payload, required="study", what="the study's name or reference"))
 
 
 def _estimator(kind: str, value: Any) -> None:
@@ -354,7 +366,7 @@ _ACTIONS = ("order_up_to", "delta", "quantity")  # keel.rl.agent.ACTION_KINDS
 
 
 @dataclass(frozen=True)
-class TrainPolicyPayload:
+class TrainPolicyPayload(_RecordPayload):
     """A decision policy trained on the twin version `twin` ('shop' or 'shop@2'): what `ws.rl.train`
     takes (left unset: its defaults). Not a JobPayload: it is about a twin, not a model. One active
     training per twin version."""
@@ -375,16 +387,12 @@ class TrainPolicyPayload:
         if self.action is not None and self.action not in _ACTIONS:
             raise InvalidInputError(f"{self.kind} job payload: 'action' must be one of {_ACTIONS}, got {self.action!r}")
 
+    required: ClassVar[str] = "twin"
+    what: ClassVar[str] = "the twin's name or reference"
+
     @property
     def dedup_key(self) -> str:
         return f"{self.kind}:{self.twin}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
-
-    @classmethod
-    def from_dict(cls, payload: Mapping[str, Any]) -> Self:
-        return cls(**_checked_keys(cls, payload, required="twin", what="the twin's name or reference"))
 
     def options(self) -> dict[str, Any]:
         """The keyword arguments of ws.rl.train that are set."""

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, field_validator
 from keel.entities import Role
 from keel.server.auth import Principal, need
 from keel.server.errors import ERROR_RESPONSES
-from keel.server.schemas import INT64_MAX, Key, Ref, dump
+from keel.server.schemas import INT64_MAX, Key, Ref, dump, started_job
 from keel.server.state import server_state
 
 router = APIRouter(prefix="/api/v1/causal", responses=ERROR_RESPONSES, tags=["causal"])
@@ -236,11 +236,7 @@ def refute(
         from keel.workspace.payloads import CausalRefutePayload
 
         payload = CausalRefutePayload(study.ref, estimator=body.estimator, estimand=body.estimand, seed=body.seed)
-        job, created = ws.jobs.start(payload.kind, payload.to_dict(), dedup_key=payload.dedup_key)
-        response.status_code = 202
-        out = {**dump(job), "url": f"/api/v1/jobs/{job.id}", "created": created}
-        response.headers["Location"] = out["url"]
-        return dict(out)
+        return started_job(ws, payload, response)
     ws.causal.refute(study, estimator=body.estimator, estimand=body.estimand, seed=body.seed)
     return dict(dump(ws.causal.results(study, kind="refutation")[-1]))
 

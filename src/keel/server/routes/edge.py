@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from keel.entities import Role
 from keel.server.auth import Principal, need
 from keel.server.errors import ERROR_RESPONSES
-from keel.server.schemas import INT64_MAX, Ref, dump
+from keel.server.schemas import INT64_MAX, Ref, dump, started_job
 from keel.server.state import server_state
 
 router = APIRouter(prefix="/api/v1/edge", responses=ERROR_RESPONSES, tags=["edge"])
@@ -57,11 +57,7 @@ def build(
         payload = EdgeBuildPayload(
             version.ref, target=body.target, quantize=body.quantize, mcu=body.mcu, qemu=body.qemu
         )
-        job, created = ws.jobs.start(payload.kind, payload.to_dict(), dedup_key=payload.dedup_key)
-        response.status_code = 202
-        out = {**dump(job), "url": f"/api/v1/jobs/{job.id}", "created": created}
-        response.headers["Location"] = out["url"]
-        return dict(out)
+        return started_job(ws, payload, response)
     made = ws.edge.build(body.model, target=body.target, quantize=body.quantize, mcu=body.mcu, qemu=body.qemu)
     return dict(dump(made))
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from keel.entities import Role
 from keel.server.auth import Principal, need
 from keel.server.errors import ERROR_RESPONSES
-from keel.server.schemas import INT64_MAX, Ref, dump
+from keel.server.schemas import INT64_MAX, Ref, dump, started_job
 from keel.server.state import server_state
 
 router = APIRouter(prefix="/api/v1/rl", responses=ERROR_RESPONSES, tags=["rl"])
@@ -163,9 +163,5 @@ def train(
         from keel.workspace.payloads import TrainPolicyPayload
 
         payload = TrainPolicyPayload(twin.ref, **options)
-        job, created = ws.jobs.start(payload.kind, payload.to_dict(), dedup_key=payload.dedup_key)
-        response.status_code = 202
-        out = {**dump(job), "url": f"/api/v1/jobs/{job.id}", "created": created}
-        response.headers["Location"] = out["url"]
-        return dict(out)
+        return started_job(ws, payload, response)
     return dict(dump(ws.rl.train(twin, **options)))
