@@ -78,6 +78,10 @@ class Settings:
     executor: str = "local"
     executor_workers: int = 2
     ray_address: str = ""
+    # Generation (ws.genai.generate, POST /models/{name}/generate): the longest prompt in characters
+    # and the most tokens one request may ask for (a CPU decodes ~1,000 tokens/s of the 4M preset).
+    genai_max_prompt_chars: int = 8000
+    genai_max_tokens: int = 1024
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
@@ -120,6 +124,9 @@ class Settings:
             )
         if self.executor not in ("local", "ray"):
             raise ConfigError(f"executor (KEEL_EXECUTOR) must be 'local' or 'ray', got {self.executor!r}")
+        for name in ("genai_max_prompt_chars", "genai_max_tokens"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} (KEEL_{name.upper()}) must be >= 1, got {getattr(self, name)}")
         if self.executor_workers < 1:
             raise ConfigError(f"executor_workers (KEEL_EXECUTOR_WORKERS) must be >= 1, got {self.executor_workers}")
         if not 0 <= self.server_port <= 65535:

@@ -53,7 +53,7 @@ def test_demo_succeeds_in_a_fresh_temporary_workspace(demo: Demo) -> None:
 
 def test_demo_output_is_short_and_names_data_set_champion_and_lineage(demo: Demo) -> None:
     lines = demo.stdout.strip().splitlines()
-    assert len(lines) <= 54  # fifteen acts, most of them one or two lines
+    assert len(lines) <= 58  # sixteen acts, most of them one or two lines
     out = demo.stdout
     assert "modeldata::credit_data" in out
     assert "credit@1" in out and "4,454 rows" in out and "sha256:" in out
@@ -85,7 +85,10 @@ def test_demo_tracks_both_runs_with_inputs_and_a_boosting_series(demo: Demo) -> 
     runs = keel_json(demo.home, "runs", "list")
     ppo = [r for r in runs if r["experiment"] == "rl-pharmacy"]  # act 15's training run
     assert [r["name"] for r in ppo] == ["ppo"] and ppo[0]["inputs"] == ["a10-sales@1"]
-    runs = [r for r in runs if r["experiment"] != "rl-pharmacy"]
+    lms = {r["experiment"]: r for r in runs if r["experiment"].startswith("genai-")}  # act 16's
+    assert set(lms) == {"genai-prose-lm", "genai-code-lm", "genai-prose-lm-code"}
+    assert lms["genai-code-lm"]["inputs"] == ["stdlib-code@1"] and "val_perplexity" in lms["genai-code-lm"]["metrics"]
+    runs = [r for r in runs if r["experiment"] != "rl-pharmacy" and r["experiment"] not in lms]
     assert isinstance(runs, list) and len(runs) == 3
     retraining = next(r for r in runs if r["name"] == "alert-training")  # the retraining's run
     assert retraining["inputs"] == ["credit-retrain@1"] and retraining["status"] == "finished"
@@ -237,6 +240,24 @@ def test_demo_fits_a_twin_and_serves_an_ordering_policy(demo: Demo) -> None:
         assert low > 0 and high == 0
 
 
+def test_act_16_trains_a_code_model_measures_it_and_asks_the_docs(demo: Demo) -> None:
+    out = demo.stdout
+    assert "16 Generate" in out and "standard library's source (stdlib-code@1:" in out
+    assert "held-out bits per byte: this model" in out and "Kneser-Ney trigram" in out and "general + LoRA" in out
+    assert "code-lm@1 completes 'def read_lines(path):'" in out
+    assert "asked of the documentation (pydoc_data topics, python-docs@1" in out and "[1] " in out
+    with keel.Workspace(Settings(home=demo.home)) as ws:
+        model = ws.models.get("code-lm@1")  # a registered language model, lineage to its corpus version
+        assert model.flavor == "lm" and model.datasets == ("stdlib-code@1",)
+        assert model.tags["keel.general"] == "prose-lm@1" and model.metrics["ngram_perplexity"] > 1
+        assert model.tags["keel.text_column"] == "text"  # the monitor reads the same column for its reference
+        kinds = [r["kind"] for r in ws.genai.evaluation("code-lm@1")["rows"]]
+        assert kinds == ["domain", "ngram-3", "ngram-2", "general", "general+lora"]
+        assert ws.models.get("prose-lm-code@1").tags["keel.base"] == "prose-lm@1"
+        answer = ws.genai.ask("python-docs", "How do I catch an exception and handle it?", k=3)
+        assert answer.passages[0]["document"] in {"try", "exceptions", "raise"}  # cited by topic name
+
+
 def test_keel_monitor_show_marks_the_checks_made_before_the_promotion(demo: Demo) -> None:
     from clitools import keel_cli
 
@@ -281,5 +302,5 @@ def test_the_demos_log_lines_go_to_a_file_not_between_the_story(demo: Demo) -> N
     assert "alert #1 [warning] credit-risk: Amount drifted" in log
     assert "the server log (logs/demo.log)" in demo.stdout
     numbered = [line for line in demo.stdout.splitlines() if line[:2].strip().isdigit()]
-    assert len(numbered) == 15  # steps 1 to 15, their text in one column ('9 Monitor   ', '10 Alert    ')
+    assert len(numbered) == 16  # steps 1 to 16, their text in one column ('9 Monitor   ', '10 Alert    ')
     assert all(line[11] == " " and line[12] != " " for line in numbered), numbered

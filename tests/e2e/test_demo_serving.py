@@ -49,7 +49,7 @@ def test_the_demo_serves_its_story_and_the_dashboard_on_one_port(tmp_path: Path)
     port = _free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
     proc = subprocess.Popen(
-        [*KEEL, "demo", "--workspace", str(tmp_path / "ws"), "--port", str(port)],
+        [*KEEL, "demo", "--workspace", str(tmp_path / "ws"), "--port", str(port), "--through", "11"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -72,6 +72,7 @@ def test_the_demo_serves_its_story_and_the_dashboard_on_one_port(tmp_path: Path)
         assert int(served.group(2)) == port  # the story ran on the port the dashboard is served on
         assert f"Dashboard: http://127.0.0.1:{port}/" in text
         assert "Serving credit-risk@3 (alias champion)" in text
+        assert "11 Retrain" in text and "12 Cause" not in text  # --through 11: the later acts are left out
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json() == {"status": "ok"}
         page = httpx.get(f"http://127.0.0.1:{port}/models/credit-risk", timeout=30)
         assert page.status_code == 200 and "not checked yet" in page.text  # v3 has no check of its own yet

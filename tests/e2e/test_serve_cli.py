@@ -41,7 +41,7 @@ def _wait_for_line(proc: subprocess.Popen[str], needle: str, timeout_s: float) -
 
 def test_demo_ends_by_serving_the_champion_and_printing_the_dashboard(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [KEEL, "demo", "--workspace", str(tmp_path / "ws"), "--port", "0"],
+        [KEEL, "demo", "--workspace", str(tmp_path / "ws"), "--port", "0", "--through", "11"],  # the serving acts
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

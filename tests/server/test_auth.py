@@ -51,6 +51,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("PUT", "/api/v1/models/{name}/aliases/{alias}"): ADMIN,
     ("DELETE", "/api/v1/models/{name}/aliases/{alias}"): ADMIN,
     ("POST", "/api/v1/models/{name}/predict"): PREDICT,
+    ("POST", "/api/v1/models/{name}/generate"): PREDICT,  # a language model's completion, logged as /predict
     ("POST", "/api/v1/models/{name}/predict/batch"): PREDICT,
     ("POST", "/api/v1/models/{name}/feedback"): PREDICT,  # on another token's predictions: writer (routes/feedback.py)
     ("GET", "/api/v1/models/{name}/predictions"): READ,
@@ -87,6 +88,8 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/genai/indexes"): READ,
     ("POST", "/api/v1/genai/indexes"): WRITE,  # stores an index
     ("GET", "/api/v1/genai/indexes/{name}"): READ,
+    ("POST", "/api/v1/genai/models"): WRITE,  # queues a training job (registers a model)
+    ("POST", "/api/v1/genai/tune"): WRITE,  # queues a tuning job (registers a model)
     (
         "POST",
         "/api/v1/genai/{index}/ask",
@@ -121,6 +124,9 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/edge"): READ,
     ("GET", "/twins"): READ,
     ("GET", "/twins/{name}"): READ,
+    ("GET", "/genai"): READ,
+    ("GET", "/genai/models/{name}"): READ,
+    ("GET", "/genai/indexes/{name}"): READ,
     ("GET", "/alerts"): READ,
     ("MOUNT", "/static"): OPEN,  # the dashboard's CSS, JS and icons
     ("MOUNT", "/static-offline-docs"): OPEN,  # Swagger UI's files (the spec itself is /openapi.json)

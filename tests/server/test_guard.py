@@ -351,7 +351,10 @@ def test_every_write_route_has_a_decided_body_rule(app: Any) -> None:
                 ("POST", "/api/v1/rl/twins/{name}/baselines"),
                 ("POST", "/api/v1/rl/twins/{name}/train"),
                 ("POST", "/api/v1/genai/indexes"),
+                ("POST", "/api/v1/genai/models"),
+                ("POST", "/api/v1/genai/tune"),
                 ("POST", "/api/v1/genai/{index}/ask"),
+                ("POST", "/api/v1/models/{name}/generate"),
             ]
         },
     }

@@ -261,6 +261,12 @@ def demo(
     port: int = typer.Option(
         8080, "--port", min=0, max=65535, help="Port of the demo's server: the story's traffic, then the dashboard."
     ),
+    through: int | None = typer.Option(
+        None,
+        "--through",
+        min=1,
+        help="Stop after this act: 11 ends the credit-scoring story (12-16: causal, targeting, edge, decide, GenAI).",
+    ),
 ) -> None:
     """Run the lifecycle on real credit-scoring data, then serve the champion and the dashboard.
 
@@ -273,7 +279,7 @@ def demo(
 
     home = workspace if workspace is not None else state(ctx).workspace
     # With serving, the story's server is the one left running: one port, announced once it listens.
-    run_demo(home, console=out(), serve_port=None if no_serve else port)
+    run_demo(home, console=out(), serve_port=None if no_serve else port, through=through)
 
 
 def main() -> None:

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import typer
 
+from keel.cli import genai_lm
 from keel.cli._common import JSON_OPTION, escape, number, open_workspace, out, print_json, table, when
 from keel.entities_genai import TextIndex
 
 app = typer.Typer(help="Generative AI on your text: retrieval indexes over corpus versions.", no_args_is_help=True)
+# language models trained and tuned on corpus versions (keel.cli.genai_lm)
+app.command("train")(genai_lm.train)
+app.command("tune")(genai_lm.tune)
 
 
 @app.command("index")
@@ -17,6 +21,7 @@ def index(
     name: str = typer.Argument(..., help="The index's name (a new version if it exists)."),
     corpus: str = typer.Argument(..., metavar="CORPUS@VERSION", help="A table with a text column, or text files."),
     text_column: str | None = typer.Option(None, "--text-column", help="The table's text column."),
+    id_column: str | None = typer.Option(None, "--id-column", help="The table's document ids (default: row numbers)."),
     max_words: int = typer.Option(120, "--max-words", min=10, help="Words per chunk."),
     overlap: int = typer.Option(30, "--overlap", min=1, help="Words shared by consecutive chunks."),
     questions: int = typer.Option(100, "--questions", min=0, help="Held-out questions the index is measured on."),
@@ -25,7 +30,13 @@ def index(
     """Chunk a corpus version, embed it (the shipped MiniLM; cached by chunk content) and count BM25;
     measure retrieval on questions from held-out passages; store the index (lineage: the corpus)."""
     made = open_workspace(ctx).genai.index(
-        name, corpus, text_column=text_column, max_words=max_words, overlap=overlap, questions=questions
+        name,
+        corpus,
+        text_column=text_column,
+        id_column=id_column,
+        max_words=max_words,
+        overlap=overlap,
+        questions=questions,
     )
     if as_json:
         print_json(made)
@@ -40,20 +51,71 @@ def ask(
     question: str = typer.Argument(...),
     k: int = typer.Option(5, "--k", min=1, max=50, help="Passages returned."),
     mode: str = typer.Option("hybrid", "--mode", help="hybrid, dense or bm25."),
+    model: str | None = typer.Option(
+        None, "--model", metavar="MODEL[@VERSION]", help="A language model that answers from the passages."
+    ),
+    max_tokens: int = typer.Option(128, "--max-tokens", min=1, help="Answer tokens at most (with --model)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="The same seed gives the same answer (with --model)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """The passages that best answer a question, best first, with their citations."""
-    answer = open_workspace(ctx).genai.ask(index_ref, question, k=k, mode=mode)
+    """The passages that best answer a question, best first, with their citations; with --model, also
+    that language model's answer from them and the passages it cited."""
+    answer = open_workspace(ctx).genai.ask(
+        index_ref, question, k=k, mode=mode, model=model, max_tokens=max_tokens, seed=seed
+    )
     if as_json:
         print_json(answer)
         return
     out().print(f"[bold]{escape(answer.index)}[/] ({answer.mode}): {escape(question)}")
+    if answer.model is not None:
+        out().print(f"[bold]answer[/] ({escape(answer.model)}): {escape(answer.answer or '')}")
+        if answer.supported:
+            out().print("  cites passages " + ", ".join(f"[{r}]" for r in answer.citations), markup=False)
+        else:
+            out().print("  unsupported: the answer cites none of the retrieved passages")
     for p in answer.passages:
         text = " ".join(p["text"].split())
         out().print(
             f"  [{p['rank']}] {escape(p['document'])} #{p['position']} (score {number(p['score'])}): "
             f"{escape(text[:160])}{'...' if len(text) > 160 else ''}"
         )
+
+
+@app.command("generate")
+def generate(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., metavar="MODEL[@VERSION|@ALIAS]", help="A language model (lm flavour)."),
+    prompt: str = typer.Argument(..., help="The text to complete."),
+    max_tokens: int = typer.Option(128, "--max-tokens", min=1, help="Tokens to generate at most."),
+    temperature: float = typer.Option(0.8, "--temperature", min=0.0, help="0 is greedy."),
+    top_k: int | None = typer.Option(None, "--top-k", min=1, help="Sample among the k likeliest tokens."),
+    top_p: float | None = typer.Option(None, "--top-p", help="Sample among the likeliest tokens up to this mass."),
+    stop: list[str] = typer.Option([], "--stop", help="A sequence that ends the text (up to 4)."),
+    seed: int | None = typer.Option(None, "--seed", min=0, help="The same seed gives the same text."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Complete a prompt with a registered language model."""
+    made = open_workspace(ctx).genai.generate(
+        model, prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, stop=stop, seed=seed
+    )
+    if as_json:
+        print_json(
+            {
+                "model": model,
+                "text": made.text,
+                "finish_reason": made.finish_reason,
+                "prompt_tokens": made.prompt_tokens,
+                "completion_tokens": len(made.tokens),
+                "seconds": made.seconds,
+                "prompt_truncated": made.prompt_truncated,
+            }
+        )
+        return
+    typer.echo(prompt + made.text)
+    out().print(
+        f"[dim]{len(made.tokens)} tokens ({made.finish_reason}) in {made.seconds * 1000:.0f} ms"
+        f"{'; the prompt was cut to its last tokens' if made.prompt_truncated else ''}[/]"
+    )
 
 
 @app.command("list")

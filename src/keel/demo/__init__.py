@@ -8,6 +8,9 @@
     simulated logged offers --study--> retention-offers@1 --policy--> retention-offer@1 (a model)
     sklearn digits --add--> digits@1 --register--> digits-forest@1, digits-mlp@1 --edge build--> C, sized, emulated
     fpp2::a10 --add--> a10-sales@1 --twin--> pharmacy@1 --baselines, PPO--> a10-ordering@1 (a policy model)
+    the stdlib's source --add--> stdlib-code@1 --train--> code-lm@1 (an lm model) --generate--> a completion
+    pydoc_data topics --add--> python-docs@1 --train, LoRA--> prose-lm@1, prose-lm-code@1 (the baselines)
+        --index--> python-docs@1 (an index) --ask--> passages with their citations
 
     data.py      1 Data        train.py    2 Train, 3 Register, 4 Promote, 5 Lineage
     predict.py   6 Predict     explain.py  7 Explain
@@ -18,6 +21,7 @@
     targeting.py 13 Target (which retention offer for whom: a policy tree, registered and asked)
     edge.py      14 Edge (a forest and an int8 network on digits, built to C for a Cortex-M4)
     decide.py    15 Decide (a pharmacy's ordering policy, learnt on a digital twin of its sales)
+    generate.py  16 Generate (a code model on the standard library's source, measured; the docs, asked)
 
 A new act is one module with one function taking the workspace and the console, called in order by
 `_story` below. The data is the 4,454 loan applications of R's `modeldata` package (target
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
     from keel.demo.causal import CausalResult
     from keel.demo.decide import DecideResult
     from keel.demo.edge import EdgeResult
+    from keel.demo.generate import GenerateResult
     from keel.demo.live import LiveResult
     from keel.demo.targeting import TargetingResult
     from keel.workspace import Workspace
@@ -74,10 +79,16 @@ class DemoResult:
     targeting: TargetingResult | None = None  # the retention-offer policy (act 13)
     edge: EdgeResult | None = None  # the digit recognisers built for a Cortex-M4 (act 14)
     decide: DecideResult | None = None  # the pharmacy's twin and ordering policy (act 15)
+    generate: GenerateResult | None = None  # the code model, its baselines and the docs index (act 16)
 
 
 def run_demo(
-    home: Path | None = None, *, console: Console | None = None, live: bool = True, serve_port: int | None = None
+    home: Path | None = None,
+    *,
+    console: Console | None = None,
+    live: bool = True,
+    serve_port: int | None = None,
+    through: int | None = None,
 ) -> DemoResult:
     """Run the credit-scoring lifecycle in `home` (default: a new temporary folder), printing to `console`.
 
@@ -87,7 +98,8 @@ def run_demo(
     (default: a free port, closed when the story ends); with a `serve_port` the demo goes on serving
     there after the story, with `keel serve`'s background loop, until Ctrl-C or SIGTERM. A busy
     port is a ConflictError before anything is written. While the story runs, log lines go to
-    `logs/demo.log` in the workspace, not between the story's lines.
+    `logs/demo.log` in the workspace, not between the story's lines. `through` stops after that act
+    (11 ends the credit-scoring story; 12-16 are the causal, targeting, edge, decision and GenAI acts).
 
     >>> result = run_demo(console=Console(quiet=True))   # doctest: +SKIP
     >>> result.champion                                   # doctest: +SKIP
@@ -112,7 +124,7 @@ def run_demo(
         # 3,340 training rows take a fraction of a second on one thread; OpenMP threads fighting
         # over busy cores (a CI runner, a laptop running tests) made training 20 times slower.
         with threadpool_limits(1), _story_log(home) as log:
-            result = _story(ws, home, console, live, sock, log)
+            result = _story(ws, home, console, live, sock, log, through)
         if result.live is not None and result.live.server is not None:
             _keep_serving(ws, result.live.server, console)
     return result
@@ -154,8 +166,10 @@ def _keep_serving(ws: Workspace, server: Any, console: Console) -> None:
     server.keep_serving(ws)
 
 
-def _story(ws: Workspace, home: Path, console: Console, live: bool, sock: Any, log: Path) -> DemoResult:
-    """The acts, in order."""
+def _story(
+    ws: Workspace, home: Path, console: Console, live: bool, sock: Any, log: Path, through: int | None
+) -> DemoResult:
+    """The acts, in order (those numbered up to `through`, when given, for the acts from 12 on)."""
     from rich.markup import escape
 
     from keel.demo.data import add_data
@@ -191,17 +205,18 @@ def _story(ws: Workspace, home: Path, console: Console, live: bool, sock: Any, l
             log=f"the server log ({log.relative_to(home)})",
         )
     from keel.demo.causal import study_training
+    from keel.demo.decide import learn_ordering
+    from keel.demo.edge import build_for_the_edge
+    from keel.demo.generate import write_code
     from keel.demo.targeting import learn_targeting
 
     first = 12 if live else 8
-    causal = study_training(ws, console, number=first)
-    targeting = learn_targeting(ws, console, number=first + 1)
-    from keel.demo.edge import build_for_the_edge
-
-    edge = build_for_the_edge(ws, console, number=first + 2)
-    from keel.demo.decide import learn_ordering
-
-    decide = learn_ordering(ws, console, number=first + 3)
+    later: list[Any] = [study_training, learn_targeting, build_for_the_edge, learn_ordering, write_code]
+    made: list[Any] = [None] * len(later)
+    for i, act in enumerate(later):
+        if through is None or first + i <= through:
+            made[i] = act(ws, console, number=first + i)
+    causal, targeting, edge, decide, generate = made
     console.print(
         f"Explore: [cyan]keel --workspace {escape(str(home))} models show {MODEL_NAME}[/]"
         + (f"  ·  [cyan]keel --workspace {escape(str(home))} alerts list[/]" if live else "")
@@ -223,4 +238,5 @@ def _story(ws: Workspace, home: Path, console: Console, live: bool, sock: Any, l
         targeting=targeting,
         edge=edge,
         decide=decide,
+        generate=generate,
     )

@@ -2,6 +2,11 @@
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
+# answers from retrieved passages: the prompt and the citations an answer used (pure Python)
+from keel.genai.answer import Citations as Citations
+from keel.genai.answer import answer_prompt as answer_prompt
+from keel.genai.answer import find_citations as find_citations
+
 # corpora, the n-gram baseline and retrieval (numpy/scipy only; the embedder loads its model on first use)
 from keel.genai.bm25 import BM25 as BM25
 from keel.genai.corpus import DedupeReport as DedupeReport
@@ -44,6 +49,16 @@ from keel.genai.tokenizer import train_tokenizer as train_tokenizer
 if _TYPE_CHECKING:
     from keel.genai.generation import generate as generate
     from keel.genai.generation import stream as stream
+    from keel.genai.generation import stream_generation as stream_generation
+    from keel.genai.lora import DEFAULT_TARGETS as DEFAULT_TARGETS
+    from keel.genai.lora import LoRAAdapter as LoRAAdapter
+    from keel.genai.lora import Tuned as Tuned
+    from keel.genai.lora import adapter_from_bytes as adapter_from_bytes
+    from keel.genai.lora import adapter_perplexity as adapter_perplexity
+    from keel.genai.lora import adapter_to_bytes as adapter_to_bytes
+    from keel.genai.lora import merge_adapter as merge_adapter
+    from keel.genai.lora import tune_lm as tune_lm
+    from keel.genai.lora import weights_digest as weights_digest
     from keel.genai.model import GPT as GPT
     from keel.genai.train import perplexity as perplexity
     from keel.genai.train import train_lm as train_lm
@@ -54,6 +69,17 @@ _LAZY = {
     "perplexity": "keel.genai.train",
     "generate": "keel.genai.generation",
     "stream": "keel.genai.generation",
+    "stream_generation": "keel.genai.generation",
+    # LoRA / full fine-tuning (lora.py; torch, and peft when an adapter is built)
+    "DEFAULT_TARGETS": "keel.genai.lora",
+    "LoRAAdapter": "keel.genai.lora",
+    "Tuned": "keel.genai.lora",
+    "adapter_from_bytes": "keel.genai.lora",
+    "adapter_perplexity": "keel.genai.lora",
+    "adapter_to_bytes": "keel.genai.lora",
+    "merge_adapter": "keel.genai.lora",
+    "tune_lm": "keel.genai.lora",
+    "weights_digest": "keel.genai.lora",
 }
 
 

@@ -61,7 +61,11 @@ class Embedder:
         path = Path(self.model_path) if self.model_path is not None else self._shipped_path()
         if not (path / "config.json").is_file():
             raise InvalidInputError(f"no sentence-transformers model at {str(path)!r} (config.json missing)")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         st = require("sentence_transformers", extra="genai", purpose="Embedding text for retrieval")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # its "Loading weights" bar: between CLI lines
         self._model = st.SentenceTransformer(str(path), device=self.device)
         return self._model
 

@@ -19,13 +19,14 @@ import codecs
 import time
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 
 from keel.errors import InvalidInputError
 from keel.genai.lm import FinishReason, Generation, TrainedLM
-from keel.genai.model import GPT, KVCache, decode_step, pack_for_decoding
+from keel.genai.model import GPT, KVCache, blas_threads, decode_step, pack_for_decoding
 
-__all__ = ["generate", "stream"]
+__all__ = ["generate", "stream", "stream_generation"]
 
 
 def generate(
@@ -73,6 +74,36 @@ def stream(
 ) -> Iterator[str]:
     """Yield the completion's text in pieces (never a split character); joined, they equal generate()'s text."""
     yield from _Run(lm, prompt, max_tokens, temperature, top_k, top_p, stop, seed, device, threads).pieces()
+
+
+def stream_generation(
+    lm: TrainedLM,
+    prompt: str,
+    *,
+    max_tokens: int = 64,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    stop: Sequence[str] | str = (),
+    seed: int | None = None,
+    device: str = "cpu",
+    threads: int | None = 1,
+) -> Iterator[str | Generation]:
+    """stream()'s pieces, then the whole Generation (its text: the pieces joined) as the last item, so a
+    server can send the tokens as they come and still report the finish reason and token counts."""
+    run = _Run(lm, prompt, max_tokens, temperature, top_k, top_p, stop, seed, device, threads)
+    pieces: list[str] = []
+    for piece in run.pieces():
+        pieces.append(piece)
+        yield piece
+    yield Generation(
+        text="".join(pieces),
+        tokens=tuple(run.tokens),
+        finish_reason=run.finish_reason,
+        prompt_tokens=run.prompt_tokens,
+        seconds=run.seconds,
+        prompt_truncated=run.prompt_truncated,
+    )
 
 
 class _Run:
@@ -126,7 +157,8 @@ class _Run:
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         try:
-            yield from self._pieces()
+            with blas_threads(self.threads):  # the decode steps are NumPy products (model.decode_step)
+                yield from self._pieces()
         finally:
             torch.set_num_threads(previous)
 
@@ -137,7 +169,8 @@ class _Run:
         holdback = max((len(s) for s in self.stop), default=1) - 1
         text, emitted = "", 0
         model: GPT = self.lm.module(self.device)
-        self.packed = pack_for_decoding(model)
+        # the NumPy copy decode_step reads on the CPU; off the CPU it runs the module and needs none
+        self.packed = pack_for_decoding(model) if next(model.parameters()).device.type == "cpu" else None
         # inference mode only around the tensor work, never across a yield: the caller's code between
         # pieces must not run in it
         cache, logits = self._prefill(model, None, self.context)
@@ -185,24 +218,26 @@ class _Run:
         logits: torch.Tensor = model(idx, cache)[0, -1].float()  # (vocab,)
         return cache, logits
 
-    @torch.inference_mode()
     def _advance(self, model: GPT, cache: KVCache, token: int) -> tuple[KVCache, torch.Tensor]:
+        # no inference_mode here: on the CPU decode_step is NumPy (off it, it enters inference mode itself),
+        # and entering it for every token cost more than the tensor work around it
         self.context.append(token)
         if cache.length == self.lm.config.block_size:
             # the window slides: re-encode the newest half (fresh positions) instead of one prefill per token
             self.context = self.context[-(self.lm.config.block_size // 2 or 1) :]
             return self._prefill(model, cache, self.context)
-        return cache, decode_step(model, token, cache, self.packed).float()
+        return cache, decode_step(model, token, cache, self.packed)
 
-    @torch.inference_mode()
     def _pick(self, logits: torch.Tensor, banned: tuple[int, ...]) -> int:
-        logits[list(banned)] = -float("inf")
-        return self._sample(logits)
+        scores = logits.detach().float().cpu().numpy()  # the same memory on the CPU: NumPy's ops cost less here
+        scores[list(banned)] = -np.inf
+        if self.temperature == 0:
+            return int(scores.argmax())  # the first of equal maxima, as torch.argmax
+        with torch.inference_mode():
+            return self._sample(torch.from_numpy(scores))
 
     def _sample(self, logits: torch.Tensor) -> int:
-        if self.temperature == 0:
-            return int(torch.argmax(logits))
-        logits = logits / self.temperature
+        logits = logits / self.temperature  # > 0 here: _pick takes the argmax itself when greedy
         if self.top_k is not None and self.top_k < logits.numel():
             kth = torch.topk(logits, self.top_k).values[-1]
             logits = logits.masked_fill(logits < kth, -float("inf"))

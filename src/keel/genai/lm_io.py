@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -61,10 +62,30 @@ def _header(data: bytes) -> dict[str, Any]:
     return header
 
 
-def lm_from_bytes(data: bytes) -> TrainedLM:
-    """A TrainedLM saved by `lm_to_bytes`; malformed input raises InvalidInputError naming the problem."""
+def load_checked(
+    data: bytes, found: Mapping[str, Any], expected: Mapping[str, tuple[int, ...]], *, needs: str
+) -> dict[str, np.ndarray]:
+    """The tensors of a safetensors file whose header entries `found` were checked to be exactly
+    `expected` by name: each must be float32 of its expected shape (checked before any is read), and
+    finite. `needs` says who expects the shapes ("the config needs")."""
     from safetensors.numpy import load
 
+    for k, shape in expected.items():
+        info = found[k]
+        if not isinstance(info, dict) or info.get("dtype") != "F32" or tuple(info.get("shape", ())) != shape:
+            raise InvalidInputError(f"tensor {k!r} is {info!r}; {needs} float32 of shape {shape}")
+    try:
+        state = load(bytes(data))
+    except Exception as exc:  # safetensors raises its own SafetensorError for bad offsets and lengths
+        raise InvalidInputError(f"the safetensors payload does not load: {exc}") from None
+    bad = [k for k, v in state.items() if not np.all(np.isfinite(v))]
+    if bad:
+        raise InvalidInputError(f"tensors {bad[:5]} hold NaN or infinite values")
+    return state
+
+
+def lm_from_bytes(data: bytes) -> TrainedLM:
+    """A TrainedLM saved by `lm_to_bytes`; malformed input raises InvalidInputError naming the problem."""
     header = _header(data)
     try:
         meta = json.loads(header["__metadata__"]["keel"])
@@ -85,17 +106,7 @@ def lm_from_bytes(data: bytes) -> TrainedLM:
         raise InvalidInputError(f"unknown tensors {unknown[:5]} for this config; the file is not a Keel GPT")
     if missing:
         raise InvalidInputError(f"missing tensors {missing[:5]}; the file is truncated or for another config")
-    for k, shape in expected.items():
-        info = found[k]
-        if not isinstance(info, dict) or info.get("dtype") != "F32" or tuple(info.get("shape", ())) != shape:
-            raise InvalidInputError(f"tensor {k!r} is {info!r}; the config needs float32 of shape {shape}")
-    try:
-        state = load(bytes(data))
-    except Exception as exc:  # safetensors raises its own SafetensorError for bad offsets and lengths
-        raise InvalidInputError(f"the safetensors payload does not load: {exc}") from None
-    bad = [k for k, v in state.items() if not np.all(np.isfinite(v))]
-    if bad:
-        raise InvalidInputError(f"tensors {bad[:5]} hold NaN or infinite values")
+    state = load_checked(data, found, expected, needs="the config needs")
     tokenizer_json = meta.get("tokenizer")
     if not isinstance(tokenizer_json, str):
         raise InvalidInputError("language-model metadata lacks the tokenizer JSON")

@@ -64,6 +64,16 @@ MODEL_METRICS = frozenset(
         "labelled_rows",
         "retraining_failed",
         "monitor_failing",
+        # language models (keel.workspace.genai_monitor): prompts against the training corpus, outputs
+        "text_drift",  # 1 when the window's prompt embeddings drifted from the corpus's (MMD effect size)
+        "text_drift_effect",
+        "text_drift_pvalue",
+        "prompt_perplexity",
+        "prompt_perplexity_ratio",  # prompt_perplexity / the version's val_perplexity
+        "prompt_length",
+        "output_length",  # mean whitespace words of the generated texts
+        "output_tokens",  # mean tokens (the model's tokenizer) of the generated texts
+        "output_chars",
     }
 )
 # Performance on a handful of labels is noise: rules on these metrics fire only when the check
@@ -126,6 +136,10 @@ DEFAULT_RULES = (
     DefaultRule("auc-drop", "roc_auc_drop", ">", 0.05, "critical", _HOUR, ("classification",)),
     DefaultRule("accuracy-drop", "accuracy_drop", ">", 0.05, "warning", 6 * _HOUR, ("classification",)),
     DefaultRule("rmse-increase", "rmse_increase", ">", 0.1, "critical", _HOUR, ("regression",)),
+    # Language models: prompts unlike the training corpus (MMD effect size over its threshold, and
+    # significant), or text the model finds more than twice as surprising as its own held-out split.
+    DefaultRule("prompt-drift", "text_drift", ">=", 1.0, "warning", 6 * _HOUR, ("lm",)),
+    DefaultRule("prompt-perplexity", "prompt_perplexity_ratio", ">", 2.0, "warning", 6 * _HOUR, ("lm",)),
     DefaultRule("retraining-failed", "retraining_failed", ">=", 1.0, "critical", _HOUR),
     DefaultRule("monitor-failing", "monitor_failing", ">=", 1.0, "critical", 6 * _HOUR),
 )

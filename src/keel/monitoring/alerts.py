@@ -139,7 +139,9 @@ class Alerts:
         accuracy_drop > 0.05 (warning); regressors add `rmse-increase` rmse_increase > 0.1
         (RMSE 10 % above the reference's, critical). `retraining-failed` (critical) fires when an
         automated retraining of the model fails, `monitor-failing` (critical, every 6 h) while its
-        monitor checks fail (see `monitor_failing`). Idempotent; to silence a default, disable
+        monitor checks fail (see `monitor_failing`). Language models (`output_kind` 'lm') add
+        `prompt-drift` text_drift >= 1 and `prompt-perplexity` prompt_perplexity_ratio > 2 (warnings;
+        see keel.workspace.genai_monitor). Idempotent; to silence a default, disable
         it rather than removing it, or the next call adds it again.
         """
         have = {r.name for r in self.rules(model)}
@@ -341,6 +343,9 @@ def _title(model: str, rule: AlertRule, feature: str, value: float, evidence: di
         return f"{evidence.get('study') or model}: causal effect ({feature}) drifted from {old} to {new}"
     if rule.metric == "edge_build_failed":
         return f"{evidence.get('model_version') or model}: edge build {feature} failed: {evidence.get('reason')}"[:500]
+    if rule.metric == "text_drift" and isinstance(evidence.get("text"), dict):
+        text = evidence["text"]
+        return f"{model}: prompts drifted from {text.get('corpus')}: {text.get('reason')}"[:500]
     if rule.metric == "monitor_failing":
         return f"{model}: monitor failing: {str(evidence.get('error') or 'see the evidence')[:300]}"
     what = f"{rule.metric} of {feature}" if feature else rule.metric

@@ -13,15 +13,15 @@ import traceback
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
 from keel.entities import Alert, DatasetVersion, ModelVersion, MonitorRun
 from keel.errors import InvalidInputError, NotFoundError
 from keel.monitoring.alert_rules import FAILING_RULE
+from keel.monitoring.check import CheckValues, compute_check, model_outputs, reference_performance
 from keel.monitoring.check import cause as _cause
-from keel.monitoring.check import compute_check, model_outputs, reference_performance
 from keel.monitoring.health import Health, health_of
 from keel.monitoring.monitor_config import MonitorConfig, known_settings
 from keel.monitoring.profiles import ModelReference, ReferenceProfile
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MonitorResult", "Monitoring"]
+__all__ = ["MonitorResult", "Monitoring", "TextCheck"]
 
 SAMPLE_ROWS = 5000  # rows of the reference kept for multivariate drift
 
@@ -54,6 +54,14 @@ class MonitorResult:
         return None
 
 
+class TextCheck(Protocol):
+    """The check of a language model's window (prompts and generated texts), given by the workspace
+    (keel.workspace.genai_monitor): it needs the corpus, the embedder and the model, which live above
+    this package. Returns the values like `compute_check`; summary["text"] goes into alert evidence."""
+
+    def __call__(self, info: ModelVersion, window: pd.DataFrame, config: MonitorConfig) -> CheckValues: ...
+
+
 class Monitoring:
     """Monitors of one workspace: `ws.monitoring`."""
 
@@ -66,8 +74,10 @@ class Monitoring:
         models: Models,
         predictions: PredictionLog,
         alerts: Alerts,
+        text_check: TextCheck | None = None,
     ) -> None:
         self._meta = meta
+        self._text_check = text_check  # language models' checks (None: an lm's monitor fails, saying why)
         self._blobs = blobs
         self._datasets = datasets
         self._models = models
@@ -96,7 +106,7 @@ class Monitoring:
             self._datasets.get(config.reference)
         self._meta.monitors.save_monitor(model, asdict(config))
         info = self._version(model, config)
-        self.alerts.ensure_default_rules(model, output_kind=(info.signature.output if info.signature else "other"))
+        self.alerts.ensure_default_rules(model, output_kind=_output_kind(info))
         return config
 
     def config(self, model: str, *, strict: bool = True) -> MonitorConfig:
@@ -216,7 +226,9 @@ class Monitoring:
         store them as one run, and evaluate the alert rules on them."""
         config = self.config(model)
         info = self._version(model, config)
-        self.alerts.ensure_default_rules(model, output_kind=info.signature.output if info.signature else "other")
+        self.alerts.ensure_default_rules(model, output_kind=_output_kind(info))
+        if info.flavor == "lm":
+            return self._check_text(model, info, config, at)
         reference = self._reference_version(info, config)
         ref_profile, sample_digest = self._reference(reference)
         target = config.target or _guess_target(reference, info)
@@ -224,14 +236,7 @@ class Monitoring:
             list(info.signature.column_names) if info.signature else [c for c in ref_profile.columns if c != target]
         )
 
-        # Only the traffic this version answered: after a promotion the new champion is judged on
-        # its own requests against its own training data, not on what its predecessor served.
-        if config.window_s is not None:
-            window = self.predictions.window(
-                model, since=at - timedelta(seconds=config.window_s), until=at, version=info.version
-            )
-        else:
-            window = self.predictions.window(model, last_rows=config.window_rows, until=at, version=info.version)
+        window = self._window(model, info, config, at)
         found = compute_check(
             window,
             features,
@@ -243,10 +248,34 @@ class Monitoring:
             model_reference=lambda: self._model_reference(info, reference, target),
             reference_sample=lambda: self._sample(sample_digest),
         )
+        return self._store(model, info, reference.ref, found, at)
+
+    def _window(self, model: str, info: ModelVersion, config: MonitorConfig, at: datetime) -> pd.DataFrame:
+        # Only the traffic this version answered: after a promotion the new champion is judged on
+        # its own requests against its own training data, not on what its predecessor served.
+        if config.window_s is not None:
+            return self.predictions.window(
+                model, since=at - timedelta(seconds=config.window_s), until=at, version=info.version
+            )
+        return self.predictions.window(model, last_rows=config.window_rows, until=at, version=info.version)
+
+    def _check_text(self, model: str, info: ModelVersion, config: MonitorConfig, at: datetime) -> MonitorResult:
+        """A language model's check: its prompts against its corpus, its outputs' length, the prompts'
+        perplexity (computed by the workspace's TextCheck), stored and alerted on like any check."""
+        if self._text_check is None:
+            raise InvalidInputError(
+                f"{info.ref} is a language model: its monitor needs the workspace's text check; "
+                "use ws.monitoring of a keel.Workspace"
+            )
+        found = self._text_check(info, self._window(model, info, config, at), config)
+        return self._store(model, info, str(found.summary.get("reference") or ""), found, at)
+
+    def _store(self, model: str, info: ModelVersion, reference: str, found: CheckValues, at: datetime) -> MonitorResult:
+        """Store one check's values as a run and evaluate the alert rules on them."""
         run = self._meta.monitors.record_run(
             model_name=model,
             model_version=info.version,
-            reference=reference.ref,
+            reference=reference,
             started_at=at,
             window_start=found.window_start,
             window_end=found.window_end,
@@ -255,13 +284,15 @@ class Monitoring:
             summary=found.summary,
             values=found.values,
         )
-        context = {
-            "reference": reference.ref,
+        context: dict[str, Any] = {
+            "reference": reference,
             "model_version": info.version,
             "run_id": run.id,
             "window": {"rows": found.rows, "start": str(found.window_start), "end": str(found.window_end)},
             "features": found.summary["features"],
         }
+        if "text" in found.summary:
+            context["text"] = found.summary["text"]
         values = [(f, m, v) for f, m, v in found.values if v is not None]
         try:
             alerts = self.alerts.evaluate(model, values, context=context)
@@ -383,6 +414,13 @@ class Monitoring:
                 f"ws.monitoring.watch({info.name!r}, reference='NAME@VERSION')"
             )
         return self._datasets.get(info.datasets[0])
+
+
+def _output_kind(info: ModelVersion) -> str:
+    """What the default alert rules key on: 'lm' for language models, else the signature's output."""
+    if info.flavor == "lm":
+        return "lm"
+    return info.signature.output if info.signature else "other"
 
 
 def _guess_target(reference: DatasetVersion, info: ModelVersion) -> str | None:

@@ -125,14 +125,19 @@ def parse(raw: Any, source: str) -> Project:
             "explain",
             "edge",
             "policy",
+            "lm",
         },
         required={"model", "data"}
-        if "policy" in (raw if isinstance(raw, Mapping) else {})
+        if {"policy", "lm"} & set(raw if isinstance(raw, Mapping) else {})
         else {"model", "data", "estimator"},
     )
     model = _name(doc["model"], top / "model", "model name")
     if "@" in model:
         raise (top / "model").fail("a model name, without '@'")
+    if "lm" in doc:  # a language model project: a corpus, its own sections (keel.retraining._project_lm)
+        from keel.retraining._project_lm import lm_project  # it imports this module
+
+        return lm_project(doc, top, model, source)
     data = _data(doc["data"], top / "data")
     if "policy" in doc:
         from keel.retraining._project_policy import policy_sections  # it imports this module
@@ -144,6 +149,8 @@ def parse(raw: Any, source: str) -> Project:
         evaluation = _evaluation(doc.get("evaluation", {}), top / "evaluation")
         if "cost" in evaluation.metrics:
             raise (top / "evaluation").fail("'cost' is the metric of policy projects (a `policy:` section)")
+        if "perplexity" in evaluation.metrics:
+            raise (top / "evaluation").fail("'perplexity' is the metric of language model projects (an `lm:` section)")
     gate = _gate(doc.get("gate", {}), top / "gate", evaluation)
     monitoring, rules = _monitoring(doc.get("monitoring", {}), top / "monitoring")
     retraining = _retraining(doc.get("retraining", {}), top / "retraining")

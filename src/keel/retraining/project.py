@@ -92,6 +92,7 @@ __all__ = [
     "EdgeTarget",
     "PolicyProject",
     "PolicyTrainer",
+    "LMProject",
     "Tuning",
     "load_project",
     "check_imports",
@@ -102,9 +103,11 @@ __all__ = [
 ]
 
 HIGHER_IS_BETTER = frozenset({"roc_auc", "accuracy", "f1", "r2"})
-LOWER_IS_BETTER = frozenset({"log_loss", "ece", "mae", "rmse", "cost"})  # cost: a policy's, per period
+# cost: a policy's, per period; perplexity: a language model's on the corpus's held-out split
+LOWER_IS_BETTER = frozenset({"log_loss", "ece", "mae", "rmse", "cost", "perplexity"})
 METRICS = HIGHER_IS_BETTER | LOWER_IS_BETTER
 POLICY_METRICS = ("cost",)  # what a policy project's gate weighs (the twin's simulated cost per period)
+LM_METRICS = ("perplexity",)  # what a language model project's gate weighs (see keel.workspace.lm_loop)
 TRIGGERS = ("alert", "new_data", "schedule", "manual")
 DATA_POLICIES = ("latest", "reference+production")
 EDGE_TARGETS = ("c", "onnx")
@@ -232,9 +235,29 @@ class PolicyProject:
     copies: int = 256
 
 
+@dataclass(frozen=True)
+class LMProject:
+    """`lm:`: the model is a language model trained by `ws.genai.train` on the newest version of the
+    corpus `data.dataset` (its arguments below); the gate compares challenger and champion by perplexity
+    on that version's held-out split (per byte when their tokenizers differ)."""
+
+    config: str | dict[str, Any] = "small"  # a preset name or GPTConfig fields
+    steps: int | None = None
+    tokens: int | None = None
+    text_column: str | None = None
+    valid_share: float = 0.1
+    seed: int = 0
+    batch: int = 16
+    lr: float | None = None
+    vocab_size: int | None = None
+    device: str = "cpu"
+    threads: int = 1
+
+
 class PolicyTrainer(Protocol):
-    """What a policy project's cycle needs of the workspace (keel.workspace.rl_loop wires it): refit the
-    twin, train and register the challenger, and score it and the champion on the same demand."""
+    """What a policy or language model project's cycle needs of the workspace (keel.workspace.rl_loop
+    and keel.workspace.lm_loop wire it): train and register the challenger (a policy: on the refitted
+    twin), and score it and the champion on the same data (the same demand; the same held-out texts)."""
 
     def train(
         self, project: Project, dataset: str | None, champion: Any, evidence: dict[str, Any]
@@ -243,7 +266,8 @@ class PolicyTrainer(Protocol):
 
 @dataclass(frozen=True)
 class Project:
-    """A model project; `Project.from_dict(...)` or `load_project("keel.yaml")` validate it."""
+    """A model project; `Project.from_dict(...)` or `load_project("keel.yaml")` validate it. A language
+    model project (an `lm:` section, see keel.retraining._project_lm) has no estimator."""
 
     model: str
     data: Data
@@ -258,6 +282,7 @@ class Project:
     edge: EdgeLoop | None = None
     policy: PolicyProject | None = None
     source: str = "<dict>"
+    lm: LMProject | None = None
 
     @classmethod
     def from_dict(cls, raw: Any, *, source: str = "<dict>") -> Project:
@@ -269,8 +294,12 @@ class Project:
         """The canonical form (what the workspace stores; `from_dict` reads it back unchanged)."""
         out = asdict(self)
         est = out.pop("estimator")
-        if self.policy is not None:  # a policy project has no estimator
+        if self.policy is not None or self.lm is not None:  # neither has an estimator
             out.pop("source")
+            if self.lm is not None:  # a corpus has no target, features or split of the project's own
+                out["data"] = {"dataset": self.data.dataset}
+                for key in ("explain", "tuning", "edge", "policy"):
+                    out.pop(key)
             return _plain(_monitoring_out(self, out))
         out["estimator"] = {
             k: v

@@ -133,7 +133,7 @@ class Retraining:
         evidence: dict[str, Any] = {"trigger": {"kind": trigger, **detail}}
         run_id: str | None = None
         candidate: ModelVersion | None = None
-        if project.policy is not None:
+        if project.policy is not None or project.lm is not None:  # the workspace trains and scores both
             return self._policy_cycle(project, champion, trigger, evidence, dataset)
         try:
             data = training_set(
@@ -177,12 +177,12 @@ class Retraining:
         evidence: dict[str, Any],
         dataset: str | None,
     ) -> RetrainDecision:
-        """A policy project's cycle: the workspace refits the twin, trains and registers the challenger
-        and scores both policies on the same demand; the gate judges their costs as for any model."""
+        """A policy or lm project's cycle: the workspace trains and registers the challenger (a policy on the
+        refitted twin) and scores both on the same data (demand; held-out texts); the gate judges them."""
         candidate = run_id = None
         try:
             if self._policies is None:
-                raise InvalidInputError(f"{project.model} is a policy project; this workspace cannot train policies")
+                raise InvalidInputError(f"{project.model} trains a policy or a language model; this workspace cannot")
             candidate, metrics, champion_metrics, run_id = self._policies.train(project, dataset, champion, evidence)
             self._models.set_alias(project.model, CHALLENGER, version=candidate.version, reason=f"{trigger} retraining")
             verdict = judge(project, metrics, champion_metrics)
@@ -292,7 +292,7 @@ class Retraining:
         )
         try:
             alerts = self._monitoring.alerts
-            kind = champion.signature.output if champion and champion.signature else "other"
+            kind = "lm" if project.lm else champion.signature.output if champion and champion.signature else "other"
             alerts.ensure_default_rules(project.model, output_kind=kind)
             alerts.evaluate(
                 project.model,

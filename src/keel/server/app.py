@@ -120,10 +120,12 @@ def _add_routes(app: FastAPI) -> None:
     """The JSON API, /predict and its batch and feedback routes, monitoring, the dashboard and its static files."""
     from keel.server import dashboard
     from keel.server.routes import api, causal, edge, feedback, genai, monitoring, predict, predict_batch, rl
+    from keel.server.routes import generate as generate_route
 
     app.include_router(api.router)
     app.include_router(predict.router)
     app.include_router(predict_batch.router)
+    app.include_router(generate_route.router)
     app.include_router(feedback.router)
     app.include_router(monitoring.router)
     app.include_router(causal.router)

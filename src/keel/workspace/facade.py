@@ -26,7 +26,9 @@ from keel.workspace.edge import Edge
 from keel.workspace.edge_loop import EdgeFollower
 from keel.workspace.explain import BACKGROUND_ROWS, Explained, Explainer
 from keel.workspace.genai import GenAI
+from keel.workspace.genai_monitor import TextMonitor
 from keel.workspace.handlers import HANDLERS, run_job
+from keel.workspace.lm_loop import LMLoop, ProjectTrainers
 from keel.workspace.payloads import PAYLOADS
 from keel.workspace.rl import RL
 from keel.workspace.rl_loop import PolicyLoop
@@ -97,6 +99,7 @@ class Workspace:
             models=self.models,
             predictions=self.predictions,
             alerts=Alerts(self._meta, author=author),
+            text_check=TextMonitor(self),  # language models: prompt drift, output length, perplexity
         )
         self.retraining = Retraining(  # model projects, retraining cycles, the gate, the decisions
             self._meta,
@@ -106,7 +109,9 @@ class Workspace:
             monitoring=self.monitoring,
             author=author,
             edge=EdgeFollower(self),  # the project's edge targets, built for each new champion
-            policies=PolicyLoop(self),  # policy projects: the twin refitted, the policy trained and judged
+            # policy projects: the twin refitted, the policy trained and judged; lm projects: the corpus's
+            # newest version trained on, both models judged on its held-out split
+            policies=ProjectTrainers(PolicyLoop(self), LMLoop(self)),
         )
         self.jobs = Jobs(  # background jobs: state in the store, run by the configured executor
             self._meta,

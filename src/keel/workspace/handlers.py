@@ -16,6 +16,8 @@ from keel.workspace.edge_loop import edge_build, edge_follow
 from keel.workspace.payloads import (
     BatchExplainPayload,
     BatchScorePayload,
+    GenAITrainPayload,
+    GenAITunePayload,
     MonitorPayload,
     RetrainPayload,
     TrainPolicyPayload,
@@ -114,6 +116,26 @@ def rl_train(ws: Workspace, payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def genai_train(ws: Workspace, payload: dict[str, Any]) -> dict[str, Any]:
+    """A language model trained on a corpus version and registered (GenAITrainPayload)."""
+    p = GenAITrainPayload.from_dict(payload)
+    made = ws.genai.train(p.model, p.corpus, **p.options())
+    return {"model": made.ref, "corpus": p.corpus, "val_perplexity": made.metrics.get("val_perplexity")}
+
+
+def genai_tune(ws: Workspace, payload: dict[str, Any]) -> dict[str, Any]:
+    """A registered language model tuned on a corpus version and registered (GenAITunePayload)."""
+    p = GenAITunePayload.from_dict(payload)
+    made = ws.genai.tune(p.model, p.corpus, **p.options())
+    m = made.metrics
+    return {
+        "model": made.ref,
+        "base": made.tags.get("keel.base"),
+        "val_perplexity": m.get("val_perplexity"),
+        "base_perplexity": m.get("base_perplexity"),
+    }
+
+
 HANDLERS: dict[str, Callable[[Workspace, dict[str, Any]], dict[str, Any]]] = {
     "retrain": retrain,
     "batch_score": batch_score,
@@ -129,6 +151,9 @@ HANDLERS: dict[str, Callable[[Workspace, dict[str, Any]], dict[str, Any]]] = {
     "edge_follow": edge_follow,
     # a decision policy trained on a digital twin (keel.workspace.rl_train)
     "rl_train": rl_train,
+    # language models trained or tuned on a corpus version (keel.workspace.genai_train)
+    "genai_train": genai_train,
+    "genai_tune": genai_tune,
 }
 
 

@@ -25,6 +25,8 @@ __all__ = [
     "DatasetJobPayload",
     "EdgeBuildPayload",
     "EdgeFollowPayload",
+    "GenAITrainPayload",
+    "GenAITunePayload",
     "JobPayload",
     "MonitorPayload",
     "RetrainPayload",
@@ -343,6 +345,84 @@ class EdgeFollowPayload(JobPayload):
         return f"edge_follow:{self.model}"
 
 
+@dataclass(frozen=True)
+class _CorpusPayload(JobPayload):
+    """What the GenAI jobs share: the corpus version `corpus` and the training options (left unset: the
+    facade's defaults); `options()` are the keyword arguments that are set."""
+
+    corpus: str = ""
+    text_column: str | None = None
+    steps: int | None = None
+    tokens: int | None = None
+    batch: int | None = None
+    lr: float | None = None
+    seed: int | None = None
+    device: str | None = None
+    threads: int | None = None
+    valid_share: float | None = None
+    description: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("corpus", "text_column", "device", "name", "general"):
+            _text(self.kind, name, getattr(self, name, None), optional=name != "corpus")
+        for name in ("steps", "tokens", "batch", "threads", "vocab_size", "r"):
+            _count(self.kind, name, getattr(self, name, None))
+        for name, high in (("lr", 1.0), ("valid_share", 0.5)):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= high
+            ):
+                raise InvalidInputError(
+                    f"{self.kind} job payload: {name!r} must be a number in (0, {high}], got {value!r}"
+                )
+
+    def options(self) -> dict[str, Any]:
+        return {k: v for k, v in self.to_dict().items() if k not in ("model", "corpus")}
+
+
+@dataclass(frozen=True)
+class GenAITrainPayload(_CorpusPayload):
+    """A language model trained on the corpus version `corpus` and registered as the next version of
+    `model` (a name): what `ws.genai.train` takes. One active job per name."""
+
+    kind: ClassVar[str] = "genai_train"
+    config: str | dict[str, Any] | None = None
+    vocab_size: int | None = None
+    general: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.config is not None and not isinstance(self.config, (str, dict)):
+            raise InvalidInputError(f"{self.kind} job payload: 'config' must be a preset name or an object")
+
+    @property
+    def dedup_key(self) -> str:
+        return f"{self.kind}:{self.model}"
+
+
+@dataclass(frozen=True)
+class GenAITunePayload(_CorpusPayload):
+    """The language model version `model` ('lm@champion') tuned on the corpus version `corpus` (LoRA or
+    full) and registered: what `ws.genai.tune` takes. One active job per base and corpus."""
+
+    kind: ClassVar[str] = "genai_tune"
+    name: str | None = None
+    method: str | None = None
+    r: int | None = None
+    alpha: float | None = None
+    dropout: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.method is not None and self.method not in ("lora", "full"):
+            raise InvalidInputError(f"{self.kind} job payload: 'method' must be 'lora' or 'full', got {self.method!r}")
+
+    @property
+    def dedup_key(self) -> str:
+        return f"{self.kind}:{self.model}:{self.corpus}"
+
+
 # The payload type of each job kind (the kinds keel.workspace.handlers runs).
 PAYLOADS: dict[str, type[JobPayload]] = {
     p.kind: p
@@ -354,6 +434,8 @@ PAYLOADS: dict[str, type[JobPayload]] = {
         MonitorPayload,
         EdgeBuildPayload,
         EdgeFollowPayload,
+        GenAITrainPayload,
+        GenAITunePayload,
     )
 }
 # The causal study jobs (keel.workspace.causal_jobs): about a study version, not a model.

@@ -56,3 +56,9 @@ def test_bad_input_is_refused(gws: keel.Workspace) -> None:
     with pytest.raises(InvalidInputError, match="k must be between 1 and 50"):
         gws.genai.ask("docs", "with", k=0)
     assert [i.name for i in gws.genai.list()] == ["docs"]
+
+
+def test_an_index_without_questions_is_built_unmeasured(gws: keel.Workspace) -> None:
+    # questions=0 is accepted by the CLI and the route; it used to fail inside questions_from ("need n >= 1")
+    made = gws.genai.index("unmeasured", "docs@1", text_column="text", questions=0)
+    assert made.spec["evaluation"] == {} and made.spec["chunks"] > 31

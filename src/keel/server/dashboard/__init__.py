@@ -13,6 +13,9 @@ One module per section, each with its own `router` from `base.page_router()`:
     edge          /edge  (each model version's edge builds: size against the MCU, agreement, emulated run)
     twins         /twins, /twins/{name}  (system, demand fit, classic baselines against the optimum, trained
                   policies and their learning curves, a simulated trajectory)
+    genai         /genai, /genai/models/{name}, /genai/indexes/{name}  (a language model's curves,
+                  perplexity against the baselines and a streamed prompt box; an index's retrieval
+                  metrics and an ask box with highlighted citations)
 
 `base` holds what they share: the templates (keel/server/templates) and their filters, `render`,
 the route class, the `reader` guard and the queries several sections ask. A new section is one
@@ -33,6 +36,7 @@ from keel.server.dashboard import (
     datasets,
     edge,
     explanations,
+    genai,
     login,
     models,
     monitoring,
@@ -44,7 +48,7 @@ from keel.server.dashboard import (
 
 __all__ = ["SECTIONS", "router"]
 
-SECTIONS = (login, overview, datasets, runs, models, monitoring, explanations, studies, edge, twins)
+SECTIONS = (login, overview, datasets, runs, models, monitoring, explanations, studies, edge, twins, genai)
 
 
 def _router() -> APIRouter:

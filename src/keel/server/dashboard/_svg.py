@@ -3,7 +3,8 @@ the study page's causal graph in layers (left to right, a node one layer right o
 and the interval plot of its estimates (point and 95 % interval per estimator on one axis); the twin
 page's cost plot (each classic policy's cost per period with its 95 % error bar, ±1.96 standard
 errors of the common-random-numbers evaluation, against the exact optimum as a dashed line, drawn
-with the interval plot's styles).
+with the interval plot's styles); the language model page's training curves (train and validation
+loss against step on shared axes, thinned to a few hundred points).
 
 Values only: names stay plain strings (the template escapes them), numbers are rounded to 0.1 px.
 """
@@ -11,12 +12,12 @@ Values only: names stay plain strings (the template escapes them), numbers are r
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from keel.entities_studies import Study, StudyEstimate
 
-__all__ = ["Z95", "cost_plot", "graph_layout", "interval_plot", "number"]
+__all__ = ["Z95", "cost_plot", "graph_layout", "interval_plot", "line_plot", "number"]
 
 NODE_H = 30
 ROW_GAP = 16
@@ -213,4 +214,68 @@ def cost_plot(classic: dict[str, Any], best: str | None, optimum: float | None) 
             }
             for i, (family, cost, lo, hi) in enumerate(rows)
         ],
+    }
+
+
+# -- the language model page's training curves ------------------------------------------------------
+CURVE_COLORS = ("#2563eb", "#d97706", "#059669", "#dc2626")
+MAX_CURVE_POINTS = 400  # a path of a few hundred segments is smooth at 600 px; more only weighs the page
+
+
+def _thin(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """At most MAX_CURVE_POINTS evenly strided points, the last one always kept (the final loss)."""
+    stride = max(1, math.ceil(len(points) / MAX_CURVE_POINTS))
+    kept = list(points[::stride])
+    if points and kept[-1] != points[-1]:
+        kept.append(points[-1])
+    return kept
+
+
+def line_plot(series: Mapping[str, Sequence[tuple[float, float]]]) -> dict[str, Any] | None:
+    """{width, height, left, right, axis_y, x_ticks, y_ticks, series: [{label, color, d, end}]} of named
+    (x, y) series on shared axes (loss against step); None when no series has a finite point."""
+    clean = {
+        label: _thin([(float(x), float(y)) for x, y in points if number(x) is not None and number(y) is not None])
+        for label, points in series.items()
+    }
+    clean = {label: points for label, points in clean.items() if points}
+    if not clean:
+        return None
+    xs = [x for points in clean.values() for x, _ in points]
+    ys = [y for points in clean.values() for _, y in points]
+    x_low, x_high = min(xs), max(xs)
+    if x_high == x_low:  # one step: widen so the point sits inside the axis
+        x_low, x_high = x_low - 1, x_high + 1
+    pad = (max(ys) - min(ys)) * 0.06 or max(abs(max(ys)) * 0.05, 0.1)
+    y_low, y_high = min(ys) - pad, max(ys) + pad
+    left, right, top, axis_y = 56, 600, 12, 220
+
+    def px(x: float) -> float:
+        return round(left + (x - x_low) / (x_high - x_low) * (right - left), 1)
+
+    def py(y: float) -> float:
+        return round(axis_y - (y - y_low) / (y_high - y_low) * (axis_y - top), 1)
+
+    drawn = []
+    for i, (label, points) in enumerate(clean.items()):
+        d = " ".join(f"{'M' if j == 0 else 'L'}{px(x)},{py(y)}" for j, (x, y) in enumerate(points))
+        last_x, last_y = points[-1]
+        drawn.append(
+            {
+                "label": label,
+                "color": CURVE_COLORS[i % len(CURVE_COLORS)],
+                "d": d,
+                "end": {"x": px(last_x), "y": py(last_y), "step": last_x, "value": last_y},
+            }
+        )
+    return {
+        "width": right + 16,
+        "height": axis_y + 40,
+        "left": left,
+        "right": right,
+        "top": top,
+        "axis_y": axis_y,
+        "x_ticks": [{"x": px(t), "label": f"{t:,.6g}"} for t in _ticks(x_low, x_high) if x_low <= t <= x_high],
+        "y_ticks": [{"y": py(t), "label": f"{t:,.4g}"} for t in _ticks(y_low, y_high) if y_low <= t <= y_high],
+        "series": drawn,
     }
