@@ -20,6 +20,7 @@ from keel.cli import (
     explain,
     genai,
     jobs,
+    migrate,
     models,
     monitor,
     retrain,
@@ -152,6 +153,7 @@ app.command("tune")(retrain.tune)
 app.command("explain")(explain.explain)
 models.app.command("explain")(explain.explain_dataset)
 app.command("worker")(jobs.worker)
+app.command("migrate")(migrate.migrate)
 models.app.command("score")(jobs.score)
 app.add_typer(jobs.app, name="jobs")
 causal.app.command("cate")(causal_targeting.cate)

@@ -87,7 +87,11 @@ def train(
 
 def tune(
     ctx: typer.Context,
-    base: str = typer.Argument(..., metavar="BASE@VERSION|@ALIAS", help="A registered language model."),
+    base: str = typer.Argument(
+        ...,
+        metavar="BASE@VERSION|@ALIAS|./DIR",
+        help="A registered language model, or a local GPT-2 checkpoint folder.",
+    ),
     corpus: str = typer.Argument(..., metavar="CORPUS@VERSION", help="A table with a text column, or text files."),
     lora: str | None = typer.Option(None, "--lora", metavar="r=8,alpha=16,dropout=0", help="LoRA (the default)."),
     full: bool = typer.Option(False, "--full", help="Tune every weight instead of a LoRA adapter."),
@@ -104,7 +108,9 @@ def tune(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Tune a registered language model on a corpus version (LoRA, or --full), measure it against the base
-    and Kneser-Ney on the held-out side and register the merged model; a LoRA adapter is kept on its own."""
+    and Kneser-Ney on the held-out side and register the merged model; a LoRA adapter is kept on its own.
+    BASE may be a local GPT-2 checkpoint folder (config.json, model.safetensors, tokenizer.json; nothing is
+    downloaded, no pickle is read): write ./DIR."""
     if full and lora is not None:
         raise typer.BadParameter("choose LoRA or full tuning, not both", param_hint="'--lora' / '--full'")
     options: dict[str, Any] = {"method": "full" if full else "lora", **parse_lora(lora or "")}
@@ -112,8 +118,11 @@ def tune(
     options |= {"device": device, "threads": threads, "valid_share": valid_share}
     ws = open_workspace(ctx)
     if queue:
+        from keel.workspace.genai_checkpoint import checkpoint_dir
         from keel.workspace.payloads import GenAITunePayload
 
+        if checkpoint_dir(base) is not None:  # a worker (or a server) must not read a path a client names
+            raise typer.BadParameter("a checkpoint folder is tuned here, not queued: drop --queue", param_hint="BASE")
         base_ref, corpus_ref = ws.models.get(base).ref, ws.datasets.get(corpus).ref  # unknown ones fail here
         set_ = {k: v for k, v in options.items() if v is not None}
         queue_job(ws, GenAITunePayload(base_ref, corpus=corpus_ref, **set_), as_json)

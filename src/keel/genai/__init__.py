@@ -9,6 +9,9 @@ from keel.genai.answer import find_citations as find_citations
 
 # corpora, the n-gram baseline and retrieval (numpy/scipy only; the embedder loads its model on first use)
 from keel.genai.bm25 import BM25 as BM25
+
+# a transformers GPT-2 checkpoint's values (config, safetensors tensors, tokenizer JSON) as a TrainedLM
+from keel.genai.checkpoint import lm_from_gpt2 as lm_from_gpt2
 from keel.genai.corpus import DedupeReport as DedupeReport
 from keel.genai.corpus import Document as Document
 from keel.genai.corpus import dedupe_paragraphs as dedupe_paragraphs

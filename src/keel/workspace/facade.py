@@ -35,6 +35,7 @@ from keel.workspace.rl_loop import PolicyLoop
 
 if TYPE_CHECKING:
     from keel.explain import LimeExplanation
+    from keel.workspace.migrate import MigrationReport
 
 logger = logging.getLogger(__name__)
 
@@ -241,6 +242,21 @@ class Workspace:
             if deleted:
                 logger.info("gc deleted %d unreferenced artifacts (%d bytes)", len(deleted), freed)
         return GcReport(len(referenced), tuple(deleted), kept_young, freed, dry_run)
+
+    def migrate(
+        self,
+        to_store_url: str,
+        *,
+        artifacts: str | None = None,
+        artifacts_options: dict[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> MigrationReport:
+        """Copy this workspace into an empty store (server mode: PostgreSQL) and artifact location
+        (S3): every blob verified on the target, then every table's rows in one transaction, row
+        counts compared. Returns keel.workspace.migrate.MigrationReport; see that module."""
+        from keel.workspace.migrate import migrate
+
+        return migrate(self, to_store_url, artifacts=artifacts, artifacts_options=artifacts_options, dry_run=dry_run)
 
     def close(self) -> None:
         self.jobs.close()

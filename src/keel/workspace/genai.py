@@ -14,6 +14,7 @@ from __future__ import annotations
 import builtins
 import io
 import json
+import os
 import threading
 import zipfile
 from collections import OrderedDict
@@ -305,7 +306,7 @@ class GenAI:
 
     def tune(
         self,
-        base: str,
+        base: str | os.PathLike[str],
         corpus: str,
         *,
         name: str | None = None,
@@ -326,7 +327,7 @@ class GenAI:
     ) -> ModelVersion:
         """Tune the registered language model `base` on a corpus version (method 'lora' or 'full'), register
         the merged model as the next version of `name` (default: the base's) and keep a LoRA adapter on
-        its own (`adapter(ref)`)."""
+        its own (`adapter(ref)`). `base` may be a local GPT-2 checkpoint directory instead (a Path or ./dir)."""
         from keel.workspace.genai_train import tune
 
         return tune(

@@ -15,6 +15,7 @@ log-likelihood over its UTF-8 bytes), which does not depend on how the text was 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -284,9 +285,22 @@ def train(
     )
 
 
+def _base(ws: Workspace, base: str | os.PathLike[str]) -> tuple[str, str, TrainedLM, dict[str, str], str]:
+    """(ref for the tags, default name, model, extra tags, checkpoint directory or "") of a registered model
+    or a local GPT-2 checkpoint directory."""
+    from keel.workspace.genai_checkpoint import checkpoint_dir, read_checkpoint
+
+    directory = checkpoint_dir(base)
+    if directory is None:
+        version, lm = _lm(ws, str(base), what="base model")
+        return version.ref, version.name, lm, {}, ""
+    ckpt = read_checkpoint(directory)
+    return ckpt.ref, ckpt.path.name, ckpt.lm, {"keel.base_digest": ckpt.digest}, str(ckpt.path)
+
+
 def tune(
     ws: Workspace,
-    base: str,
+    base: str | os.PathLike[str],
     corpus: str,
     *,
     name: str | None = None,
@@ -307,7 +321,12 @@ def tune(
 ) -> ModelVersion:
     """Tune the registered language model `base` on the corpus version's training side (LoRA or full),
     register the merged model as the next version of `name` (default: the base's name) and, for LoRA,
-    store the adapter on its own as the run's artifact (tag keel.adapter; read it with `adapter`)."""
+    store the adapter on its own as the run's artifact (tag keel.adapter; read it with `adapter`).
+
+    `base` may instead be a local GPT-2 checkpoint directory (a Path, or a string that is not a model
+    reference, such as ./gpt2-small; see keel.workspace.genai_checkpoint): its name is then the default
+    `name`, and the version's tags say keel.base = checkpoint:<directory name>, keel.base_digest = the
+    weights' SHA-256."""
     from keel.genai.lora import adapter_to_bytes, tune_lm
     from keel.genai.train import resolve_device
 
@@ -316,15 +335,16 @@ def tune(
     _check(steps, tokens, batch, threads, lr)
     _count("r", r, optional=False)
     resolve_device(device)
-    base_version, base_lm = _lm(ws, base, what="base model")
-    name = check_name(name or base_version.name, what="model name")
+    base_ref, base_name, base_lm, extra, source = _base(ws, base)
+    name = check_name(name or base_name, what="model name (default: the base's name; pass name=...)")
     split = split_corpus(ws, corpus, text_column=text_column, valid_share=valid_share, seed=seed)
     _enough(base_lm.tokenizer(), split, base_lm.config.block_size)
     kind = f"tune-{method}"
-    tags = {"keel.genai": kind, "keel.corpus": split.corpus, "keel.base": base_version.ref}
+    tags = {"keel.genai": kind, "keel.corpus": split.corpus, "keel.base": base_ref, **extra}
     if text_column is not None:
         tags["keel.text_column"] = text_column
-    params = {"method": method, "base": base_version.ref, "batch": batch, "lr": lr, "seed": seed, "device": device}
+    params = {"method": method, "base": base_ref, "batch": batch, "lr": lr, "seed": seed, "device": device}
+    params |= {"checkpoint": source} if source else {}
     params |= {"r": r, "alpha": alpha, "dropout": dropout} if method == "lora" else {}
     params |= {"valid_share": valid_share, "threads": threads, **split.dedupe}
     with ws.runs.start(f"genai-{name}", name=kind, params=params, tags=tags, inputs=[split.corpus]) as run:
@@ -353,7 +373,7 @@ def tune(
         X=_prompts(split),
         metrics=metrics,
         tags=tags,
-        description=description or f"{base_version.ref} tuned ({method}) on {split.corpus}",
+        description=description or f"{base_ref} tuned ({method}) on {split.corpus}",
     )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Self
 
 from keel.errors import InvalidInputError
+from keel.refs import parse_ref
 
 __all__ = [
     "PAYLOADS",
@@ -417,6 +418,14 @@ class GenAITunePayload(_CorpusPayload):
         super().__post_init__()
         if self.method is not None and self.method not in ("lora", "full"):
             raise InvalidInputError(f"{self.kind} job payload: 'method' must be 'lora' or 'full', got {self.method!r}")
+        # a job's base is a registered model: a worker must never read a folder a payload names
+        try:
+            parse_ref(self.model)
+        except InvalidInputError:
+            raise InvalidInputError(
+                f"{self.kind} job payload: 'model' must be a model reference (name, name@3, name@alias), "
+                f"got {self.model!r}; a checkpoint folder is tuned directly, not as a job"
+            ) from None
 
     @property
     def dedup_key(self) -> str:

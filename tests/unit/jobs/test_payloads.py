@@ -76,3 +76,12 @@ def test_payloads_are_frozen() -> None:
     payload = BatchExplainPayload("m@1", dataset="d@1", top=3)
     with pytest.raises(AttributeError):
         payload.top = 5  # type: ignore[misc]  # the point of the test: assignment is refused
+
+
+@pytest.mark.parametrize("base", ["./tiny-gpt2", "/etc", "../models/x@1"])
+def test_a_tune_job_names_a_registered_model_never_a_folder(base: str) -> None:
+    from keel.workspace.payloads import GenAITunePayload
+
+    with pytest.raises(InvalidInputError, match="'model' must be a model reference"):
+        GenAITunePayload.from_dict({"model": base, "corpus": "code@1"})
+    assert GenAITunePayload.from_dict({"model": "lm@champion", "corpus": "code@1"}).model == "lm@champion"

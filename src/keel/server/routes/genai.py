@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from keel.entities import Role
 from keel.server.auth import Principal, need
@@ -90,6 +90,22 @@ class TuneLMRequest(_LMTraining):
     alpha: Annotated[float, Field(gt=0, le=10_000)] = Field(default=16, description="LoRA scale numerator")
     dropout: Annotated[float, Field(ge=0, lt=1)] = Field(default=0.0, description="LoRA dropout")
     steps: Annotated[int, Field(ge=1, le=10_000_000)] | None = Field(default=200, description="Tuning steps")
+
+    @field_validator("base")
+    @classmethod
+    def _a_reference(cls, value: str) -> str:
+        # ws.genai.tune also takes a local checkpoint directory; a server must not read a path a client names
+        from keel.errors import InvalidInputError
+        from keel.refs import parse_ref
+
+        try:
+            parse_ref(value)
+        except InvalidInputError:
+            raise ValueError(
+                "base must be a registered language model (NAME, NAME@VERSION or NAME@ALIAS); a checkpoint "
+                "directory is tuned on the machine that holds it (keel genai tune ./DIR), never named over HTTP"
+            ) from None
+        return value
 
 
 @router.post("/models", status_code=202)
