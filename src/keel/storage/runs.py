@@ -21,7 +21,7 @@ from keel.errors import ConflictError, InvalidInputError, NotFoundError
 from keel.storage import schema as s
 from keel.storage._common import Transactional, now, upsert, utc
 from keel.storage._run_load import base_query, load_runs
-from keel.storage._run_search import search_statement
+from keel.storage._run_search import search_runs
 
 __all__ = ["RunStore", "RunOwner"]
 
@@ -334,9 +334,8 @@ class RunStore(Transactional):
         experiment: str | None = None,
         limit: int = 100,
     ) -> builtins.list[Run]:
-        q = search_statement(where, order_by, experiment, limit)
         with self.connect() as conn:
-            return load_runs(conn, q)
+            return search_runs(conn, where, order_by, experiment, limit)
 
     def reading(self, dataset_version_id: int) -> builtins.list[Run]:
         """Every run that read this dataset version, newest first."""

@@ -182,7 +182,7 @@ def test_metric_comparison_uses_the_key_value_index(ws: keel.Workspace) -> None:
     statement, params = next((s, p) for s, p in seen if "FROM runs" in s and "latest_metrics" in s)
     with ws._meta.engine.connect() as conn:
         plan = " | ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params))
-    assert "ix_latest_metrics_key_value (key=? AND value>?)" in plan, plan
+    assert "ix_latest_metrics_key_value_run_id (key=? AND value>?)" in plan, plan
 
 
 def test_search_issues_the_same_few_statements_however_many_runs_match(ws: keel.Workspace) -> None:
