@@ -8,53 +8,18 @@ The app is served by uvicorn in a thread on 127.0.0.1 (port 0); Playwright drive
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browsertools import CHROMIUM, CHROMIUM_ARGS, chromium_problem
 
 import keel
 from keel import Settings
 from keel.server import create_app
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-
-
-def _chromium_problem() -> str | None:
-    """Why Chromium cannot run here, or None when it starts."""
-    if not os.access(CHROMIUM, os.X_OK):
-        return f"{CHROMIUM} is not installed (apt-get install -y chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed"
-    try:
-        done = subprocess.run(
-            [CHROMIUM, *CHROMIUM_ARGS, "--dump-dom", "about:blank"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"{CHROMIUM} does not start: {exc}"
-    if done.returncode != 0:
-        return f"{CHROMIUM} does not start (exit {done.returncode}): {done.stderr.strip()[-300:]}"
-    return None
-
-
-_PROBLEM = _chromium_problem()
+_PROBLEM = chromium_problem()
 if _PROBLEM:
     print(f"\nskipping the dashboard browser tests: {_PROBLEM}")
     pytest.skip(_PROBLEM, allow_module_level=True)

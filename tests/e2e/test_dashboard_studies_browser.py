@@ -9,13 +9,12 @@ the what-if POST passes the same auth and origin checks a real user's does.
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browsertools import CHROMIUM, CHROMIUM_ARGS, chromium_problem
 
 import keel
 from keel import Settings
@@ -23,28 +22,7 @@ from keel.server import create_app
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
-
-
-def _chromium_problem() -> str | None:
-    """Why Chromium cannot run here, or None when it starts (as test_dashboard_browser.py checks)."""
-    if not os.access(CHROMIUM, os.X_OK):
-        return f"{CHROMIUM} is not installed (apt-get install -y chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed"
-    try:
-        done = subprocess.run(
-            [CHROMIUM, *CHROMIUM_ARGS, "--dump-dom", "about:blank"], capture_output=True, timeout=60, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"{CHROMIUM} does not start: {exc}"
-    return None if done.returncode == 0 else f"{CHROMIUM} does not start (exit {done.returncode})"
-
-
-_PROBLEM = _chromium_problem()
+_PROBLEM = chromium_problem()
 if _PROBLEM:
     pytest.skip(_PROBLEM, allow_module_level=True)
 

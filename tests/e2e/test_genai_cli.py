@@ -38,3 +38,14 @@ def test_index_list_show_and_ask(home: Path) -> None:
 def test_mistakes_are_one_line_errors(home: Path) -> None:
     assert_one_line_error(keel_cli(home, "genai", "index", "docs", "docs@1"), code=1, contains="2 text columns")
     assert_one_line_error(keel_cli(home, "genai", "ask", "nothing", "why"), code=1, contains="No index named 'nothing'")
+
+
+def test_loading_the_embedder_prints_no_progress_bar_between_the_cli_lines() -> None:
+    # a fresh process (the in-process embedder is cached): transformers 5 drew 'Loading weights' on stderr
+    import subprocess
+    import sys
+
+    code = "from keel.genai.embeddings import Embedder; print(Embedder().embed(['a question']).shape)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "(1, 384)", done.stderr
+    assert "Loading weights" not in done.stderr and "it/s" not in done.stderr, done.stderr

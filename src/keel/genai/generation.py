@@ -48,15 +48,7 @@ def generate(
     Raises InvalidInputError for unusable sampling parameters.
     """
     run = _Run(lm, prompt, max_tokens, temperature, top_k, top_p, stop, seed, device, threads)
-    text = "".join(run.pieces())
-    return Generation(
-        text=text,
-        tokens=tuple(run.tokens),
-        finish_reason=run.finish_reason,
-        prompt_tokens=run.prompt_tokens,
-        seconds=run.seconds,
-        prompt_truncated=run.prompt_truncated,
-    )
+    return run.generation("".join(run.pieces()))
 
 
 def stream(
@@ -96,14 +88,7 @@ def stream_generation(
     for piece in run.pieces():
         pieces.append(piece)
         yield piece
-    yield Generation(
-        text="".join(pieces),
-        tokens=tuple(run.tokens),
-        finish_reason=run.finish_reason,
-        prompt_tokens=run.prompt_tokens,
-        seconds=run.seconds,
-        prompt_truncated=run.prompt_truncated,
-    )
+    yield run.generation("".join(pieces))
 
 
 class _Run:
@@ -149,6 +134,17 @@ class _Run:
         self.tokens: list[int] = []
         self.finish_reason: FinishReason = "length"
         self.seconds = 0.0
+
+    def generation(self, text: str) -> Generation:
+        """The finished run as a value; `text` is its pieces joined (call after pieces() is exhausted)."""
+        return Generation(
+            text=text,
+            tokens=tuple(self.tokens),
+            finish_reason=self.finish_reason,
+            prompt_tokens=self.prompt_tokens,
+            seconds=self.seconds,
+            prompt_truncated=self.prompt_truncated,
+        )
 
     def pieces(self) -> Iterator[str]:
         # one thread by default: batch-1 decoding is a chain of small matrix-vector products, and a second

@@ -84,16 +84,23 @@ def load_checked(
     return state
 
 
-def lm_from_bytes(data: bytes) -> TrainedLM:
-    """A TrainedLM saved by `lm_to_bytes`; malformed input raises InvalidInputError naming the problem."""
+def keel_header(data: bytes, fmt: str, *, what: str, label: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The safetensors header of a Keel file (bounded parse) and its 'keel' JSON metadata, which must
+    declare format `fmt`; `what` ('language model') and `label` ('language-model') name it in errors."""
     header = _header(data)
     try:
         meta = json.loads(header["__metadata__"]["keel"])
     except (KeyError, TypeError, json.JSONDecodeError):
-        raise InvalidInputError("not a Keel language model: no 'keel' JSON entry in the safetensors metadata") from None
-    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        raise InvalidInputError(f"not a Keel {what}: no 'keel' JSON entry in the safetensors metadata") from None
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
         found = meta.get("format") if isinstance(meta, dict) else None
-        raise InvalidInputError(f"language-model metadata must declare format {_FORMAT!r}, found {found!r}")
+        raise InvalidInputError(f"{label} metadata must declare format {fmt!r}, found {found!r}")
+    return header, meta
+
+
+def lm_from_bytes(data: bytes) -> TrainedLM:
+    """A TrainedLM saved by `lm_to_bytes`; malformed input raises InvalidInputError naming the problem."""
+    header, meta = keel_header(data, _FORMAT, what="language model", label="language-model")
     try:
         config = GPTConfig(**{k: meta["config"][k] for k in GPTConfig().to_dict()})
     except (KeyError, TypeError) as exc:

@@ -398,16 +398,9 @@ def _expected_shapes(found: dict[str, Any], r: int, targets: tuple[str, ...]) ->
 def adapter_from_bytes(data: bytes) -> LoRAAdapter:
     """An adapter saved by adapter_to_bytes; every tensor's name, shape and dtype is checked against r and
     targets before any is read. Malformed input raises InvalidInputError naming the problem."""
-    from keel.genai.lm_io import _header, load_checked  # the same bounded parse and checks as a model file
+    from keel.genai.lm_io import keel_header, load_checked  # the same bounded parse and checks as a model file
 
-    header = _header(data)
-    try:
-        meta = json.loads(header["__metadata__"]["keel"])
-    except (KeyError, TypeError, json.JSONDecodeError):
-        raise InvalidInputError("not a Keel LoRA adapter: no 'keel' JSON entry in the safetensors metadata") from None
-    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-        found_format = meta.get("format") if isinstance(meta, dict) else None
-        raise InvalidInputError(f"adapter metadata must declare format {_FORMAT!r}, found {found_format!r}")
+    header, meta = keel_header(data, _FORMAT, what="LoRA adapter", label="adapter")
     targets = _check_lora(meta.get("r"), meta.get("alpha"), meta.get("dropout"), meta.get("targets"))
     digest = meta.get("base_digest")
     if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):

@@ -184,23 +184,13 @@ def _fit(
     *,
     steps: int,
     batch: int,
-    lr: float,
     seed: int,
-    warmup: int,
-    min_lr_ratio: float,
-    weight_decay: float,
-    precision: str,
-    eval_every: int,
-    eval_tokens: int,
-    progress: Progress | None,
+    **loop: Any,
 ) -> TrainedLM:
+    """A new GPT trained by train_steps (`loop`: its other keyword arguments) and returned as a value."""
     torch.manual_seed(seed)
     model = GPT(cfg).to(dev).train()
-    run = train_steps(
-        model, train_ids, valid_ids, dev, steps=steps, batch=batch, lr=lr, seed=seed, warmup=warmup,
-        min_lr_ratio=min_lr_ratio, weight_decay=weight_decay, precision=precision, eval_every=eval_every,
-        eval_tokens=eval_tokens, progress=progress,
-    )  # fmt: skip
+    run = train_steps(model, train_ids, valid_ids, dev, steps=steps, batch=batch, seed=seed, **loop)
     # the final perplexity uses every validation token, not the capped sample of the curve
     val_ppl = math.exp(stream_loss(model, valid_ids, dev)) if len(valid_ids) >= 2 else None
     return TrainedLM(

@@ -197,11 +197,24 @@ def _enough(lm_tokenizer: Any, split: CorpusSplit, block_size: int) -> None:
         )
 
 
-def _prompts(split: CorpusSplit) -> Any:
-    """A one-row `prompt` table: the version's signature (what /predict takes) and its input example."""
+def _register(
+    ws: Workspace,
+    name: str,
+    lm: TrainedLM,
+    run_id: str,
+    split: CorpusSplit,
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    description: str,
+) -> ModelVersion:
+    """The `lm` version, linked to its run and corpus; its signature a one-row `prompt` table (what
+    /predict takes, and its input example)."""
     import pandas as pd
 
-    return pd.DataFrame({"prompt": [" ".join(split.train[0].split()[:8])]})
+    prompt = pd.DataFrame({"prompt": [" ".join(split.train[0].split()[:8])]})
+    return ws.models.register(
+        name, lm, run=run_id, trained_on=split.corpus, X=prompt, metrics=metrics, tags=tags, description=description
+    )
 
 
 def _log_curves(run: Any, lm: TrainedLM) -> None:
@@ -273,16 +286,8 @@ def train(
         if general_lm is not None:
             metrics |= _general(general_lm, split, device=device, threads=threads)
         run.log_metrics(metrics)
-    return ws.models.register(
-        name,
-        lm,
-        run=run.id,
-        trained_on=split.corpus,
-        X=_prompts(split),
-        metrics=metrics,
-        tags=tags,
-        description=description or f"GPT ({lm.n_params:,} parameters) trained on {split.corpus}, {lm.steps} steps",
-    )
+    made = description or f"GPT ({lm.n_params:,} parameters) trained on {split.corpus}, {lm.steps} steps"
+    return _register(ws, name, lm, run.id, split, metrics, tags, made)
 
 
 def _base(ws: Workspace, base: str | os.PathLike[str]) -> tuple[str, str, TrainedLM, dict[str, str], str]:
@@ -365,15 +370,8 @@ def tune(
             run.log_bytes(adapter_to_bytes(tuned.adapter), ADAPTER_ARTIFACT)
             tags["keel.adapter"] = ADAPTER_ARTIFACT
         run.log_metrics(metrics)
-    return ws.models.register(
-        name,
-        lm,
-        run=run.id,
-        trained_on=split.corpus,
-        X=_prompts(split),
-        metrics=metrics,
-        tags=tags,
-        description=description or f"{base_ref} tuned ({method}) on {split.corpus}",
+    return _register(
+        ws, name, lm, run.id, split, metrics, tags, description or f"{base_ref} tuned ({method}) on {split.corpus}"
     )
 
 
