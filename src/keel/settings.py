@@ -57,6 +57,8 @@ class Settings:
     # Extra names the server answers to in the Host header, comma-separated (loopback names and the
     # bound address are always accepted): anything else is refused, which stops DNS rebinding.
     server_allowed_hosts: str = ""
+    # How often `keel serve` runs its background tick (due monitors, due retraining, queued jobs)
+    server_tick_s: float = 10.0
     # SQLite's durability: 'normal' (WAL; a commit survives a crash of the application, not of the
     # OS) or 'full' (each commit is synced to disk, as MLflow does; slower).
     sqlite_synchronous: str = "normal"
@@ -129,6 +131,8 @@ class Settings:
                 raise ConfigError(f"{name} (KEEL_{name.upper()}) must be >= 1, got {getattr(self, name)}")
         if self.executor_workers < 1:
             raise ConfigError(f"executor_workers (KEEL_EXECUTOR_WORKERS) must be >= 1, got {self.executor_workers}")
+        if not self.server_tick_s > 0:
+            raise ConfigError(f"server_tick_s (KEEL_SERVER_TICK_S) must be > 0, got {self.server_tick_s}")
         if not 0 <= self.server_port <= 65535:
             raise ConfigError(f"server_port (KEEL_SERVER_PORT) must be in 0..65535, got {self.server_port}")
         if len(self.author) > 128:  # the store keeps authors in 128-character columns

@@ -17,7 +17,14 @@ token_app = typer.Typer(
 
 
 def serve_workspace(
-    ws: Workspace, *, host: str, port: int, log_format: str, announce: bool = True, allowed_hosts: str | None = None
+    ws: Workspace,
+    *,
+    host: str,
+    port: int,
+    log_format: str,
+    announce: bool = True,
+    allowed_hosts: str | None = None,
+    workers: int = 1,
 ) -> None:
     """Serve `ws` until Ctrl-C, printing the dashboard address once the server listens."""
     from keel.server import serve
@@ -28,7 +35,15 @@ def serve_workspace(
             out().print(f"Dashboard: [bold]http://{shown}:{p}/[/]   API docs: http://{shown}:{p}/docs   (Ctrl-C stops)")
 
     try:
-        serve(ws, host=host, port=port, log_format=log_format, on_ready=ready, allowed_hosts=allowed_hosts)
+        serve(
+            ws,
+            host=host,
+            port=port,
+            log_format=log_format,
+            on_ready=ready,
+            allowed_hosts=allowed_hosts,
+            workers=workers,
+        )
     except KeyboardInterrupt:
         pass
 
@@ -48,12 +63,21 @@ def serve_command(
         "loopback names and --host are always allowed, '*' allows any. "
         "Default: KEEL_SERVER_ALLOWED_HOSTS.",
     ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        min=1,
+        max=256,
+        help="Serving processes sharing the port and the store (aliases, predictions, schedules agree across them).",
+    ),
 ) -> None:
-    """Serve the workspace over HTTP: REST API, predictions, dashboard, /metrics, /healthz, /readyz."""
+    """Serve the workspace over HTTP: REST API, predictions, dashboard, /metrics, /healthz, /readyz.
+
+    The address is printed once the champions are loaded and warm (/readyz then says ready)."""
     if log_format not in ("text", "json"):
         raise typer.BadParameter(f"must be text or json, got {log_format!r}", param_hint="--log-format")
     ws = open_workspace(ctx, create=True)
-    serve_workspace(ws, host=host, port=port, log_format=log_format, allowed_hosts=allowed_hosts)
+    serve_workspace(ws, host=host, port=port, log_format=log_format, allowed_hosts=allowed_hosts, workers=workers)
 
 
 @token_app.command("create")

@@ -178,15 +178,16 @@ class Models:
 
     @property
     def generation(self) -> int:
-        """A number that changes after every registration and alias move made through this object.
+        """A number that changes after every registration and alias move, made through this object
+        or by any other process sharing the store (`keel.storage.changes`): a memory read.
 
-        A cache of resolved references (the server's) is stale once it changed; moves made by
-        other processes do not change it.
+        A cache of resolved references (the server's) is stale once it changed.
         """
-        return self._generation
+        return self._generation + self._meta.changes.value()
 
     def _changed(self) -> None:
         self._generation = next(self._changes)  # after the commit: a reader that saw the old number re-reads
+        self._meta.changes.bump()  # ...in every process sharing the store
 
     # -- register -------------------------------------------------------------------------
     def register(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib.resources import files
 from typing import TYPE_CHECKING
 
@@ -21,6 +21,7 @@ from keel.server.cache import ModelCache, ShadowTable
 from keel.server.guard import CatchAll, HostPolicy, Limits, RequestGuard
 from keel.server.observability import Metrics, ObservabilityMiddleware, PredictionLogCollector
 from keel.server.state import ServerState, server_state
+from keel.server.warmup import Warmup
 
 if TYPE_CHECKING:
     from keel.workspace.facade import Workspace
@@ -54,6 +55,8 @@ def create_app(
     monitor_tick_s: float | None = None,
     bind_host: str | None = None,
     allowed_hosts: str | Iterable[str] | None = None,
+    warm: bool = False,
+    on_warm: Callable[[], object] | None = None,
 ) -> FastAPI:
     """The application for workspace `ws`. `require_auth` forces tokens even on loopback.
 
@@ -63,6 +66,8 @@ def create_app(
     other write up to `max_small_json_bytes`. The Host header must name this server: a loopback
     name, `bind_host` (the address `keel serve` binds) or one of `allowed_hosts` (default: the
     `server_allowed_hosts` setting; '*' accepts any) -- see keel.server.guard.HostPolicy.
+    `warm` loads and warms every champion at start-up, in a background thread (keel.server.warmup):
+    /readyz answers 503 until it is done, then `on_warm()` is called.
     """
     from keel._version import __version__
 
@@ -83,23 +88,28 @@ def create_app(
     scheduler = None if monitor_tick_s is None else MonitorScheduler(ws, gauges, tick_s=monitor_tick_s)
     # Every prediction served is logged, in batches from a background thread; shutdown writes the rest.
     predlog = ws.predictions.logger()
+    cache = ModelCache(ws, metrics, max_models=max_models)
+    warmup = Warmup(ws, cache) if warm else None
     state = ServerState(
         ws=ws,
         metrics=metrics,
         auth=Authenticator(ws, require_auth=require_auth, cache_s=token_cache_s),
-        cache=ModelCache(ws, metrics, max_models=max_models),
+        cache=cache,
         shadows=ShadowTable(ws),
         monitor_gauges=gauges,
         predlog=predlog,
         max_upload_bytes=max_upload_bytes,
         max_json_bytes=max_json_bytes,
         monitor_scheduler=scheduler,
+        warmup=warmup,
     )
     state.install(app)
     if scheduler is not None:
         app.router.on_startup.append(scheduler.start)
         app.router.on_shutdown.append(scheduler.stop)
     app.router.on_shutdown.append(predlog.close)
+    if warmup is not None:
+        app.router.on_startup.append(lambda: warmup.start(then=on_warm))
     metrics.registry.register(PredictionLogCollector(predlog))
     _add_routes(app)
     _add_docs(app)
@@ -160,12 +170,17 @@ def _add_probes(app: FastAPI) -> None:
 
     @app.get("/readyz", tags=["health"])
     async def readyz(request: Request, _: Principal = reader) -> JSONResponse:
-        """Ready to serve, with the schema revision: needs the reader role once tokens exist (/healthz does not)."""
+        """Ready to serve, with the schema revision: needs the reader role once tokens exist (/healthz does not).
+        Under `keel serve`, ready only once every champion is loaded and has scored (503 "warming" before)."""
+        warmup = server_state(request).warmup
+        if warmup is not None and not warmup.done.is_set():
+            return JSONResponse({"status": "warming", **warmup.status()}, status_code=503)
         try:
             revision = await run_in_threadpool(lambda: server_state(request).ws.schema_revision)
         except KeelError as exc:
             return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
-        return JSONResponse({"status": "ready", "schema": revision, "models_cached": len(server_state(request).cache)})
+        body = {"status": "ready", "schema": revision, "models_cached": len(server_state(request).cache)}
+        return JSONResponse(body if warmup is None else {**body, **warmup.status()})
 
 
 def _add_docs(app: FastAPI) -> None:

@@ -1,11 +1,12 @@
 """A bounded cache of loaded models, keyed by (name, version), and of what aliases point at.
 
-An alias is resolved against the store at most every `alias_cache_s` seconds (default 1 s), and
-at once after a registration or alias move made through the served workspace (the REST API, or
-Python code sharing the Workspace object): so a move made there is served by the next request, and
-a move made by another process (the CLI) within `alias_cache_s`. Requests already holding the old
-model finish with it. A numbered version never changes, so `?version=` needs no store query once
-its model is loaded.
+A resolved alias is kept until the registry changes, in this process or in any other sharing the
+store (`ws.models.generation`, a memory read backed by keel.storage.changes): so a move made
+anywhere, through the REST API, the CLI or another server process, is served by the next request
+(with PostgreSQL, once its notification arrived: about a millisecond). It is also re-read from the
+store at least every `alias_cache_s` seconds (default 1 s), in case a change went unseen. Requests
+already holding the old model finish with it. A numbered version never changes, so `?version=`
+needs no store query once its model is loaded.
 
 The cache also keeps how long each model takes to score a small request, so that the prediction
 route can score quick ones on the event loop instead of paying for a hop to a worker thread.

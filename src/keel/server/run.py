@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from keel.errors import ConflictError
@@ -24,7 +25,7 @@ def serve(
     port: int = 8080,
     log_format: str = "text",
     log_level: str = "info",
-    workers_threads: int | None = None,
+    workers: int = 1,
     on_ready: Any = None,
     monitor_tick_s: float | None = 10.0,
     allowed_hosts: str | None = None,
@@ -33,9 +34,10 @@ def serve(
 
     Requests must name this server in their Host header: a loopback name, `host`, or one of
     `allowed_hosts` (comma-separated; default: the `server_allowed_hosts` setting).
+    `workers` > 1 serves from that many processes sharing the socket and the store
+    (keel.server.workers). `on_ready(host, port)` is called once the champions are loaded and
+    warm (in every worker), when /readyz says ready.
     """
-    import uvicorn
-
     require_auth = check_bind(ws, host)
     # Listen before the app starts: a busy port fails here, as one error, before on_ready announces
     # an address; and port 0's free port is the one announced.
@@ -43,18 +45,62 @@ def serve(
     with sock:
         port = int(sock.getsockname()[1])
         configure_logging(log_level, log_format)
-        app = create_app(
-            ws, require_auth=require_auth, monitor_tick_s=monitor_tick_s, bind_host=host, allowed_hosts=allowed_hosts
-        )
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
-        server = uvicorn.Server(config)
         logger.info(
-            "serving %s on http://%s:%s (auth %s)", ws, host, port, "required" if require_auth else "when tokens exist"
+            "serving %s on http://%s:%s (auth %s, %d worker process%s)",
+            ws,
+            host,
+            port,
+            "required" if require_auth else "when tokens exist",
+            workers,
+            "es" if workers > 1 else "",
         )
-        if on_ready is not None:
-            app.router.on_startup.append(lambda: on_ready(host, port))
-        with _sigterm_stops_cleanly(server):
-            server.run(sockets=[sock])
+        options = ServeOptions(
+            host=host,
+            port=port,
+            require_auth=require_auth,
+            monitor_tick_s=monitor_tick_s,
+            allowed_hosts=allowed_hosts,
+            log_level=log_level,
+            log_format=log_format,
+        )
+        if workers > 1:
+            from keel.server.workers import supervise
+
+            supervise(ws.settings, sock, options, workers=workers, on_ready=on_ready)
+            return
+        run_app(ws, sock, options, on_ready=None if on_ready is None else lambda: on_ready(host, port))
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What one serving process needs besides its workspace and socket (picklable: workers get it)."""
+
+    host: str
+    port: int
+    require_auth: bool
+    monitor_tick_s: float | None
+    allowed_hosts: str | None
+    log_level: str = "info"
+    log_format: str = "text"
+
+
+def run_app(ws: Workspace, sock: Any, options: ServeOptions, *, on_ready: Any = None) -> None:
+    """Serve `ws` on the listening `sock` in this process until stopped (SIGTERM, Ctrl-C)."""
+    import uvicorn
+
+    app = create_app(
+        ws,
+        require_auth=options.require_auth,
+        monitor_tick_s=options.monitor_tick_s,
+        bind_host=options.host,
+        allowed_hosts=options.allowed_hosts,
+        warm=True,
+        on_warm=on_ready,
+    )
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    with _sigterm_stops_cleanly(server):
+        server.run(sockets=[sock])
 
 
 def listen(host: str, port: int) -> Any:

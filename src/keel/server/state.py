@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # annotations only: these modules need no state, and a runtim
     from keel.server.cache import ModelCache, ShadowTable
     from keel.server.observability import Metrics
     from keel.server.scheduler import MonitorGauges, MonitorScheduler
+    from keel.server.warmup import Warmup
     from keel.workspace.facade import PredictionLogger, Workspace
 
 __all__ = ["ServerState", "server_state", "state_of"]
@@ -32,7 +33,7 @@ class ServerState:
     (Explanation contexts are cached by the Workspace, `ws.explainer`, shared with the Python API.)
 
     `predlog` is the buffered prediction writer of `ws.predictions.logger()`. `monitor_scheduler`
-    is None unless `create_app` got `monitor_tick_s`.
+    is None unless `create_app` got `monitor_tick_s`; `warmup` None unless it got `warm=True`.
     """
 
     ws: Workspace
@@ -45,6 +46,7 @@ class ServerState:
     max_upload_bytes: int
     max_json_bytes: int
     monitor_scheduler: MonitorScheduler | None = None
+    warmup: Warmup | None = None  # `keel serve`: /readyz says ready once the champions are loaded and warm
 
     def install(self, app: Starlette) -> None:
         setattr(app.state, KEY, self)

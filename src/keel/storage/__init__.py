@@ -14,12 +14,14 @@ from keel.storage import schema
 from keel.storage._common import translate_errors
 from keel.storage.alerts import AlertStore
 from keel.storage.blobs import BlobInfo, BlobStore, sha256_file
+from keel.storage.changes import ChangeFeed, open_change_feed
 from keel.storage.datasets import DatasetStore
 from keel.storage.edge import EdgeStore
 from keel.storage.engine import head_revision, mask_url, open_engine, schema_revision
 from keel.storage.genai import TextIndexStore
 from keel.storage.importance import ImportanceStore
 from keel.storage.jobs import JobStore
+from keel.storage.leases import LeaseStore
 from keel.storage.models import ModelStore
 from keel.storage.monitors import MonitorStore
 from keel.storage.predictions import PredictionStore
@@ -52,6 +54,9 @@ class MetadataStore:
         self.edge = EdgeStore(self.engine)
         self.twins = TwinStore(self.engine)
         self.indexes = TextIndexStore(self.engine)
+        self.leases = LeaseStore(self.engine)  # once-only work among the processes sharing the store
+        # a counter every process sees change when the registry changed anywhere (server caches)
+        self.changes: ChangeFeed = open_change_feed(self.engine)
 
     @property
     def dialect(self) -> str:
@@ -71,6 +76,7 @@ class MetadataStore:
             return self.datasets.refs_by_ids(conn, ids)
 
     def close(self) -> None:
+        self.changes.close()
         self.engine.dispose()
 
     def __repr__(self) -> str:

@@ -15,13 +15,34 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["tick"]
+__all__ = ["SCHEDULER_LEASE", "tick"]
+
+# Several processes may share the store (keel serve --workers N, servers behind one address, keel
+# worker): each ticks, and this lease makes the checks of due monitors, the queueing of due
+# retraining and the shadow verdicts run in one of them at a time, so once; queued jobs are
+# claimed atomically by whichever process has a free slot.
+SCHEDULER_LEASE = "scheduler"
 
 
 def tick(ws: Workspace, *, slots: int = 2, at: datetime | None = None) -> dict[str, Any]:
     """Returns what happened: monitor results, jobs queued and jobs started. `at` (default: now)
     is the time the schedules are read at."""
     out: dict[str, Any] = {"monitors": [], "queued": [], "started": [], "shadow_decisions": []}
+    try:
+        with ws._meta.leases.held(SCHEDULER_LEASE) as held:
+            if held:  # else another process sharing the store ticks right now: what is due is its work
+                _scheduled(ws, at, out)
+    except Exception:  # the loop must survive a broken store
+        logger.exception("taking the scheduler lease failed")
+    try:
+        out["started"] = ws.jobs.dispatch(slots=slots)
+    except Exception:
+        logger.exception("starting jobs failed")
+    return out
+
+
+def _scheduled(ws: Workspace, at: datetime | None, out: dict[str, Any]) -> None:
+    """The once-per-workspace part: due monitors, due retraining, shadow verdicts."""
     try:
         out["monitors"] = ws.monitoring.run_due(at)
     except Exception:  # the loop must survive a broken store or monitor
@@ -39,8 +60,3 @@ def tick(ws: Workspace, *, slots: int = 2, at: datetime | None = None) -> dict[s
         out["shadow_decisions"] = ws.retraining.judge_shadows()
     except Exception:
         logger.exception("judging shadow challengers failed")
-    try:
-        out["started"] = ws.jobs.dispatch(slots=slots)
-    except Exception:
-        logger.exception("starting jobs failed")
-    return out

@@ -121,3 +121,33 @@ def test_policy_seeds_train_as_ray_tasks(ray_instance: Any, tmp_path: Path) -> N
         assert len(result.payload["seed_costs"]) == 2  # both seeds came back from Ray workers
         curves = ws.runs.get(result.payload["run"]).metrics
         assert "cost/seed0" in curves and "cost/seed1" in curves
+
+
+@pytest.mark.postgres
+def test_server_mode_a_ray_task_works_on_postgres_and_s3(
+    ray_instance: Any, postgres_url: str, s3_bucket: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """The deployment of docs/deployment.md: PostgreSQL metadata, S3 artifacts, jobs on Ray. The
+    Ray worker opens the same workspace from the settings alone and writes the model to S3."""
+    artifacts, options = s3_bucket
+    settings = Settings(
+        home=tmp_path / "ws",
+        author="tester",
+        executor="ray",
+        store_url=postgres_url,
+        artifacts_url=artifacts,
+        artifacts_options=options,
+    )
+    with keel.Workspace(settings) as ws:
+        ws.datasets.add("cancer", cancer())
+        ws.retraining.train(spec())
+        job, _ = ws.jobs.enqueue("retrain", {"model": "tumor", "trigger": "manual"})
+        assert ws.jobs.dispatch() == [job.id]
+        ws.jobs.wait(timeout=300)
+        done = ws.jobs.get(job.id)
+        assert done.status == "succeeded", done.error
+        assert not done.result["ran_on"].endswith(f":{os.getpid()}")  # type: ignore[index]
+        challenger = ws.models.get("tumor@challenger")
+        assert challenger.version == 2
+        loaded = ws.models.load("tumor@2")  # its artifact was written to S3 by the Ray worker
+        assert len(loaded.predict(cancer().drop(columns=["target"]).head(3))) == 3
