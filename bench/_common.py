@@ -12,6 +12,7 @@ import argparse
 import gc
 import json
 import logging
+import math
 import os
 import platform
 import statistics
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RATIO_GOAL = 10.0  # Keel >= 10x faster than MLflow on each row of tracking.py and registry.py (issue 1)
 PACKAGES = ("keelml", "mlflow", "sqlalchemy", "alembic", "pandas", "numpy", "scikit-learn", "skops", "pyarrow")
 
 
@@ -48,6 +50,54 @@ def quiet_mlflow() -> None:
         from mlflow.utils.logging_utils import disable_logging
 
         disable_logging()
+
+
+def verdict(
+    value: float | None, goal: float | None, *, lower_is_better: bool = True, fmt: Callable[[float], str] | None = None
+) -> str:
+    """The goal beside a figure and whether the figure meets it: "goal <= 50.0 ms: met", "goal >= 10x: missed".
+
+    Every benchmark prints this next to each figure that has a goal (issue 17), so a miss reads as
+    "missed" on the line itself rather than being left to the reader's arithmetic on a ratio.
+    `fmt` formats the goal as the figure is printed (`fmt_seconds`, `fmt_ratio`, `fmt_percent`, ...;
+    default: `{:g}`). No goal gives "", so a caller can pass `GOALS.get(size)` as it is; a figure
+    that was not measured (None or NaN) gives "...: not measured", never "met".
+    """
+    if goal is None:
+        return ""
+    shown = (fmt or _fmt_plain)(goal)
+    head = f"goal {'<=' if lower_is_better else '>='} {shown}"
+    if value is None or math.isnan(value):
+        return f"{head}: not measured"
+    met = value <= goal if lower_is_better else value >= goal
+    return f"{head}: {'met' if met else 'missed'}"
+
+
+def is_missed(text: str) -> bool:
+    """Whether a line built with `verdict` reports a missed goal (for a script's closing "goals missed: ...")."""
+    return ": missed" in text
+
+
+def fmt_seconds(seconds: float) -> str:
+    """A duration in three significant digits and the unit a person reads it in: 10 s, 1.23 s, 50 ms, 4.8 ms, 80 us."""
+    if seconds >= 1:
+        return f"{seconds:.3g} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds * 1e6:.3g} us"
+
+
+def fmt_ratio(ratio: float) -> str:
+    return f"{ratio:g}x"
+
+
+def fmt_percent(share: float) -> str:
+    """A share in [0, 1] as a percentage: 0.995 -> 99.5 %."""
+    return f"{share * 100:g} %"
+
+
+def _fmt_plain(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 1000 and float(x).is_integer() else f"{x:g}"
 
 
 def parse_args(description: str, sizes: dict[str, tuple[int, int]], repeats: tuple[int, int]) -> argparse.Namespace:
@@ -108,12 +158,13 @@ def median(xs: list[float]) -> float:
 
 
 def machine_info() -> dict[str, Any]:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in PACKAGES:
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = None
+    usable: int | None
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -174,7 +225,7 @@ class Report:
 
     def add(self, label: str, keel: list[float], mlflow: list[float], *, unit: str, note: str = "") -> dict[str, Any]:
         k, m = median(keel), median(mlflow)
-        row = {
+        row: dict[str, Any] = {
             "benchmark": label,
             "unit": unit,
             "keel_s": k,
@@ -186,8 +237,8 @@ class Report:
         }
         self.rows.append(row)
         print(
-            f"  {label}: keel {_fmt(k)}  mlflow {_fmt(m)}  ratio {row['ratio']:.1f}x (goal 10x"
-            f"{'' if row['ratio'] >= 10 else ': missed'})",
+            f"  {label}: keel {_fmt(k)}  mlflow {_fmt(m)}  ratio {row['ratio']:.1f}x "
+            f"({verdict(row['ratio'], RATIO_GOAL, lower_is_better=False, fmt=fmt_ratio)})",
             flush=True,
         )
         return row
@@ -205,10 +256,10 @@ class Report:
         width = max(len(r["benchmark"]) for r in self.rows)
         print(f"{'benchmark':<{width}}  {'unit':<10} {'Keel':>10} {'MLflow':>10} {'MLflow/Keel':>12}")
         for r in self.rows:
-            flag = "" if r["ratio"] >= 10 else "  (goal 10x: missed)"
+            flag = verdict(r["ratio"], RATIO_GOAL, lower_is_better=False, fmt=fmt_ratio)
             print(
                 f"{r['benchmark']:<{width}}  {r['unit']:<10} {_fmt(r['keel_s']):>10} {_fmt(r['mlflow_s']):>10} "
-                f"{r['ratio']:>11.1f}x{flag}"
+                f"{r['ratio']:>11.1f}x  {flag}"
             )
         for key, value in self.checks.items():
             print(f"check {key}: {value}")

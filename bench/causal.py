@@ -39,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "unit" / "causal"))
 sys.path.insert(0, str(HERE))
 
+from _common import verdict  # noqa: E402
 from causal_keel import average_effects, benchmark, nsw_samples, refutations, write_samples  # noqa: E402
 from test_cate import simulate  # noqa: E402  (the unit test's DGP, one definition)
 from test_whatif import GRAPH, _push, _simulate  # noqa: E402
@@ -46,10 +47,13 @@ from test_whatif import GRAPH, _push, _simulate  # noqa: E402
 from keel.causal import estimate_cate, fit_scm  # noqa: E402
 
 ANCHOR_PYTHON = HERE / ".anchors-venv" / "bin" / "python"
+PEHE_GOAL = 0.30  # issue 13: sqrt(PEHE) <= 0.30 on the issue's DGP, every seed
+COVERAGE_GOAL = 0.90  # issue 13: 95 % intervals cover the truth in >= 90 % of seeds
+ANSWER_GOAL_S = 1.0  # this script's own bar: a what-if over 10,000 rows answers within a second
 
 
-def line(name: str, value: float, goal: str, ok: bool) -> None:
-    print(f"  {name:<38} {value:>10.3f}   goal {goal:<10} {'' if ok else 'missed'}")
+def line(name: str, value: float, goal: float | None = None, *, lower_is_better: bool = True) -> None:
+    print(f"  {name:<38} {value:>10.3f}   {verdict(value, goal, lower_is_better=lower_is_better)}")
 
 
 def cate(n: int, seeds: int, anchor_seeds: int, folder: Path) -> list[dict[str, float]]:
@@ -74,11 +78,12 @@ def cate(n: int, seeds: int, anchor_seeds: int, folder: Path) -> list[dict[str, 
         chosen.append(f"{res.learner}/{res.model}")
     pehe = [r["pehe"] for r in rows]
     cov = covered / seeds
-    line("sqrt(PEHE), median over seeds", statistics.median(pehe), "<= 0.30", statistics.median(pehe) <= 0.30)
-    line("sqrt(PEHE), worst seed", max(pehe), "<= 0.30", max(pehe) <= 0.30)
-    line("ATE abs error, median", statistics.median(r["ate_error"] for r in rows), "-", True)
-    line("ATE 95% interval coverage", cov, ">= 0.90", cov >= 0.90)
-    line("seconds per fit, median", statistics.median(r["seconds"] for r in rows), "-", True)
+    pehe_goal = PEHE_GOAL if n >= 10_000 else None  # the goal is set at the issue's n = 10,000 (not --quick's)
+    line("sqrt(PEHE), median over seeds", statistics.median(pehe), pehe_goal)
+    line("sqrt(PEHE), worst seed", max(pehe), pehe_goal)
+    line("ATE abs error, median", statistics.median(r["ate_error"] for r in rows))
+    line("ATE 95% interval coverage", cov, COVERAGE_GOAL, lower_is_better=False)
+    line("seconds per fit, median", statistics.median(r["seconds"] for r in rows))
     print(f"  chosen learners: {dict((c, chosen.count(c)) for c in sorted(set(chosen)))}")
     return rows
 
@@ -101,10 +106,10 @@ def what_if(n: int, seeds: int, resamples: int, folder: Path) -> dict[str, float
     start = time.perf_counter()
     scm.what_if({"x": "*1.5"}, "y", kind="counterfactual")
     answer = time.perf_counter() - start
-    line("relative error, median", statistics.median(errs), "-", True)
-    line("interval coverage", covered / seeds, ">= 0.90", covered / seeds >= 0.90)
-    line("fit seconds (with resamples), median", statistics.median(fit_s), "-", True)
-    line("answer seconds, 10,000 rows", answer, "< 1", answer < 1)
+    line("relative error, median", statistics.median(errs))
+    line("interval coverage", covered / seeds, COVERAGE_GOAL, lower_is_better=False)
+    line("fit seconds (with resamples), median", statistics.median(fit_s))
+    line("answer seconds, 10,000 rows", answer, ANSWER_GOAL_S)
     print(f"  mechanisms: {dict(scm.mechanisms)}")
     return {"rel_error": statistics.median(errs), "fit_seconds": statistics.median(fit_s), "answer_seconds": answer}
 
@@ -169,8 +174,8 @@ def compare(keel: dict[str, Any], anchors: dict[str, Any] | None, truth: float) 
     err, fit = statistics.median(r["rel_error"] for r in gcm), statistics.median(r["fit_seconds"] for r in gcm)
     ans = statistics.median(r["answer_seconds"] for r in gcm)
     mine = keel["what_if"]
-    ok = mine["rel_error"] <= err
-    print(f"  what-if: goal Keel's median error <= GCM's: {'met' if ok else 'missed'}")
+    goal = verdict(mine["rel_error"], err, fmt=lambda x: f"GCM's {x:.3f}")
+    print(f"  what-if: Keel's median error {mine['rel_error']:.3f} ({goal})")
     print(
         f"  what-if: DoWhy GCM median rel. error {err:.3f}, fit {fit:.2f} s (no interval), answer {ans:.3f} s;"
         f"  Keel {mine['rel_error']:.3f}, fit {mine['fit_seconds']:.2f} s with its resamples"

@@ -18,6 +18,8 @@ the KS supremum can miss at most the interval's reference mass (<= 1 / (quantile
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -256,12 +258,71 @@ def snap_to_grid(grid: np.ndarray, x: np.ndarray, empty: np.ndarray) -> tuple[np
     return x, np.where(snap, target, bucket)  # a value equal to grid[k] has k grid values below it
 
 
+@dataclass(frozen=True)
+class NumericWindow:
+    """What the statistics need of a window's numeric column, summed over its values: mergeable
+    across parts of a window (keel.monitoring.windowsummary). Counts are per grid bucket k
+    (grid[k-1] < x <= grid[k]; k = m above the grid) after snapping; `inside(buckets)` gives
+    the window values strictly inside those buckets, sorted (Wasserstein where the CDFs cross)."""
+
+    n: int  # finite values
+    mean: float
+    std: float
+    counts: np.ndarray  # (m + 1,)
+    equal: np.ndarray  # (m,) values on grid[k]
+    gaps: np.ndarray  # (m + 1,) sum of grid[k] - x
+    above_sum: float  # sum of the values above the grid, and their count
+    above_n: int
+    bins: np.ndarray | None  # per bin counts, only for a profile whose edges are not grid values
+    inside: Callable[[np.ndarray], np.ndarray]
+
+
+def numeric_window(profile: NumericProfile, values: np.ndarray) -> NumericWindow:
+    """The mergeable summary of `values` against `profile` (moments only without a grid)."""
+    x = _finite(values)
+    n = x.size
+    mean, std = _moments(x)
+    ref = profile.summary
+    if ref is None or int(profile.n) == 0:
+        none = np.zeros(0, dtype=np.int64)
+        return NumericWindow(n, mean, std, none, none, np.zeros(0), 0.0, 0, None, lambda _: np.zeros(0))
+    grid = np.asarray(ref.quantiles, dtype=np.float64)
+    m = grid.size
+    # Buckets holding no reference value: below and above the grid, and between neighbours whose
+    # CDFs meet (always, for a discrete column).
+    empty = np.r_[True, np.asarray(ref.le[:-1]) == np.asarray(ref.lt[1:]), True]
+    x, bucket = snap_to_grid(grid, x, empty)
+    g = _grid_summary(grid, x, bucket)
+    above = x[g.bucket == m]
+    edges = np.asarray(ref.edges, dtype=np.float64)
+    bins = None
+    if not _edges_on_grid(grid, edges):  # a profile whose edges are not grid values
+        bins = np.bincount(np.searchsorted(edges, x, side="left"), minlength=edges.size + 1)
+    bucket_of, on_grid = g.bucket, g.on_grid
+
+    def inside(buckets: np.ndarray) -> np.ndarray:
+        selected = np.zeros(m + 1, dtype=bool)
+        selected[buckets] = True
+        return np.sort(x[selected[bucket_of] & ~on_grid])
+
+    return NumericWindow(n, mean, std, g.counts, g.equal, g.gaps, float(above.sum()), int(above.size), bins, inside)
+
+
+def _edges_on_grid(grid: np.ndarray, edges: np.ndarray) -> bool:
+    at_edges = np.searchsorted(grid, edges)
+    return bool(edges.size) and bool(np.array_equal(grid[np.minimum(at_edges, grid.size - 1)], edges))
+
+
 def numeric_distances(profile: NumericProfile, values: np.ndarray) -> dict[str, Any]:
     """Window statistics of one numeric column against its profile (NaN/inf values ignored)."""
-    x = _finite(values)
-    n, n_ref = x.size, int(profile.n)
-    mean, std = _moments(x)
-    out: dict[str, Any] = {"n": n, "current_mean": mean, "current_std": std}
+    return numeric_stats(profile, numeric_window(profile, values))
+
+
+def numeric_stats(profile: NumericProfile, w: NumericWindow) -> dict[str, Any]:
+    """`numeric_distances` from a window's summary: the same numbers, whether the summary was
+    taken of the window at once or merged from its parts."""
+    n, n_ref = w.n, int(profile.n)
+    out: dict[str, Any] = {"n": n, "current_mean": w.mean, "current_std": w.std}
     ref = profile.summary
     if n == 0 or n_ref == 0 or ref is None:
         return out
@@ -269,14 +330,8 @@ def numeric_distances(profile: NumericProfile, values: np.ndarray) -> dict[str, 
     m = grid.size
     ref_le = np.asarray(ref.le, dtype=np.float64) / n_ref  # reference CDF at grid
     ref_lt = np.asarray(ref.lt, dtype=np.float64) / n_ref  # ... just below grid
-
-    # Buckets holding no reference value: below and above the grid, and between neighbours whose
-    # CDFs meet (always, for a discrete column).
-    empty = np.r_[True, np.asarray(ref.le[:-1]) == np.asarray(ref.lt[1:]), True]
-    x, snapped_bucket = snap_to_grid(grid, x, empty)
-    grid_summary = _grid_summary(grid, x, snapped_bucket)
-    bucket, on_grid, le_counts = grid_summary.bucket, grid_summary.on_grid, grid_summary.le
-    cur_le, cur_lt = le_counts / n, (le_counts - grid_summary.equal) / n
+    le_counts = np.cumsum(w.counts)[:m]
+    cur_le, cur_lt = le_counts / n, (le_counts - w.equal) / n
     ks = float(max(np.abs(ref_le - cur_le).max(), np.abs(ref_lt - cur_lt).max()))
 
     # Wasserstein-1 = integral of |F_ref - F_cur| dx, interval by interval. Below the grid F_ref
@@ -285,20 +340,17 @@ def numeric_distances(profile: NumericProfile, values: np.ndarray) -> dict[str, 
     # F_ref - F_cur keeps its sign at both ends the area of |difference| is the difference of
     # areas. Intervals where it changes sign are integrated piece by piece between their window
     # values; above the grid F_ref is 1 and the area is the sum of (x - grid[-1]) / n.
-    gaps = grid_summary.gaps
-    inside = grid_summary.counts[1:m] - grid_summary.equal[1:]  # window values strictly inside
+    gaps = w.gaps
+    inside = w.counts[1:m] - w.equal[1:]  # window values strictly inside
     widths = np.diff(grid)
     cur_area = widths * cur_le[:-1] + gaps[1:m] / n
     ref_area = np.asarray(ref.areas, dtype=np.float64)
     area = np.abs(ref_area - cur_area)
     crossing = np.flatnonzero((ref_le[:-1] - cur_le[:-1]) * (ref_lt[1:] - cur_lt[1:]) < 0)
     if crossing.size:
-        selected = np.zeros(m + 1, dtype=bool)
-        selected[crossing + 1] = True
-        chosen = np.sort(x[selected[bucket] & ~on_grid])  # the crossing intervals' values, in order
+        chosen = w.inside(crossing + 1)  # the crossing intervals' values, in order
         area[crossing] = _stepwise_area(chosen, grid, ref_le, ref_lt, cur_le, inside, crossing, n)
-    above = x[bucket == m]
-    tails = (gaps[0] + float(above.sum()) - above.size * grid[-1]) / n
+    tails = (gaps[0] + w.above_sum - w.above_n * grid[-1]) / n
     wasserstein = float(area.sum()) + tails
     ref_std = float(ref.std)
     if ref_std > 0:
@@ -307,11 +359,7 @@ def numeric_distances(profile: NumericProfile, values: np.ndarray) -> dict[str, 
         norm = 0.0 if wasserstein == 0 else math.inf
 
     edges = np.asarray(ref.edges, dtype=np.float64)
-    at_edges = np.searchsorted(grid, edges)
-    if edges.size and np.array_equal(grid[np.minimum(at_edges, m - 1)], edges):
-        cur_bins = np.diff(np.r_[0, le_counts[at_edges], n])
-    else:  # a profile whose edges are not grid values
-        cur_bins = np.bincount(np.searchsorted(edges, x, side="left"), minlength=edges.size + 1)
+    cur_bins = w.bins if w.bins is not None else np.diff(np.r_[0, le_counts[np.searchsorted(grid, edges)], n])
     ref_bins = np.asarray(ref.counts, dtype=np.float64)
     out.update(
         psi=psi(ref_bins, cur_bins.astype(np.float64)),
@@ -380,15 +428,24 @@ def _stepwise_area(
     return np.bincount(owner, weights=per_piece, minlength=intervals.size)
 
 
-def categorical_distances(profile: CategoricalProfile, series: pd.Series) -> dict[str, Any]:
-    """Window statistics of one categorical column: labels the profile lacks go to '__other__'."""
+def categorical_counts(profile: CategoricalProfile, series: pd.Series) -> np.ndarray:
+    """Window counts per profile category, then one for every other label (missing not counted)."""
     codes, labels = label_codes(series)
-    categories = list(profile.categories)
-    index = {label: i for i, label in enumerate(categories)}
-    other = len(categories)
+    index = {label: i for i, label in enumerate(profile.categories)}
+    other = len(index)
     lookup = np.array([index.get(label, other) for label in labels] + [other + 1], dtype=np.int64)
     binned = np.bincount(lookup[codes], minlength=other + 2)  # code -1 (missing) reads the last slot
-    cur_counts = binned[: other + 1].astype(np.float64)
+    return binned[: other + 1]
+
+
+def categorical_distances(profile: CategoricalProfile, series: pd.Series) -> dict[str, Any]:
+    """Window statistics of one categorical column: labels the profile lacks go to '__other__'."""
+    return categorical_stats(profile, categorical_counts(profile, series))
+
+
+def categorical_stats(profile: CategoricalProfile, counts: np.ndarray) -> dict[str, Any]:
+    """`categorical_distances` from the window's `categorical_counts` (merged from parts or not)."""
+    cur_counts = counts.astype(np.float64)
     ref_counts = np.array([*profile.categories.values(), profile.other], dtype=np.float64)
     n = int(cur_counts.sum())
     out: dict[str, Any] = {"n": n}
@@ -397,7 +454,7 @@ def categorical_distances(profile: CategoricalProfile, series: pd.Series) -> dic
     out.update(
         psi=psi(ref_counts, cur_counts),
         js_distance=js_distance(ref_counts, cur_counts),
-        shares=_shares([*categories, OTHER], ref_counts, cur_counts),
+        shares=_shares([*profile.categories, OTHER], ref_counts, cur_counts),
         ref_counts=tuple(ref_counts.tolist()),
     )
     return out

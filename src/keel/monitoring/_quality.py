@@ -15,7 +15,14 @@ from keel.errors import InvalidInputError
 from keel.monitoring._drift import label_codes, numeric_array
 from keel.monitoring.profiles import ColumnProfile, NumericProfile, ReferenceProfile
 
-__all__ = ["FeatureQuality", "QualityReport", "quality_report"]
+__all__ = [
+    "FeatureQuality",
+    "QualityCounts",
+    "QualityReport",
+    "quality_counts",
+    "quality_from_counts",
+    "quality_report",
+]
 
 # Values within this fraction of the reference's scale outside [min, max] are still in range:
 # a float32 round trip or a decimal rendering must not count as an out-of-range value.
@@ -74,13 +81,26 @@ def quality_report(
         errors = window[error_column]
         mask = errors.fillna(False).astype(bool) if pd.api.types.is_bool_dtype(errors.dtype) else errors.notna()
         flagged = int(mask.sum())
+    counts = {name: quality_counts(p, window[name]) if name in window.columns else None for name, p in profiles.items()}
+    return quality_from_counts(profiles, rows, flagged, missing_columns, counts)
+
+
+def quality_from_counts(
+    profiles: Mapping[str, ColumnProfile],
+    rows: int,
+    flagged: int,
+    missing_columns: tuple[str, ...],
+    counts: Mapping[str, QualityCounts | None],
+) -> QualityReport:
+    """`quality_report` from per-feature `quality_counts` (None: the column is not in the window),
+    the window's `rows` and its `flagged` rows (merged from parts or not)."""
     if not rows:
         violation = math.nan
     elif missing_columns:
         violation = 1.0
     else:
         violation = flagged / rows
-    features = {name: _feature_quality(name, profile, window, rows) for name, profile in profiles.items()}
+    features = {name: _feature_quality(name, profile, counts.get(name), rows) for name, profile in profiles.items()}
     return QualityReport(
         n_rows=rows,
         flagged_rows=flagged,
@@ -90,20 +110,18 @@ def quality_report(
     )
 
 
-def _feature_quality(name: str, profile: ColumnProfile, window: pd.DataFrame, rows: int) -> FeatureQuality:
-    numeric = isinstance(profile, NumericProfile)
-    if name not in window.columns:
-        return FeatureQuality(
-            name,
-            profile.kind,
-            rows,
-            1.0 if rows else math.nan,
-            math.nan if numeric else None,
-            None if numeric else math.nan,
-        )
-    series = window[name]
+@dataclass(frozen=True)
+class QualityCounts:
+    """One feature's quality in a window as counts (they add up across parts of a window):
+    non-missing values, and of those the ones out of range (numeric) or of an unseen category
+    (categorical; None where the reference kept only its top categories)."""
+
+    present: int
+    flagged: int | None
+
+
+def quality_counts(profile: ColumnProfile, series: pd.Series) -> QualityCounts:
     present = int(series.notna().sum())
-    missing_rate = (rows - present) / rows if rows else math.nan
     if isinstance(profile, NumericProfile):
         values, invalid = numeric_array(series)
         out = invalid + int(np.count_nonzero(np.isinf(values)))
@@ -112,13 +130,29 @@ def _feature_quality(name: str, profile: ColumnProfile, window: pd.DataFrame, ro
             slack = _RANGE_TOLERANCE * max(abs(lo), abs(hi), hi - lo)
             finite = values[np.isfinite(values)]
             out += int(np.count_nonzero((finite < lo - slack) | (finite > hi + slack)))
-        rate = out / present if present else math.nan
-        return FeatureQuality(name, "numeric", rows, missing_rate, rate, None)
+        return QualityCounts(present, out)
     if profile.other > 0 or not present:
-        unseen = math.nan  # the reference kept only its top categories: unseen is unknowable
-    else:
-        codes, labels = label_codes(series)
-        known = set(profile.categories)
-        is_unseen = np.array([label not in known for label in labels] + [False], dtype=bool)
-        unseen = int(np.count_nonzero(is_unseen[codes])) / present  # code -1 (missing) reads False
-    return FeatureQuality(name, "categorical", rows, missing_rate, None, unseen)
+        return QualityCounts(present, None)  # the reference kept only its top categories: unknowable
+    codes, labels = label_codes(series)
+    known = set(profile.categories)
+    is_unseen = np.array([label not in known for label in labels] + [False], dtype=bool)
+    return QualityCounts(present, int(np.count_nonzero(is_unseen[codes])))  # code -1 (missing) reads False
+
+
+def _feature_quality(name: str, profile: ColumnProfile, counts: QualityCounts | None, rows: int) -> FeatureQuality:
+    numeric = isinstance(profile, NumericProfile)
+    if counts is None:
+        return FeatureQuality(
+            name,
+            profile.kind,
+            rows,
+            1.0 if rows else math.nan,
+            math.nan if numeric else None,
+            None if numeric else math.nan,
+        )
+    present = counts.present
+    missing_rate = (rows - present) / rows if rows else math.nan
+    rate = counts.flagged / present if present and counts.flagged is not None else math.nan
+    if numeric:
+        return FeatureQuality(name, "numeric", rows, missing_rate, rate, None)
+    return FeatureQuality(name, "categorical", rows, missing_rate, None, rate)

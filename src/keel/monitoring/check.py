@@ -33,7 +33,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("keel.monitoring.monitor")  # the check's warnings keep the logger they always had
 
-__all__ = ["CheckValues", "compute_check", "model_outputs", "performance_from_log", "reference_performance"]
+__all__ = [
+    "CheckValues",
+    "compute_check",
+    "drift_values",
+    "finish_check",
+    "model_outputs",
+    "performance_from_log",
+    "prediction_values",
+    "quality_values",
+    "reference_performance",
+]
 
 Values = list[tuple[str, str, float | None]]
 
@@ -101,6 +111,38 @@ def compute_check(
 
     # Performance on the labelled part of the window.
     labelled = served[served[LABEL].notna()] if LABEL in served.columns else served.iloc[0:0]
+    return finish_check(
+        labelled,
+        values,
+        summary,
+        drifted,
+        unreadable,
+        model=model,
+        info=info,
+        reference=reference,
+        model_reference=model_reference,
+        rows=len(window),
+        window_start=_ts(window[AT].min()) if len(window) else None,
+        window_end=_ts(window[AT].max()) if len(window) else None,
+    )
+
+
+def finish_check(
+    labelled: pd.DataFrame,
+    values: Values,
+    summary: dict[str, Any],
+    drifted: tuple[str, ...],
+    unreadable: dict[str, str],
+    *,
+    model: str,
+    info: ModelVersion,
+    reference: str,
+    model_reference: Callable[[], ModelReference],
+    rows: int,
+    window_start: datetime | None,
+    window_end: datetime | None,
+) -> CheckValues:
+    """Performance on the `labelled` served rows, then the check's values as one CheckValues."""
     values.append(("", "labelled_rows", float(len(labelled))))
     if len(labelled) and info.signature is not None:
         try:
@@ -119,10 +161,10 @@ def compute_check(
         values=values,
         summary=summary,
         drifted=drifted,
-        rows=len(window),
+        rows=rows,
         labelled_rows=len(labelled),
-        window_start=_ts(window[AT].min()) if len(window) else None,
-        window_end=_ts(window[AT].max()) if len(window) else None,
+        window_start=window_start,
+        window_end=window_end,
     )
 
 
@@ -150,10 +192,17 @@ def _quality(
         unreadable,
         "quality",
     )
+    quality_values(quality, len(logged), ref_profile, min_rows, values, summary)
+
+
+def quality_values(
+    quality: Any, rows: int, ref_profile: ReferenceProfile, min_rows: int, values: Values, summary: dict[str, Any]
+) -> None:
+    """The values of a quality report of a window of `rows` rows."""
     q = asdict(quality)
     values.append(("", "schema_violation_rate", _finite(q.get("schema_violation_rate"))))
     # Per-feature rates need as many rows as drift does: one empty cell in five rows is 20%.
-    if len(logged) >= min_rows:
+    if rows >= min_rows:
         columns = ref_profile.columns
         for feat, rates in (q.get("features") or {}).items():
             for metric in ("missing_rate", "out_of_range_rate", "unseen_category_rate"):
@@ -166,7 +215,7 @@ def _quality(
                 values.append((feat, "missing_rate_increase", rate - base))
     else:
         summary["skipped"].append(
-            f"data quality per feature: {len(logged)} rows in the window, fewer than min_rows={min_rows}"
+            f"data quality per feature: {rows} rows in the window, fewer than min_rows={min_rows}"
         )
 
 
@@ -193,19 +242,7 @@ def _drift(
         unreadable,
         "drift",
     )
-    for fd in report.features:
-        values += [
-            (fd.feature, "psi", _finite(fd.psi)),
-            (fd.feature, "js_distance", _finite(fd.js_distance)),
-            (fd.feature, "ks_stat", _finite(getattr(fd, "ks_stat", None))),
-            (fd.feature, "ks_pvalue", _finite(getattr(fd, "ks_pvalue", None))),
-            (fd.feature, "wasserstein_norm", _finite(getattr(fd, "wasserstein_norm", None))),
-            (fd.feature, "drift", 1.0 if fd.drifted else 0.0),
-        ]
-        summary["features"][fd.feature] = _evidence(fd)
-    drifted = tuple(fd.feature for fd in report.features if fd.drifted)
-    values.append(("", "drifted_share", len(drifted) / max(len(report.features), 1)))
-
+    drifted = drift_values(report, values, summary)
     try:
         _prediction_drift(served, model_reference().outputs, thresholds, values)
     except Exception as exc:  # one statistic that fails costs that statistic, not the check
@@ -218,6 +255,23 @@ def _drift(
     return drifted
 
 
+def drift_values(report: Any, values: Values, summary: dict[str, Any]) -> tuple[str, ...]:
+    """The values of a drift report (per feature, and the drifted share); the drifted features."""
+    for fd in report.features:
+        values += [
+            (fd.feature, "psi", _finite(fd.psi)),
+            (fd.feature, "js_distance", _finite(fd.js_distance)),
+            (fd.feature, "ks_stat", _finite(getattr(fd, "ks_stat", None))),
+            (fd.feature, "ks_pvalue", _finite(getattr(fd, "ks_pvalue", None))),
+            (fd.feature, "wasserstein_norm", _finite(getattr(fd, "wasserstein_norm", None))),
+            (fd.feature, "drift", 1.0 if fd.drifted else 0.0),
+        ]
+        summary["features"][fd.feature] = _evidence(fd)
+    drifted = tuple(fd.feature for fd in report.features if fd.drifted)
+    values.append(("", "drifted_share", len(drifted) / max(len(report.features), 1)))
+    return drifted
+
+
 def _prediction_drift(
     served: pd.DataFrame, ref_outputs: ReferenceProfile, thresholds: DriftThresholds, values: Values
 ) -> None:
@@ -226,10 +280,15 @@ def _prediction_drift(
     out_cols = [c for c in served.columns if c == PREDICTION or c.startswith(PROBA_PREFIX)]
     outputs = _window_outputs(served[out_cols], ref_outputs)
     if outputs is not None:
-        pred = drift_report(ref_outputs.restricted(list(outputs.columns)), outputs, thresholds=thresholds)
-        if pred.features:
-            values.append(("", "prediction_psi", _finite(pred.features[0].psi)))
-            values.append(("", "prediction_js_distance", _finite(pred.features[0].js_distance)))
+        prediction_values(
+            drift_report(ref_outputs.restricted(list(outputs.columns)), outputs, thresholds=thresholds), values
+        )
+
+
+def prediction_values(pred: Any, values: Values) -> None:
+    if pred.features:
+        values.append(("", "prediction_psi", _finite(pred.features[0].psi)))
+        values.append(("", "prediction_js_distance", _finite(pred.features[0].js_distance)))
 
 
 def _multivariate(inputs: pd.DataFrame, checked: list[str], ref_sample: pd.DataFrame | None, values: Values) -> None:

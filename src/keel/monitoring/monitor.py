@@ -25,6 +25,7 @@ from keel.monitoring.check import cause as _cause
 from keel.monitoring.health import Health, health_of
 from keel.monitoring.monitor_config import MonitorConfig, known_settings
 from keel.monitoring.profiles import ModelReference, ReferenceProfile
+from keel.monitoring.summarycheck import SummaryPlans, check_features
 
 if TYPE_CHECKING:
     from keel.data import Datasets
@@ -88,6 +89,10 @@ class Monitoring:
         # every tick; and the cause last logged with its traceback, so that it is logged once.
         self._failed_at: dict[str, datetime] = {}
         self._logged_cause: dict[str, str] = {}
+        # Segments are summarized as they are logged, against the profiles a check of their
+        # version uses (keel.monitoring.windowsummary).
+        self._plans = SummaryPlans(meta, datasets, models, self._reference_version, _guess_target)
+        predictions.summary_plan = self._plans.for_log
 
     # -- configuration -------------------------------------------------------------------------
     def watch(self, model: str, /, **settings: Any) -> MonitorConfig:
@@ -232,9 +237,11 @@ class Monitoring:
         reference = self._reference_version(info, config)
         ref_profile, sample_digest = self._reference(reference)
         target = config.target or _guess_target(reference, info)
-        features = (
-            list(info.signature.column_names) if info.signature else [c for c in ref_profile.columns if c != target]
-        )
+        features = check_features(info, ref_profile, target)
+        if not config.multivariate:  # the classifier needs rows; everything else merges summaries
+            summarized = self._check_summarized(model, info, config, at, reference, ref_profile, features)
+            if summarized is not None:
+                return self._store(model, info, reference.ref, summarized, at)
 
         window = self._window(model, info, config, at)
         found = compute_check(
@@ -249,6 +256,49 @@ class Monitoring:
             reference_sample=lambda: self._sample(sample_digest),
         )
         return self._store(model, info, reference.ref, found, at)
+
+    def _check_summarized(
+        self,
+        model: str,
+        info: ModelVersion,
+        config: MonitorConfig,
+        at: datetime,
+        reference: DatasetVersion,
+        ref_profile: ReferenceProfile,
+        features: list[str],
+    ) -> CheckValues | None:
+        """The check from the window's segment summaries merged (the same values as from its
+        rows), or None where the rows must be read: the version's output profile is not stored
+        yet (its first check computes it), or the window cannot be summarized."""
+        from keel.monitoring.summarycheck import check_from_summary
+
+        stored = self._plans.stored_outputs(info, reference)
+        if stored is None:
+            return None
+        plan = self._plans.plan(info, reference, ref_profile, features, stored)
+        if config.window_s is not None:
+            since = at - timedelta(seconds=config.window_s)
+            part = self.predictions.window_summary(model, plan, since=since, until=at, version=info.version)
+        else:
+            part = self.predictions.window_summary(
+                model, plan, last_rows=config.window_rows, until=at, version=info.version
+            )
+        if part is None:
+            return None
+        logger.debug("check of %s: %d segment summaries, %d segments read", model, part.summarized, part.read)
+        return check_from_summary(
+            part.summary,
+            part.labelled,
+            features,
+            ref_profile,
+            config,
+            model=model,
+            info=info,
+            reference=reference.ref,
+            model_reference=lambda: stored,
+            window_start=part.start,
+            window_end=part.end,
+        )
 
     def _window(self, model: str, info: ModelVersion, config: MonitorConfig, at: datetime) -> pd.DataFrame:
         # Only the traffic this version answered: after a promotion the new champion is judged on

@@ -107,6 +107,7 @@ class PredictionLogger:
         self._wal_refs: dict[int, int] = {}  # write-ahead file -> its entries not yet in the sink
         self._spilled: dict[int, list[int]] = {}  # write-ahead file -> records of entries kept only there
         self._spilled_rows = 0
+        self._released: list[tuple[PredictionWal, int]] = []  # files to delete once self._lock is released
 
     @property
     def pending(self) -> int:
@@ -298,6 +299,7 @@ class PredictionLogger:
                     current = self._wal.rotate()
                     for file_id in [f for f, refs in self._wal_refs.items() if refs == 0 and f != current]:
                         self._release(file_id)
+            self._remove_released()
             written = self._write(batch)
             for file_id, seqs in sorted(spilled.items()):
                 written += self._write_spilled(file_id, seqs)
@@ -430,6 +432,7 @@ class PredictionLogger:
                 self.logged += rows
                 for e in entries:
                     self._unref(e.wal_file)
+            self._remove_released()
         return written
 
     def _unref(self, file_id: int) -> None:
@@ -441,14 +444,23 @@ class PredictionLogger:
             self._release(file_id)
 
     def _release(self, file_id: int) -> None:
+        """A write-ahead file whose rows are all in the sink: removed by `_remove_released()` (under self._lock)."""
         assert self._wal is not None
         del self._wal_refs[file_id]
-        try:
-            self._wal.remove(file_id)
-        except OSError as exc:  # its rows are in the log: a replay would skip them
-            logger.warning(
-                "prediction log: removing the written write-ahead file %s failed: %s", self._wal.path(file_id), exc
-            )
+        self._released.append((self._wal, file_id))
+
+    def _remove_released(self) -> None:
+        """Delete the released write-ahead files, outside self._lock: an unlink is a journaled
+        directory change (milliseconds on a busy disk) that a request's `log()` must not wait for."""
+        with self._lock:
+            released, self._released = self._released, []
+        for wal, file_id in released:
+            try:
+                wal.remove(file_id)
+            except OSError as exc:  # its rows are in the log: a replay would skip them
+                logger.warning(
+                    "prediction log: removing the written write-ahead file %s failed: %s", wal.path(file_id), exc
+                )
 
     def _requeue(self, entries: list[_Entry], rows: int) -> bool:
         """Put rows whose write failed back in front of the buffer, if they fit (or spill them to

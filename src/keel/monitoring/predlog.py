@@ -36,7 +36,7 @@ mixed types ("high" next to 10.4) is stored as JSON text, marked in its field me
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +72,8 @@ if TYPE_CHECKING:
 
     from keel.data import Datasets
     from keel.entities import DatasetVersion
+    from keel.monitoring.predsummaries import SummaryWindow
+    from keel.monitoring.windowsummary import SummaryPlan
     from keel.storage import BlobStore, MetadataStore
     from keel.storage.predictions import PredictionSegment
 
@@ -113,6 +115,9 @@ class PredictionLog:
         self.wal = wal and wal_dir is not None
         self.wal_sync_ms = wal_sync_ms
         self.wal_wait_for_sync = wal_wait_for_sync
+        # (model, version) -> the profiles a segment's summary is taken against, or None (set by
+        # Monitoring: keel.monitoring.windowsummary). Checks merge summaries instead of reading rows.
+        self.summary_plan: Callable[[str, int], SummaryPlan | None] | None = None
 
     def logger(self, *, max_buffer_rows: int | None = None, flush_interval_s: float | None = None) -> PredictionLogger:
         """A buffered writer into this log (what `keel serve` uses), sized by the `predlog_*` settings;
@@ -200,7 +205,7 @@ class PredictionLog:
         first, last = pc.min_max(table.column(AT)).values()
         data = parquet_bytes(table)
         digest = self._blobs.put_bytes(data)
-        return self._meta.predictions.add_segment(
+        segment = self._meta.predictions.add_segment(
             model_name=model_name,
             model_version=version,
             first_at=first.as_py(),
@@ -209,6 +214,28 @@ class PredictionLog:
             digest=digest,
             size_bytes=len(data),
         )
+        if self.summary_plan is not None:
+            from keel.monitoring.predsummaries import store_summary
+
+            store_summary(self, segment, table)
+        return segment
+
+    def window_summary(
+        self,
+        model_name: str,
+        plan: SummaryPlan,
+        *,
+        last_rows: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        version: int | None = None,
+    ) -> SummaryWindow | None:
+        """The window `window()` would give, as one summary against `plan` (see
+        keel.monitoring.predsummaries), or None where the rows must be read."""
+        from keel.monitoring.predsummaries import window_summary
+
+        since, until = _aware(since, "since"), _aware(until, "until")
+        return window_summary(self, model_name, plan, since=since, until=until, last_rows=last_rows, version=version)
 
     # -- read ----------------------------------------------------------------------------------
     def count(self, model_name: str, *, version: int | None = None) -> int:
@@ -409,13 +436,23 @@ class PredictionLog:
         new = PredictionSegment(
             0, model_name, version, first.as_py(), last.as_py(), table.num_rows, digest, len(data), datetime.now(UTC)
         )
-        self._meta.predictions.replace_segments(old, new)
+        from keel.monitoring.predsummaries import merged_summary
+
+        summary = merged_summary(self, old, model_name, version)  # read before the old ones go
+        merged = self._meta.predictions.replace_segments(old, new)
+        if summary is not None:
+            self._meta.predictions.add_summary(merged.id, *summary)
 
     def maintain(self) -> None:
-        """Retention, then compaction of every model's log: what a server's logger runs now and then."""
-        self.apply_retention()
-        for name in self._meta.predictions.model_names():
-            self.compact(name)
+        """Retention, then compaction of every model's log: what a server's logger runs now and then.
+        Under a lease in the store: of several processes sharing the log, one does it at a time (two
+        compacting the same segments at once would each write the merged rows)."""
+        with self._meta.leases.held("predlog-maintenance", ttl_s=60) as held:
+            if not held:
+                return
+            self.apply_retention()
+            for name in self._meta.predictions.model_names():
+                self.compact(name)
 
     # -- export --------------------------------------------------------------------------------
     def export(

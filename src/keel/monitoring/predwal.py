@@ -15,7 +15,9 @@ Files, per process (a "owner" token: pid and random hex):
                         name, flock, then a hard link), so a lock file that can be locked belongs
                         to a dead owner. Replay takes that lock first: two starting servers never
                         replay the same files, and no server replays a live one's.
-    <owner>-<n>.wal     "KEELWAL1" then records; n grows with each rotation (one per flush)
+    <owner>-<n>.wal     "KEELWAL1" then records; n grows with each rotation (one per flush). The
+                        syncer creates the next file ahead of time, so that neither a creation nor
+                        (in the writer) a removal ever holds the lock an append takes.
 
 A record: 4-byte little-endian length, 4-byte CRC-32 of the payload, the payload (bytes the
 prediction log encodes). A record whose length runs past the end of the file or whose checksum
@@ -170,7 +172,8 @@ class PredictionWal:
     the syncs, each covering every append made before it starts (group commit). A lone request
     is synced at once; while requests arrive together (the last sync covered several), syncs are
     at most every `sync_ms` ms, so that one covers all the appends of the interval. `paced`: nobody
-    waits, so syncs are always at most every `sync_ms` ms (a power loss loses at most that much).
+    waits, so syncs are always at most every `sync_ms` ms (a power loss loses at most that much),
+    and the syncer sleeps between them rather than being woken by each append.
     """
 
     def __init__(self, directory: Path, *, sync_ms: float = 5.0, paced: bool = False) -> None:
@@ -187,6 +190,13 @@ class PredictionWal:
             raise FileExistsError(f"{self.lock_path} exists")
         self._lock_fd: int | None = fd
         self._lock = threading.Lock()  # appends and rotation
+        # Rotation and the making of the next file: a file is created (a journaled directory change,
+        # milliseconds on a busy disk) by the syncer ahead of time, under this lock but not under
+        # self._lock, so that an append never waits for a file creation.
+        self._rotating = threading.Lock()
+        self._spare: tuple[int, int] | None = None  # (file id, fd): the next file, made ahead
+        self._want_spare = True
+        self._idle = False  # the syncer waits on self._cond (an append must wake it)
         self._cond = threading.Condition(threading.Lock())  # sync state
         self._file = -1
         self._fd = -1
@@ -212,9 +222,34 @@ class PredictionWal:
         return self.directory / f"{self.owner}-{file_id:06d}.wal"
 
     def _open(self, file_id: int) -> None:
+        self._file, self._fd, self._records = file_id, self._create(file_id), 0
+
+    def _create(self, file_id: int) -> int:
         fd = os.open(self.path(file_id), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o644)
-        os.write(fd, MAGIC)
-        self._file, self._fd, self._records = file_id, fd, 0
+        try:
+            os.write(fd, MAGIC)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _make_spare(self) -> None:
+        """Create the file the next rotation starts (on the syncer thread, off the appends' lock)."""
+        with self._rotating:
+            with self._lock, self._cond:
+                self._want_spare = False
+                if self._spare is not None or self._fd < 0:
+                    return
+                file_id = self._file + 1
+            try:
+                fd = self._create(file_id)
+            except OSError as exc:  # rotate() creates it itself then
+                logger.warning(
+                    "prediction log: creating the next write-ahead file %s failed: %s", self.path(file_id), exc
+                )
+                return
+            with self._lock:
+                self._spare = (file_id, fd)
 
     @property
     def current(self) -> int:
@@ -231,18 +266,24 @@ class PredictionWal:
                 self._written += len(data)
                 self._appends += 1
                 ticket = self._written
-                self._cond.notify()
+                if self._idle:  # else the syncer is busy or asleep and looks at _written when it is due
+                    self._cond.notify()
             return self._file, seq, ticket
 
     def rotate(self) -> int:
         """Start a new file (when the current one holds records); return the id of the new current file."""
-        with self._lock:
+        with self._rotating, self._lock:
             if self._records:
                 old = self._fd
-                self._open(self._file + 1)
+                spare, self._spare = self._spare, None
+                if spare is not None and spare[0] == self._file + 1:
+                    self._file, self._fd, self._records = spare[0], spare[1], 0
+                else:  # pragma: no cover - the syncer had no spare ready (its creation failed)
+                    self._open(self._file + 1)
                 with self._cond:
                     self._unsynced.append(old)  # the syncer syncs and closes it
-                    self._need_dir_sync = True
+                    self._need_dir_sync = True  # the new file's name: synced with the next records
+                    self._want_spare = True
                     self._cond.notify()
             return self._file
 
@@ -280,10 +321,24 @@ class PredictionWal:
 
     def _run(self) -> None:
         while True:
+            pause = self._last_sync + self.sync_s - time.monotonic()
+            if self.paced and pause > 0 and not self._closing:
+                # Asleep until the next sync is due, rather than waiting on the condition: the
+                # appends of the interval then never wake this thread, whose every wake-up takes
+                # the GIL from the thread serving requests.
+                time.sleep(pause)
             with self._cond:
-                self._cond.wait_for(lambda: self._written > self._synced or self._unsynced or self._closing)
+                self._idle = True
+                self._cond.wait_for(
+                    lambda: self._written > self._synced or self._unsynced or self._closing or self._want_spare
+                )
+                self._idle = False
                 if self._closing and self._written == self._synced and not self._unsynced:
                     return
+                make_spare = self._want_spare and not self._closing
+            if make_spare:
+                self._make_spare()
+                continue
             delay = self._last_sync + self.sync_s - time.monotonic()
             if delay > 0 and (self.paced or self._last_covered > 1):  # the appends of the interval share a sync
                 time.sleep(delay)
@@ -334,10 +389,13 @@ class PredictionWal:
             self._closing = True
             self._cond.notify_all()
         self._syncer.join(timeout=30)
-        with self._lock:
+        with self._rotating, self._lock:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+            if self._spare is not None:
+                os.close(self._spare[1])  # its file goes with the others below
+                self._spare = None
             for path in self.directory.glob(f"{self.owner}-*.wal"):
                 m = _DATA.match(path.name)
                 if m and int(m["n"]) not in keep:

@@ -54,6 +54,7 @@ __all__ = [
     "build_profile",
     "build_reference",
     "drift_report",
+    "drift_report_from",
     "prediction_drift",
     "classifier_drift_auc",
     "quality_report",
@@ -236,26 +237,42 @@ def drift_report(
     ('x',)
     """
     profiles = _columns(reference)
-    rows = len(window)
-    features: list[FeatureDrift] = []
-    skipped = [f"{name}: not in the window" for name in profiles if name not in window.columns]
-    rules = sum(
-        len(_rules(isinstance(profile, NumericProfile), thresholds))
-        for name, profile in profiles.items()
-        if name in window.columns
-    )
-    # Bonferroni: each rule may fire on noise alone with this probability, the report with 1 - q.
-    alpha = None if thresholds.noise_quantile is None else (1.0 - thresholds.noise_quantile) / max(rules, 1)
+    stats: dict[str, dict[str, Any]] = {}
     for name, profile in profiles.items():
         if name not in window.columns:
             continue
         series = window[name]
         if isinstance(profile, NumericProfile):
             values, _ = numeric_array(series)
-            stats = numeric_distances(profile, values)
+            stats[name] = numeric_distances(profile, values)
         else:
-            stats = categorical_distances(profile, series)
-        features.append(_feature_drift(name, profile, stats, rows, thresholds, alpha))
+            stats[name] = categorical_distances(profile, series)
+    return drift_report_from(reference, stats, len(window), thresholds=thresholds)
+
+
+def drift_report_from(
+    reference: Reference,
+    stats: Mapping[str, dict[str, Any]],
+    rows: int,
+    *,
+    thresholds: DriftThresholds = DriftThresholds(),
+) -> DriftReport:
+    """`drift_report` from each window column's statistics (`numeric_stats`, `categorical_stats`
+    of keel.monitoring._drift; a column without an entry is not in the window) and the window's
+    row count: what a check computes from summaries merged across the prediction log's segments."""
+    profiles = _columns(reference)
+    features: list[FeatureDrift] = []
+    skipped = [f"{name}: not in the window" for name in profiles if name not in stats]
+    rules = sum(
+        len(_rules(isinstance(profile, NumericProfile), thresholds))
+        for name, profile in profiles.items()
+        if name in stats
+    )
+    # Bonferroni: each rule may fire on noise alone with this probability, the report with 1 - q.
+    alpha = None if thresholds.noise_quantile is None else (1.0 - thresholds.noise_quantile) / max(rules, 1)
+    for name, profile in profiles.items():
+        if name in stats:
+            features.append(_feature_drift(name, profile, stats[name], rows, thresholds, alpha))
     drifted = tuple(fd.feature for fd in features if fd.drifted)
     share = len(drifted) / len(features) if features else 0.0
     return DriftReport(

@@ -13,17 +13,19 @@ import hashlib
 import importlib
 import io
 import json
+import sys
 import threading
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from keel.errors import InvalidModelError, UnsafeLoadError
 
-__all__ = ["check_tree_arrays", "skops_audit", "vet_skops"]
+__all__ = ["check_tree_arrays", "skops_audit", "skops_io", "vet_skops"]
 
 # What an untrusted skops file may contain. skops rebuilds each object with a node kind named in
 # the file ('__loader__'); each kind gets its own rule, and a kind not named here is refused.
@@ -130,13 +132,41 @@ def _cached(cache: OrderedDict[bytes, Any], data: bytes, compute: Callable[[byte
     return found
 
 
+# Array-library adapters inside scikit-learn. skops' import lists every estimator with
+# sklearn.utils.all_estimators, whose package walk imports each package it passes, these too:
+# the torch one imports torch (a second or more), which a model load never needs.
+_ADAPTERS = tuple(f"sklearn.externals.array_api_compat.{lib}" for lib in ("torch", "cupy", "dask"))
+_import_lock = threading.Lock()
+
+
+def skops_io() -> ModuleType:
+    """`skops.io`, imported without letting its estimator scan import torch, cupy or dask.
+
+    The adapters are hidden during that import only (an ImportError, which the walk skips) and
+    importable again afterwards, for scikit-learn's array API support when it is used.
+    """
+    module = sys.modules.get("skops.io")
+    if module is not None:
+        return module
+    with _import_lock:
+        hidden = [name for name in _ADAPTERS if name not in sys.modules]
+        for name in hidden:
+            sys.modules[name] = None  # type: ignore[assignment]  # "import halted": an ImportError
+        try:
+            import skops.io
+        finally:
+            for name in hidden:
+                if name in sys.modules and sys.modules[name] is None:
+                    del sys.modules[name]
+    return skops.io
+
+
 def skops_audit(data: bytes) -> list[str]:
     """The types a skops file would construct that are not skops' defaults (what trusted=True loads).
 
     Auditing parses the whole file a second time, which costs as much as loading it, hence the cache.
     """
-    import skops.io as sio
-
+    sio = skops_io()
     return list(_cached(_AUDITS, data, lambda d: list(sio.get_untrusted_types(data=d))))
 
 
@@ -175,6 +205,9 @@ def _vet_schema(data: bytes) -> tuple[list[str], list[str]]:
     vetted: set[str] = set()
     refused: list[str] = []
     cached: set[str] = set()
+    # A file names the same few (kind, type) pairs thousands of times (a forest: one per tree and
+    # array); each verdict is taken once per walk, which was most of a first load's vetting.
+    verdicts: dict[tuple[str, str], str | None] = {}
     stack: list[Any] = [schema]
     while stack:  # iterative: a deeply nested file must not exhaust the recursion limit here
         node = stack.pop()
@@ -194,7 +227,8 @@ def _vet_schema(data: bytes) -> tuple[list[str], list[str]]:
         if loader == "CachedNode":  # a second reference to an object vetted where it first appears
             cached.add(path)
             continue
-        why = _refusal(str(loader), path)
+        key = (str(loader), path)
+        why = verdicts[key] if key in verdicts else verdicts.setdefault(key, _refusal(*key))
         if why is None:
             vetted.add(path)
         elif why not in refused:

@@ -31,7 +31,7 @@ import numpy as np
 
 from keel._optional import require
 from keel.errors import InvalidInputError, InvalidModelError, KeelError, UnsafeLoadError, UserCodeError
-from keel.registry._skops_vetting import check_tree_arrays, skops_audit, vet_skops
+from keel.registry._skops_vetting import check_tree_arrays, skops_audit, skops_io, vet_skops
 from keel.registry.flavor_base import BaseFlavor, Flavor, RecordsForm
 from keel.registry.flavor_lm import LMFlavor
 from keel.registry.flavor_policy import PolicyFlavor
@@ -69,16 +69,14 @@ class SklearnFlavor(_FittedOnArrays):
         return isinstance(model, BaseEstimator)
 
     def save(self, model: Any) -> bytes:
-        import skops.io as sio
-
-        return bytes(sio.dumps(model))
+        return bytes(skops_io().dumps(model))
 
     def audit(self, data: bytes, *, trusted: bool) -> None:
         if not trusted:
             vet_skops(data)
 
     def load(self, data: bytes, *, trusted: bool) -> Any:
-        import skops.io as sio
+        sio = skops_io()
         from skops.io.exceptions import UntrustedTypesFoundException
 
         try:

@@ -117,12 +117,8 @@ def create_app(
 
     if allowed_hosts is None:
         allowed_hosts = getattr(getattr(ws, "settings", None), "server_allowed_hosts", "")
-    _add_middleware(
-        app,
-        metrics,
-        HostPolicy.for_bind(bind_host, allowed_hosts),
-        Limits(upload=max_upload_bytes, json=max_json_bytes, small_json=max_small_json_bytes),
-    )
+    limits = Limits(upload=max_upload_bytes, json=max_json_bytes, small_json=max_small_json_bytes)
+    _add_middleware(app, metrics, HostPolicy.for_bind(bind_host, allowed_hosts), limits)
     return app
 
 

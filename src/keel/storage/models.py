@@ -9,12 +9,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Row, String, bindparam, cast, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from keel.entities import AliasEvent, ModelVersion, RegisteredModel, Signature
 from keel.errors import InvalidInputError, NotFoundError
 from keel.refs import Ref, check_name
 from keel.storage import schema as s
-from keel.storage._common import Transactional, now, retry_conflicts, upsert, utc
+from keel.storage._common import Transactional, now, retry_conflicts, utc
 from keel.storage.importance import importance_row, sample_owner
 
 __all__ = ["ModelStore"]
@@ -97,30 +98,31 @@ class ModelStore(Transactional):
         check_name(alias, what="alias")
         if alias == "latest" or alias.isdigit():
             raise InvalidInputError(f"{alias!r} cannot be an alias: it already means a version in references")
+        # Four prepared statements, one transaction: lock the model and get its id; the target
+        # version's row and where the alias points now; move it; record the event. (Built once:
+        # compiling an upsert per call cost more than running it.)
         with self.begin() as conn:
-            model_id = self._lock_model(conn, name)
-            target = conn.execute(select(mv.c.id).where(mv.c.model_id == model_id, mv.c.version == version)).scalar()
+            model_id = conn.execute(_LOCK_MODEL, {"model_name": name, "ts": now()}).scalar()
+            ts = now()  # once the lock is held: the history's order by time is the order of the moves
+            if model_id is None:
+                model_id = self._model_id(conn, name)  # raises NotFoundError with the names it knows
+            target, current = conn.execute(
+                _ALIAS_STATE, {"mid": model_id, "number": version, "alias_name": alias}
+            ).one()
             if target is None:
                 raise NotFoundError(f"Model {name!r} has no version {version}; {self._versions_hint(conn, model_id)}")
-            current = self._alias_version(conn, model_id, alias)
-            upsert(
-                conn,
-                s.model_aliases,
-                [{"model_id": model_id, "alias": alias, "model_version_id": target}],
-                ["model_id", "alias"],
-                ["model_version_id"],
-            )
-            ts = now()
+            conn.execute(_alias_upsert(conn.dialect.name), {"mid": model_id, "alias_name": alias, "target": target})
             conn.execute(
-                s.alias_events.insert().values(
-                    model_id=model_id,
-                    alias=alias,
-                    from_version=current,
-                    to_version=version,
-                    at=ts,
-                    author=author,
-                    reason=reason,
-                )
+                _ALIAS_EVENT,
+                {
+                    "model_id": model_id,
+                    "alias": alias,
+                    "from_version": current,
+                    "to_version": version,
+                    "at": ts,
+                    "author": author,
+                    "reason": reason,
+                },
             )
             return AliasEvent(name, alias, current, version, ts, author, reason)
 
@@ -348,6 +350,39 @@ _BY_ALIAS = (
     .where(rm.c.name == bindparam("model"), s.model_aliases.c.alias == bindparam("alias_name"))
 )
 _LATEST = _versions().where(rm.c.name == bindparam("model")).order_by(mv.c.version.desc()).limit(1)
+
+
+# -- alias moves: statements built once (see ModelStore.set_alias) --------------------------------
+# The model's id, its row write-locked until the transaction ends (as _lock_model, in one round trip).
+_LOCK_MODEL = (
+    rm.update().where(rm.c.name == bindparam("model_name")).values(updated_at=bindparam("ts")).returning(rm.c.id)
+)
+_target, _pointed = mv.alias("target"), mv.alias("pointed")
+_ALIAS_STATE = select(
+    select(_target.c.id)
+    .where(_target.c.model_id == bindparam("mid"), _target.c.version == bindparam("number"))
+    .scalar_subquery()
+    .label("target"),
+    select(_pointed.c.version)
+    .select_from(s.model_aliases.join(_pointed, _pointed.c.id == s.model_aliases.c.model_version_id))
+    .where(s.model_aliases.c.model_id == bindparam("mid"), s.model_aliases.c.alias == bindparam("alias_name"))
+    .scalar_subquery()
+    .label("current"),
+)
+_ALIAS_EVENT = s.alias_events.insert()
+_ALIAS_UPSERTS: dict[str, Any] = {}
+
+
+def _alias_upsert(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (model_id, alias) DO UPDATE of the alias's version, built once per dialect."""
+    stmt = _ALIAS_UPSERTS.get(dialect)
+    if stmt is None:
+        ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(s.model_aliases)
+        ins = ins.values(model_id=bindparam("mid"), alias=bindparam("alias_name"), model_version_id=bindparam("target"))
+        stmt = _ALIAS_UPSERTS[dialect] = ins.on_conflict_do_update(
+            index_elements=["model_id", "alias"], set_={"model_version_id": ins.excluded.model_version_id}
+        )
+    return stmt
 
 
 def _datasets_of(listed: str | None) -> tuple[str, ...]:

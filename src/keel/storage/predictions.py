@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, func, or_, select
 
 from keel.errors import ConflictError
 from keel.storage import schema as s
@@ -42,6 +42,25 @@ class PredictionSegment:
 
 def _owner(segment_id: int) -> str:
     return f"prediction_segment:{segment_id}"
+
+
+def _summary_owner(segment_id: int, key: str) -> str:
+    """A segment's summary (keel.monitoring.windowsummary) for one plan `key`: a blob reference
+    named after both, so that it goes with its segment and a check finds it by key."""
+    return f"prediction_summary:{segment_id}:{key}"
+
+
+def _drop_summaries(conn: Any, ids: list[int]) -> None:
+    """Delete the summary references of segments `ids` (every key): owners between
+    'prediction_summary:ID:' and 'prediction_summary:ID;' (';' sorts right after ':'), so the
+    owner index serves each range."""
+    br = s.blob_refs
+    for i in range(0, len(ids), 100):  # 100 ranges a statement: well inside SQLite's expression depth
+        ranges = [
+            and_(br.c.owner >= f"prediction_summary:{x}:", br.c.owner < f"prediction_summary:{x};")
+            for x in ids[i : i + 100]
+        ]
+        conn.execute(delete(br).where(or_(*ranges)))
 
 
 class PredictionStore(Transactional):
@@ -117,6 +136,7 @@ class PredictionStore(Transactional):
                 chunk = ids[i : i + _IN_CHUNK]
                 conn.execute(delete(s.blob_refs).where(s.blob_refs.c.owner.in_([_owner(x) for x in chunk])))
                 conn.execute(delete(ps).where(ps.c.id.in_(chunk)))
+            _drop_summaries(conn, ids)
             # Feedback always follows its prediction: what arrived before the cutoff is about
             # predictions older than it. Later feedback on deleted rows goes on a later pass.
             conn.execute(delete(pf).where(pf.c.received_at < cutoff))
@@ -143,6 +163,7 @@ class PredictionStore(Transactional):
             conn.execute(s.blob_refs.insert().values(digest=new.digest, owner=_owner(segment_id)))
             ids = [o.id for o in old]
             conn.execute(delete(s.blob_refs).where(s.blob_refs.c.owner.in_([_owner(x) for x in ids])))
+            _drop_summaries(conn, ids)
             if conn.execute(delete(ps).where(ps.c.id.in_(ids))).rowcount != len(ids):
                 # another process merged or deleted some of them first: keep its result, not a duplicate
                 raise ConflictError(
@@ -159,6 +180,32 @@ class PredictionStore(Transactional):
             size_bytes=new.size_bytes,
             created_at=created,
         )
+
+    # -- summaries -----------------------------------------------------------------------------
+    def add_summary(self, segment_id: int, key: str, digest: str) -> bool:
+        """Keep blob `digest` as segment `segment_id`'s summary for plan `key`; False (nothing
+        stored) when the segment is gone or already has one for that key."""
+        owner = _summary_owner(segment_id, key)
+        with self.begin() as conn:
+            if conn.execute(select(ps.c.id).where(ps.c.id == segment_id)).first() is None:
+                return False
+            if conn.execute(select(s.blob_refs.c.digest).where(s.blob_refs.c.owner == owner)).first() is not None:
+                return False
+            conn.execute(s.blob_refs.insert().values(digest=digest, owner=owner))
+        return True
+
+    def summaries(self, segment_ids: Iterable[int], key: str) -> dict[int, str]:
+        """{segment id: summary blob digest} of those segments with a summary for plan `key`."""
+        wanted = {_summary_owner(i, key): i for i in segment_ids}
+        owners = list(wanted)
+        out: dict[int, str] = {}
+        with self.connect() as conn:
+            for i in range(0, len(owners), _IN_CHUNK):
+                q = select(s.blob_refs.c.owner, s.blob_refs.c.digest).where(
+                    s.blob_refs.c.owner.in_(owners[i : i + _IN_CHUNK])
+                )
+                out.update((wanted[r.owner], r.digest) for r in conn.execute(q))
+        return out
 
     # -- feedback ------------------------------------------------------------------------------
     def save_feedback(self, model_name: str, values: dict[str, Any]) -> int:

@@ -114,3 +114,14 @@ def test_a_postgres_notification_reaches_another_listener(postgres_url: str, tmp
             assert time.monotonic() < deadline, "the notification never arrived"
             time.sleep(0.001)
         assert time.monotonic() - (deadline - 5) < 1.0
+
+
+def test_prediction_log_maintenance_is_skipped_while_another_process_holds_it(ws: keel.Workspace) -> None:
+    calls: list[str] = []
+    ws.predictions.apply_retention = lambda *a, **k: calls.append("retention") or 0  # type: ignore[method-assign]
+    assert _leases(ws).acquire("predlog-maintenance", "another process", ttl_s=30)
+    ws.predictions.maintain()
+    assert calls == []
+    _leases(ws).release("predlog-maintenance", "another process")
+    ws.predictions.maintain()
+    assert calls == ["retention"]
