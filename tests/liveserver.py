@@ -46,3 +46,20 @@ def live_server(
         yield live
     finally:
         live.stop()
+
+
+def announced_url(proc: Any, timeout_s: float = 120.0) -> str:
+    """The address a `keel serve` subprocess (text stdout, stderr merged in) prints once it is
+    ready; the process is killed and its output shown when it never does."""
+    assert proc.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        seen.append(line)
+        if "Dashboard: http://" in line:
+            return str(line.split("Dashboard: ")[1].split()[0].rstrip("/"))
+    proc.kill()
+    raise AssertionError("keel serve never announced its address; its output was:\n" + "".join(seen)[-3000:])

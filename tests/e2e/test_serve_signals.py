@@ -6,11 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+from liveserver import announced_url
 
 KEEL = str(Path(sys.executable).parent / "keel")
 
@@ -31,18 +31,7 @@ def _serve(tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
         text=True,
         env=_env(),
     )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 120
-    seen = []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line and proc.poll() is not None:
-            break
-        seen.append(line)
-        if "Dashboard: http://" in line:
-            return proc, line.split("Dashboard: ")[1].split()[0].rstrip("/")
-    proc.kill()
-    raise AssertionError("the server never announced its address; output was:\n" + "".join(seen))
+    return proc, announced_url(proc)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

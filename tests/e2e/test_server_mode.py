@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from liveserver import announced_url
 from unit.retraining.test_retraining import cancer, spec  # tests/ is on sys.path (pyproject pythonpath)
 
 import keel
@@ -52,18 +53,7 @@ def _start(args: list[str], env: dict[str, str], timeout_s: float = 120) -> tupl
         text=True,
         start_new_session=True,
     )
-    assert proc.stdout is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line and proc.poll() is not None:
-            break
-        seen.append(line)
-        if "Dashboard: http://" in line:
-            return proc, line.split("Dashboard: ")[1].split()[0].rstrip("/")
-    proc.kill()
-    raise AssertionError(f"keel serve did not announce its address: {''.join(seen)[-3000:]}")
+    return proc, announced_url(proc, timeout_s)
 
 
 def _stop(proc: subprocess.Popen[str]) -> str:
@@ -187,8 +177,9 @@ def _wait(ready: Any, message: str, timeout_s: float = 30.0) -> None:
 
 def test_workers_share_one_port_and_serve_an_alias_move_from_the_next_request(tmp_path: Path) -> None:
     """`keel serve --workers 2` on the embedded SQLite store: a move made by another process is
-    served by the very next request, whichever worker takes it; a worker that dies is replaced;
-    SIGTERM stops both, and every answered prediction is in the log once."""
+    served by the very next request, whichever worker takes it; a worker killed with SIGKILL is
+    replaced, and its replacement replays the rows it had answered; SIGTERM stops both, and every
+    answered prediction is in the log once."""
     home = tmp_path / "ws"
     ws = keel.Workspace(Settings(home=home))
     ws.datasets.add("cancer", cancer())
@@ -208,17 +199,20 @@ def test_workers_share_one_port_and_serve_an_alias_move_from_the_next_request(tm
             for target in (2, 1, 2):
                 ws.models.set_alias("tumor", "champion", version=target)
                 assert [_version(client, url) for _ in range(8)] == [target] * 8
-            workers[0].kill()
-            deadline = time.monotonic() + 60
-            while len(_workers(proc.pid)) < 2 or workers[0].pid in {w.pid for w in _workers(proc.pid)}:
-                assert time.monotonic() < deadline, "the dead worker was not replaced"
+            workers[0].kill()  # its answered rows are in its write-ahead file only
+            deadline = time.monotonic() + 120
+            # the replacement replays the dead worker's files as it starts, then deletes them
+            while any(p.name.startswith(f"{workers[0].pid}-") for p in (home / "predlog").iterdir()):
+                assert time.monotonic() < deadline, "the dead worker was not replaced, or its rows not replayed"
                 time.sleep(0.2)
+            assert len(_workers(proc.pid)) == 2
             assert {_version(client, url) for _ in range(6)} == {2}
     finally:
         out = _stop(proc)
     assert "exited with" in out  # the supervisor said a worker died and was started again
     ids = list(ws.predictions.window("tumor")["__id"])
-    assert len(ids) == len(set(ids)) and set(SENT) <= set(ids)
+    assert len(ids) == len(set(ids)), out
+    assert set(SENT) <= set(ids), f"{len(set(SENT) - set(ids))} answered predictions missing; server output:\n{out}"
     ws.close()
 
 

@@ -109,6 +109,7 @@ def create_app(
         app.router.on_shutdown.append(scheduler.stop)
     app.router.on_shutdown.append(predlog.close)
     if warmup is not None:
+        warmup.app = app
         app.router.on_startup.append(lambda: warmup.start(then=on_warm))
     metrics.registry.register(PredictionLogCollector(predlog))
     _add_routes(app)

@@ -43,7 +43,7 @@ def test_lightgbm_native_treeshap_equals_shap_and_adds_up(data: tuple[pd.DataFra
     ref_values = reference.values[:, :, 1] if reference.values.ndim == 3 else reference.values
     np.testing.assert_allclose(e.values, ref_values, atol=1e-6)
     np.testing.assert_allclose(e.outputs, model.predict(X.head(50), raw_score=True), atol=1e-6)
-    assert e.method.startswith("tree (LightGBM") and e.space == "log-odds" and e.target == 1
+    assert e.method == "tree (Keel exact TreeSHAP)" and e.space == "log-odds" and e.target == 1
     negative = explain_model(model, X.head(5), target=0)  # the other class: the same pushes, reversed
     np.testing.assert_allclose(negative.values, -e.values[:5], atol=1e-12)
 

@@ -99,7 +99,7 @@ def test_a_registered_lightgbm_model_gets_its_native_treeshap(ws: keel.Workspace
     )
     result = ws.explain("boost@1", X.head(5))
     assert (
-        result.explanation.method == "tree (LightGBM exact TreeSHAP)"
+        result.explanation.method == "tree (Keel exact TreeSHAP)"
     )  # the loaded wrapper is opened, not treated as a black box
     np.testing.assert_allclose(
         result.explanation.outputs, ws.models.load("boost@1").model.predict_raw(X.head(5)), atol=1e-6
@@ -164,7 +164,7 @@ def test_a_version_registered_with_its_training_input_stores_its_importance(ws: 
         "boost", lightgbm.LGBMClassifier(n_estimators=20, verbose=-1).fit(X, frame["target"]), trained_on=version, X=X
     )
     stored = ws._meta.importance.get("boost", 1)  # written with the version, in its transaction
-    assert stored is not None and stored["method"] == "tree (LightGBM exact TreeSHAP)" and 150 <= stored["rows"] <= 200
+    assert stored is not None and stored["method"] == "tree (Keel exact TreeSHAP)" and 150 <= stored["rows"] <= 200
     assert set(stored["importance"]) == set(X.columns) and max(stored["importance"].values()) > 0
     assert ws.importance("boost@latest") == stored
     with pytest.raises(keel.NotFoundError):
