@@ -637,7 +637,7 @@ def print_table(
         return f"{v:.2f} s"
 
     rows = [
-        ("start to ready (health 200)", "ready_s", secs, "ready_mlflow_over_keel"),
+        ("start to ready (Keel: warm)", "ready_s", secs, "ready_mlflow_over_keel"),
         ("start to first prediction", "first_prediction_s", secs, "first_prediction_mlflow_over_keel"),
         ("latency p50, 1 client", "p50_us", ms, "p50_mlflow_over_keel"),
         ("latency p99, 1 client", "p99_us", ms, "p99_mlflow_over_keel"),
