@@ -200,6 +200,15 @@ class PredictionLogger:
             )
         return kept
 
+    def open(self) -> None:
+        """Open the write-ahead file and start the writer now rather than on the first request
+        (a server's warm-up calls it, so that its first prediction does not pay for them)."""
+        with self._lock:
+            if self._wal_factory is not None and (self._wal is None or self._wal.closed):
+                self._wal = self._wal_factory()
+                self._wal_refs = {}
+            self._start_writer()
+
     def _log(self, entry: _Entry) -> tuple[bool, int]:
         """Buffer (or spill, or drop) one request; return (kept, write-ahead ticket: 0 none, -1 failed)."""
         n = len(entry.records)

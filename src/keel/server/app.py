@@ -109,7 +109,7 @@ def create_app(
         app.router.on_shutdown.append(scheduler.stop)
     app.router.on_shutdown.append(predlog.close)
     if warmup is not None:
-        warmup.app = app
+        warmup.app, warmup.predlog = app, predlog
         app.router.on_startup.append(lambda: warmup.start(then=on_warm))
     metrics.registry.register(PredictionLogCollector(predlog))
     _add_routes(app)
@@ -170,7 +170,7 @@ def _add_probes(app: FastAPI) -> None:
         """Ready to serve, with the schema revision: needs the reader role once tokens exist (/healthz does not).
         Under `keel serve`, ready only once every champion is loaded and has scored (503 "warming" before)."""
         warmup = server_state(request).warmup
-        if warmup is not None and not warmup.done.is_set():
+        if warmup is not None and not warmup.ready():
             return JSONResponse({"status": "warming", **warmup.status()}, status_code=503)
         try:
             revision = await run_in_threadpool(lambda: server_state(request).ws.schema_revision)

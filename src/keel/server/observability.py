@@ -87,8 +87,12 @@ class PredictionLogCollector:
         )
 
 
+WARMUP_SCOPE = "keel.warmup"  # set in the ASGI scope of the warm-up's in-process requests (no client can set it)
+
+
 class ObservabilityMiddleware:
-    """Pure ASGI middleware: a request id on every request and response, counts and latency per route."""
+    """Pure ASGI middleware: a request id on every request and response, counts and latency per route.
+    The warm-up's in-process requests (keel.server.warmup) are neither counted nor logged."""
 
     def __init__(self, app: Any, metrics: Metrics) -> None:
         self.app = app
@@ -96,7 +100,7 @@ class ObservabilityMiddleware:
         self.log = logging.getLogger("keel.server.access")
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get(WARMUP_SCOPE):
             await self.app(scope, receive, send)
             return
         incoming = ""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from keel.errors import ConflictError
 from keel.server.app import check_bind, create_app
 from keel.server.observability import configure_logging
+from keel.server.state import state_of
 
 if TYPE_CHECKING:
     from keel.workspace.facade import Workspace
@@ -84,8 +85,9 @@ class ServeOptions:
     log_format: str = "text"
 
 
-def run_app(ws: Workspace, sock: Any, options: ServeOptions, *, on_ready: Any = None) -> None:
-    """Serve `ws` on the listening `sock` in this process until stopped (SIGTERM, Ctrl-C)."""
+def run_app(ws: Workspace, sock: Any, options: ServeOptions, *, on_ready: Any = None, all_warm: Any = None) -> None:
+    """Serve `ws` on the listening `sock` in this process until stopped (SIGTERM, Ctrl-C).
+    `all_warm()` (several workers): whether every worker is warm, which /readyz waits for too."""
     import uvicorn
 
     app = create_app(
@@ -97,6 +99,9 @@ def run_app(ws: Workspace, sock: Any, options: ServeOptions, *, on_ready: Any = 
         warm=True,
         on_warm=on_ready,
     )
+    warmup = state_of(app).warmup
+    if warmup is not None:
+        warmup.others = all_warm
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     with _sigterm_stops_cleanly(server):

@@ -43,12 +43,16 @@ def supervise(settings: Settings, sock: Any, options: ServeOptions, *, workers: 
     """Run `workers` serving processes until SIGTERM or Ctrl-C; restart any that dies meanwhile."""
     ctx = multiprocessing.get_context("spawn")
     ready = ctx.Queue()
+    all_warm = ctx.Event()  # set once every worker is warm: until then no worker's /readyz says ready
     stopping = threading.Event()
     procs: dict[int, Any] = {}
 
     def start(index: int) -> None:
         proc = ctx.Process(
-            target=_worker, args=(settings, sock, options, index, ready), name=f"keel-serve-{index}", daemon=False
+            target=_worker,
+            args=(settings, sock, options, index, ready, all_warm),
+            name=f"keel-serve-{index}",
+            daemon=False,
         )
         proc.start()
         procs[index] = proc
@@ -58,6 +62,7 @@ def supervise(settings: Settings, sock: Any, options: ServeOptions, *, workers: 
         for i in range(workers):
             start(i)
         _wait_ready(ready, workers, procs, stopping)
+        all_warm.set()
         if on_ready is not None and not stopping.is_set():
             on_ready(options.host, options.port)
         while not stopping.wait(0.5):
@@ -101,7 +106,7 @@ def _stop(procs: dict[int, Any]) -> None:
             proc.join()
 
 
-def _worker(settings: Settings, sock: Any, options: ServeOptions, index: int, ready: Any) -> None:
+def _worker(settings: Settings, sock: Any, options: ServeOptions, index: int, ready: Any, all_warm: Any) -> None:
     """One serving process: its own workspace on the shared settings, the shared socket."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
     from keel.server.observability import configure_logging
@@ -111,6 +116,6 @@ def _worker(settings: Settings, sock: Any, options: ServeOptions, index: int, re
     configure_logging(options.log_level, options.log_format)
     ws = Workspace(settings)
     try:
-        run_app(ws, sock, options, on_ready=lambda: ready.put(index))
+        run_app(ws, sock, options, on_ready=lambda: ready.put(index), all_warm=all_warm.is_set)
     finally:
         ws.close()
