@@ -28,12 +28,15 @@ Compiled with numba (imported lazily, in `_treeshap_kernels.py`; the machine cod
 disk). Refused, with `UnsupportedTreeError`, so that callers fall back to `pred_contrib` or shap:
 categorical splits, linear trees, random-forest mode, paths over 62 distinct features, zero cover,
 missing values in a scikit-learn tree's input (its learned missing-value directions are not read).
-No GPU TreeSHAP: the machines this is built and tested on have no GPU, and untested GPU code is
-not shipped.
+`device="cuda"` runs the same computation as a `numba.cuda` kernel (`_treeshap_cuda.py`); "auto"
+picks it only for a real GPU and at least `GPU_MIN_ROWS` rows (below that, transfers and the
+kernel's compile outweigh the CPU's time). It is checked against the CPU path in numba's CUDA
+simulator; no real GPU has run it in this project's tests.
 """
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +48,8 @@ import pandas as pd
 
 from keel.errors import InvalidInputError
 
+logger = logging.getLogger(__name__)
+
 __all__ = ["TreeEnsemble", "UnsupportedTreeError", "parse_lightgbm", "parse_sklearn", "tree_predict", "tree_shap"]
 
 _MISSING = {"None": 0, "Zero": 1, "NaN": 2}
@@ -52,6 +57,8 @@ _MAX_FEATURES_ON_PATH = 62  # the failed-feature set of a path is a bit mask in 
 # Tabulating a leaf costs 2^D x D floats: the shortest paths first, up to this many floats (32 MB).
 _TABLE_BUDGET = 1 << 22
 _TABLE_MAX_DEPTH = 12
+GPU_MIN_ROWS = 10_000  # device="auto" uses a GPU from this many rows
+_DEVICES = ("auto", "cpu", "cuda")
 _PARSED: weakref.WeakKeyDictionary[Any, tuple[tuple[int, ...], TreeEnsemble]] = weakref.WeakKeyDictionary()
 
 
@@ -319,16 +326,47 @@ def _weights(depth: int) -> np.ndarray:
     return w
 
 
-def tree_shap(model: Any, X: Any) -> tuple[np.ndarray, np.ndarray]:
+def _pick_device(device: str, rows: int) -> str:
+    """ "cpu" or "cuda" for `device` and this many rows (see `tree_shap`)."""
+    if device not in _DEVICES:
+        raise InvalidInputError(f"device must be one of {', '.join(_DEVICES)}, got {device!r}")
+    if device == "cpu" or (device == "auto" and rows < GPU_MIN_ROWS):
+        return "cpu"  # decided before numba.cuda is imported: the CPU path never loads it
+    from keel.explain._treeshap_cuda import cuda_available, real_gpu
+
+    if device == "auto":  # never numba's CUDA simulator: it is far slower than the CPU path
+        return "cuda" if real_gpu() else "cpu"
+    if not cuda_available():
+        raise InvalidInputError(
+            "device='cuda' needs an NVIDIA GPU with its CUDA driver, and numba.cuda.is_available() is "
+            "False on this machine; use device='cpu' (or 'auto', which uses a GPU only when there is one)"
+        )
+    return "cuda"
+
+
+def tree_shap(model: Any, X: Any, *, device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Exact path-dependent SHAP values of `X`'s rows: `(values[rows, outputs, features], base[outputs])`,
     in the raw (margin / log-odds) space; `base + values.sum(axis=2)` is the raw prediction.
 
     `model`: a LightGBM Booster or estimator, or a `TreeEnsemble`. Raises `UnsupportedTreeError`
-    for trees it does not compute (see the module's docstring)."""
+    for trees it does not compute (see the module's docstring). `device`: "cpu"; "cuda" (a GPU
+    through numba.cuda, `InvalidInputError` when there is none; same values to rounding); "auto":
+    "cuda" on a real GPU for at least `GPU_MIN_ROWS` rows, else "cpu"."""
     from keel.explain._treeshap_kernels import shap_rows
 
     e = _ensemble(model)
     Xa = _matrix(X, e)
+    if _pick_device(device, len(Xa)) == "cuda":
+        from keel.explain._treeshap_cuda import shap_rows_cuda
+
+        try:
+            return shap_rows_cuda(e, Xa), e.base.copy()
+        except Exception as exc:
+            # The kernel is checked against the CPU path in numba's CUDA simulator only: a GPU whose
+            # toolchain refuses it must not cost the user an explanation that "auto" can give on the CPU.
+            if device != "auto":
+                raise
+            logger.warning("GPU TreeSHAP failed (%s); computing on the CPU", exc)
     out = np.zeros((len(Xa), e.n_outputs, e.n_features))
     shap_rows(
         Xa, e.left, e.right, e.feature, e.threshold, e.missing, e.default_left, e.pos, e.leaf_of,
