@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 
 import keel
 from keel.entities import Role
+from keel.server.state import state_of
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit" / "genai"))
 from _lm_fixtures import train_tiny  # noqa: E402
@@ -82,6 +83,10 @@ def test_whole_and_streamed_text_are_equal_under_a_seed(client: Any) -> None:
     assert {k: done[k] for k in ("finish_reason", "prompt_tokens", "completion_tokens", "version")} == {
         k: w[k] for k in ("finish_reason", "prompt_tokens", "completion_tokens", "version")
     }
+    # both counted in the metrics: the streamed one too, once its last token was sent
+    metrics = client.get("/metrics").text
+    assert 'keel_predictions_total{model="tiny",version="2"} 2.0' in metrics
+    assert 'keel_prediction_duration_seconds_count{model="tiny",version="2"} 2.0' in metrics
 
 
 @pytest.mark.parametrize(
@@ -108,6 +113,7 @@ def test_limits_are_422_naming_the_field(client: Any, body: dict[str, Any], fiel
 def test_a_model_that_is_not_a_language_model_is_refused(client: Any) -> None:
     r = client.post("/api/v1/models/linear/generate", json={"prompt": "hello"}, headers=JSON)
     assert r.status_code == 400 and "not a language model" in r.json()["error"]["detail"]
+    assert ("linear", 1) not in state_of(client.app).cache.keys()  # refused before its artifact was read
     assert client.post("/api/v1/models/nothing/generate", json={"prompt": "x"}, headers=JSON).status_code == 404
 
 

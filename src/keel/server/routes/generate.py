@@ -16,7 +16,7 @@ counts (`prompt`, `prompt_tokens`, `completion_tokens`, `finish_reason`, `temper
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
@@ -78,6 +78,19 @@ GENERATE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+async def _lm_for(request: Request, name: str, alias: str | None, version: int | None) -> LoadedModel:
+    """The language model a request names; a version of another flavour is refused from its record,
+    before its artifact is read (a cached model is checked as it is)."""
+    cache = server_state(request).cache
+    model = cache.lookup(name, alias, version)
+    if model is None:
+        info = await run_in_threadpool(server_state(request).ws.models.get, f"{name}@{cache.requested(alias, version)}")
+        require_lm(info)
+        model = await _model_for(request, name, alias, version)
+    require_lm(model.info)
+    return model
+
+
 @router.post("/models/{name}/generate", tags=["predict"], responses=GENERATE_RESPONSES)
 async def generate(
     name: str,
@@ -106,12 +119,12 @@ async def generate(
         )
     except LimitError as exc:
         raise HTTPProblem(422, str(exc), field=exc.field) from None
-    model = await _model_for(request, name, alias, version)
-    require_lm(model.info)
+    model = await _lm_for(request, name, alias, version)
     ids, at_ms = state.predlog.new_ids(1)
     log = _Log(state.predlog, model, body.prompt, sampling, ids, at_ms, maker(who), stream=body.stream)
     if body.stream:
-        return StreamingResponse(_events(model, body.prompt, sampling, log), media_type="text/event-stream")
+        events = _events(model, body.prompt, sampling, log, lambda s: _observe(request, model, 1, s))
+        return StreamingResponse(events, media_type="text/event-stream")
     start = time.perf_counter()
     try:
         made = await run_in_threadpool(complete, model.model, body.prompt, sampling)
@@ -124,14 +137,18 @@ async def generate(
     return Response(orjson.dumps(_summary(model, ids[0], made, elapsed)), media_type="application/json")
 
 
-def _events(model: LoadedModel, prompt: str, sampling: Sampling, log: _Log) -> Iterator[bytes]:
-    """The server-sent events of one generation; iterated in the threadpool by StreamingResponse."""
+def _events(
+    model: LoadedModel, prompt: str, sampling: Sampling, log: _Log, observe: Callable[[float], None]
+) -> Iterator[bytes]:
+    """The server-sent events of one generation; iterated in the threadpool by StreamingResponse.
+    `observe(seconds)` counts a finished generation in the metrics, as a whole one is counted."""
     start = time.perf_counter()
     try:
         for item in complete_stream(model.model, prompt, sampling):
             if not isinstance(item, str):  # the last item: the whole Generation
                 elapsed = time.perf_counter() - start
                 log.write(item, elapsed)
+                observe(elapsed)
                 summary = _summary(model, log.ids[0], item, elapsed)
                 yield b"event: done\ndata: " + orjson.dumps(summary) + b"\n\n"
             else:
