@@ -19,6 +19,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
@@ -80,9 +81,12 @@ class ModelCache:
                 self._items.move_to_end(key)
             return model
 
-    def resolve(self, name: str, alias: str | None, version: int | None) -> Any:
+    def resolve(
+        self, name: str, alias: str | None, version: int | None, *, accept: Callable[[Any], None] | None = None
+    ) -> Any:
         """The model a request names (requested()). Blocking: one indexed query (and a load, the
-        first time a version is asked for)."""
+        first time a version is asked for). `accept(version_record)` may refuse the version (raise)
+        before its artifact is read."""
         wanted = self.requested(alias, version)
         if isinstance(wanted, int):
             info = self._ws.models.get(f"{name}@{wanted}")
@@ -94,6 +98,8 @@ class ModelCache:
                 self._aliases[ref] = (time.monotonic(), generation, info.version)
             finally:
                 self._refreshing.pop(ref, None)
+        if accept is not None:
+            accept(info)
         return self.get(info.name, info.version)
 
     # -- models ---------------------------------------------------------------------------

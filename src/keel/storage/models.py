@@ -102,10 +102,8 @@ class ModelStore(Transactional):
         # version's row and where the alias points now; move it; record the event. (Built once:
         # compiling an upsert per call cost more than running it.)
         with self.begin() as conn:
-            model_id = conn.execute(_LOCK_MODEL, {"model_name": name, "ts": now()}).scalar()
+            model_id = self._lock_model(conn, name)
             ts = now()  # once the lock is held: the history's order by time is the order of the moves
-            if model_id is None:
-                model_id = self._model_id(conn, name)  # raises NotFoundError with the names it knows
             target, current = conn.execute(
                 _ALIAS_STATE, {"mid": model_id, "number": version, "alias_name": alias}
             ).one()
@@ -256,9 +254,8 @@ class ModelStore(Transactional):
         the next one starts from. A write is what takes the lock on SQLite (whose reads take
         none) and it also locks on PostgreSQL, even for an alias that has no row yet.
         """
-        model_id = self._model_id(conn, name)
-        conn.execute(rm.update().where(rm.c.id == model_id).values(updated_at=now()))
-        return model_id
+        model_id = conn.execute(_LOCK_MODEL, {"model_name": name, "ts": now()}).scalar()  # one round trip
+        return model_id if model_id is not None else self._model_id(conn, name)  # NotFoundError, naming the known
 
     def _alias_version(self, conn: Connection, model_id: int, alias: str) -> int | None:
         return conn.execute(
@@ -353,7 +350,7 @@ _LATEST = _versions().where(rm.c.name == bindparam("model")).order_by(mv.c.versi
 
 
 # -- alias moves: statements built once (see ModelStore.set_alias) --------------------------------
-# The model's id, its row write-locked until the transaction ends (as _lock_model, in one round trip).
+# The model's id, its row write-locked until the transaction ends (ModelStore._lock_model).
 _LOCK_MODEL = (
     rm.update().where(rm.c.name == bindparam("model_name")).values(updated_at=bindparam("ts")).returning(rm.c.id)
 )

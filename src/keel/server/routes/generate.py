@@ -78,19 +78,6 @@ GENERATE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _lm_for(request: Request, name: str, alias: str | None, version: int | None) -> LoadedModel:
-    """The language model a request names; a version of another flavour is refused from its record,
-    before its artifact is read (a cached model is checked as it is)."""
-    cache = server_state(request).cache
-    model = cache.lookup(name, alias, version)
-    if model is None:
-        info = await run_in_threadpool(server_state(request).ws.models.get, f"{name}@{cache.requested(alias, version)}")
-        require_lm(info)
-        model = await _model_for(request, name, alias, version)
-    require_lm(model.info)
-    return model
-
-
 @router.post("/models/{name}/generate", tags=["predict"], responses=GENERATE_RESPONSES)
 async def generate(
     name: str,
@@ -119,7 +106,8 @@ async def generate(
         )
     except LimitError as exc:
         raise HTTPProblem(422, str(exc), field=exc.field) from None
-    model = await _lm_for(request, name, alias, version)
+    model = await _model_for(request, name, alias, version, accept=require_lm)  # refused before it is loaded
+    require_lm(model.info)  # (a cached one was loaded for /predict, maybe)
     ids, at_ms = state.predlog.new_ids(1)
     log = _Log(state.predlog, model, body.prompt, sampling, ids, at_ms, maker(who), stream=body.stream)
     if body.stream:

@@ -44,17 +44,22 @@ def _one_reference(alias: str | None, version: int | None) -> None:
         raise HTTPProblem(400, "Give ?alias= or ?version=, not both", field="version")
 
 
-def resolve(request: Request, name: str, alias: str | None, version: int | None) -> LoadedModel:
-    """The model for this request (see ModelCache.requested). Blocking."""
+def resolve(request: Request, name: str, alias: str | None, version: int | None, accept: Any = None) -> LoadedModel:
+    """The model for this request (see ModelCache.requested). Blocking. `accept(version_record)`
+    may refuse the version before its artifact is read (ModelCache.resolve)."""
     _one_reference(alias, version)
-    return server_state(request).cache.resolve(name, alias, version)  # cache.py says when aliases are re-read
+    # cache.py says when aliases are re-read
+    return server_state(request).cache.resolve(name, alias, version, accept=accept)
 
 
-async def _model_for(request: Request, name: str, alias: str | None, version: int | None) -> LoadedModel:
-    """resolve(), answered from memory when the cache can (no thread hop), else in a worker thread."""
+async def _model_for(
+    request: Request, name: str, alias: str | None, version: int | None, accept: Any = None
+) -> LoadedModel:
+    """resolve(), answered from memory when the cache can (no thread hop), else in a worker thread.
+    A model from memory was loaded, so accepted, before: the caller checks it again if it must."""
     _one_reference(alias, version)
     model = server_state(request).cache.lookup(name, alias, version)
-    return model if model is not None else await run_in_threadpool(resolve, request, name, alias, version)
+    return model if model is not None else await run_in_threadpool(resolve, request, name, alias, version, accept)
 
 
 def _records(body: Any) -> list[dict[str, Any]]:
